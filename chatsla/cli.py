@@ -1,0 +1,152 @@
+"""The ``chatsla`` command line (click).
+
+Errors are one plain line on stderr with exit code 2, never a traceback. Subcommands import
+their modules lazily so ``chatsla audit`` does not pay for Faust or Kafka imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from chatsla.core.policy import DEFAULT_POLICY, PolicyError, load_policy
+from chatsla.core.timefmt import parse_duration, parse_time
+
+EXIT_USAGE = 2
+
+
+class CliError(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class LazyGroup(click.Group):
+    """Commands named here are imported only when run (or listed in --help)."""
+
+    lazy = {
+        "dev": "chatsla.dev.cli:dev",
+        "simulate": "chatsla.simulate:simulate",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="chatsla")
+def cli() -> None:
+    """chatsla: live 24 h reply rate and penalty risk for marketplace sellers' chat."""
+
+
+def parse_time_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    t = parse_time(value)
+    if t is None:
+        raise CliError(f"{name} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
+    return t
+
+
+def policy_option(spec: str):
+    try:
+        return load_policy(spec)
+    except PolicyError as e:
+        raise CliError(str(e)) from None
+
+
+def engine_config(allowed_lateness: str, default_timezone: str):
+    from chatsla.core.engine import EngineConfig
+    from schemas.decode import valid_timezone
+
+    try:
+        lateness = parse_duration(allowed_lateness)
+    except ValueError as e:
+        raise CliError(f"--allowed-lateness: {e}") from None
+    if not valid_timezone(default_timezone):
+        raise CliError(f"--default-timezone: unknown IANA time zone {default_timezone!r}")
+    return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone)
+
+
+@cli.command()
+@click.argument("events", metavar="EVENTS.jsonl")
+@click.option("--until", help="Advance the watermark to this RFC 3339 time at the end of input "
+              "(default: the last event time).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
+@click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
+              help="Policy id@version, bare id (its current version) or a policy JSON file.")
+@click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
+              show_default=True, help="Which records --format csv prints.")
+@click.option("--allowed-lateness", default="2min", show_default=True, help="R6.2 allowed lateness.")
+@click.option("--default-timezone", default="UTC", show_default=True, help="Zone of shops never told theirs (R1).")
+def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_spec: str, records: str,
+          allowed_lateness: str, default_timezone: str) -> None:
+    """Audit a JSONL export of R1 events (both schemas, log order; '-' for stdin, .gz accepted)."""
+    from chatsla.audit import open_events, run_audit
+    from chatsla import report as render
+
+    until_t = parse_time_option(until, "--until")
+    policy = policy_option(policy_spec)
+    config = engine_config(allowed_lateness, default_timezone)
+    try:
+        f = open_events(events)
+    except FileNotFoundError:
+        raise CliError(f"file not found: {events}") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise CliError(f"cannot read {events}: {e.strerror}") from None
+
+    err = sys.stderr
+
+    def on_invalid(line_no: int, reason: str) -> None:
+        err.write(f"{events}:{line_no}: invalid event: {reason}\n")
+
+    with f:
+        try:
+            result = run_audit(f, policy, config, until_t, shops or None, on_invalid)
+        except OSError as e:  # e.g. a truncated .gz
+            raise CliError(f"cannot read {events}: {e}") from None
+    if fmt == "json":
+        sys.stdout.buffer.write(render.to_json(result))
+    elif fmt == "csv":
+        sys.stdout.write(render.to_csv(result, records))
+    else:
+        from rich.console import Console
+
+        render.print_table(result, Console() if sys.stdout.isatty() else Console(width=120))
+
+
+@cli.command()
+def policies() -> None:
+    """List the bundled policies (RULES R7)."""
+    from chatsla.core.policy import available
+
+    for ref in available():
+        p = load_policy(ref)
+        click.echo(f"{ref}\t{p.source}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="chatsla", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        name = e.ctx.command_path if getattr(e, "ctx", None) is not None else "chatsla"
+        sys.stderr.write(f"{name}: error: {e.format_message()}\n")
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
+    except click.Abort:
+        sys.stderr.write("chatsla: aborted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Shop calendars: vacation mode and the shop's week (RULES R4, R5.1).
+
+Weeks run Monday 00:00 to Monday 00:00 in the shop's time zone; a session belongs to the week of
+its ``opened_at`` in the zone in force at that moment. Week bounds are cached per shop because
+every buyer message needs its week (R4 volume) and zoneinfo arithmetic is comparatively slow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from chatsla.core.timefmt import from_datetime, to_datetime
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def week_bounds(t: int, tz: str, week_starts_on: int = 0) -> tuple[int, int, str]:
+    """(start µs, end µs, start date ``YYYY-MM-DD``) of the local week containing ``t``."""
+    z = zone(tz)
+    local = to_datetime(t).astimezone(z)
+    start_date = local.date() - timedelta(days=(local.weekday() - week_starts_on) % 7)
+    start = datetime.combine(start_date, time(0), tzinfo=z)
+    end = datetime.combine(start_date + timedelta(days=7), time(0), tzinfo=z)
+    return from_datetime(start), from_datetime(end), start_date.isoformat()
+
+
+class Week:
+    """Per shop and week counters of R5.3; ``pending`` counts sessions not yet decided (R3)."""
+
+    __slots__ = ("start", "end", "week_start", "sessions", "replied", "pending", "buyer_messages", "status", "late")
+
+    def __init__(self, start: int, end: int, week_start: str) -> None:
+        self.start = start
+        self.end = end
+        self.week_start = week_start
+        self.sessions = 0
+        self.replied = 0
+        self.pending = 0
+        self.buyer_messages = 0
+        self.status: str | None = None  # None until the week ends, then "provisional" / "final"
+        self.late = False
+
+    def to_list(self) -> list:
+        return [self.start, self.end, self.week_start, self.sessions, self.replied, self.pending,
+                self.buyer_messages, self.status, self.late]
+
+    @classmethod
+    def from_list(cls, v: list) -> "Week":
+        w = cls(v[0], v[1], v[2])
+        w.sessions, w.replied, w.pending, w.buyer_messages, w.status, w.late = v[3:9]
+        return w
+
+
+class Shop:
+    """A shop's calendar state as of the latest processed event time."""
+
+    __slots__ = ("shop_id", "tz", "vacation", "weeks", "_cur")
+
+    def __init__(self, shop_id: str, tz: str) -> None:
+        self.shop_id = shop_id
+        self.tz = tz
+        self.vacation = False
+        self.weeks: dict[str, Week] = {}
+        self._cur: Week | None = None  # the week of the latest lookup: nearly every lookup hits it
+
+    def week_of(self, t: int, week_starts_on: int) -> tuple[Week, bool]:
+        """The week containing ``t`` and whether it was created by this call."""
+        cur = self._cur
+        if cur is not None and cur.start <= t < cur.end:
+            return cur, False
+        start, end, label = week_bounds(t, self.tz, week_starts_on)
+        w = self.weeks.get(label)
+        created = w is None
+        if created:
+            w = self.weeks[label] = Week(start, end, label)
+        self._cur = w
+        return w, created
+
+    def set_timezone(self, tz: str) -> None:
+        self.tz = tz
+        self._cur = None
+
+    def to_list(self) -> list:
+        return [self.shop_id, self.tz, self.vacation, [w.to_list() for w in self.weeks.values()]]
+
+    @classmethod
+    def from_list(cls, v: list) -> "Shop":
+        s = cls(v[0], v[1])
+        s.vacation = v[2]
+        for wl in v[3]:
+            w = Week.from_list(wl)
+            s.weeks[w.week_start] = w
+        return s

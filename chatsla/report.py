@@ -1,0 +1,72 @@
+"""Rendering a :class:`~chatsla.audit.Report` as JSON (machines), CSV (spreadsheets) or a table
+(people). JSON is byte-stable: fixed key order, sorted lists, no run-dependent values (R6.1)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from chatsla.audit import Report
+
+FORMATS = ("table", "json", "csv")
+SESSION_COLUMNS = ("session_id", "shop_id", "conversation_id", "opened_at", "first_reply_at", "first_reply_by",
+                   "closed_at", "close_reason", "replied_within_24h", "decided_at", "excluded", "late",
+                   "week_start", "policy_id", "policy_version")
+ASSESSMENT_COLUMNS = ("shop_id", "week_start", "sessions", "replied_24h", "rate", "buyer_messages", "outcome",
+                      "violation_points", "status", "pending", "late", "policy_id", "policy_version")
+
+
+def to_json(report: Report) -> bytes:
+    return orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _csv_value(v: object) -> object:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
+def to_csv(report: Report, records: str = "assessments") -> str:
+    rows, columns = (report.sessions, SESSION_COLUMNS) if records == "sessions" else (
+        report.assessments, ASSESSMENT_COLUMNS)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_csv_value(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f} %"
+
+
+def print_table(report: Report, console: Console) -> None:
+    s = report.stats
+    t = Table(title=f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})")
+    for col, justify in (("shop", "left"), ("week", "left"), ("sessions", "right"), ("replied", "right"),
+                         ("rate", "right"), ("buyer msgs", "right"), ("outcome", "left"), ("points", "right"),
+                         ("status", "left")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    styles = {"ok": "green", "warning": "yellow", "violation": "bold red", "not_assessed": "dim"}
+    for a in report.assessments:
+        t.add_row(a["shop_id"], a["week_start"], str(a["sessions"]), str(a["replied_24h"]), _pct(a["rate"]),
+                  str(a["buyer_messages"]), f"[{styles[a['outcome']]}]{a['outcome']}[/]",
+                  str(a["violation_points"]), a["status"] + (" (late)" if a["late"] else ""))
+    console.print(t)
+    if not report.assessments:
+        console.print("No week has ended by the watermark yet: assessments appear once a week is over (R5.6).")
+    reasons = ", ".join(f"{k} {v}" for k, v in s["invalid_by_reason"].items()) or "none"
+    closed = ", ".join(f"{k} {v}" for k, v in s["sessions_closed"].items()) or "none"
+    console.print(
+        f"events read {s['read']}, valid {s['valid']}, duplicate {s['duplicate']}, late {s['late']}, "
+        f"invalid {s['invalid']} ({reasons})\n"
+        f"sessions opened {s['sessions_opened']}, closed: {closed}; outreach messages {s['outreach']}\n"
+        f"watermark {s['watermark']}"
+    )

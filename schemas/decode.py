@@ -1,0 +1,145 @@
+"""Bytes -> typed event, or a precise machine-readable reason (RULES R1).
+
+Runs on every record, so it checks fields by hand instead of running a general JSON Schema
+validator; ``tests/test_schemas.py`` keeps it in step with the JSON Schema files beside it.
+Reasons have the form ``<code>`` or ``<code>:<field>``:
+
+``not_json``, ``not_object``, ``missing_field:F``, ``bad_type:F`` (wrong JSON type or empty id),
+``bad_value:F`` (not one of the allowed values), ``bad_time:F`` (not RFC 3339 with an offset),
+``bad_timezone:timezone`` (not an IANA zone), ``unknown_schema:schema``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from chatsla.core.timefmt import parse_time
+from schemas.events import (
+    CHAT_SCHEMA,
+    DEFAULT_PLATFORM,
+    KINDS,
+    MESSAGE_TYPES,
+    SENDERS,
+    SHOP_EVENT_TYPES,
+    SHOP_SCHEMA,
+    ChatMessage,
+    Invalid,
+    ShopEvent,
+)
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+@lru_cache(maxsize=1024)
+def valid_timezone(name: str) -> bool:
+    if not name or name.startswith("/") or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _required_id(obj: dict, field: str) -> str | Invalid:
+    v = obj.get(field)
+    if type(v) is str and v:
+        return v
+    if v is None:
+        return Invalid("missing_field:" + field)
+    return Invalid("bad_type:" + field)
+
+
+def _decode_chat(obj: dict) -> ChatMessage | Invalid:
+    get = obj.get
+    event_id = get("event_id")
+    shop_id = get("shop_id")
+    conversation_id = get("conversation_id")
+    sender = get("sender")
+    sent_at = get("sent_at")
+    # Fast path: all present with the right types; details only when something is off.
+    if not (type(event_id) is str and event_id and type(shop_id) is str and shop_id
+            and type(conversation_id) is str and conversation_id):
+        for field in ("event_id", "shop_id", "conversation_id"):
+            r = _required_id(obj, field)
+            if type(r) is Invalid:
+                return r
+    if sender not in SENDERS:
+        if sender is None:
+            return Invalid("missing_field:sender")
+        return Invalid("bad_value:sender" if type(sender) is str else "bad_type:sender")
+    if type(sent_at) is not str:
+        return Invalid("missing_field:sent_at" if sent_at is None else "bad_type:sent_at")
+    t = parse_time(sent_at)
+    if t is None:
+        return Invalid("bad_time:sent_at", sent_at[:64])
+    kind = get("kind", "message")
+    if kind != "message":
+        if kind not in KINDS:
+            return Invalid("bad_value:kind" if type(kind) is str else "bad_type:kind")
+        if sender != "seller" and sender != "system":
+            return Invalid("bad_value:kind", "only seller or system can close a conversation")
+    message_type = get("message_type", "text")
+    if message_type != "text" and message_type not in MESSAGE_TYPES:
+        return Invalid("bad_value:message_type" if type(message_type) is str else "bad_type:message_type")
+    platform = get("platform", DEFAULT_PLATFORM)
+    if type(platform) is not str or not platform:
+        return Invalid("bad_type:platform")
+    return ChatMessage(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
+
+
+def _decode_shop(obj: dict) -> ShopEvent | Invalid:
+    for field in ("event_id", "shop_id"):
+        r = _required_id(obj, field)
+        if type(r) is Invalid:
+            return r
+    typ = obj.get("type")
+    if typ not in SHOP_EVENT_TYPES:
+        if typ is None:
+            return Invalid("missing_field:type")
+        return Invalid("bad_value:type" if type(typ) is str else "bad_type:type")
+    at = obj.get("at")
+    if type(at) is not str:
+        return Invalid("missing_field:at" if at is None else "bad_type:at")
+    t = parse_time(at)
+    if t is None:
+        return Invalid("bad_time:at", at[:64])
+    tz = None
+    if typ == "timezone":
+        tz = obj.get("timezone")
+        if tz is None:
+            return Invalid("missing_field:timezone")
+        if type(tz) is not str:
+            return Invalid("bad_type:timezone")
+        if not valid_timezone(tz):
+            return Invalid("bad_timezone:timezone", tz[:64])
+    return ShopEvent(obj["event_id"], obj["shop_id"], typ, t, tz)
+
+
+def decode_obj(obj: object) -> ChatMessage | ShopEvent | Invalid:
+    """Validate an already-parsed JSON value (used by the Kafka adapters' deserialisers too)."""
+    if type(obj) is not dict:
+        return Invalid("not_object")
+    schema = obj.get("schema")
+    if schema == CHAT_SCHEMA:
+        return _decode_chat(obj)
+    if schema == SHOP_SCHEMA:
+        return _decode_shop(obj)
+    if schema is None:
+        return Invalid("missing_field:schema")
+    if type(schema) is not str:
+        return Invalid("bad_type:schema")
+    return Invalid("unknown_schema:schema", schema[:64])
+
+
+def decode(raw: bytes | bytearray | memoryview | str) -> ChatMessage | ShopEvent | Invalid:
+    """One record's bytes -> event or :class:`Invalid`; never raises."""
+    try:
+        obj = _loads(raw)
+    except _JSONDecodeError:
+        return Invalid("not_json")
+    return decode_obj(obj)

@@ -1,0 +1,80 @@
+"""Typed input events of wire format v1 (RULES R1).
+
+Plain ``__slots__`` classes: they are created once per input event, so they must be cheap to build
+and small; message text and buyer identity are never carried (R1).
+"""
+
+from __future__ import annotations
+
+CHAT_SCHEMA = "chat.message/v1"
+SHOP_SCHEMA = "shop.event/v1"
+
+SENDERS = frozenset({"buyer", "seller", "auto_reply", "system"})
+KINDS = frozenset({"message", "close"})
+MESSAGE_TYPES = frozenset({"text", "image", "video", "emoji", "sticker", "product_card", "order_card", "other"})
+SHOP_EVENT_TYPES = frozenset({"vacation_on", "vacation_off", "timezone"})
+DEFAULT_PLATFORM = "tiktok_shop"
+
+
+class ChatMessage:
+    """``chat.message/v1``; ``t`` is ``sent_at`` in microseconds (event time, R6)."""
+
+    __slots__ = ("event_id", "shop_id", "conversation_id", "platform", "sender", "kind", "message_type", "t")
+
+    def __init__(
+        self,
+        event_id: str,
+        shop_id: str,
+        conversation_id: str,
+        sender: str,
+        t: int,
+        kind: str = "message",
+        message_type: str = "text",
+        platform: str = DEFAULT_PLATFORM,
+    ) -> None:
+        self.event_id = event_id
+        self.shop_id = shop_id
+        self.conversation_id = conversation_id
+        self.sender = sender
+        self.t = t
+        self.kind = kind
+        self.message_type = message_type
+        self.platform = platform
+
+    def __repr__(self) -> str:
+        return (
+            f"ChatMessage({self.event_id!r}, {self.shop_id!r}, {self.conversation_id!r}, "
+            f"{self.sender!r}, t={self.t}, kind={self.kind!r})"
+        )
+
+
+class ShopEvent:
+    """``shop.event/v1``: vacation mode and the shop's time zone (R1, R4, R5.1)."""
+
+    __slots__ = ("event_id", "shop_id", "type", "timezone", "t")
+
+    def __init__(self, event_id: str, shop_id: str, type: str, t: int, timezone: str | None = None) -> None:
+        self.event_id = event_id
+        self.shop_id = shop_id
+        self.type = type
+        self.t = t
+        self.timezone = timezone
+
+    def __repr__(self) -> str:
+        return f"ShopEvent({self.event_id!r}, {self.shop_id!r}, {self.type!r}, t={self.t}, tz={self.timezone!r})"
+
+
+Event = ChatMessage | ShopEvent
+
+
+class Invalid:
+    """Why a record could not be decoded: ``reason`` is machine-readable (``missing_field:shop_id``)."""
+
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Invalid({self.reason!r})"
