@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable, Iterable
 
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
+from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
 from schemas.decode import decode
 from schemas.events import Invalid
@@ -37,29 +38,33 @@ class Report:
 
 
 class Collector:
-    """Keeps the latest record per session and per shop-week, as a compacted topic would."""
+    """Keeps the latest record per session and per shop-week, as a compacted topic would.
+
+    Stores the engine's raw tuples and formats only the survivors at report time.
+    """
 
     def __init__(self) -> None:
-        self.sessions: dict[tuple[str, str], dict] = {}
-        self.assessments: dict[tuple[str, str], dict] = {}
+        self.sessions: dict[tuple, tuple] = {}
+        self.assessments: dict[tuple, tuple] = {}
 
-    def __call__(self, kind: str, record: dict) -> None:
+    def __call__(self, kind: str, raw: tuple) -> None:
         if kind == ASSESSMENT:
-            self.assessments[(record["shop_id"], record["week_start"])] = record
+            self.assessments[(raw[0], raw[1])] = raw
         else:
-            self.sessions[(record["shop_id"], record["session_id"])] = record
+            self.sessions[(raw[0], raw[1], raw[2])] = raw
 
-    def report(self, stats: dict, shops: Iterable[str] | None = None) -> Report:
+    def report(self, stats: dict, policy: Policy, shops: Iterable[str] | None = None) -> Report:
         wanted = set(shops) if shops else None
-        sessions = sorted(
-            (r for r in self.sessions.values() if wanted is None or r["shop_id"] in wanted),
-            key=lambda r: (r["shop_id"], r["opened_at"], r["session_id"]),
+        sessions = sorted(  # by shop, opened_at (µs), conversation, number
+            (r for r in self.sessions.values() if wanted is None or r[0] in wanted),
+            key=lambda r: (r[0], r[3], r[1], r[2]),
         )
         assessments = sorted(
-            (r for r in self.assessments.values() if wanted is None or r["shop_id"] in wanted),
-            key=lambda r: (r["shop_id"], r["week_start"]),
+            (r for r in self.assessments.values() if wanted is None or r[0] in wanted),
+            key=lambda r: (r[0], r[1]),
         )
-        return Report(sessions, assessments, stats)
+        return Report([session_record(r, policy) for r in sessions],
+                      [assessment_record(r, policy) for r in assessments], stats)
 
 
 def open_events(path: str) -> BinaryIO:
@@ -73,7 +78,7 @@ def open_events(path: str) -> BinaryIO:
 
 
 def engine_stats(engine: Engine, read: int, invalid: Counter[str], shops: Iterable[str] | None) -> dict:
-    c = engine.counters
+    c = engine.stats
     closed = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("closed:")}
     return {
         "read": read,
@@ -106,7 +111,7 @@ def run_audit(
     events are late, depends on the whole stream (R6.2); only the report is filtered.
     """
     collector = Collector()
-    engine = Engine(policy, config, sink=collector)
+    engine = Engine(policy, config, sink=collector, session_updates=False)
     invalid: Counter[str] = Counter()
     apply = engine.apply
     read = 0
@@ -120,4 +125,4 @@ def run_audit(
             continue
         apply(ev)
     engine.finish(until)
-    return collector.report(engine_stats(engine, read, invalid, shops), shops)
+    return collector.report(engine_stats(engine, read, invalid, shops), policy, shops)

@@ -55,41 +55,59 @@ def _required_id(obj: dict, field: str) -> str | Invalid:
 
 
 def _decode_chat(obj: dict) -> ChatMessage | Invalid:
-    get = obj.get
-    event_id = get("event_id")
-    shop_id = get("shop_id")
-    conversation_id = get("conversation_id")
-    sender = get("sender")
-    sent_at = get("sent_at")
-    # Fast path: all present with the right types; details only when something is off.
-    if not (type(event_id) is str and event_id and type(shop_id) is str and shop_id
-            and type(conversation_id) is str and conversation_id):
-        for field in ("event_id", "shop_id", "conversation_id"):
-            r = _required_id(obj, field)
-            if type(r) is Invalid:
-                return r
-    if sender not in SENDERS:
-        if sender is None:
-            return Invalid("missing_field:sender")
-        return Invalid("bad_value:sender" if type(sender) is str else "bad_type:sender")
-    if type(sent_at) is not str:
-        return Invalid("missing_field:sent_at" if sent_at is None else "bad_type:sent_at")
+    # Fast path: subscripts (no method calls) and identity checks for the common shape; any
+    # surprise falls through to _explain_chat, which finds the precise reason.
+    try:
+        event_id = obj["event_id"]
+        shop_id = obj["shop_id"]
+        conversation_id = obj["conversation_id"]
+        sender = obj["sender"]
+        sent_at = obj["sent_at"]
+    except KeyError:
+        return _explain_chat(obj)
+    if not (type(event_id) is str and type(shop_id) is str and type(conversation_id) is str
+            and type(sent_at) is str and type(sender) is str and event_id and shop_id and conversation_id and sender in SENDERS):
+        return _explain_chat(obj)
     t = parse_time(sent_at)
     if t is None:
         return Invalid("bad_time:sent_at", sent_at[:64])
+    if len(obj) == 6:  # schema + the five required fields: every optional field at its default
+        return ChatMessage(event_id, shop_id, conversation_id, sender, t)
+    get = obj.get
     kind = get("kind", "message")
     if kind != "message":
+        if type(kind) is not str:
+            return Invalid("bad_type:kind")
         if kind not in KINDS:
-            return Invalid("bad_value:kind" if type(kind) is str else "bad_type:kind")
+            return Invalid("bad_value:kind")
         if sender != "seller" and sender != "system":
             return Invalid("bad_value:kind", "only seller or system can close a conversation")
     message_type = get("message_type", "text")
-    if message_type != "text" and message_type not in MESSAGE_TYPES:
-        return Invalid("bad_value:message_type" if type(message_type) is str else "bad_type:message_type")
+    if message_type != "text":
+        if type(message_type) is not str:
+            return Invalid("bad_type:message_type")
+        if message_type not in MESSAGE_TYPES:
+            return Invalid("bad_value:message_type")
     platform = get("platform", DEFAULT_PLATFORM)
     if type(platform) is not str or not platform:
         return Invalid("bad_type:platform")
     return ChatMessage(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
+
+
+def _explain_chat(obj: dict) -> Invalid:
+    for field in ("event_id", "shop_id", "conversation_id"):
+        r = _required_id(obj, field)
+        if type(r) is Invalid:
+            return r
+    sender = obj.get("sender")
+    if sender is None:
+        return Invalid("missing_field:sender")
+    if type(sender) is not str:
+        return Invalid("bad_type:sender")
+    if sender not in SENDERS:
+        return Invalid("bad_value:sender")
+    sent_at = obj.get("sent_at")
+    return Invalid("missing_field:sent_at" if sent_at is None else "bad_type:sent_at")
 
 
 def _decode_shop(obj: dict) -> ShopEvent | Invalid:
@@ -98,10 +116,12 @@ def _decode_shop(obj: dict) -> ShopEvent | Invalid:
         if type(r) is Invalid:
             return r
     typ = obj.get("type")
+    if typ is None:
+        return Invalid("missing_field:type")
+    if type(typ) is not str:
+        return Invalid("bad_type:type")
     if typ not in SHOP_EVENT_TYPES:
-        if typ is None:
-            return Invalid("missing_field:type")
-        return Invalid("bad_value:type" if type(typ) is str else "bad_type:type")
+        return Invalid("bad_value:type")
     at = obj.get("at")
     if type(at) is not str:
         return Invalid("missing_field:at" if at is None else "bad_type:at")

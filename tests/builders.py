@@ -68,7 +68,7 @@ def emitted(events: list[dict], until: str | None = None, policy: Policy | None 
     for raw in lines(events):
         engine.apply(decode(raw))
     engine.finish(parse_time(until) if until else None)
-    return engine.take()
+    return engine.take_records()
 
 
 __all__ = ["Collector", "MONDAY", "at", "audit", "emitted", "lines", "msg", "session", "shop_event", "week"]

@@ -119,7 +119,7 @@ def _engine_run(events: list[dict], cuts: list[int]) -> tuple[list, dict]:
         blob = orjson.dumps(engine.snapshot())
         engine = Engine.restore(POLICY, CONFIG, orjson.loads(blob), sink=lambda k, r: out.append((k, r)))
     engine.finish()
-    return out, dict(engine.counters)
+    return out, dict(engine.stats)
 
 
 @SETTINGS

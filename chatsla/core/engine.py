@@ -27,7 +27,7 @@ from typing import Callable
 
 from chatsla.core.calendar import Shop, Week
 from chatsla.core.policy import Policy
-from chatsla.core.records import assessment_record, session_record
+from chatsla.core.records import session_raw, to_record, week_raw
 from chatsla.core.sessions import (
     AUTO,
     AUTO_REPLY_RESOLVED,
@@ -68,14 +68,17 @@ class Engine:
     """One ordered input stream (a file, or one Kafka partition) and the state it implies."""
 
     def __init__(self, policy: Policy, config: EngineConfig = EngineConfig(),
-                 sink: Callable[[str, dict], None] | None = None) -> None:
+                 sink: Callable[[str, tuple], None] | None = None, session_updates: bool = True) -> None:
+        """``session_updates=False`` emits a session only when it closes, and open ones at
+        :meth:`finish`: enough for a report of final states (the audit), and far cheaper."""
         self.policy = policy
+        self.session_updates = session_updates
         self.config = config
         self.convs: dict[tuple[str, str], Conversation] = {}
         self.shops: dict[str, Shop] = {}
         self.max_seen: int | None = None
         self.counters: Counter[str] = Counter()
-        self.out: list[tuple[str, dict]] = []
+        self.out: list[tuple[str, tuple]] = []
         self._sink = sink if sink is not None else self._collect
         self._buffer: list[tuple] = []
         self._timers: list[tuple] = []
@@ -84,8 +87,17 @@ class Engine:
         self._next_prune = 0
         self._window = policy.reply_window
         self._lateness = config.allowed_lateness
+        self._valid = 0  # hot counter kept out of the Counter; see :attr:`stats`
 
     # ------------------------------------------------------------------ input
+    @property
+    def stats(self) -> Counter[str]:
+        """Event and session counters (R8): valid, duplicate, late, outreach, sessions_opened,
+        ``closed:<reason>``."""
+        c = Counter(self.counters)
+        c["valid"] += self._valid
+        return c
+
     @property
     def watermark(self) -> int | None:
         return None if self.max_seen is None else self.max_seen - self._lateness
@@ -94,20 +106,26 @@ class Engine:
         """Take one valid event in log order."""
         seen = self._seen
         eid = ev.event_id
-        if eid in seen:
+        n = len(seen)
+        t = ev.t
+        seen.setdefault(eid, t)
+        if len(seen) == n:
             self.counters["duplicate"] += 1
             return
-        t = ev.t
-        seen[eid] = t
         self._seen_order.append((t, eid))
-        self.counters["valid"] += 1
+        self._valid += 1
         max_seen = self.max_seen
         if max_seen is not None and t < max_seen - self._lateness:
             self.counters["late"] += 1
             self._process(ev, True)
             self._drain(max_seen - self._lateness, False)  # deadlines the late event put behind us
             return
-        rank = _RANK_SHOP if type(ev) is ShopEvent else _rank(ev)
+        if type(ev) is ShopEvent:
+            rank = _RANK_SHOP
+        elif ev.kind == "close":
+            rank = _RANK_CLOSE
+        else:
+            rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
         heapq.heappush(self._buffer, (t, rank, eid, ev))
         if max_seen is None or t > max_seen:
             self.max_seen = t
@@ -130,6 +148,10 @@ class Engine:
         if self.max_seen is None or w > self.max_seen:
             self.max_seen = w
         self._drain(w, True)
+        if not self.session_updates:
+            for c in self.convs.values():
+                if c.opened_at is not None:
+                    self._sink(SESSION, session_raw(c))
 
     # ---------------------------------------------------------------- ordering
     def _drain(self, wm: int, flush: bool) -> None:
@@ -204,9 +226,11 @@ class Engine:
             self._close(c, t, CLOSED_BY_SELLER if sender == "seller" else CLOSED_BY_PLATFORM)
             return
         if sender == "buyer":
-            shop = self._shop(ev.shop_id)
+            shop = self.shops.get(ev.shop_id) or self._shop(ev.shop_id)
             if not shop.vacation:  # R4: vacation messages do not count toward the volume
-                w = self._week(shop, t)
+                w = shop._cur
+                if w is None or not (w.start <= t < w.end):
+                    w = self._week(shop, t)
                 w.buyer_messages += 1
                 if w.status is not None:  # a late message into an assessed week (R6.4)
                     w.late = True
@@ -287,7 +311,7 @@ class Engine:
         c.close_reason = reason
         self._evaluate(c, t, t > c.opened_at + self._window or c.past24)
         self.counters["closed:" + reason] += 1
-        self._emit_session(c)
+        self._sink(SESSION, session_raw(c))
         c.reset()
 
     def _close_deadline(self, c: Conversation) -> tuple[int, str]:
@@ -373,12 +397,13 @@ class Engine:
 
     # ----------------------------------------------------------------- outputs
     def _emit_session(self, c: Conversation) -> None:
-        self._sink(SESSION, session_record(c, self.policy))
+        if self.session_updates:
+            self._sink(SESSION, session_raw(c))
 
     def _emit_week(self, shop_id: str, w: Week) -> None:
-        self._sink(ASSESSMENT, assessment_record(shop_id, w, self.policy))
+        self._sink(ASSESSMENT, week_raw(shop_id, w))
 
-    def _collect(self, kind: str, record: dict) -> None:
+    def _collect(self, kind: str, record: tuple) -> None:
         self.out.append((kind, record))
 
     # --------------------------------------------------------------- snapshots
@@ -397,19 +422,21 @@ class Engine:
             "shops": [s.to_list() for s in self.shops.values()],
             "buffer": [_event_to_list(e[3]) for e in sorted(self._buffer)],
             "seen": [[t, eid] for t, eid in self._seen_order if self._seen.get(eid) == t],
-            "counters": dict(sorted(self.counters.items())),
+            "counters": dict(sorted(self.stats.items())),
             "next_prune": self._next_prune,
         }
 
     @classmethod
     def restore(cls, policy: Policy, config: EngineConfig, snap: dict,
-                sink: Callable[[str, dict], None] | None = None) -> "Engine":
+                sink: Callable[[str, tuple], None] | None = None) -> "Engine":
         if snap.get("policy") != policy.ref:
             raise ValueError(f"snapshot was made under {snap.get('policy')}, not {policy.ref}")
         e = cls(policy, config, sink)
         e.max_seen = snap["max_seen"]
         e._next_prune = snap["next_prune"]
-        e.counters.update(snap["counters"])
+        counters = dict(snap["counters"])
+        e._valid = counters.pop("valid", 0)
+        e.counters.update(counters)
         for values in snap["conversations"]:
             c = Conversation.from_list(values)
             e.convs[(c.shop_id, c.conversation_id)] = c
@@ -432,10 +459,14 @@ class Engine:
         heapq.heapify(e._buffer)
         return e
 
-    def take(self) -> list[tuple[str, dict]]:
-        """Hand over the records emitted since the last call (for adapters that batch)."""
+    def take(self) -> list[tuple[str, tuple]]:
+        """Hand over the raw records emitted since the last call (for adapters that batch)."""
         out, self.out = self.out, []
         return out
+
+    def take_records(self) -> list[tuple[str, dict]]:
+        """Like :meth:`take`, formatted as output records."""
+        return [(kind, to_record(kind, raw, self.policy)) for kind, raw in self.take()]
 
 
 def _event_to_list(ev: ChatMessage | ShopEvent) -> list:

@@ -13,7 +13,15 @@ from chatsla.core.timefmt import format_opt
 NOT_ASSESSED, OK, WARNING, VIOLATION = "not_assessed", "ok", "warning", "violation"
 
 
-def session_record(c: Conversation, policy: Policy, resolving_auto: int | None = None) -> dict:
+# The engine emits compact tuples and formatting happens only where records leave the core
+# (report, Kafka producer): most emitted states are superseded before anyone reads them, and
+# RFC 3339 formatting is the costliest step of the hot path (BENCHMARKS.md).
+SessionRaw = tuple  # (shop_id, conversation_id, n, opened_at, first_at, first_by, closed_at,
+#                     close_reason, replied, decided_at, excluded, late, week)
+WeekRaw = tuple  # (shop_id, week_start, sessions, replied, buyer_messages, status, pending, late)
+
+
+def session_raw(c: Conversation) -> SessionRaw:
     """The credited reply (R3) is the first human reply, else the auto-reply that resolved it."""
     if c.first_human is not None:
         first_at, first_by = c.first_human, "seller"
@@ -21,35 +29,45 @@ def session_record(c: Conversation, policy: Policy, resolving_auto: int | None =
         first_at, first_by = c.last_seller_at, "auto_reply"
     else:
         first_at, first_by = None, None
+    return (c.shop_id, c.conversation_id, c.n, c.opened_at, first_at, first_by, c.closed_at, c.close_reason,
+            c.replied, c.decided_at, c.excluded, c.late, c.week)
+
+
+def session_record(raw: SessionRaw, policy: Policy) -> dict:
+    shop_id, conv, n, opened, first_at, first_by, closed, reason, replied, decided, excluded, late, week = raw
     return {
-        "session_id": c.session_id,
-        "shop_id": c.shop_id,
-        "conversation_id": c.conversation_id,
-        "opened_at": format_opt(c.opened_at),
+        "session_id": f"{conv}#{n}",
+        "shop_id": shop_id,
+        "conversation_id": conv,
+        "opened_at": format_opt(opened),
         "first_reply_at": format_opt(first_at),
         "first_reply_by": first_by,
-        "closed_at": format_opt(c.closed_at),
-        "close_reason": c.close_reason,
-        "replied_within_24h": c.replied,
-        "decided_at": format_opt(c.decided_at),
-        "excluded": "vacation" if c.excluded else None,
-        "late": c.late,
-        "week_start": c.week,
+        "closed_at": format_opt(closed),
+        "close_reason": reason,
+        "replied_within_24h": replied,
+        "decided_at": format_opt(decided),
+        "excluded": "vacation" if excluded else None,
+        "late": late,
+        "week_start": week,
         "policy_id": policy.id,
         "policy_version": policy.version,
     }
 
 
-def outcome(w: Week, policy: Policy) -> tuple[str, int]:
+def week_raw(shop_id: str, w: Week) -> WeekRaw:
+    return (shop_id, w.week_start, w.sessions, w.replied, w.buyer_messages, w.status, w.pending, w.late)
+
+
+def outcome(sessions: int, replied: int, buyer_messages: int, policy: Policy) -> tuple[str, int]:
     """R5.4-R5.5 with exact fractions, so 90 % and 85 % exactly fall on the right side.
 
     A week with enough buyer messages but no counted session (all excluded, or all sessions opened
     the week before) has no rate to judge: ``not_assessed`` (RULES is silent; seed 000 judges the
     reply rate, which does not exist without sessions).
     """
-    if w.buyer_messages < policy.min_buyer_messages or w.sessions == 0:
+    if buyer_messages < policy.min_buyer_messages or sessions == 0:
         return NOT_ASSESSED, 0
-    rate = Fraction(w.replied, w.sessions)
+    rate = Fraction(replied, sessions)
     if rate < policy.violation_below:
         return VIOLATION, policy.violation_points
     if rate < policy.warning_below:
@@ -57,20 +75,31 @@ def outcome(w: Week, policy: Policy) -> tuple[str, int]:
     return OK, 0
 
 
-def assessment_record(shop_id: str, w: Week, policy: Policy) -> dict:
-    result, points = outcome(w, policy)
+def assessment_record(raw: WeekRaw, policy: Policy) -> dict:
+    shop_id, week_start, sessions, replied, buyer_messages, status, pending, late = raw
+    result, points = outcome(sessions, replied, buyer_messages, policy)
     return {
         "shop_id": shop_id,
-        "week_start": w.week_start,
-        "sessions": w.sessions,
-        "replied_24h": w.replied,
-        "rate": (w.replied / w.sessions) if w.sessions else None,
-        "buyer_messages": w.buyer_messages,
+        "week_start": week_start,
+        "sessions": sessions,
+        "replied_24h": replied,
+        "rate": (replied / sessions) if sessions else None,
+        "buyer_messages": buyer_messages,
         "outcome": result,
         "violation_points": points,
-        "status": w.status,
-        "pending": w.pending,
-        "late": w.late,
+        "status": status,
+        "pending": pending,
+        "late": late,
         "policy_id": policy.id,
         "policy_version": policy.version,
     }
+
+
+def to_record(kind: str, raw: tuple, policy: Policy) -> dict:
+    """An emitted ``(kind, raw)`` pair as the JSON-ready output record."""
+    return session_record(raw, policy) if kind == "session" else assessment_record(raw, policy)
+
+
+def record_key(kind: str, raw: tuple) -> tuple:
+    """Identity of an output record: later records with the same key supersede earlier ones."""
+    return (raw[0], raw[1], raw[2]) if kind == "session" else (raw[0], raw[1])

@@ -45,9 +45,33 @@ def _parse_slow(s: str) -> int | None:
     return from_datetime(dt)
 
 
+def _minute(prefix: str) -> int | None:
+    """µs of ``YYYY-MM-DDTHH:MM`` read as UTC, cached: consecutive events share their minute."""
+    base = _minute_cache.get(prefix)
+    if base is None:
+        base = _parse_slow(prefix + ":00Z")
+        if base is None:
+            return None
+        if len(_minute_cache) >= _MINUTE_CACHE_MAX:
+            _minute_cache.clear()
+        _minute_cache[prefix] = base
+    return base
+
+
 def parse_time(s: str) -> int | None:
     """RFC 3339 string -> microseconds, or None when it is not a valid RFC 3339 timestamp."""
-    if len(s) == 20 and s[19] in "Zz" and s[10] in "Tt":
+    n = len(s)
+    if n == 25 and s[19] in "+-" and s[22] == ":" and s[10] in "Tt" and s[16] == ":":
+        # YYYY-MM-DDTHH:MM:SS+HH:MM: the wall time as if UTC, minus the offset
+        sec, oh, om = s[17:19], s[20:22], s[23:25]
+        if not (sec.isdigit() and oh.isdigit() and om.isdigit()) or sec > "59" or oh > "23" or om > "59":
+            return None
+        base = _minute(s[:16])
+        if base is None:
+            return None
+        offset = int(oh) * HOUR + int(om) * MINUTE
+        return base + int(sec) * SECOND - (offset if s[19] == "+" else -offset)
+    if n == 20 and s[19] in "Zz" and s[10] in "Tt":
         base = _minute_cache.get(s[:16])
         if base is None:
             base = _parse_slow(s[:16] + ":00Z")
@@ -63,15 +87,23 @@ def parse_time(s: str) -> int | None:
     return _parse_slow(s)
 
 
+_prefix_cache: dict[int, str] = {}
+
+
 def format_time(us: int) -> str:
     """Microseconds -> RFC 3339 UTC with ``Z``; fractions only when present, so output is stable."""
-    dt = to_datetime(us)
-    frac = us % SECOND
+    minute, rest = divmod(us, MINUTE)
+    prefix = _prefix_cache.get(minute)
+    if prefix is None:
+        if len(_prefix_cache) >= _MINUTE_CACHE_MAX:
+            _prefix_cache.clear()
+        prefix = _prefix_cache[minute] = to_datetime(minute * MINUTE).strftime("%Y-%m-%dT%H:%M:")
+    sec, frac = divmod(rest, SECOND)
     if frac == 0:
-        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{prefix}{sec:02d}Z"
     if frac % MS == 0:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{frac // MS:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{prefix}{sec:02d}.{frac // MS:03d}Z"
+    return f"{prefix}{sec:02d}.{frac:06d}Z"
 
 
 def format_opt(us: int | None) -> str | None:

@@ -1,0 +1,659 @@
+"""Deterministic chat traffic simulator: a week of R1 events for demos, tests and benchmarks.
+
+Why it exists: the processor's rules (RULES R2-R6) only show their corners under traffic that
+actually reaches them -- 72 h / 6 h / 10 min closures, explicit closes, outreach, vacation mode,
+shops on both sides of the 85 % / 90 % thresholds, shops too quiet to be assessed, invalid
+records, disorder within and beyond the allowed lateness. This module produces such traffic.
+
+Determinism (R6.1): no wall clock is read; every instant derives from ``SimConfig.week_start``
+and every random choice from ``random.Random`` instances seeded from ``SimConfig.seed``. Each
+concern has its own stream (one per shop for the traffic, one each for jitter, lateness and bad
+records), so the same config gives byte-identical output, adding a shop leaves the others'
+traffic unchanged, and changing only ``jitter_seconds`` / ``late_fraction`` / ``bad_fraction``
+changes delivery, not the conversations themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from typing import IO, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import click
+import orjson
+
+__all__ = [
+    "CHAT_TOPIC",
+    "SHOP_TOPIC",
+    "DEFAULT_PROFILES",
+    "DEFAULT_TIMEZONES",
+    "DEFAULT_WEEK_START",
+    "Record",
+    "Responsiveness",
+    "SimConfig",
+    "generate",
+    "simulate",
+    "write_jsonl",
+]
+
+CHAT_TOPIC = "chat.messages"
+SHOP_TOPIC = "shop.events"
+
+#: One log entry: (topic, Kafka key, value bytes).
+Record = tuple[str, bytes, bytes]
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+# The tiktok_shop 2023-11 windows (R2.4, R3); the simulator aims events at and around them.
+SELLER_WINDOW = 72 * HOUR
+BUYER_WINDOW = 6 * HOUR
+AUTO_WINDOW = 10 * MINUTE
+REPLY_WINDOW = 24 * HOUR
+
+DEFAULT_WEEK_START = datetime(2026, 11, 2, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
+DEFAULT_TIMEZONES = ("UTC", "Asia/Bangkok", "Asia/Jakarta", "Europe/London", "America/Los_Angeles")
+
+MESSAGE_TYPES = ("text", "image", "video", "emoji", "sticker", "product_card", "order_card", "other")
+_MESSAGE_TYPE_WEIGHTS = (70, 8, 3, 6, 4, 4, 4, 1)
+# Local hour of day -> relative chance that a buyer starts a conversation then (daytime-heavy).
+_HOUR_WEIGHTS = (1, 1, 1, 1, 1, 1, 2, 3, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 5, 4, 3, 2)
+# Offsets (minutes) used when a timestamp is written as "+07:00" rather than "Z" (same instant).
+_OFFSET_MINUTES = (420, 480, 330, -480, 0, -180)
+_OFFSET_SHARE = 0.15
+_PLATFORM_SHARE = 0.25
+_OUTREACH_SHARE = 0.05
+_LATE_DELAY = (15 * MINUTE, 12 * HOUR)
+
+
+@dataclass(frozen=True)
+class Responsiveness:
+    """How a shop's agents behave; decides which weekly outcome (R5.5) the shop lands in.
+
+    ``replied_share`` is dealt from a shuffled deck (denominator <= 40) rather than drawn
+    independently per session, so a shop's weekly rate stays within about one session of the
+    target and the ok / warning / violation bands hold for every seed, not just most.
+    ``chattiness`` scales the buyer's extra messages (bursts, nudges, follow-ups); 0 keeps
+    exactly one buyer message per conversation, which with ``max_conversations`` < 5 makes a
+    shop ``not_assessed`` (R5.4).
+    """
+
+    name: str
+    replied_share: float
+    auto_reply: float = 0.2
+    chattiness: float = 1.0
+    max_conversations: int | None = None
+
+
+DEFAULT_PROFILES = (
+    Responsiveness("ok", replied_share=0.96, auto_reply=0.3),
+    Responsiveness("warning", replied_share=0.875, auto_reply=0.2),
+    Responsiveness("violation", replied_share=0.70, auto_reply=0.1),
+    Responsiveness("quiet", replied_share=1.0, auto_reply=0.0, chattiness=0.0, max_conversations=3),
+)
+# Sessions opened while the shop is on vacation (R4): mostly auto-replies, few human answers.
+_VACATION = Responsiveness("vacation", replied_share=0.3, auto_reply=0.9)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that determines the output; equal configs give byte-identical logs (R6.1).
+
+    Shop ``i`` (1-based) gets ``timezones[(i-1) % len]`` and ``profiles[(i-1) % len]``; with the
+    defaults the five shops end the week ok, warning, violation, not_assessed and ok (R5.5), and
+    shop ``vacation_shop`` has a vacation period (R4). Conversations start within each shop's
+    local week ``[week_start's date 00:00, + days)`` (R5.1); their events run up to ~3 days past it.
+    """
+
+    seed: int
+    shops: int = 5
+    conversations_per_shop: int = 200
+    week_start: datetime = DEFAULT_WEEK_START
+    days: int = 7
+    timezones: tuple[str, ...] = DEFAULT_TIMEZONES
+    profiles: tuple[Responsiveness, ...] = DEFAULT_PROFILES
+    vacation_shop: int | None = 1
+    bad_fraction: float = 0.0
+    jitter_seconds: int = 0
+    late_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Reject impossible configs early with one-line messages (the CLI prints them as is)."""
+        if self.shops < 1:
+            raise ValueError("shops must be at least 1")
+        if self.conversations_per_shop < 0:
+            raise ValueError("conversations_per_shop must not be negative")
+        if self.days < 1:
+            raise ValueError("days must be at least 1")
+        ws = self.week_start
+        if ws.tzinfo is None or ws.utcoffset() is None:
+            raise ValueError("week_start needs a timezone offset")
+        if ws.weekday() != 0 or (ws.hour, ws.minute, ws.second, ws.microsecond) != (0, 0, 0, 0):
+            raise ValueError(f"week_start must be a Monday at 00:00, not {ws.isoformat()}")
+        if not self.timezones or not self.profiles:
+            raise ValueError("timezones and profiles must not be empty")
+        for name in self.timezones:
+            try:
+                ZoneInfo(name)
+            except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+                raise ValueError(f"unknown timezone {name!r}") from None
+        if self.vacation_shop is not None and not 1 <= self.vacation_shop <= self.shops:
+            raise ValueError(f"vacation_shop must be between 1 and {self.shops}")
+        if not 0.0 <= self.bad_fraction < 1.0:
+            raise ValueError("bad_fraction must be in [0, 1)")
+        if self.jitter_seconds < 0:
+            raise ValueError("jitter_seconds must not be negative")
+        if not 0.0 <= self.late_fraction <= 1.0:
+            raise ValueError("late_fraction must be in [0, 1]")
+
+
+# --------------------------------------------------------------------------------------------
+# Traffic of one shop
+
+
+@dataclass(slots=True)
+class _Event:
+    """A generated good event before delivery order is decided."""
+
+    t: int  # event time, epoch seconds
+    topic: str
+    key: str
+    value: bytes
+
+
+class _Deck:
+    """Deals True/False with an exact share per shuffled block, so small samples hit the target."""
+
+    def __init__(self, rng: random.Random, share: float) -> None:
+        frac = Fraction(share).limit_denominator(40)
+        self._block = [True] * frac.numerator + [False] * (frac.denominator - frac.numerator)
+        self._rng = rng
+        self._cards: list[bool] = []
+
+    def draw(self) -> bool:
+        if not self._cards:
+            self._cards = self._block[:]
+            self._rng.shuffle(self._cards)
+        return self._cards.pop()
+
+
+def _stamp_formats() -> list[tuple[int, str]]:
+    """(shift seconds, suffix) for each offset, e.g. (25200, '+07:00')."""
+    out = []
+    for minutes in _OFFSET_MINUTES:
+        sign = "+" if minutes >= 0 else "-"
+        out.append((minutes * MINUTE, f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"))
+    return out
+
+
+_STAMP_FORMATS = _stamp_formats()
+# Weighted choices as bags for rng.choice: several times faster than rng.choices on the hot path.
+_MESSAGE_TYPE_BAG = tuple(
+    m for m, w in zip(MESSAGE_TYPES, _MESSAGE_TYPE_WEIGHTS, strict=True) for _ in range(w)
+)
+_HOUR_BAG = tuple(h for h, w in enumerate(_HOUR_WEIGHTS) for _ in range(w))
+# (sender, message_type) of messages sent before any buyer message (R2.2).
+_OUTREACH_KINDS = (
+    ("seller", "product_card"),
+    ("seller", "text"),
+    ("system", "order_card"),
+    ("auto_reply", "text"),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_date(day: int) -> str:
+    """``YYYY-MM-DD`` of a day number since the epoch; a week touches only a dozen of them."""
+    return (_EPOCH_DATE + timedelta(days=day)).isoformat()
+
+
+def _wall_clock(t: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of epoch second ``t`` in UTC (time.strftime was the hot spot)."""
+    day, rest = divmod(t, DAY)
+    hours, rest = divmod(rest, HOUR)
+    return f"{_utc_date(day)}T{hours:02d}:{rest // MINUTE:02d}:{rest % MINUTE:02d}"
+
+
+def _stream(config: SimConfig, name: str) -> random.Random:
+    """An independent, seed-derived stream per concern (str seeds hash stably, unlike hash())."""
+    return random.Random(f"chatsla.simulate/{config.seed}/{name}")
+
+
+class _ShopTraffic:
+    """Plays every conversation of one shop (shop ``number``, 1-based) into ``events``."""
+
+    def __init__(self, config: SimConfig, number: int) -> None:
+        self.number = number
+        self.shop_id = f"shop-{number:02d}"
+        self.tz = ZoneInfo(config.timezones[(number - 1) % len(config.timezones)])
+        self.profile = config.profiles[(number - 1) % len(config.profiles)]
+        limit = self.profile.max_conversations
+        self.conversations = config.conversations_per_shop if limit is None else min(limit, config.conversations_per_shop)
+        self.days = config.days
+        self.vacation = config.vacation_shop == number
+        self.rng = _stream(config, f"shop/{number}")
+        self.events: list[_Event] = []
+        # Epoch second of each local midnight: the window honours the shop's calendar (R5.1).
+        first_day = config.week_start.date()
+        self.midnights = [
+            int(datetime.combine(first_day + timedelta(days=d), datetime.min.time(), self.tz).timestamp())
+            for d in range(self.days + 1)
+        ]
+        self.window_start, self.window_end = self.midnights[0], self.midnights[-1]
+        self.vacation_span: tuple[int, int] | None = None
+        self.deck = _Deck(self.rng, self.profile.replied_share)
+        self._next_id = 0
+
+    # -- emitting ------------------------------------------------------------------------------
+
+    def _event_id(self) -> str:
+        self._next_id += 1
+        return f"e-{self.number:02d}-{self._next_id}"
+
+    def _stamp(self, t: int) -> str:
+        """RFC 3339: mostly 'Z', sometimes a numeric offset naming the same instant (R1)."""
+        if self.rng.random() < _OFFSET_SHARE:
+            shift, suffix = self.rng.choice(_STAMP_FORMATS)
+            return _wall_clock(t + shift) + suffix
+        return _wall_clock(t) + "Z"
+
+    def chat(self, t: int, conv: str, sender: str, kind: str = "message", mtype: str | None = None) -> None:
+        """Append one chat.message/v1 event; optional fields are present only sometimes (R1)."""
+        rng = self.rng
+        ev: dict[str, Any] = {
+            "schema": "chat.message/v1",
+            "event_id": self._event_id(),
+            "shop_id": self.shop_id,
+            "conversation_id": conv,
+        }
+        if rng.random() < _PLATFORM_SHARE:
+            ev["platform"] = "tiktok_shop"
+        ev["sender"] = sender
+        if kind == "close":
+            ev["kind"] = "close"
+        else:
+            if rng.random() < 0.2:
+                ev["kind"] = "message"
+            if mtype is None:
+                mtype = rng.choice(_MESSAGE_TYPE_BAG)
+            if mtype != "text" or rng.random() < 0.5:
+                ev["message_type"] = mtype
+        ev["sent_at"] = self._stamp(t)
+        self.events.append(_Event(t, CHAT_TOPIC, conv, orjson.dumps(ev)))
+
+    def shop_event(self, t: int, kind: str, **extra: str) -> None:
+        """Append one shop.event/v1 event (R1)."""
+        ev = {"schema": "shop.event/v1", "event_id": self._event_id(), "shop_id": self.shop_id}
+        ev.update(type=kind, **extra, at=self._stamp(t))
+        self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
+
+    # -- the shop's week ------------------------------------------------------------------------
+
+    def play(self) -> list[_Event]:
+        if self.tz.key != "UTC":
+            # A day before anything else, so every message is read in the shop's calendar (R1).
+            self.shop_event(self.window_start - DAY, "timezone", timezone=self.tz.key)
+        if self.vacation:
+            span = self.window_end - self.window_start
+            on = self.window_start + round(span * 0.55 / HOUR) * HOUR
+            off = on + max(HOUR, round(span * 0.2 / HOUR) * HOUR)
+            self.vacation_span = (on, off)
+            self.shop_event(on, "vacation_on")
+            self.shop_event(off, "vacation_off")
+        for n in range(1, self.conversations + 1):
+            self._conversation(f"c-{self.number:02d}-{n}")
+        return self.events
+
+    def _start_time(self) -> int:
+        """A start inside the window, more likely in the shop's local daytime."""
+        rng = self.rng
+        day = rng.randrange(self.days)
+        hour = rng.choice(_HOUR_BAG)
+        t = self.midnights[day] + hour * HOUR + rng.randrange(HOUR)
+        return min(t, self.window_end - 1)  # only on a short DST day can this overflow
+
+    def _conversation(self, conv: str) -> None:
+        """Outreach now and then (R2.2), then sessions until the buyer stops or the window ends."""
+        rng = self.rng
+        start: int | None = self._start_time()
+        if rng.random() < _OUTREACH_SHARE:
+            sender, mtype = rng.choice(_OUTREACH_KINDS)
+            self.chat(start - rng.randint(10 * MINUTE, 12 * HOUR), conv, sender, mtype=mtype)
+        while start is not None and start < self.window_end:
+            start = self._session(conv, start)
+
+    def _in_vacation(self, t: int) -> bool:
+        return self.vacation_span is not None and self.vacation_span[0] <= t < self.vacation_span[1]
+
+    # -- one session ----------------------------------------------------------------------------
+
+    def _session(self, conv: str, opened: int) -> int | None:
+        """Play a session opened by a buyer message (R2.1); return the next session's start or None.
+
+        Whether the session is replied within 24 h (R3) is decided first, then events are placed
+        so that the rules give exactly that answer.
+        """
+        rng = self.rng
+        on_vacation = self._in_vacation(opened)
+        profile = _VACATION if on_vacation else self.profile
+        # Vacation sessions are excluded from rates (R4): keep them off the deck.
+        replied = rng.random() < profile.replied_share if on_vacation else self.deck.draw()
+        self.chat(opened, conv, "buyer")
+        last_buyer = opened
+        if rng.random() < profile.auto_reply:
+            auto = opened + rng.randint(1, 3)
+            self.chat(auto, conv, "auto_reply", mtype="text")
+            if replied and rng.random() < 0.5:
+                # Buyer silent for 10 min: auto_reply_resolved, counts as replied (R2.4, R3).
+                return self._after_close(conv, auto + AUTO_WINDOW, profile)
+            # The buyer answers within 10 min (at the inclusive bound now and then, R2.5), so the
+            # auto-reply resolves nothing and a human must still reply (R3).
+            at_bound = rng.random() < 0.05
+            last_buyer = auto + (AUTO_WINDOW if at_bound else rng.randint(20, AUTO_WINDOW - 1))
+            self.chat(last_buyer, conv, "buyer")
+        last_buyer = self._burst(conv, last_buyer, profile)
+        if replied:
+            # At most ~16 min of bursts + 23 h of delay: always within 24 h; sometimes exactly at it.
+            reply = opened + REPLY_WINDOW if rng.random() < 0.02 else last_buyer + self._reply_delay()
+        else:
+            mode = rng.random()
+            if mode < 0.35:  # never answered: seller_timeout at opened + 72 h
+                self._nudge(conv, last_buyer, opened + SELLER_WINDOW, profile)
+                return self._after_close(conv, opened + SELLER_WINDOW, profile)
+            if mode < 0.5:  # the platform closes it unanswered: closed_by_platform
+                closed = opened + rng.randint(HOUR, SELLER_WINDOW - HOUR)
+                self._nudge(conv, last_buyer, closed, profile)
+                self.chat(closed, conv, "system", kind="close")
+                return self._after_close(conv, closed, profile)
+            late = rng.random()
+            if late < 0.05:
+                reply = opened + REPLY_WINDOW + 1  # one second too late (R3)
+            elif late < 0.1:
+                reply = opened + SELLER_WINDOW  # exactly at the 72 h deadline: still in (R2.5)
+            else:
+                reply = opened + rng.randint(REPLY_WINDOW + 1, SELLER_WINDOW - HOUR)
+        self._nudge(conv, last_buyer, reply, profile)
+        self.chat(reply, conv, "seller")
+        return self._after_reply(conv, reply, profile)
+
+    def _reply_delay(self) -> int:
+        """Human response time: mostly minutes, some hours, never beyond 23 h."""
+        x = self.rng.random()
+        if x < 0.55:
+            return self.rng.randint(20, 10 * MINUTE)
+        if x < 0.80:
+            return self.rng.randint(10 * MINUTE, 2 * HOUR)
+        if x < 0.95:
+            return self.rng.randint(2 * HOUR, 12 * HOUR)
+        return self.rng.randint(12 * HOUR, 23 * HOUR)
+
+    def _burst(self, conv: str, t: int, profile: Responsiveness) -> int:
+        """Extra buyer messages right after ``t`` (weekly volume, R5.3); return the last one's time."""
+        if self.rng.random() < 0.35 * profile.chattiness:
+            for _ in range(self.rng.randint(1, 2)):
+                t += self.rng.randint(5, 90)
+                self.chat(t, conv, "buyer")
+        return t
+
+    def _nudge(self, conv: str, after: int, before: int, profile: Responsiveness) -> None:
+        """A buyer's "hello??" while still waiting: it must not move wait_start (R2.3)."""
+        if before - after > 2 * HOUR and self.rng.random() < 0.3 * profile.chattiness:
+            self.chat(self.rng.randint(after + HOUR, before - 1), conv, "buyer")
+
+    def _after_reply(self, conv: str, reply: int, profile: Responsiveness) -> int | None:
+        """After a human reply: explicit close, same-session turns within 6 h, or buyer_timeout."""
+        rng = self.rng
+        for _turn in range(4):
+            x = rng.random()
+            if x < 0.08:  # closed_by_seller / closed_by_platform (R2.4)
+                closed = reply + rng.randint(MINUTE, 5 * HOUR)
+                self.chat(closed, conv, "seller" if rng.random() < 0.7 else "system", kind="close")
+                return self._after_close(conv, closed, profile)
+            if x < 0.08 + 0.3 * profile.chattiness and reply < self.window_end:
+                # Follow-up inside the 6 h window (sometimes exactly at it, R2.5): same session.
+                at_bound = rng.random() < 0.03
+                back = reply + (BUYER_WINDOW if at_bound else rng.randint(MINUTE, BUYER_WINDOW - 1))
+                self.chat(back, conv, "buyer")
+                if rng.random() < 0.05:
+                    return None  # left unanswered: seller_timeout 72 h after the follow-up
+                reply = back + self._reply_delay()
+                self.chat(reply, conv, "seller")
+                continue
+            break
+        return self._after_close(conv, reply + BUYER_WINDOW, profile)  # buyer_timeout
+
+    def _after_close(self, conv: str, closed: int, profile: Responsiveness) -> int | None:
+        """After a session's end: a later buyer message opens the next session (R2.6), or the
+        seller writes once more into the closed conversation (outreach, R2.2)."""
+        rng = self.rng
+        if rng.random() < 0.3 * profile.chattiness:
+            return closed + rng.randint(1, 2 * DAY)
+        if rng.random() < 0.1:
+            self.chat(closed + rng.randint(MINUTE, 3 * HOUR), conv, "seller")
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Bad records (R1: invalid events go to the DLQ and processing goes on)
+
+_NOT_JSON = (
+    b"not json",
+    b"<html><body>502 Bad Gateway</body></html>",
+    b"\xff\xfe\x00\x01 binary garbage",
+    b"{'schema': 'chat.message/v1', 'event_id': 'single-quoted'}",
+    b"chat.message/v1,e-1,shop-01,c-01-1,buyer",
+)
+_NOT_OBJECT = (b"[]", b"null", b"42", b'"chat.message/v1"')
+_REQUIRED = ("schema", "event_id", "shop_id", "conversation_id", "sender", "sent_at")
+_WRONG_TYPES: tuple[tuple[str, Any], ...] = (
+    ("schema", 1),
+    ("event_id", 12345),
+    ("shop_id", None),
+    ("conversation_id", ["c-01-1"]),
+    ("sender", 1),
+    ("kind", True),
+    ("message_type", 3),
+    ("platform", {"name": "tiktok_shop"}),
+    ("sent_at", 1793577600),
+)
+_BAD_TIMES = (
+    "yesterday",
+    "",
+    "2026-11-03T10:00:00",  # no offset
+    "2026-13-03T10:00:00Z",
+    "2026-11-31T10:00:00Z",
+    "2026-11-03T25:00:00Z",
+    "03/11/2026 10:00",
+)
+_BAD_SENDERS = ("bot", "customer", "agent", "")
+
+
+def _bad_record(rng: random.Random, template: bytes, number: int) -> bytes:
+    """One invalid record modelled on a good chat event; never contains a newline (JSONL)."""
+    kind = rng.randrange(7)
+    if kind == 0:
+        return rng.choice(_NOT_JSON)
+    if kind == 1:
+        return rng.choice(_NOT_OBJECT)
+    ev: dict[str, Any] = orjson.loads(template)
+    ev["event_id"] = f"e-bad-{number}"  # never collides with a good event's idempotency key
+    if kind == 2:
+        whole = orjson.dumps(ev)
+        return whole[: rng.randrange(1, len(whole) - 1)]  # any strict prefix of an object is invalid
+    if kind == 3:
+        del ev[rng.choice(_REQUIRED)]
+    elif kind == 4:
+        name, value = rng.choice(_WRONG_TYPES)
+        ev[name] = value
+    elif kind == 5:
+        ev["sent_at"] = rng.choice(_BAD_TIMES)
+    else:
+        ev["sender"] = rng.choice(_BAD_SENDERS)
+    return orjson.dumps(ev)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def generate(config: SimConfig) -> list[Record]:
+    """All events of the simulated week in LOG ORDER as (topic, key, value) (R1).
+
+    Delivery: a chat event is logged at ``sent_at + U(0, jitter_seconds)``, so any event is at
+    most ``jitter_seconds`` behind one logged before it (R6.3 with allowed lateness >= jitter); a
+    ``late_fraction`` of chat events is logged 15 min - 12 h late instead (R6.4). Shop events are
+    logged on time, so a shop's timezone event always precedes its first message whatever the
+    jitter. Bad records follow the good chat event they were modelled on.
+    """
+    events: list[_Event] = []
+    for number in range(1, config.shops + 1):
+        events.extend(_ShopTraffic(config, number).play())
+
+    jitter_rng, late_rng = _stream(config, "jitter"), _stream(config, "late")
+    jitter, late_share = config.jitter_seconds, config.late_fraction
+    ordered: list[tuple[int, int, int, int, str, str, bytes]] = []
+    for i, ev in enumerate(events):
+        logged = ev.t
+        if ev.topic == CHAT_TOPIC:
+            logged += int(jitter_rng.random() * (jitter + 1))  # U{0..jitter}: random() < 1
+            if late_share and late_rng.random() < late_share:
+                logged = ev.t + late_rng.randint(*_LATE_DELAY)
+        ordered.append((logged, ev.t, i, 0, ev.topic, ev.key, ev.value))
+
+    if config.bad_fraction:
+        bad_rng = _stream(config, "bad")
+        chat = [entry for entry in ordered if entry[4] == CHAT_TOPIC]
+        count = round(len(ordered) * config.bad_fraction / (1.0 - config.bad_fraction))
+        for n in range(1, count + 1):
+            logged, t, i, _, topic, key, value = chat[bad_rng.randrange(len(chat))]
+            ordered.append((logged, t, i, n, topic, key, _bad_record(bad_rng, value, n)))
+
+    ordered.sort()
+    return [(topic, key.encode(), value) for _, _, _, _, topic, key, value in ordered]
+
+
+def write_jsonl(events: Iterable[Record], path_or_file: str | os.PathLike[str] | IO[bytes]) -> int:
+    """Write each value on its own line, bytes as they are; return the number of lines.
+
+    Accepts a path or an open binary file (e.g. ``sys.stdout.buffer``), which is not closed.
+    """
+    lines = [value for _, _, value in events]
+    data = b"".join(line + b"\n" for line in lines)
+    if isinstance(path_or_file, (str, os.PathLike)):
+        with open(path_or_file, "wb") as fh:
+            fh.write(data)
+    else:
+        path_or_file.write(data)
+        path_or_file.flush()
+    return len(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _fail(message: str) -> NoReturn:
+    """Bad arguments: one plain line on stderr and exit code 2, inside a group or standalone."""
+    click.echo(" ".join(message.split()), err=True)
+    raise click.exceptions.Exit(2)
+
+
+class _OneLineErrors(click.Command):
+    """Turns click's multi-line usage errors into ``_fail``'s single line.
+
+    Overriding ``make_context`` (not ``main``) keeps this working when the command is registered
+    in the ``chatsla`` group, whose main would otherwise print the usage block.
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            _fail(f"{info_name or 'simulate'}: {exc.format_message()}")
+
+
+class _WeekStart(click.ParamType):
+    """A date (``2026-11-02``, midnight UTC) or an RFC 3339 timestamp with offset."""
+
+    name = "DATE|RFC3339"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a date nor an RFC 3339 timestamp", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} has no timezone offset", param, ctx)
+        return parsed
+
+
+def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
+    """A click option that shows its default (keeps the decorator list below readable)."""
+    return click.option(name, type=type_, default=default, show_default=True, help=help_)
+
+
+@click.command("simulate", cls=_OneLineErrors)
+@_option("--shops", click.IntRange(min=1), 5, "Number of shops.")
+@_option("--conversations", click.IntRange(min=0), 200, "Conversations per shop.")
+@_option("--week-start", _WeekStart(), "2026-11-02", "Monday the week starts (date or RFC 3339).")
+@_option("--days", click.IntRange(min=1), 7, "Days over which conversations start.")
+@_option("--seed", int, 0, "Random seed; the same arguments give identical bytes.")
+@_option("--bad-fraction", click.FloatRange(0.0, 1.0, max_open=True), 0.0, "Share of invalid records (R1).")
+@_option("--jitter-seconds", click.IntRange(min=0), 0, "Max log-order disorder in seconds (R6.3).")
+@_option("--late-fraction", click.FloatRange(0.0, 1.0), 0.0, "Share of chat events logged far late (R6.4).")
+@_option("--out", click.Path(dir_okay=False, allow_dash=True), "-", "JSONL output file, '-' for stdout.")
+# KAFKA: a later change replaces the rejection below by producing to the brokers -- a historical
+# week at full speed, or live at a given rate (add --rate etc. next to this option).
+@click.option("--bootstrap", metavar="HOST:PORT", help="Produce to Kafka (not yet available).")
+def simulate(
+    shops: int,
+    conversations: int,
+    week_start: datetime,
+    days: int,
+    seed: int,
+    bad_fraction: float,
+    jitter_seconds: int,
+    late_fraction: float,
+    out: str,
+    bootstrap: str | None,
+) -> None:
+    """Generate a deterministic week of chat traffic (RULES R1) as JSONL."""
+    if bootstrap is not None:  # KAFKA: produce here instead of writing JSONL.
+        _fail("producing to Kafka: not yet available")
+    try:
+        config = SimConfig(
+            seed=seed,
+            shops=shops,
+            conversations_per_shop=conversations,
+            week_start=week_start,
+            days=days,
+            bad_fraction=bad_fraction,
+            jitter_seconds=jitter_seconds,
+            late_fraction=late_fraction,
+        )
+    except ValueError as exc:
+        _fail(f"simulate: {exc}")
+    events = generate(config)
+    if out == "-":
+        write_jsonl(events, click.get_binary_stream("stdout"))
+    else:
+        write_jsonl(events, out)
+        click.echo(f"wrote {len(events)} events to {out}", err=True)
+
+
+if __name__ == "__main__":
+    simulate(sys.argv[1:], prog_name="simulate")
