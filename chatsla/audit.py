@@ -7,6 +7,7 @@ reason and reported, never fatal (R1).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import sys
@@ -115,14 +116,24 @@ def run_audit(
     invalid: Counter[str] = Counter()
     apply = engine.apply
     read = 0
-    for read, line in enumerate(lines, 1):
-        ev = decode(line)
-        if type(ev) is Invalid:
-            reason = "empty_line" if not line.strip() else ev.reason
-            invalid[reason] += 1
-            if on_invalid is not None:
-                on_invalid(read, reason)
-            continue
-        apply(ev)
-    engine.finish(until)
-    return collector.report(engine_stats(engine, read, invalid, shops), policy, shops)
+    # The core's state is acyclic, so the cyclic GC only rescans an ever larger heap of live
+    # state here: pausing it is worth 10-20 % on a large audit (BENCHMARKS.md).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for read, line in enumerate(lines, 1):
+            ev = decode(line)
+            if type(ev) is Invalid:
+                reason = "empty_line" if not line.strip() else ev.reason
+                invalid[reason] += 1
+                if on_invalid is not None:
+                    on_invalid(read, reason)
+                continue
+            apply(ev)
+        engine.finish(until)
+        report = collector.report(engine_stats(engine, read, invalid, shops), policy, shops)
+        del engine, collector  # freed by reference counting before the collector resumes
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return report

@@ -42,6 +42,8 @@ from chatsla.core.sessions import (
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
 from schemas.events import ChatMessage, ShopEvent
 
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
 SESSION = "session"
 ASSESSMENT = "assessment"
 
@@ -81,7 +83,13 @@ class Engine:
         self.out: list[tuple[str, tuple]] = []
         self._sink = sink if sink is not None else self._collect
         self._buffer: list[tuple] = []
+        # Deadlines within the current hour of the watermark live in a heap; later ones wait in
+        # hour buckets. Most far deadlines (24 h, 72 h) are superseded before they are due, and
+        # a superseded entry is dropped when its bucket opens, without ever costing a heap pop.
         self._timers: list[tuple] = []
+        self._far: dict[int, list[tuple]] = {}
+        self._far_hours: list[int] = []
+        self._horizon = -1  # hour index up to which deadlines go straight into the heap
         self._seen: dict[str, int] = {}
         self._seen_order: deque[tuple[int, str]] = deque()
         self._next_prune = 0
@@ -126,7 +134,7 @@ class Engine:
             rank = _RANK_CLOSE
         else:
             rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
-        heapq.heappush(self._buffer, (t, rank, eid, ev))
+        _heappush(self._buffer, (t, rank, eid, ev))
         if max_seen is None or t > max_seen:
             self.max_seen = t
             self._drain(t - self._lateness, False)
@@ -154,18 +162,44 @@ class Engine:
                     self._sink(SESSION, session_raw(c))
 
     # ---------------------------------------------------------------- ordering
+    def _push_timer(self, entry: tuple) -> None:
+        hour = entry[0] // HOUR
+        if hour <= self._horizon:
+            _heappush(self._timers, entry)
+            return
+        bucket = self._far.get(hour)
+        if bucket is None:
+            bucket = self._far[hour] = []
+            _heappush(self._far_hours, hour)
+        bucket.append(entry)
+
+    def _open_buckets(self, wm: int) -> None:
+        """Move every bucket up to the watermark's hour into the heap, dropping stale entries."""
+        hour = wm // HOUR
+        self._horizon = hour
+        far_hours, convs, timers = self._far_hours, self.convs, self._timers
+        while far_hours and far_hours[0] <= hour:
+            for entry in self._far.pop(_heappop(far_hours)):
+                if entry[1] == _TIMER_CONV:
+                    c = convs.get((entry[2], entry[3]))
+                    if c is None or c.scheduled != entry[0]:
+                        continue
+                _heappush(timers, entry)
+
     def _drain(self, wm: int, flush: bool) -> None:
+        if wm // HOUR > self._horizon:
+            self._open_buckets(wm)
         buf, timers = self._buffer, self._timers
-        pop = heapq.heappop
+        pop, process, fire = _heappop, self._process, self._fire
         while True:
             if buf and (flush or buf[0][0] < wm):
                 te = buf[0][0]
                 if timers and timers[0][0] < te and timers[0][0] < wm:
-                    self._fire(pop(timers))
+                    fire(pop(timers))
                 else:
-                    self._process(pop(buf)[3], False)
+                    process(pop(buf)[3], False)
             elif timers and timers[0][0] < wm:
-                self._fire(pop(timers))
+                fire(pop(timers))
             else:
                 break
         if wm >= self._next_prune:
@@ -238,6 +272,8 @@ class Engine:
             if c.opened_at is None:  # R2.1 / R2.6
                 self._open(c, t, shop, late)
                 return
+            if c.last_side == BUYER and not late and not c.past24:
+                return  # a follow-up while already awaiting the seller: no clock moves (R2.3)
             if c.wait_start is None:
                 c.wait_start = t
             c.last_side = BUYER
@@ -261,7 +297,11 @@ class Engine:
             c.last_seller_at = t
         if late:
             c.late = True
-        changed = self._evaluate(c, t, c.past24 or t > c.opened_at + self._window)
+        # Only a reply, a passed 24 h mark or a late event can decide (or re-decide) a session.
+        if c.decided_at is None or late:
+            changed = self._evaluate(c, t, c.past24 or t > c.opened_at + self._window)
+        else:
+            changed = False
         self._reschedule(c)
         if changed or late:
             self._emit_session(c)
@@ -284,7 +324,7 @@ class Engine:
     def _week(self, shop: Shop, t: int) -> Week:
         w, created = shop.week_of(t, self.policy.week_starts_on)
         if created:
-            heapq.heappush(self._timers, (w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
+            self._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
         return w
 
     def _open(self, c: Conversation, t: int, shop: Shop, late: bool) -> None:
@@ -382,7 +422,14 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
     def _reschedule(self, c: Conversation) -> None:
-        deadline, _ = self._close_deadline(c)
+        # the same deadlines as _close_deadline, inlined: this runs for nearly every event
+        p = self.policy
+        side = c.last_side
+        deadline = c.wait_start + p.seller_timeout if c.wait_start is not None else None
+        if side == SELLER or side == AUTO:
+            d = c.last_seller_at + (p.buyer_timeout if side == SELLER else p.auto_reply_timeout)
+            if deadline is None or d < deadline:
+                deadline = d
         if c.decided_at is None and not c.past24:
             d24 = c.opened_at + self._window
             if d24 < deadline:
@@ -392,7 +439,7 @@ class Engine:
             self._schedule(c)
 
     def _schedule(self, c: Conversation) -> None:
-        heapq.heappush(self._timers, (c.timer, _TIMER_CONV, c.shop_id, c.conversation_id))
+        self._push_timer((c.timer, _TIMER_CONV, c.shop_id, c.conversation_id))
         c.scheduled = c.timer
 
     # ----------------------------------------------------------------- outputs
@@ -447,8 +494,7 @@ class Engine:
             e.shops[shop.shop_id] = shop
             for w in shop.weeks.values():
                 if w.status is None:
-                    e._timers.append((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
-        heapq.heapify(e._timers)
+                    e._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
         for t, eid in snap["seen"]:
             e._seen[eid] = t
             e._seen_order.append((t, eid))
