@@ -7,7 +7,7 @@ every buyer message needs its week (R4 volume) and zoneinfo arithmetic is compar
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,15 @@ def week_bounds(t: int, tz: str, week_starts_on: int = 0) -> tuple[int, int, str
     return from_datetime(start), from_datetime(end), start_date.isoformat()
 
 
+def week_bounds_of(label: str, tz: str) -> tuple[int, int]:
+    """(start µs, end µs) of the week starting on local date ``label`` (``YYYY-MM-DD``)."""
+    z = zone(tz)
+    d = date.fromisoformat(label)
+    start = datetime.combine(d, time(0), tzinfo=z)
+    end = datetime.combine(d + timedelta(days=7), time(0), tzinfo=z)
+    return from_datetime(start), from_datetime(end)
+
+
 class Week:
     """Per shop and week counters of R5.3; ``pending`` counts sessions not yet decided (R3)."""
 
@@ -45,21 +54,16 @@ class Week:
         self.status: str | None = None  # None until the week ends, then "provisional" / "final"
         self.late = False
 
-    def to_list(self) -> list:
-        return [self.start, self.end, self.week_start, self.sessions, self.replied, self.pending,
-                self.buyer_messages, self.status, self.late]
-
-    @classmethod
-    def from_list(cls, v: list) -> "Week":
-        w = cls(v[0], v[1], v[2])
-        w.sessions, w.replied, w.pending, w.buyer_messages, w.status, w.late = v[3:9]
-        return w
 
 
 class Shop:
-    """A shop's calendar state as of the latest processed event time."""
+    """A shop's calendar state as of the latest processed event time.
 
-    __slots__ = ("shop_id", "tz", "vacation", "weeks", "_cur")
+    The weekly counters are not stored with the shop: they are the sum of its conversations'
+    contributions (see ``Conversation.contrib``); only each week's emitted status is.
+    """
+
+    __slots__ = ("shop_id", "tz", "vacation", "weeks", "_cur", "seen_ids", "seen_ts")
 
     def __init__(self, shop_id: str, tz: str) -> None:
         self.shop_id = shop_id
@@ -67,6 +71,8 @@ class Shop:
         self.vacation = False
         self.weeks: dict[str, Week] = {}
         self._cur: Week | None = None  # the week of the latest lookup: nearly every lookup hits it
+        self.seen_ids: list[str] = []  # shop.event ids applied within the dedupe window (R1)
+        self.seen_ts: list[int] = []
 
     def week_of(self, t: int, week_starts_on: int) -> tuple[Week, bool]:
         """The week containing ``t`` and whether it was created by this call."""
@@ -85,14 +91,24 @@ class Shop:
         self.tz = tz
         self._cur = None
 
+    def week_for_label(self, label: str) -> tuple[Week, bool]:
+        w = self.weeks.get(label)
+        if w is not None:
+            return w, False
+        start, end = week_bounds_of(label, self.tz)
+        w = self.weeks[label] = Week(start, end, label)
+        return w, True
+
     def to_list(self) -> list:
-        return [self.shop_id, self.tz, self.vacation, [w.to_list() for w in self.weeks.values()]]
+        statuses = {label: [w.start, w.end, w.status, w.late] for label, w in self.weeks.items()}
+        return [self.shop_id, self.tz, self.vacation, self.seen_ids, self.seen_ts, statuses]
 
     @classmethod
     def from_list(cls, v: list) -> "Shop":
         s = cls(v[0], v[1])
         s.vacation = v[2]
-        for wl in v[3]:
-            w = Week.from_list(wl)
-            s.weeks[w.week_start] = w
+        s.seen_ids, s.seen_ts = list(v[3]), list(v[4])
+        for label, (start, end, status, late) in v[5].items():
+            w = s.weeks[label] = Week(start, end, label)
+            w.status, w.late = status, late
         return s

@@ -6,24 +6,31 @@ and the replay, which is why live and audit results agree.
 
 How order is made deterministic (R6.2, R6.3):
 
-* Events are held in a buffer until the watermark (largest event time seen minus
-  ``allowed_lateness``) passes them, then applied in ``(time, rank, event_id)`` order, so any
-  arrival order within the lateness gives the time-sorted result. ``rank`` breaks ties at one
-  instant: shop events first (vacation from ``at`` on, R4), then buyer messages, then seller-side
-  messages, then closes (an event at a deadline still belongs to the session, R2.5).
-* Deadlines (72 h / 6 h / 10 min closures, the 24 h decision, week ends) sit in a heap and fire
-  when the watermark passes them, interleaved with buffered events by time (events first on a tie).
-* An event behind the watermark is late (R6.4): applied at once in log order, counted, and every
-  record it changes carries ``late: true``.
-* Duplicate ``event_id``s (R1) within ``dedupe_window`` of the watermark change nothing.
+* Events are held in a buffer until the watermark passes them, then applied in
+  ``(time, rank, event_id)`` order, so any arrival order within the lateness gives the time-sorted
+  result. ``rank`` breaks ties at one instant: shop events first (vacation from ``at`` on, R4),
+  then buyer messages, then seller-side messages, then closes (an event at a deadline still
+  belongs to the session, R2.5).
+* An input may interleave several sources (the partitions of the input topics, in the worker).
+  Each source has its own watermark, its largest event time minus ``allowed_lateness`` (R6.2); an
+  event is late when it is behind its own source's watermark. Buffered events are released, and
+  deadlines fire, only when the *smallest* source watermark passes them, so a source read ahead of
+  the others (a backlog, a rebalance) cannot reorder anything.
+* Deadlines (72 h / 6 h / 10 min closures, the 24 h decision, week ends) fire when that watermark
+  passes them, interleaved with buffered events by time (events first on a tie).
+* A late event is applied at once in log order, counted, and every record it changes carries
+  ``late: true`` (R6.4).
+* Duplicate ``event_id``s (R1) change nothing. Ids are remembered where the event was applied (its
+  conversation, or its shop) for ``dedupe_window``, so a stored conversation knows by itself which
+  events it already contains: that is what makes a restart from partly written state safe.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable, Iterable
 
 from chatsla.core.calendar import Shop, Week
 from chatsla.core.policy import Policy
@@ -33,6 +40,11 @@ from chatsla.core.sessions import (
     AUTO_REPLY_RESOLVED,
     BUYER,
     BUYER_TIMEOUT,
+    C_LATE,
+    C_MESSAGES,
+    C_PENDING,
+    C_REPLIED,
+    C_SESSIONS,
     CLOSED_BY_PLATFORM,
     CLOSED_BY_SELLER,
     SELLER,
@@ -50,6 +62,8 @@ ASSESSMENT = "assessment"
 _RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3
 _TIMER_CONV, _TIMER_WEEK = 0, 1
 
+Sink = Callable[[str, tuple], None]
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -58,31 +72,51 @@ class EngineConfig:
     allowed_lateness: int = 2 * MINUTE  # R6.2
     default_timezone: str = "UTC"  # R1: a shop never told its zone
     dedupe_window: int = 8 * DAY  # how long an event_id is remembered behind the watermark
+    week_retention: int = 35 * DAY  # how long a week's counters are kept after it ended
 
 
-def _rank(ev: ChatMessage) -> int:
+def _rank(ev: ChatMessage | ShopEvent) -> int:
+    if type(ev) is ShopEvent:
+        return _RANK_SHOP
     if ev.kind == "close":
         return _RANK_CLOSE
     return _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
 
 
+def _remember(ids: list[str], ts: list[int], eid: str, t: int, cutoff: int) -> None:
+    ids.append(eid)
+    ts.append(t)
+    if ts[0] < cutoff:
+        keep = [i for i, x in enumerate(ts) if x >= cutoff]
+        ids[:] = [ids[i] for i in keep]
+        ts[:] = [ts[i] for i in keep]
+
+
 class Engine:
     """One ordered input stream (a file, or one Kafka partition) and the state it implies."""
 
-    def __init__(self, policy: Policy, config: EngineConfig = EngineConfig(),
-                 sink: Callable[[str, tuple], None] | None = None, session_updates: bool = True) -> None:
+    def __init__(self, policy: Policy, config: EngineConfig = EngineConfig(), sink: Sink | None = None,
+                 session_updates: bool = True, sources: Iterable[Hashable] | None = None,
+                 track_dirty: bool = False) -> None:
         """``session_updates=False`` emits a session only when it closes, and open ones at
-        :meth:`finish`: enough for a report of final states (the audit), and far cheaper."""
+        :meth:`finish`: enough for a report of final states (the audit), and far cheaper.
+        ``sources``: the sources whose watermarks must all pass an event before it is applied
+        (the input partitions); by default, every source seen so far. ``track_dirty``: remember
+        which conversations and shops changed, for adapters that persist state incrementally."""
         self.policy = policy
-        self.session_updates = session_updates
         self.config = config
+        self.session_updates = session_updates
         self.convs: dict[tuple[str, str], Conversation] = {}
         self.shops: dict[str, Shop] = {}
-        self.max_seen: int | None = None
+        self.max_seen: int | None = None  # largest event time of any source
         self.counters: Counter[str] = Counter()
         self.out: list[tuple[str, tuple]] = []
         self._sink = sink if sink is not None else self._collect
+        self._src_max: dict[Hashable, int] = {}
+        self._sources = tuple(sources) if sources is not None else None
+        self._frontier: int | None = None  # smallest source maximum: what the watermark follows
         self._buffer: list[tuple] = []
+        self._seq = 0
         # Deadlines within the current hour of the watermark live in a heap; later ones wait in
         # hour buckets. Most far deadlines (24 h, 72 h) are superseded before they are due, and
         # a superseded entry is dropped when its bucket opens, without ever costing a heap pop.
@@ -90,12 +124,12 @@ class Engine:
         self._far: dict[int, list[tuple]] = {}
         self._far_hours: list[int] = []
         self._horizon = -1  # hour index up to which deadlines go straight into the heap
-        self._seen: dict[str, int] = {}
-        self._seen_order: deque[tuple[int, str]] = deque()
-        self._next_prune = 0
         self._window = policy.reply_window
         self._lateness = config.allowed_lateness
+        self._dedupe = config.dedupe_window
         self._valid = 0  # hot counter kept out of the Counter; see :attr:`stats`
+        self._dirty_convs: set[tuple[str, str]] | None = set() if track_dirty else None
+        self._dirty_shops: set[str] | None = set() if track_dirty else None
 
     # ------------------------------------------------------------------ input
     @property
@@ -108,42 +142,56 @@ class Engine:
 
     @property
     def watermark(self) -> int | None:
-        return None if self.max_seen is None else self.max_seen - self._lateness
+        """Everything before this instant has been applied and every deadline before it fired."""
+        return None if self._frontier is None else self._frontier - self._lateness
 
-    def apply(self, ev: ChatMessage | ShopEvent) -> None:
-        """Take one valid event in log order."""
-        seen = self._seen
-        eid = ev.event_id
-        n = len(seen)
+    def apply(self, ev: ChatMessage | ShopEvent, source: Hashable = None) -> None:
+        """Take one valid event in log order, read from ``source`` (an input partition)."""
         t = ev.t
-        seen.setdefault(eid, t)
-        if len(seen) == n:
-            self.counters["duplicate"] += 1
-            return
-        self._seen_order.append((t, eid))
-        self._valid += 1
-        max_seen = self.max_seen
-        if max_seen is not None and t < max_seen - self._lateness:
-            self.counters["late"] += 1
+        src_max = self._src_max
+        prev = src_max.get(source)
+        if prev is not None and t < prev - self._lateness:  # behind its source's watermark
             self._process(ev, True)
-            self._drain(max_seen - self._lateness, False)  # deadlines the late event put behind us
+            if self._frontier is not None:
+                self._drain(self._frontier - self._lateness, False)  # deadlines it put behind us
             return
-        if type(ev) is ShopEvent:
-            rank = _RANK_SHOP
-        elif ev.kind == "close":
-            rank = _RANK_CLOSE
-        else:
-            rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
-        _heappush(self._buffer, (t, rank, eid, ev))
-        if max_seen is None or t > max_seen:
-            self.max_seen = t
-            self._drain(t - self._lateness, False)
+        self._seq += 1
+        _heappush(self._buffer, (t, _rank(ev), ev.event_id, self._seq, ev))
+        if prev is None or t > prev:
+            src_max[source] = t
+            if self.max_seen is None or t > self.max_seen:
+                self.max_seen = t
+            if self._sources is None and len(src_max) == 1:
+                self._frontier = t
+            elif prev is None or prev == self._frontier:
+                self._frontier = self._min_source()
+            if self._frontier is not None:
+                self._drain(self._frontier - self._lateness, False)
+
+    def _min_source(self) -> int | None:
+        src_max = self._src_max
+        if self._sources is None:
+            return min(src_max.values())
+        try:
+            return min(src_max[s] for s in self._sources)
+        except KeyError:
+            return None  # a source not heard from yet holds the watermark back
 
     def advance(self, t: int) -> None:
-        """A tick: time ``t`` has been reached on this stream (R6.2 live mode: wall clock)."""
+        """A tick: every source has reached time ``t`` (R6.2 live mode: the wall clock)."""
+        src_max = self._src_max
+        for s in (self._sources or ()):
+            src_max.setdefault(s, t)
+        if not src_max:
+            src_max[None] = t
+        for s, v in src_max.items():
+            if t > v:
+                src_max[s] = t
         if self.max_seen is None or t > self.max_seen:
             self.max_seen = t
-            self._drain(t - self._lateness, False)
+        self._frontier = self._min_source()
+        if self._frontier is not None:
+            self._drain(self._frontier - self._lateness, False)
 
     def finish(self, until: int | None = None) -> None:
         """End of input: apply everything buffered and fire deadlines before ``until``.
@@ -197,22 +245,11 @@ class Engine:
                 if timers and timers[0][0] < te and timers[0][0] < wm:
                     fire(pop(timers))
                 else:
-                    process(pop(buf)[3], False)
+                    process(pop(buf)[4], False)
             elif timers and timers[0][0] < wm:
                 fire(pop(timers))
             else:
                 break
-        if wm >= self._next_prune:
-            self._prune_seen(wm)
-
-    def _prune_seen(self, wm: int) -> None:
-        cutoff = wm - self.config.dedupe_window
-        order, seen = self._seen_order, self._seen
-        while order and order[0][0] < cutoff:
-            t, eid = order.popleft()
-            if seen.get(eid) == t:
-                del seen[eid]
-        self._next_prune = wm + HOUR
 
     def _fire(self, entry: tuple) -> None:
         when, kind, shop_id, key = entry
@@ -221,7 +258,8 @@ class Engine:
             w = shop.weeks.get(key) if shop is not None else None
             if w is not None and w.status is None and w.end == when:
                 w.status = "provisional" if w.pending else "final"
-                self._emit_week(shop_id, w)
+                self._emit_week(shop, w)
+                self._forget_old_weeks(shop, when)
             return
         c = self.convs.get((shop_id, key))
         if c is None or c.scheduled != when:
@@ -232,6 +270,8 @@ class Engine:
         if c.timer > when:  # the deadline moved later since this entry was pushed
             self._schedule(c)
             return
+        if self._dirty_convs is not None:
+            self._dirty_convs.add((shop_id, key))
         deadline, reason = self._close_deadline(c)
         if deadline <= when:
             self._close(c, deadline, reason)
@@ -241,6 +281,10 @@ class Engine:
         self._reschedule(c)
 
     # ------------------------------------------------------------- transitions
+    def _cutoff(self) -> int:
+        f = self._frontier
+        return -(1 << 62) if f is None else f - self._lateness - self._dedupe
+
     def _process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
             self._shop_event(ev, late)
@@ -249,7 +293,17 @@ class Engine:
         c = self.convs.get(key)
         if c is None:
             c = self.convs[key] = Conversation(ev.shop_id, ev.conversation_id)
+        eid = ev.event_id
+        if eid in c.seen_ids:
+            self.counters["duplicate"] += 1
+            return
         t = ev.t
+        _remember(c.seen_ids, c.seen_ts, eid, t, self._cutoff())
+        self._valid += 1
+        if late:
+            self.counters["late"] += 1
+        if self._dirty_convs is not None:
+            self._dirty_convs.add(key)
         sender = ev.sender
         if ev.kind == "close":  # R2.4 closed_by_seller / closed_by_platform
             if c.opened_at is None:
@@ -266,9 +320,14 @@ class Engine:
                 if w is None or not (w.start <= t < w.end):
                     w = self._week(shop, t)
                 w.buyer_messages += 1
+                cc = c.contrib.get(w.week_start)
+                if cc is None:
+                    cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+                cc[C_MESSAGES] += 1
                 if w.status is not None:  # a late message into an assessed week (R6.4)
                     w.late = True
-                    self._emit_week(ev.shop_id, w)
+                    cc[C_LATE] = 1
+                    self._emit_week(shop, w)
             if c.opened_at is None:  # R2.1 / R2.6
                 self._open(c, t, shop, late)
                 return
@@ -308,6 +367,15 @@ class Engine:
 
     def _shop_event(self, ev: ShopEvent, late: bool) -> None:
         shop = self._shop(ev.shop_id)
+        if ev.event_id in shop.seen_ids:
+            self.counters["duplicate"] += 1
+            return
+        _remember(shop.seen_ids, shop.seen_ts, ev.event_id, ev.t, self._cutoff())
+        self._valid += 1
+        if late:
+            self.counters["late"] += 1
+        if self._dirty_shops is not None:
+            self._dirty_shops.add(shop.shop_id)
         if ev.type == "vacation_on":
             shop.vacation = True
         elif ev.type == "vacation_off":
@@ -327,6 +395,21 @@ class Engine:
             self._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
         return w
 
+    def _bump(self, c: Conversation, w: Week, sessions: int, replied: int, pending: int) -> None:
+        """Change a week's session counters and this conversation's share of them together."""
+        w.sessions += sessions
+        w.replied += replied
+        w.pending += pending
+        cc = c.contrib.get(w.week_start)
+        if cc is None:
+            cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+        cc[C_SESSIONS] += sessions
+        cc[C_REPLIED] += replied
+        cc[C_PENDING] += pending
+        if c.late and w.status is not None:
+            w.late = True
+            cc[C_LATE] = 1
+
     def _open(self, c: Conversation, t: int, shop: Shop, late: bool) -> None:
         c.n += 1
         c.opened_at = c.wait_start = t
@@ -335,13 +418,14 @@ class Engine:
         c.late = late
         w = self._week(shop, t)
         c.week = w.week_start
+        if len(c.contrib) > 1:
+            self._forget_old_contrib(c, shop)
         if not c.excluded:
-            w.sessions += 1
-            w.pending += 1
+            self._bump(c, w, 1, 0, 1)
             if w.status is not None:  # a late session in an assessed week (R6.4)
                 w.status = "provisional"
                 w.late = True
-                self._emit_week(shop.shop_id, w)
+                self._emit_week(shop, w)
         self.counters["sessions_opened"] += 1
         self._reschedule(c)
         self._emit_session(c)
@@ -401,24 +485,29 @@ class Engine:
         if c.excluded:
             return
         shop = self.shops[c.shop_id]
-        w = shop.weeks[c.week]
-        w.pending -= 1
-        if replied:
-            w.replied += 1
-        if c.late and w.status is not None:
-            w.late = True
+        w, _ = shop.week_for_label(c.week)
+        self._bump(c, w, 0, 1 if replied else 0, -1)
         if w.status is not None and (w.pending == 0 or c.late):
             if w.pending == 0:
                 w.status = "final"
-            self._emit_week(c.shop_id, w)
+            self._emit_week(shop, w)
 
     def _undecide(self, c: Conversation) -> None:
         if not c.excluded:
-            w = self.shops[c.shop_id].weeks[c.week]
-            w.pending += 1
-            if c.replied:
-                w.replied -= 1
+            w, _ = self.shops[c.shop_id].week_for_label(c.week)
+            self._bump(c, w, 0, -1 if c.replied else 0, 1)
         c.replied = c.decided_at = None
+
+    def _forget_old_contrib(self, c: Conversation, shop: Shop) -> None:
+        for label in [k for k in c.contrib if k not in shop.weeks]:
+            del c.contrib[label]
+
+    def _forget_old_weeks(self, shop: Shop, now: int) -> None:
+        """Weeks assessed longer ago than ``week_retention`` no longer take late events."""
+        horizon = now - self.config.week_retention
+        for label in [k for k, w in shop.weeks.items() if w.end < horizon and w.status == "final"]:
+            del shop.weeks[label]
+        shop._cur = None
 
     # ------------------------------------------------------------------ timers
     def _reschedule(self, c: Conversation) -> None:
@@ -447,63 +536,13 @@ class Engine:
         if self.session_updates:
             self._sink(SESSION, session_raw(c))
 
-    def _emit_week(self, shop_id: str, w: Week) -> None:
-        self._sink(ASSESSMENT, week_raw(shop_id, w))
+    def _emit_week(self, shop: Shop, w: Week) -> None:
+        if self._dirty_shops is not None:
+            self._dirty_shops.add(shop.shop_id)
+        self._sink(ASSESSMENT, week_raw(shop.shop_id, w))
 
     def _collect(self, kind: str, record: tuple) -> None:
         self.out.append((kind, record))
-
-    # --------------------------------------------------------------- snapshots
-    def snapshot(self) -> dict:
-        """Everything needed to continue exactly where this engine stands (JSON-friendly).
-
-        The timer heap is not stored: it is rebuilt from each conversation's and week's own
-        deadline, and its order depends only on their values, so a restored engine fires the
-        same deadlines in the same order (R6.1: restarts never change a result).
-        """
-        return {
-            "v": 1,
-            "policy": self.policy.ref,
-            "max_seen": self.max_seen,
-            "conversations": [c.to_list() for c in self.convs.values()],
-            "shops": [s.to_list() for s in self.shops.values()],
-            "buffer": [_event_to_list(e[3]) for e in sorted(self._buffer)],
-            "seen": [[t, eid] for t, eid in self._seen_order if self._seen.get(eid) == t],
-            "counters": dict(sorted(self.stats.items())),
-            "next_prune": self._next_prune,
-        }
-
-    @classmethod
-    def restore(cls, policy: Policy, config: EngineConfig, snap: dict,
-                sink: Callable[[str, tuple], None] | None = None) -> "Engine":
-        if snap.get("policy") != policy.ref:
-            raise ValueError(f"snapshot was made under {snap.get('policy')}, not {policy.ref}")
-        e = cls(policy, config, sink)
-        e.max_seen = snap["max_seen"]
-        e._next_prune = snap["next_prune"]
-        counters = dict(snap["counters"])
-        e._valid = counters.pop("valid", 0)
-        e.counters.update(counters)
-        for values in snap["conversations"]:
-            c = Conversation.from_list(values)
-            e.convs[(c.shop_id, c.conversation_id)] = c
-            if c.timer is not None:
-                e._schedule(c)
-        for values in snap["shops"]:
-            shop = Shop.from_list(values)
-            e.shops[shop.shop_id] = shop
-            for w in shop.weeks.values():
-                if w.status is None:
-                    e._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
-        for t, eid in snap["seen"]:
-            e._seen[eid] = t
-            e._seen_order.append((t, eid))
-        for values in snap["buffer"]:
-            ev = _event_from_list(values)
-            rank = _RANK_SHOP if type(ev) is ShopEvent else _rank(ev)
-            e._buffer.append((ev.t, rank, ev.event_id, ev))
-        heapq.heapify(e._buffer)
-        return e
 
     def take(self) -> list[tuple[str, tuple]]:
         """Hand over the raw records emitted since the last call (for adapters that batch)."""
@@ -513,6 +552,97 @@ class Engine:
     def take_records(self) -> list[tuple[str, dict]]:
         """Like :meth:`take`, formatted as output records."""
         return [(kind, to_record(kind, raw, self.policy)) for kind, raw in self.take()]
+
+    # ------------------------------------------------------------------- state
+    def take_dirty(self) -> tuple[list[Conversation], list[Shop]]:
+        """Conversations and shops changed since the last call (``track_dirty=True``)."""
+        if self._dirty_convs is None or self._dirty_shops is None:
+            raise RuntimeError("Engine(track_dirty=True) is needed for take_dirty()")
+        convs = [self.convs[k] for k in sorted(self._dirty_convs)]
+        shops = [self.shops[k] for k in sorted(self._dirty_shops)]
+        self._dirty_convs.clear()
+        self._dirty_shops.clear()
+        return convs, shops
+
+    def meta(self) -> dict:
+        """Stream-level state: watermarks, the not yet applied events, counters (JSON-friendly)."""
+        return {
+            "v": 2,
+            "policy": self.policy.ref,
+            "max_seen": self.max_seen,
+            "sources": [[s, t] for s, t in self._src_max.items()],
+            "buffer": [_event_to_list(e[4]) for e in sorted(self._buffer, key=lambda e: e[:4])],
+            "counters": dict(sorted(self.stats.items())),
+        }
+
+    def snapshot(self) -> dict:
+        """Everything needed to continue exactly where this engine stands (JSON-friendly).
+
+        The timer heap is not stored: it is rebuilt from each conversation's and week's own
+        deadline, and its order depends only on their values, so a restored engine fires the
+        same deadlines in the same order (R6.1: restarts never change a result).
+        """
+        snap = self.meta()
+        snap["conversations"] = [c.to_list() for c in self.convs.values()]
+        snap["shops"] = [s.to_list() for s in self.shops.values()]
+        return snap
+
+    @classmethod
+    def restore(cls, policy: Policy, config: EngineConfig, snap: dict, sink: Sink | None = None,
+                **kwargs: object) -> "Engine":
+        return cls.from_parts(policy, config, snap, snap["conversations"], snap["shops"], sink, **kwargs)
+
+    @classmethod
+    def from_parts(cls, policy: Policy, config: EngineConfig, meta: dict | None, conversations: Iterable[list],
+                   shops: Iterable[list], sink: Sink | None = None, **kwargs: object) -> "Engine":
+        """Rebuild an engine from stored parts, which may have been written at different moments:
+        each conversation carries its own applied event ids and week contributions, so the
+        weekly counters are recomputed here and events replayed after ``meta`` apply once."""
+        e = cls(policy, config, sink, **kwargs)  # type: ignore[arg-type]
+        if meta is not None:
+            if meta.get("policy") != policy.ref:
+                raise ValueError(f"state was made under {meta.get('policy')}, not {policy.ref}")
+            e.max_seen = meta["max_seen"]
+            for s, t in meta["sources"]:
+                e._src_max[s if not isinstance(s, list) else tuple(s)] = t
+            counters = dict(meta["counters"])
+            e._valid = counters.pop("valid", 0)
+            e.counters.update(counters)
+            if e._src_max:
+                e._frontier = e._min_source()
+        for values in shops:
+            shop = Shop.from_list(values)
+            e.shops[shop.shop_id] = shop
+        horizon = None if e._frontier is None else e._frontier - e._lateness - config.week_retention
+        for values in conversations:
+            c = Conversation.from_list(values)
+            e.convs[(c.shop_id, c.conversation_id)] = c
+            shop = e._shop(c.shop_id)
+            for label, cc in list(c.contrib.items()):
+                if label not in shop.weeks and horizon is not None:
+                    w, _ = shop.week_for_label(label)
+                    if w.end < horizon:  # a week already forgotten (_forget_old_weeks)
+                        del shop.weeks[label], c.contrib[label]
+                        continue
+                w, _ = shop.week_for_label(label)
+                w.sessions += cc[C_SESSIONS]
+                w.replied += cc[C_REPLIED]
+                w.pending += cc[C_PENDING]
+                w.buyer_messages += cc[C_MESSAGES]
+                w.late = w.late or bool(cc[C_LATE])
+            if c.timer is not None:
+                e._schedule(c)
+        for shop in e.shops.values():
+            for w in shop.weeks.values():
+                if w.status is None:
+                    e._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
+        if meta is not None:
+            for values in meta["buffer"]:
+                ev = _event_from_list(values)
+                e._seq += 1
+                e._buffer.append((ev.t, _rank(ev), ev.event_id, e._seq, ev))
+            heapq.heapify(e._buffer)
+        return e
 
 
 def _event_to_list(ev: ChatMessage | ShopEvent) -> list:

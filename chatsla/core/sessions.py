@@ -19,8 +19,14 @@ CLOSE_REASONS = (SELLER_TIMEOUT, BUYER_TIMEOUT, AUTO_REPLY_RESOLVED, CLOSED_BY_S
 _FIELDS = (
     "shop_id", "conversation_id", "n", "opened_at", "wait_start", "last_side", "last_seller_at",
     "first_human", "decided_at", "replied", "excluded", "late", "closed_at", "close_reason",
-    "week", "timer", "past24",
+    "week", "timer", "past24", "seen_ids", "seen_ts", "contrib",
 )
+
+# contrib[week_start] = [sessions, replied, pending, buyer_messages, late] this conversation added
+# to the shop's week (R5.3). Keeping them with the conversation makes each conversation's stored
+# entry self-contained: the shop's weekly counters are their sum, so a worker restarting from a
+# partly written changelog can never count a session twice or lose one (R6.1).
+C_SESSIONS, C_REPLIED, C_PENDING, C_MESSAGES, C_LATE = range(5)
 
 
 class Conversation:
@@ -52,6 +58,9 @@ class Conversation:
         self.week: str | None = None
         self.timer: int | None = None  # when this session next needs attention (R2.4 / R3)
         self.past24 = False
+        self.seen_ids: list[str] = []  # event_ids applied here within the dedupe window (R1)
+        self.seen_ts: list[int] = []
+        self.contrib: dict[str, list[int]] = {}
         self.scheduled: int | None = None  # earliest live entry in the engine's timer heap
 
     @property
