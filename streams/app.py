@@ -1,0 +1,159 @@
+"""The Faust application: routing with a dead-letter queue, and the session agent.
+
+``route`` validates both input topics (RULES R1); bad records go to ``<input>.dlq`` with the
+original bytes and the reason in headers, good ones are forwarded to ``chatsla.events`` keyed by
+shop, tagged with their input partition. ``sessions`` runs one :class:`PartitionRuntime` (the
+pure core) per ``chatsla.events`` partition and writes its outputs to ``chatsla.sessions`` and
+``chatsla.assessments``. Deadlines fire inside stream processing as the partition's event time
+advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
+partitions advance too and a replay of the topic sees the same ticks (R6.2).
+
+Delivery is at-least-once (Faust's exactly-once mode is not dependable, see README): the session
+agent acknowledges events only after a checkpoint persisted their effects, and outputs are
+delivered before the state that implies them, so a crash repeats identical outputs at worst.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+import faust
+
+from chatsla.clock import wall_clock_us
+from chatsla.core.engine import EngineConfig
+from chatsla.core.policy import load_policy
+from schemas.decode import decode
+from schemas.events import Invalid
+from streams.codec import encode_event, encode_tick, source_tag
+from streams.runtime import PartitionRuntime, Tables
+from streams.settings import WorkerSettings
+
+log = logging.getLogger("chatsla.worker")
+
+
+def _credentials(settings: WorkerSettings):
+    sec = settings.security
+    if sec.protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=sec.ssl_cafile)
+        if sec.ssl_certfile:
+            ssl_context.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile)
+    if sec.protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password,
+                                     mechanism=sec.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context)
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    names = settings.topics
+    policy = load_policy(settings.policy)
+    config = EngineConfig(allowed_lateness=settings.allowed_lateness_us, default_timezone=settings.default_timezone)
+    sources = [source_tag(names.chat, i) for i in range(settings.partitions)]
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        producer_acks=-1,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(names.chat, names.shop, **raw)
+    events = app.topic(names.events, partitions=settings.partitions, **raw)
+    dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw)}
+    outputs = {"session": app.topic(names.sessions, **raw), "assessment": app.topic(names.assessments, **raw)}
+    table_opts = {"partitions": settings.partitions, "schema": faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")}
+    tables = Tables(
+        conversations=app.Table("conversations", **table_opts),
+        shops=app.Table("shops", **table_opts),
+        partitions=app.Table("partitions", **table_opts),
+    )
+    runtimes: dict[int, PartitionRuntime] = {}
+    unacked: dict[int, list] = defaultdict(list)
+    last_checkpoint: dict[int, float] = defaultdict(float)
+    app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy}  # for adapters (metrics, API)
+
+    @app.agent(inputs)
+    async def route(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            ev = decode(msg.value)
+            if type(ev) is Invalid:
+                where = f"{msg.topic}/{msg.partition}@{msg.offset}"
+                dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
+                    ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
+                continue
+            events.send_soon(key=ev.shop_id.encode(), value=encode_event(ev, source_tag(msg.topic, msg.partition)))
+
+    async def checkpoint(p: int, rt: PartitionRuntime) -> None:
+        await app.producer.flush()  # the outputs first: state must never run ahead of them
+        convs, shops = rt.state_entries()
+        for k, v in convs:
+            tables.conversations[k] = v
+        for k, v in shops:
+            tables.shops[k] = v
+        await app.producer.flush()
+        k, v = rt.meta_entry()
+        tables.partitions[k] = v
+        for ev in unacked.pop(p, ()):
+            ev.ack()
+        rt.pending_acks = 0
+        last_checkpoint[p] = time.monotonic()
+
+    @app.agent(events)
+    async def sessions(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            p = event.message.partition
+            rt = runtimes.get(p)
+            if rt is None:
+                rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
+                last_checkpoint[p] = time.monotonic()
+            rt.handle(event.value)
+            unacked[p].append(event)
+            for kind, key, value in rt.outputs():
+                outputs[kind].send_soon(key=key, value=value)
+            if (rt.pending_acks >= settings.checkpoint_events
+                    or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
+                await checkpoint(p, rt)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
+        for tp in revoked:
+            if tp.topic == names.events:
+                runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
+                unacked.pop(tp.partition, None)
+
+    if settings.ticks:
+        @app.timer(settings.tick_interval)
+        async def tick() -> None:
+            now = wall_clock_us()
+            for tp in app.consumer.assignment():
+                if tp.topic == names.events:
+                    events.send_soon(key=None, value=encode_tick(now), partition=tp.partition)
+
+    return app
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    """Run a worker until SIGINT/SIGTERM (``chatsla worker``)."""
+    from faust.worker import Worker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    Worker(app, loglevel=settings.loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,118 @@
+"""One ``chatsla.events`` partition in a worker: its engine and the state it persists.
+
+Faust-free, so its persistence protocol is unit-tested with plain dicts (``tests/test_runtime.py``).
+State lives in three changelog-backed key-value tables, keyed by partition first:
+
+* ``conversations``: one entry per conversation (session state, the event ids it applied, its
+  share of the weekly counters); self-contained, so entries written at different moments never
+  double-count;
+* ``shops``: time zone, vacation, shop-event ids, which weeks were already assessed;
+* ``partitions``: the stream-level meta (per-source watermarks, events not yet applied).
+
+A checkpoint writes them in that order, after the outputs they imply were delivered, and only
+then are the input events acknowledged (so offsets are committed behind persisted state). After a
+crash the worker resumes from the committed offset: events already inside a stored conversation
+are recognised by id and skipped, the rest are applied, and the outputs come out the same
+(RULES R6.1). See ``streams/app.py`` for the Faust side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Hashable, Iterable
+
+import orjson
+
+from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
+from chatsla.core.policy import Policy
+from chatsla.core.records import to_record
+from streams.codec import TICK, decode_internal, encode_record
+
+Table = MutableMapping[bytes, bytes]
+_dumps, _loads = orjson.dumps, orjson.loads
+
+
+@dataclass
+class Tables:
+    conversations: Table
+    shops: Table
+    partitions: Table
+
+
+def conv_key(partition: int, shop_id: str, conversation_id: str) -> bytes:
+    return _dumps([partition, shop_id, conversation_id])
+
+
+def shop_key(partition: int, shop_id: str) -> bytes:
+    return _dumps([partition, shop_id])
+
+
+def meta_key(partition: int) -> bytes:
+    return _dumps(partition)
+
+
+def _of_partition(table: Table, partition: int) -> Iterable[bytes]:
+    for key, value in list(table.items()):
+        if value is not None and _loads(key)[0] == partition:
+            yield value
+
+
+class PartitionRuntime:
+    def __init__(self, partition: int, engine: Engine) -> None:
+        self.partition = partition
+        self.engine = engine
+        self.pending_acks = 0  # events handled since the last checkpoint
+
+    @classmethod
+    def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
+             tables: Tables) -> "PartitionRuntime":
+        """Rebuild the partition's engine from the tables (empty tables: a fresh start)."""
+        raw_meta = tables.partitions.get(meta_key(partition))
+        meta = _loads(raw_meta) if raw_meta is not None else None
+        engine = Engine.from_parts(
+            policy, config, meta,
+            [_loads(v) for v in _of_partition(tables.conversations, partition)],
+            [_loads(v) for v in _of_partition(tables.shops, partition)],
+            sources=sources, track_dirty=True,
+        )
+        return cls(partition, engine)
+
+    def handle(self, value: bytes) -> None:
+        """Apply one record of ``chatsla.events`` (an event or a tick)."""
+        source, body = decode_internal(value)
+        if source == TICK:
+            self.engine.advance(body)  # type: ignore[arg-type]
+        else:
+            self.engine.apply(body, source)  # type: ignore[arg-type]
+        self.pending_acks += 1
+
+    def outputs(self) -> list[tuple[str, bytes, bytes]]:
+        """``(kind, key, value)`` of every record emitted since the last call, in order."""
+        engine = self.engine
+        policy = engine.policy
+        return [(kind, raw[0].encode(), encode_record(to_record(kind, raw, policy))) for kind, raw in engine.take()]
+
+    def state_entries(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """Changed conversation and shop entries since the last checkpoint."""
+        convs, shops = self.engine.take_dirty()
+        p = self.partition
+        return ([(conv_key(p, c.shop_id, c.conversation_id), _dumps(c.to_list())) for c in convs],
+                [(shop_key(p, s.shop_id), _dumps(s.to_list())) for s in shops])
+
+    def meta_entry(self) -> tuple[bytes, bytes]:
+        return meta_key(self.partition), _dumps(self.engine.meta())
+
+    def checkpoint_into(self, tables: Tables) -> None:
+        """Write a checkpoint synchronously (tests, and adapters without a producer to flush)."""
+        convs, shops = self.state_entries()
+        for k, v in convs:
+            tables.conversations[k] = v
+        for k, v in shops:
+            tables.shops[k] = v
+        k, v = self.meta_entry()
+        tables.partitions[k] = v
+        self.pending_acks = 0
+
+
+KIND_TOPIC = {"session": "sessions", ASSESSMENT: "assessments"}

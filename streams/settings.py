@@ -1,0 +1,50 @@
+"""Worker settings: every Kafka and pipeline knob, from flags or ``CHATSLA_*`` environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.topics import TopicNames
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def kafka_python_kwargs(self) -> dict:
+        kw: dict = {"security_protocol": self.protocol}
+        if self.sasl_mechanism:
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        if self.ssl_cafile:
+            kw.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+        return kw
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "chatsla"
+    topics: TopicNames = field(default_factory=TopicNames)
+    partitions: int = 4  # of chat.messages and chatsla.events: the unit of scale-out
+    replication: int = 1
+    store: str = "memory://"  # or rocksdb:// (pip install 'chatsla[rocksdb]')
+    data_dir: Path = Path(".chatsla/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    ticks: bool = True  # live mode: advance the watermark with the wall clock (R6.2)
+    tick_interval: float = 1.0
+    checkpoint_events: int = 1000
+    checkpoint_interval: float = 1.0
+    policy: str = "tiktok_shop@2023-11"
+    allowed_lateness_us: int = 120_000_000
+    default_timezone: str = "UTC"
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    loglevel: str = "warning"
