@@ -1,0 +1,35 @@
+# chatsla: `make test` (the README's test command) and `make demo` (the run command).
+# Everything is installed by these targets on a bare machine with Python 3.11, Java 17 and Maven.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-unit test-integration demo bench broker-jars prometheus clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "chatsla needs Python 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-unit: install
+	$(BIN)/python -m pytest -q --ignore=tests/integration
+
+test-integration: install
+	$(BIN)/python -m pytest -q tests/integration
+
+demo: install
+	$(BIN)/chatsla audit samples/week.jsonl --until 2026-11-17T00:10:00Z
+
+bench: install
+	$(BIN)/python benchmarks/audit_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
