@@ -122,6 +122,106 @@ def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], poli
         render.print_table(result, Console() if sys.stdout.isatty() else Console(width=120))
 
 
+def _kafka_options(f):
+    """Kafka connection flags shared by the commands that talk to a broker (env: CHATSLA_*)."""
+    opts = [
+        click.option("--bootstrap", envvar="CHATSLA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True,
+                     help="Kafka bootstrap servers, comma-separated."),
+        click.option("--security-protocol", envvar="CHATSLA_SECURITY_PROTOCOL", default="PLAINTEXT",
+                     type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), show_default=True),
+        click.option("--sasl-mechanism", envvar="CHATSLA_SASL_MECHANISM",
+                     type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
+        click.option("--sasl-username", envvar="CHATSLA_SASL_USERNAME"),
+        click.option("--sasl-password", envvar="CHATSLA_SASL_PASSWORD"),
+        click.option("--ssl-cafile", envvar="CHATSLA_SSL_CAFILE", type=click.Path(exists=True, dir_okay=False)),
+        click.option("--ssl-certfile", envvar="CHATSLA_SSL_CERTFILE", type=click.Path(exists=True, dir_okay=False)),
+        click.option("--ssl-keyfile", envvar="CHATSLA_SSL_KEYFILE", type=click.Path(exists=True, dir_okay=False)),
+        click.option("--topic-prefix", envvar="CHATSLA_TOPIC_PREFIX", default="",
+                     help="Prefix for every topic name (several deployments on one cluster)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _security(kw: dict):
+    from streams.settings import KafkaSecurity
+
+    sec = KafkaSecurity(kw.pop("security_protocol"), kw.pop("sasl_mechanism"), kw.pop("sasl_username"),
+                        kw.pop("sasl_password"), kw.pop("ssl_cafile"), kw.pop("ssl_certfile"), kw.pop("ssl_keyfile"))
+    if sec.protocol.startswith("SASL") and not (sec.sasl_mechanism and sec.sasl_username):
+        raise CliError("--security-protocol SASL_* needs --sasl-mechanism and --sasl-username")
+    return sec
+
+
+def _topic_names(prefix: str):
+    from streams.topics import TopicNames
+
+    base = TopicNames()
+    return TopicNames(*(prefix + getattr(base, f) for f in ("chat", "shop", "events", "sessions", "assessments")))
+
+
+@cli.command()
+@_kafka_options
+@click.option("--app-id", envvar="CHATSLA_APP_ID", default="chatsla", show_default=True,
+              help="Consumer group and table namespace; workers with the same id share the work.")
+@click.option("--partitions", envvar="CHATSLA_PARTITIONS", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Partitions of chat.messages and chatsla.events (the most workers that can share the load).")
+@click.option("--replication", envvar="CHATSLA_REPLICATION", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--store", envvar="CHATSLA_STORE", type=click.Choice(["memory", "rocksdb"]), default="memory",
+              show_default=True, help="Table store (rocksdb needs: pip install 'chatsla[rocksdb]').")
+@click.option("--data-dir", envvar="CHATSLA_DATA_DIR", default=".chatsla/worker", show_default=True)
+@click.option("--web-host", envvar="CHATSLA_WEB_HOST", default="127.0.0.1", show_default=True)
+@click.option("--web-port", envvar="CHATSLA_WEB_PORT", type=click.IntRange(1, 65535), default=6066, show_default=True,
+              help="Port of the worker's HTTP server (/metrics, /shops/{id}).")
+@click.option("--ticks/--no-ticks", envvar="CHATSLA_TICKS", default=True, show_default=True,
+              help="Live mode: advance the watermark with the wall clock (off for historical backfills).")
+@click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
+@click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", default=DEFAULT_POLICY, show_default=True)
+@click.option("--allowed-lateness", default="2min", show_default=True)
+@click.option("--default-timezone", default="UTC", show_default=True)
+@click.option("--create-topics/--no-create-topics", default=True, show_default=True,
+              help="Create missing topics with explicit partitions and retention before starting.")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True)
+def worker(**kw: object) -> None:
+    """Run a live worker: validate, sessionise, assess (RULES R1-R6) on Kafka."""
+    from pathlib import Path
+
+    from streams.settings import WorkerSettings
+    from streams.topics import TopicError, ensure_topics, topic_specs
+
+    security = _security(kw)
+    policy_option(kw["policy_spec"])  # fail early, in one line
+    config = engine_config(kw["allowed_lateness"], kw["default_timezone"])
+    if kw["store"] == "rocksdb":
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            raise CliError("--store rocksdb needs the rocksdict package: pip install 'chatsla[rocksdb]'") from None
+    names = _topic_names(kw["topic_prefix"])
+    settings = WorkerSettings(
+        bootstrap=kw["bootstrap"], app_id=kw["app_id"], topics=names, partitions=kw["partitions"],
+        replication=kw["replication"], store=f"{kw['store']}://", data_dir=Path(kw["data_dir"]),
+        web_host=kw["web_host"], web_port=kw["web_port"], ticks=kw["ticks"], tick_interval=kw["tick_interval"],
+        policy=kw["policy_spec"], allowed_lateness_us=config.allowed_lateness,
+        default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
+    )
+    if kw["create_topics"]:
+        try:
+            created = ensure_topics(settings.bootstrap, topic_specs(names, settings.partitions), settings.replication,
+                                    security.kafka_python_kwargs())
+        except TopicError as e:
+            raise CliError(str(e)) from None
+        if created:
+            click.echo(f"created topics: {', '.join(created)}", err=True)
+    from streams.app import run_worker
+
+    click.echo(f"chatsla worker {settings.app_id} on {settings.bootstrap}; "
+               f"metrics at http://{settings.web_host}:{settings.web_port}/metrics", err=True)
+    run_worker(settings)
+
+
 @cli.command()
 def policies() -> None:
     """List the bundled policies (RULES R7)."""

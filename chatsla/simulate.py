@@ -616,9 +616,12 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @_option("--jitter-seconds", click.IntRange(min=0), 0, "Max log-order disorder in seconds (R6.3).")
 @_option("--late-fraction", click.FloatRange(0.0, 1.0), 0.0, "Share of chat events logged far late (R6.4).")
 @_option("--out", click.Path(dir_okay=False, allow_dash=True), "-", "JSONL output file, '-' for stdout.")
-# KAFKA: a later change replaces the rejection below by producing to the brokers -- a historical
-# week at full speed, or live at a given rate (add --rate etc. next to this option).
-@click.option("--bootstrap", metavar="HOST:PORT", help="Produce to Kafka (not yet available).")
+@click.option("--bootstrap", metavar="HOST:PORT", envvar="CHATSLA_BOOTSTRAP",
+              help="Produce to Kafka instead of writing JSONL.")
+@_option("--rate", click.FloatRange(min=0.0), 0.0, "With --bootstrap: events per second (0: full speed).")
+@_option("--chat-topic", str, "chat.messages", "With --bootstrap: topic for chat.message/v1 records.")
+@_option("--shop-topic", str, "shop.events", "With --bootstrap: topic for shop.event/v1 records.")
+@_option("--partitions", click.IntRange(min=1), 4, "With --bootstrap: partitions of topics created if missing.")
 def simulate(
     shops: int,
     conversations: int,
@@ -630,10 +633,12 @@ def simulate(
     late_fraction: float,
     out: str,
     bootstrap: str | None,
+    rate: float,
+    chat_topic: str,
+    shop_topic: str,
+    partitions: int,
 ) -> None:
     """Generate a deterministic week of chat traffic (RULES R1) as JSONL."""
-    if bootstrap is not None:  # KAFKA: produce here instead of writing JSONL.
-        _fail("producing to Kafka: not yet available")
     try:
         config = SimConfig(
             seed=seed,
@@ -648,6 +653,18 @@ def simulate(
     except ValueError as exc:
         _fail(f"simulate: {exc}")
     events = generate(config)
+    if bootstrap is not None:
+        from chatsla.produce import ProduceError, produce
+        from streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
+
+        names = TopicNames(chat=chat_topic, shop=shop_topic)
+        try:
+            ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)])
+            sent = produce(events, bootstrap, names, rate)
+        except (ProduceError, TopicError) as exc:
+            _fail(f"simulate: {exc}")
+        click.echo(f"produced {sent} events to {bootstrap} ({chat_topic}, {shop_topic})", err=True)
+        return
     if out == "-":
         write_jsonl(events, click.get_binary_stream("stdout"))
     else:

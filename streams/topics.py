@@ -61,6 +61,7 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1, 
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="chatsla-admin", request_timeout_ms=15000,
+                                 bootstrap_timeout_ms=10_000,
                                  **(client_kwargs or {}))
     except KafkaError as e:
         raise TopicError(f"cannot reach Kafka at {bootstrap}: {e}") from None

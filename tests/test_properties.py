@@ -196,3 +196,23 @@ def _latest(records: list) -> dict:
     for kind, raw in records:
         latest[(kind, record_key(kind, raw))] = raw
     return latest
+
+
+@SETTINGS
+@given(streams())
+def test_r6_5_latest_live_record_equals_the_audit_state(events: list[dict]) -> None:
+    """The worker emits every change (``session_updates=True``) and consumers keep the latest
+    record per key; that view must equal the audit's final states, or live and audit disagree."""
+    from chatsla.core.records import to_record
+
+    live, _ = _engine_run(events, [])
+    latest = {(k, to_record(k, r, POLICY)["shop_id"], r[1], r[2]): to_record(k, r, POLICY)
+              for k, r in live}
+    report = run(events)
+    want = {("session", s["shop_id"], s["conversation_id"], int(s["session_id"].rsplit("#", 1)[1])): s
+            for s in report.sessions}
+    want.update({("assessment", a["shop_id"], a["week_start"], a["sessions"]): a for a in report.assessments})
+    got_sessions = {k: v for k, v in latest.items() if k[0] == "session"}
+    assert got_sessions == {k: v for k, v in want.items() if k[0] == "session"}
+    got_weeks = {(v["shop_id"], v["week_start"]): v for k, v in latest.items() if k[0] == "assessment"}
+    assert got_weeks == {(a["shop_id"], a["week_start"]): a for a in report.assessments}

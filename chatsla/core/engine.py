@@ -313,6 +313,7 @@ class Engine:
                 c.late = True
             self._close(c, t, CLOSED_BY_SELLER if sender == "seller" else CLOSED_BY_PLATFORM)
             return
+        changed = False  # does the session's record change (beyond a decision)?
         if sender == "buyer":
             shop = self.shops.get(ev.shop_id) or self._shop(ev.shop_id)
             if not shop.vacation:  # R4: vacation messages do not count toward the volume
@@ -349,6 +350,7 @@ class Engine:
             if sender == "seller":
                 if c.first_human is None or t < c.first_human:
                     c.first_human = t
+                    changed = True  # first_reply_at of the record changes, even after a miss
                 c.wait_start = None
                 c.last_side = SELLER
             else:
@@ -358,9 +360,7 @@ class Engine:
             c.late = True
         # Only a reply, a passed 24 h mark or a late event can decide (or re-decide) a session.
         if c.decided_at is None or late:
-            changed = self._evaluate(c, t, c.past24 or t > c.opened_at + self._window)
-        else:
-            changed = False
+            changed = self._evaluate(c, t, c.past24 or t > c.opened_at + self._window) or changed
         self._reschedule(c)
         if changed or late:
             self._emit_session(c)

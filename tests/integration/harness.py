@@ -1,0 +1,139 @@
+"""Running workers and reading topics in integration tests; waits are conditions with deadlines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import orjson
+
+from chatsla.dev.broker import free_port
+from streams.codec import encode_tick
+from streams.topics import TopicNames, ensure_topics, topic_specs
+
+T = TypeVar("T")
+CHATSLA = str(Path(sys.executable).with_name("chatsla"))
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)  # polling interval of a condition wait, not synchronisation by sleep
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {str(last)[:300]})")
+
+
+@dataclass
+class Deployment:
+    """One isolated chatsla deployment (own topics, consumer group, tables) on the shared broker."""
+
+    bootstrap: str
+    partitions: int
+    tmp: Path
+    prefix: str = ""
+    app_id: str = ""
+
+    def __post_init__(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.prefix = self.prefix or f"t{tag}."
+        self.app_id = self.app_id or f"chatsla-{tag}"
+        self.names = TopicNames(*(self.prefix + n for n in ("chat.messages", "shop.events", "chatsla.events",
+                                                            "chatsla.sessions", "chatsla.assessments")))
+        ensure_topics(self.bootstrap, topic_specs(self.names, self.partitions))
+        self.workers: list[subprocess.Popen] = []
+
+    def start_worker(self, *extra: str) -> subprocess.Popen:
+        n = len(self.workers)
+        log = open(self.tmp / f"worker-{n}.log", "ab")
+        proc = subprocess.Popen(
+            [CHATSLA, "worker", "--bootstrap", self.bootstrap, "--app-id", self.app_id, "--topic-prefix", self.prefix,
+             "--partitions", str(self.partitions), "--no-ticks", "--web-port", str(free_port()),
+             "--data-dir", str(self.tmp / f"worker-{n}"), "--loglevel", "info", *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def send_ticks(self, t_us: int) -> None:
+        """What the live ticker does, at a chosen time: every partition reaches ``t_us``."""
+        from kafka import KafkaProducer
+
+        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        for part in range(self.partitions):
+            p.send(self.names.events, value=encode_tick(t_us), partition=part)
+        p.flush()
+        p.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    """Every record of ``topic`` from the beginning to its current end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000,
+                      isolation_level="read_committed")
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        out = []
+        while any(c.position(tp) < end[tp] for tp in tps):
+            for records in c.poll(timeout_ms=1000).values():
+                out.extend(records)
+        return out
+    finally:
+        c.close()
+
+
+def count(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
+        return sum(c.end_offsets(tps).values()) if tps else 0
+    finally:
+        c.close()
+
+
+def latest_outputs(bootstrap: str, names: TopicNames) -> tuple[dict, dict]:
+    """The outputs as a consumer sees them: the latest record per session and per shop-week."""
+    sessions = {}
+    for r in read_topic(bootstrap, names.sessions):
+        rec = orjson.loads(r.value)
+        sessions[(rec["shop_id"], rec["session_id"])] = rec
+    assessments = {}
+    for r in read_topic(bootstrap, names.assessments):
+        rec = orjson.loads(r.value)
+        assessments[(rec["shop_id"], rec["week_start"])] = rec
+    return sessions, assessments
