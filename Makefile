@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration demo bench broker-jars prometheus clean
+.PHONY: install test test-unit test-integration demo demo-stop audit-demo bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test-integration: install
 	$(BIN)/python -m pytest -q tests/integration
 
 demo: install
+	$(BIN)/chatsla demo
+
+demo-stop: install
+	$(BIN)/chatsla demo --stop
+
+audit-demo: install
 	$(BIN)/chatsla audit samples/week.jsonl --until 2026-11-17T00:10:00Z
 
 bench: install

@@ -27,6 +27,10 @@ class LazyGroup(click.Group):
     lazy = {
         "dev": "chatsla.dev.cli:dev",
         "simulate": "chatsla.simulate:simulate",
+        "demo": "chatsla.demo:demo",
+        "replay": "chatsla.replay_cli:replay",
+        "export": "chatsla.replay_cli:export",
+        "verify": "chatsla.replay_cli:verify",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -47,18 +47,31 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
-def print_table(report: Report, console: Console) -> None:
-    s = report.stats
-    t = Table(title=f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})")
+_STYLES = {"ok": "green", "warning": "yellow", "violation": "bold red", "not_assessed": "dim"}
+
+
+def assessments_table(assessments: list[dict], title: str) -> Table:
+    t = Table(title=title)
     for col, justify in (("shop", "left"), ("week", "left"), ("sessions", "right"), ("replied", "right"),
                          ("rate", "right"), ("buyer msgs", "right"), ("outcome", "left"), ("points", "right"),
                          ("status", "left")):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
-    styles = {"ok": "green", "warning": "yellow", "violation": "bold red", "not_assessed": "dim"}
-    for a in report.assessments:
+    for a in assessments:
         t.add_row(a["shop_id"], a["week_start"], str(a["sessions"]), str(a["replied_24h"]), _pct(a["rate"]),
-                  str(a["buyer_messages"]), f"[{styles[a['outcome']]}]{a['outcome']}[/]",
+                  str(a["buyer_messages"]), f"[{_STYLES[a['outcome']]}]{a['outcome']}[/]",
                   str(a["violation_points"]), a["status"] + (" (late)" if a["late"] else ""))
+    return t
+
+
+def print_assessments(assessments: list[dict], console: Console) -> None:
+    """The weekly assessments as read from the live ``chatsla.assessments`` topic."""
+    policies = sorted({f"{a['policy_id']}@{a['policy_version']}" for a in assessments})
+    console.print(assessments_table(assessments, f"Weekly 24 h reply rate, live ({', '.join(policies)})"))
+
+
+def print_table(report: Report, console: Console) -> None:
+    s = report.stats
+    t = assessments_table(report.assessments, f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})")
     console.print(t)
     if not report.assessments:
         console.print("No week has ended by the watermark yet: assessments appear once a week is over (R5.6).")

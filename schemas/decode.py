@@ -31,6 +31,10 @@ from schemas.events import (
 )
 
 _loads = orjson.loads
+# Event times chatsla accepts: 1970 to 9000. Outside that, week and deadline arithmetic would leave
+# the range of Python's datetime; no real chat message is sent there (bad_time).
+MIN_TIME = 0
+MAX_TIME = 221_845_392_000_000_000
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -69,7 +73,7 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
             and type(sent_at) is str and type(sender) is str and event_id and shop_id and conversation_id and sender in SENDERS):
         return _explain_chat(obj)
     t = parse_time(sent_at)
-    if t is None:
+    if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:sent_at", sent_at[:64])
     if len(obj) == 6:  # schema + the five required fields: every optional field at its default
         return ChatMessage(event_id, shop_id, conversation_id, sender, t)
@@ -126,7 +130,7 @@ def _decode_shop(obj: dict) -> ShopEvent | Invalid:
     if type(at) is not str:
         return Invalid("missing_field:at" if at is None else "bad_type:at")
     t = parse_time(at)
-    if t is None:
+    if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:at", at[:64])
     tz = None
     if typ == "timezone":

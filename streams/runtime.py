@@ -29,7 +29,8 @@ from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
 from streams.codec import TICK, decode_internal, encode_record
 
-Table = MutableMapping[bytes, bytes]
+Key = tuple
+Table = MutableMapping[Key, bytes]
 _dumps, _loads = orjson.dumps, orjson.loads
 
 
@@ -40,22 +41,29 @@ class Tables:
     partitions: Table
 
 
-def conv_key(partition: int, shop_id: str, conversation_id: str) -> bytes:
-    return _dumps([partition, shop_id, conversation_id])
+# Keys are tuples, serialised as JSON lists: Faust's changelog recovery turns JSON list keys back
+# into tuples, so a key reads back exactly as it was written (bytes keys would not).
+def conv_key(partition: int, shop_id: str, conversation_id: str) -> Key:
+    return (partition, shop_id, conversation_id)
 
 
-def shop_key(partition: int, shop_id: str) -> bytes:
-    return _dumps([partition, shop_id])
+def shop_key(partition: int, shop_id: str) -> Key:
+    return (partition, shop_id)
 
 
-def meta_key(partition: int) -> bytes:
-    return _dumps(partition)
+def meta_key(partition: int) -> Key:
+    return (partition,)
 
 
-def _of_partition(table: Table, partition: int) -> Iterable[bytes]:
+def _value(v: object) -> object:
+    """A stored value: our JSON bytes, or (after some recoveries) the already decoded JSON."""
+    return _loads(v) if isinstance(v, (bytes, bytearray, memoryview, str)) else v
+
+
+def _of_partition(table: Table, partition: int) -> Iterable[object]:
     for key, value in list(table.items()):
-        if value is not None and _loads(key)[0] == partition:
-            yield value
+        if value is not None and tuple(key)[0] == partition:
+            yield _value(value)
 
 
 class PartitionRuntime:
@@ -69,11 +77,11 @@ class PartitionRuntime:
              tables: Tables) -> "PartitionRuntime":
         """Rebuild the partition's engine from the tables (empty tables: a fresh start)."""
         raw_meta = tables.partitions.get(meta_key(partition))
-        meta = _loads(raw_meta) if raw_meta is not None else None
+        meta = _value(raw_meta) if raw_meta is not None else None
         engine = Engine.from_parts(
             policy, config, meta,
-            [_loads(v) for v in _of_partition(tables.conversations, partition)],
-            [_loads(v) for v in _of_partition(tables.shops, partition)],
+            list(_of_partition(tables.conversations, partition)),
+            list(_of_partition(tables.shops, partition)),
             sources=sources, track_dirty=True,
         )
         return cls(partition, engine)
@@ -93,14 +101,14 @@ class PartitionRuntime:
         policy = engine.policy
         return [(kind, raw[0].encode(), encode_record(to_record(kind, raw, policy))) for kind, raw in engine.take()]
 
-    def state_entries(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    def state_entries(self) -> tuple[list[tuple[Key, bytes]], list[tuple[Key, bytes]]]:
         """Changed conversation and shop entries since the last checkpoint."""
         convs, shops = self.engine.take_dirty()
         p = self.partition
         return ([(conv_key(p, c.shop_id, c.conversation_id), _dumps(c.to_list())) for c in convs],
                 [(shop_key(p, s.shop_id), _dumps(s.to_list())) for s in shops])
 
-    def meta_entry(self) -> tuple[bytes, bytes]:
+    def meta_entry(self) -> tuple[Key, bytes]:
         return meta_key(self.partition), _dumps(self.engine.meta())
 
     def checkpoint_into(self, tables: Tables) -> None:

@@ -80,3 +80,52 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1, 
         raise TopicError(f"creating topics on {bootstrap} failed: {e}") from None
     finally:
         admin.close()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records ever written to ``topic`` (sum of its partitions' end offsets); 0 if missing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=10_000)
+    try:
+        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
+        return sum(c.end_offsets(tps).values()) if tps else 0
+    finally:
+        c.close()
+
+
+def read_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Every record value of ``topic`` from the beginning to its end at the time of the call."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, bootstrap_timeout_ms=10_000)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        out: list[bytes] = []
+        while any(c.position(tp) < end[tp] for tp in tps):
+            for records in c.poll(timeout_ms=1000).values():
+                out.extend(r.value for r in records)
+        return out
+    finally:
+        c.close()
+
+
+def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int) -> None:
+    """Write a tick at event time ``t_us`` into every partition of the worker's input topic:
+    what the live ticker does with the wall clock, done explicitly (demos, tests, backfills)."""
+    from kafka import KafkaProducer
+
+    from streams.codec import encode_tick
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", bootstrap_timeout_ms=10_000)
+    try:
+        for p in range(partitions):
+            producer.send(topic, value=encode_tick(t_us), partition=p)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()

@@ -116,6 +116,9 @@ class Engine:
         self._sources = tuple(sources) if sources is not None else None
         self._frontier: int | None = None  # smallest source maximum: what the watermark follows
         self._buffer: list[tuple] = []
+        # ids of buffered events: a copy arriving while its original still waits in the buffer
+        # (a producer retry, a router replaying after a crash) is a duplicate, not a late event
+        self._buffered: set[str] = set()
         self._seq = 0
         # Deadlines within the current hour of the watermark live in a heap; later ones wait in
         # hour buckets. Most far deadlines (24 h, 72 h) are superseded before they are due, and
@@ -147,6 +150,10 @@ class Engine:
 
     def apply(self, ev: ChatMessage | ShopEvent, source: Hashable = None) -> None:
         """Take one valid event in log order, read from ``source`` (an input partition)."""
+        eid = ev.event_id
+        if eid in self._buffered:
+            self.counters["duplicate"] += 1
+            return
         t = ev.t
         src_max = self._src_max
         prev = src_max.get(source)
@@ -156,7 +163,8 @@ class Engine:
                 self._drain(self._frontier - self._lateness, False)  # deadlines it put behind us
             return
         self._seq += 1
-        _heappush(self._buffer, (t, _rank(ev), ev.event_id, self._seq, ev))
+        self._buffered.add(eid)
+        _heappush(self._buffer, (t, _rank(ev), eid, self._seq, ev))
         if prev is None or t > prev:
             src_max[source] = t
             if self.max_seen is None or t > self.max_seen:
@@ -245,7 +253,9 @@ class Engine:
                 if timers and timers[0][0] < te and timers[0][0] < wm:
                     fire(pop(timers))
                 else:
-                    process(pop(buf)[4], False)
+                    entry = pop(buf)
+                    self._buffered.discard(entry[2])
+                    process(entry[4], False)
             elif timers and timers[0][0] < wm:
                 fire(pop(timers))
             else:
@@ -641,6 +651,7 @@ class Engine:
                 ev = _event_from_list(values)
                 e._seq += 1
                 e._buffer.append((ev.t, _rank(ev), ev.event_id, e._seq, ev))
+                e._buffered.add(ev.event_id)
             heapq.heapify(e._buffer)
         return e
 

@@ -34,7 +34,8 @@ def to_datetime(us: int) -> datetime:
 def _parse_slow(s: str) -> int | None:
     # RFC 3339 needs a full date, a time with seconds and an offset; fromisoformat is laxer
     # (basic format, hour-only times, no offset), so check the shape before trusting it.
-    if len(s) < 20 or s[4] != "-" or s[7] != "-" or s[10] not in "Tt " or s[13] != ":" or s[16] != ":":
+    if (len(s) < 20 or not s.isascii() or s[4] != "-" or s[7] != "-" or s[10] not in "Tt "
+            or s[13] != ":" or s[16] != ":"):
         return None
     try:
         dt = datetime.fromisoformat(s)
@@ -64,7 +65,9 @@ def parse_time(s: str) -> int | None:
     if n == 25 and s[19] in "+-" and s[22] == ":" and s[10] in "Tt" and s[16] == ":":
         # YYYY-MM-DDTHH:MM:SS+HH:MM: the wall time as if UTC, minus the offset
         sec, oh, om = s[17:19], s[20:22], s[23:25]
-        if not (sec.isdigit() and oh.isdigit() and om.isdigit()) or sec > "59" or oh > "23" or om > "59":
+        # str.isdigit() also accepts non-ASCII digits such as "²" or "٥"; RFC 3339 is ASCII only
+        if not (s.isascii() and sec.isdigit() and oh.isdigit() and om.isdigit()) \
+                or sec > "59" or oh > "23" or om > "59":
             return None
         base = _minute(s[:16])
         if base is None:
@@ -81,7 +84,7 @@ def parse_time(s: str) -> int | None:
                 _minute_cache.clear()
             _minute_cache[s[:16]] = base
         sec = s[17:19]
-        if s[16] != ":" or not sec.isdigit() or sec > "59":
+        if s[16] != ":" or not (s.isascii() and sec.isdigit()) or sec > "59":
             return None
         return base + int(sec) * SECOND
     return _parse_slow(s)

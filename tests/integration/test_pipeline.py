@@ -47,25 +47,29 @@ def finish_and_compare(dep: Deployment, records: list, timeout: float = 240) -> 
     want = expected(records, end - LATENESS)
     assert want[1], "the simulated week must produce assessments"
 
+    summary = ["nothing read yet"]
+
     def converged() -> bool:
         got = latest_outputs(dep.bootstrap, dep.names)
-        return got == want or _diff(got, want)
+        summary[0] = _diff(got, want)
+        return got == want
 
-    result = wait_for(converged, timeout, "outputs equal to chatsla audit")
-    assert result is True, result
+    try:
+        wait_for(converged, timeout, "outputs equal to chatsla audit")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {summary[0]}") from None
 
 
-def _diff(got: tuple[dict, dict], want: tuple[dict, dict]) -> bool:
-    """False (keep waiting), remembering a readable summary for the timeout message."""
+def _diff(got: tuple[dict, dict], want: tuple[dict, dict]) -> str:
+    parts = []
     for name, g, w in (("sessions", got[0], want[0]), ("assessments", got[1], want[1])):
         missing = [k for k in w if k not in g]
         extra = [k for k in g if k not in w]
         wrong = [k for k in w if k in g and g[k] != w[k]]
-        if missing or extra or wrong:
-            _diff.last = f"{name}: {len(missing)} missing, {len(extra)} extra, {len(wrong)} differ " \
-                         f"(e.g. {(wrong or missing or extra)[:1]})"
-            return False
-    return False
+        example = (wrong or missing or extra)[:1]
+        detail = f" e.g. {example[0]}: got {g.get(example[0])} want {w.get(example[0])}" if example else ""
+        parts.append(f"{name}: {len(missing)} missing, {len(extra)} extra, {len(wrong)} differ{detail}")
+    return "; ".join(parts)
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""Benchmark: events/s through one chatsla worker with full state, against a plain Faust agent
+doing one table write per event, in the same run on the same (local, real) broker (issue #3).
+
+Both consume the same pre-produced input topic from the beginning; the time is measured from
+worker start until its consumer group has committed the end of its input (for chatsla: the end
+of chatsla.events, i.e. routed and sessionised). Figures go to BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/worker_throughput.py [--conversations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from chatsla.dev.broker import BrokerConfig, free_port, start, stop
+from chatsla.produce import produce
+from chatsla.simulate import SimConfig, generate
+from streams.topics import TopicNames, ensure_topics, topic_size, topic_specs
+
+PARTITIONS = 4
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group)
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0)
+    finally:
+        admin.close()
+
+
+def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path) -> float:
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while committed_total(bootstrap, group, topic) < total:
+            if proc.poll() is not None:
+                raise SystemExit(f"{cmd[1]} exited early, see {log}")
+            time.sleep(0.2)  # polling the committed offsets
+        return time.monotonic() - t0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--conversations", type=int, default=4000, help="per shop (5 shops)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
+    broker = BrokerConfig(port=free_port(), data_dir=tmp / "kafka", heap="1g")
+    start(broker)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        names = TopicNames(*(f"b{tag}.{n}" for n in ("chat.messages", "shop.events", "chatsla.events",
+                                                      "chatsla.sessions", "chatsla.assessments")))
+        ensure_topics(broker.bootstrap, topic_specs(names, PARTITIONS))
+        records = [r for r in generate(SimConfig(seed=5, conversations_per_shop=args.conversations))
+                   if r[0] == "chat.messages"]
+        produce(records, broker.bootstrap, names)
+        n = topic_size(broker.bootstrap, names.chat)
+        bin_dir = Path(sys.executable).parent
+        plain_group = f"plain-{tag}"
+        t_plain = timed([str(bin_dir / "python"), str(Path(__file__).with_name("plain_agent.py")), broker.bootstrap,
+                         names.chat, plain_group, str(PARTITIONS)], broker.bootstrap, plain_group, names.chat, n,
+                        tmp / "plain.log")
+        group = f"chatsla-{tag}"
+        t_worker = timed([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id", group,
+                          "--topic-prefix", f"b{tag}.", "--partitions", str(PARTITIONS), "--no-ticks",
+                          "--web-port", str(free_port()), "--data-dir", str(tmp / "worker"), "--no-create-topics"],
+                         broker.bootstrap, group, names.events, n, tmp / "worker.log")
+        print(f"{n} events, {PARTITIONS} partitions, one worker process each")
+        print(f"plain Faust agent, one table write per event: {n / t_plain:10,.0f} events/s ({t_plain:.1f} s)")
+        print(f"chatsla worker (route + sessionise + outputs): {n / t_worker:10,.0f} events/s ({t_worker:.1f} s)")
+        print(f"ratio: {t_plain / t_worker:.2f}")
+    finally:
+        stop(broker)
+
+
+if __name__ == "__main__":
+    main()

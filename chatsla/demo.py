@@ -1,0 +1,132 @@
+"""``chatsla demo``: the whole live stack on this machine, end to end, for a first look.
+
+Starts the local Kafka broker (``chatsla dev up``), a worker in the background, produces a
+simulated historical week, advances event time past the week with tick records (what the live
+ticker does with the wall clock, R6.2), then prints each shop's week as read back from
+``chatsla.assessments``, where the metrics are served, and how to stop everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from chatsla.core.timefmt import HOUR, MINUTE, format_time
+
+STATE = Path(".chatsla")
+
+
+class DemoError(click.ClickException):
+    exit_code = 2
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.5)  # polling a condition with a deadline
+    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}; see {STATE / 'worker.log'}")
+
+
+def _stop() -> None:
+    from chatsla.dev.broker import BrokerConfig, stop
+
+    pid_file = STATE / "worker.pid"
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            click.echo("worker stopped")
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    click.echo("broker stopped" if stop(BrokerConfig(data_dir=STATE / "kafka")) else "no broker was running")
+
+
+@click.command()
+@click.option("--shops", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--conversations", type=click.IntRange(1, 5000), default=200, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True)
+@click.option("--stop", "stop_", is_flag=True, help="Stop the demo's worker and broker.")
+def demo(shops: int, conversations: int, seed: int, web_port: int, stop_: bool) -> None:
+    """Run the live pipeline on a simulated week and print each shop's assessment."""
+    if stop_:
+        _stop()
+        return
+    from chatsla.dev.broker import BrokerConfig, BrokerError, answers, start
+    from chatsla.produce import produce
+    from chatsla.report import print_assessments
+    from chatsla.simulate import SimConfig, generate
+    from schemas.decode import decode
+    from schemas.events import Invalid
+    from streams.topics import TopicNames, ensure_topics, read_values, send_ticks, topic_size, topic_specs
+
+    broker = BrokerConfig(data_dir=STATE / "kafka")
+    if not answers(broker.host, broker.port):
+        click.echo(f"starting Kafka {broker.bootstrap} (first run resolves the jars through Maven) ...")
+        try:
+            start(broker)
+        except BrokerError as e:
+            raise DemoError(str(e)) from None
+    names, partitions = TopicNames(), 4
+    ensure_topics(broker.bootstrap, topic_specs(names, partitions))
+    records = generate(SimConfig(seed=seed, shops=shops, conversations_per_shop=conversations, jitter_seconds=60,
+                                 bad_fraction=0.002))
+    valid = [ev for ev in (decode(v) for _, _, v in records) if type(ev) is not Invalid]
+    routed_before = topic_size(broker.bootstrap, names.events)
+    _start_worker(broker.bootstrap, partitions, web_port)
+    click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
+    produce(records, broker.bootstrap, names)
+    _wait(lambda: topic_size(broker.bootstrap, names.events) >= routed_before + len(valid), 300,
+          "the worker to route every event")
+    end = max(ev.t for ev in valid) + 2 * MINUTE + HOUR
+    send_ticks(broker.bootstrap, names.events, partitions, end)  # event time moves past the week (R6.2)
+    click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments ...")
+    from chatsla.audit import run_audit
+    from chatsla.core.policy import load_policy
+
+    expected = run_audit([v for _, _, v in records], load_policy(), until=end - 2 * MINUTE).assessments
+    want = {(a["shop_id"], a["week_start"]): a for a in expected}
+
+    def assessments() -> dict | None:
+        got = {}
+        for value in read_values(broker.bootstrap, names.assessments):
+            rec = orjson.loads(value)
+            got[(rec["shop_id"], rec["week_start"])] = rec
+        return got if all(k in got and got[k] == v for k, v in want.items()) else None
+
+    got = _wait(assessments, 300, "the assessments")
+    from rich.console import Console
+
+    print_assessments([got[k] for k in sorted(got)], Console() if sys.stdout.isatty() else Console(width=120))
+    click.echo(f"\nThe live results equal `chatsla audit` on the same events.\n"
+               f"Metrics (Prometheus): http://127.0.0.1:{web_port}/metrics\n"
+               f"A shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01\n"
+               f"Worker log: {STATE / 'worker.log'}; Kafka at {broker.bootstrap}\n"
+               f"Stop everything: make demo-stop  (or .venv/bin/chatsla demo --stop)")
+
+
+def _start_worker(bootstrap: str, partitions: int, web_port: int) -> None:
+    pid_file = STATE / "worker.pid"
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), 0)
+            return  # already running from an earlier demo
+        except (ProcessLookupError, ValueError):
+            pid_file.unlink()
+    chatsla = str(Path(sys.executable).with_name("chatsla"))
+    log = open(STATE / "worker.log", "ab")
+    proc = subprocess.Popen(
+        [chatsla, "worker", "--bootstrap", bootstrap, "--partitions", str(partitions), "--no-ticks",
+         "--web-port", str(web_port), "--data-dir", str(STATE / "worker"), "--loglevel", "info"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    pid_file.write_text(str(proc.pid))

@@ -1,0 +1,291 @@
+"""``chatsla replay``, ``chatsla export`` and ``chatsla verify`` (issue #5).
+
+Registered lazily by :class:`chatsla.cli.LazyGroup`. They take the same Kafka flags as
+``chatsla worker`` and read the input topics with a private consumer (no group id, no commits): a
+replay never touches the live app's consumer group, tables or output topics. What is read and
+reported is documented in :mod:`chatsla.replay`. Errors are one plain line and exit code 2;
+``verify`` exits 1 when it finds differences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+import click
+
+from chatsla.cli import (
+    CliError,
+    _kafka_options,
+    _security,
+    _topic_names,
+    engine_config,
+    parse_time_option,
+    policy_option,
+)
+from chatsla.core.policy import DEFAULT_POLICY
+
+_FORMATS = ("table", "json", "csv", "html")
+
+
+def _period_options(f):
+    opts = [
+        click.option("--from", "from_", required=True, metavar="RFC3339",
+                     help="Start of the period (inclusive), e.g. 2026-11-02T00:00:00Z."),
+        click.option("--to", "to", required=True, metavar="RFC3339",
+                     help="End of the period (exclusive); the watermark is finished here."),
+        click.option("--lookback", default="9d", show_default=True,
+                     help="How far before --from chat.messages is read to rebuild open sessions and "
+                          "duplicates (a duration such as 9d, or 'all')."),
+        click.option("--allowed-lateness", default="2min", show_default=True, help="R6.2 allowed lateness."),
+        click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+                     help="Seconds to wait for the broker when connecting and for each metadata request."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _engine_options(f):
+    opts = [
+        click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
+                     help="Policy id@version, bare id (its current version) or a policy JSON file."),
+        click.option("--default-timezone", default="UTC", show_default=True,
+                     help="Zone of shops never told theirs (R1)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _setup(kw: dict, engine: bool = True):
+    """Flags -> (KafkaInput, Period, policy, engine config); every problem as one CliError line."""
+    from chatsla.core.timefmt import parse_duration
+    from chatsla.replay import KafkaInput, Period
+
+    start = parse_time_option(kw.pop("from_"), "--from")
+    end = parse_time_option(kw.pop("to"), "--to")
+    if end <= start:
+        raise CliError("--to must be after --from")
+    lookback_text = kw.pop("lookback").strip().lower()
+    if lookback_text == "all":
+        lookback = None
+    else:
+        try:
+            lookback = parse_duration(lookback_text)
+        except ValueError as e:
+            raise CliError(f"--lookback: {e} (or 'all')") from None
+        if lookback < 0:
+            raise CliError("--lookback must not be negative")
+    policy = policy_option(kw.pop("policy_spec")) if engine else None
+    config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))
+    security = _security(kw)
+    kin = KafkaInput(kw.pop("bootstrap"), _topic_names(kw.pop("topic_prefix")), security, kw.pop("timeout"))
+    return kin, Period(start, end, lookback), policy, config
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[object]:
+    """A rich progress bar (events/s, ETA) on a terminal; nothing when stderr is not one."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:  # type: ignore[override]
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} events/s", style="progress.data.speed")
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, planned: int) -> None:
+            bar.update(task, completed=done, total=max(planned, done))
+
+        yield update
+
+
+def _run(coro):
+    from chatsla.replay import ReplayError
+
+    try:
+        return asyncio.run(coro)
+    except ReplayError as e:
+        raise CliError(str(e)) from None
+
+
+def _open_out(path: str | None, binary: bool = True):
+    if path is None:
+        return None
+    try:
+        return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror}") from None
+
+
+@click.command()
+@_kafka_options
+@_period_options
+@_engine_options
+@click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), default="table", show_default=True,
+              help="html: the appeal pack of one shop's week (needs exactly one --shop).")
+@click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
+              show_default=True, help="Which records --format csv prints.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw: object) -> None:
+    """Rebuild a period's sessions and assessments from the raw input topics.
+
+    Prints the report of `chatsla audit` for the sessions opened in [--from, --to) and the
+    weeks starting in it, with the watermark finished at --to. --format html writes the appeal
+    pack of one shop's week: --shop ID, --from at the shop's local Monday 00:00, --to after
+    that week's end (past Tuesday 00:10 for a final assessment).
+    """
+    from chatsla import report as render
+    from chatsla.replay import replay_async
+
+    if fmt == "html" and len(shops) != 1:
+        raise CliError("--format html is the appeal pack of one shop's week: give exactly one --shop")
+    kin, period, policy, config = _setup(kw)
+    with _progress("replay") as progress:
+        result = _run(replay_async(kin, period, policy, config, shops or None, progress))
+    report = result.report
+    if fmt == "html":
+        from chatsla.appeal import render_appeal
+        from chatsla.core.timefmt import format_time
+
+        shop = shops[0]
+        weeks = sorted(label for (s, label), (start, _) in result.week_bounds.items()
+                       if s == shop and start == period.start)
+        if not weeks:
+            zone = result.shop_zones.get(shop)
+            if zone is None:
+                raise CliError(f"shop {shop!r} has no events in the replayed input")
+            weeks_of_shop = sorted((abs(start - period.start), start, label)
+                                   for (s, label), (start, _) in result.week_bounds.items() if s == shop)
+            hint = ""
+            if weeks_of_shop:
+                _, start, label = weeks_of_shop[0]
+                hint = f"; its week {label} starts at {format_time(start)}"
+            raise CliError(f"no assessed week of shop {shop!r} starts at --from {format_time(period.start)} "
+                           f"(its time zone is {zone}{hint}); --from must be the shop's local Monday 00:00 "
+                           f"and --to after that week's end")
+        text = render_appeal(report, shop, weeks[0], policy)
+        data = text.encode("utf-8")
+    elif fmt == "json":
+        data = render.to_json(report)
+    elif fmt == "csv":
+        data = render.to_csv(report, records).encode("utf-8")
+    else:
+        from rich.console import Console
+
+        f = _open_out(out, binary=False)
+        if f is None:
+            render.print_table(report, Console() if sys.stdout.isatty() else Console(width=120))
+        else:
+            with f:
+                render.print_table(report, Console(file=f, width=120))
+        return
+    f = _open_out(out)
+    if f is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        with f:
+            f.write(data)
+
+
+@click.command()
+@_kafka_options
+@_period_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE.jsonl[.gz]",
+              help="Where to write the records (gzip when the name ends in .gz).")
+def export(out: str, **kw: object) -> None:
+    """Write a period's raw input records (both topics, original bytes) in replay order.
+
+    The records are exactly those `chatsla replay` reads for the same flags (lookback
+    included), one per line, so `chatsla audit FILE --until TO` reproduces the replay; see
+    chatsla/replay.py for the precise equivalence.
+    """
+    from chatsla.replay import export_async, open_output
+
+    kin, period, _, config = _setup(kw, engine=False)
+    try:
+        f = open_output(out)
+    except OSError as e:
+        raise CliError(f"cannot write {out}: {e.strerror}") from None
+    with f, _progress("export") as progress:
+        summary = _run(export_async(kin, period, f, config.allowed_lateness, progress))
+    parts = ", ".join(f"{r.source}@{r.start}-{r.stop if r.stop is not None else r.end}" for r in summary.ranges)
+    click.echo(f"exported {summary.records} records to {out} ({parts})", err=True)
+
+
+@click.command()
+@_kafka_options
+@_period_options
+@_engine_options
+@click.option("--shop", "shops", multiple=True, metavar="ID", help="Verify only this shop (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
+    """Compare the live outputs with a replay of the period; exit 1 when they differ.
+
+    Reads the latest record per session and per shop-week of chatsla.sessions and
+    chatsla.assessments and lists every difference (key, field, live value, replay value);
+    differences explained by events that arrived later than the allowed lateness are marked
+    late, with those events. Choose --to at or before the live watermark.
+    """
+    import orjson
+
+    from chatsla.replay import verify_async
+
+    kin, period, policy, config = _setup(kw)
+    with _progress("verify") as progress:
+        result = _run(verify_async(kin, period, policy, config, shops or None, progress))
+    if fmt == "json":
+        sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print_verify(result)
+    if result.differences:
+        raise click.exceptions.Exit(1)
+
+
+def _print_verify(result) -> None:
+    from chatsla.core.timefmt import format_time
+
+    out = sys.stdout
+    p = result.replay.period
+    d = result.to_dict()["compared"]
+    out.write(f"verify {format_time(p.start)} .. {format_time(p.end)} under "
+              f"{result.replay.policy.id}@{result.replay.policy.version}: compared {d['sessions']} sessions "
+              f"({d['sessions_open_at_to']} open at --to) and {d['assessments']} assessments "
+              f"({d['assessments_provisional_at_to']} provisional at --to)\n")
+    for e in result.replay.late:
+        out.write(f"late event {e.event_id} ({e.shop_id}"
+                  f"{'/' + e.conversation_id if e.conversation_id else ''}, sent {format_time(e.t)}, "
+                  f"{e.source}@{e.offset}): {e.arrival.replace('_', ' ')}\n")
+    if not result.differences:
+        out.write("no differences\n")
+        return
+    rows = [("kind", "shop", "key", "field", "live", "replay", "cause")]
+    for x in result.differences:
+        cause = ("late: " + ", ".join(x.late_events)) if x.late else "-"
+        rows.append((x.kind, x.shop_id, x.key, x.field, _show(x.live), _show(x.replay), cause))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+    late = sum(1 for x in result.differences if x.late)
+    out.write(f"{len(result.differences)} differences ({late} explained by late events)\n")
+
+
+def _show(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
