@@ -9,8 +9,9 @@ advances; in live mode each worker writes wall-clock ticks into the partitions i
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
 Delivery is at-least-once (Faust's exactly-once mode is not dependable, see README): the session
-agent acknowledges events only after a checkpoint persisted their effects, and outputs are
-delivered before the state that implies them, so a crash repeats identical outputs at worst.
+agent lets an event's offset be committed only after a checkpoint persisted its effects, and
+outputs are delivered before the state that implies them, so a crash repeats identical outputs at
+worst.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
         broker_commit_interval=1.0,
         # a killed worker's partitions move after 10 s instead of Kafka's 45 s default
         broker_session_timeout=10.0,
+        # on shutdown do not wait for every event to be acknowledged: events not yet covered by a
+        # checkpoint are, by design, re-read by the next owner (at-least-once, deduplicated)
+        stream_wait_empty=False,
         broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         web_enabled=True,
@@ -121,7 +125,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
-        async for event in stream.noack().events():
+        async for event in stream.events():
+            # Hold one more reference than the stream does: the stream's own ack (when we move
+            # on) does not make the offset committable; ours, after the checkpoint, does.
+            # (stream.noack() would disable commits for the whole topic in Faust.)
+            event.message.incref()
             p = event.message.partition
             rt = runtimes.get(p)
             if rt is None:

@@ -72,7 +72,7 @@ class Deployment:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.workers:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
