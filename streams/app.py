@@ -135,6 +135,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if rt is None:
                 rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
                 last_checkpoint[p] = time.monotonic()
+                log.info("partition %d: state loaded (%d conversations, watermark %s), first offset %d",
+                         p, len(rt.engine.convs), rt.engine.watermark, event.message.offset)
             rt.handle(event.value)
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
@@ -145,6 +147,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == names.events))
         for tp in revoked:
             if tp.topic == names.events:
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
