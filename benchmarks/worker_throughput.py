@@ -30,11 +30,14 @@ PARTITIONS = 4
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
     from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        offsets = admin.list_group_offsets(group)
+        offsets = admin.list_group_offsets(group).get(group, {})
         return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0)
+    except KafkaError:  # the group does not exist yet
+        return 0
     finally:
         admin.close()
 

@@ -27,7 +27,7 @@ from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
 from schemas.decode import decode
 from schemas.events import Invalid
-from streams.codec import encode_event, encode_tick, source_tag
+from streams.codec import encode_event, encode_flush, encode_tick, source_tag
 from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
 
@@ -92,6 +92,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         partitions=app.Table("partitions", **table_opts),
     )
     runtimes: dict[int, PartitionRuntime] = {}
+    flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
     app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy}  # for adapters (metrics, API)
@@ -137,13 +138,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 last_checkpoint[p] = time.monotonic()
                 log.info("partition %d: state loaded (%d conversations, watermark %s), first offset %d",
                          p, len(rt.engine.convs), rt.engine.watermark, event.message.offset)
-            rt.handle(event.value)
+            flush = rt.handle(event.value)
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
                 outputs[kind].send_soon(key=key, value=value)
-            if (rt.pending_acks >= settings.checkpoint_events
+            if (flush or rt.pending_acks >= settings.checkpoint_events
                     or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
                 await checkpoint(p, rt)
+            flush_requested.discard(p)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
@@ -152,6 +154,17 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if tp.topic == names.events:
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
                 unacked.pop(tp.partition, None)
+
+    @app.timer(settings.checkpoint_interval)
+    async def request_checkpoints() -> None:
+        """Checkpoints run inside stream processing (table writes need the partition's event), so
+        when input pauses, a flush record asks each partition with unacknowledged events for one;
+        otherwise its last events would stay uncommitted until more input came."""
+        now = time.monotonic()
+        for p, pending in list(unacked.items()):
+            if pending and p not in flush_requested and now - last_checkpoint[p] >= settings.checkpoint_interval:
+                flush_requested.add(p)
+                events.send_soon(key=None, value=encode_flush(), partition=p)
 
     if settings.ticks:
         @app.timer(settings.tick_interval)

@@ -15,6 +15,7 @@ from chatsla.core.engine import _event_from_list, _event_to_list
 from schemas.events import ChatMessage, ShopEvent
 
 TICK = "tick"
+FLUSH = "flush"  # asks the owner of the partition to checkpoint now (no effect on results)
 
 _dumps, _loads = orjson.dumps, orjson.loads
 
@@ -32,11 +33,15 @@ def encode_tick(t: int) -> bytes:
     return _dumps([TICK, t])
 
 
+def encode_flush() -> bytes:
+    return _dumps([FLUSH, 0])
+
+
 def decode_internal(value: bytes) -> tuple[str, ChatMessage | ShopEvent | int]:
-    """``(source, event)`` or ``("tick", time_us)``."""
+    """``(source, event)``, ``("tick", time_us)`` or ``("flush", 0)``."""
     head, body = _loads(value)
-    if head == TICK:
-        return TICK, body
+    if head == TICK or head == FLUSH:
+        return head, body
     return head, _event_from_list(body)
 
 

@@ -27,7 +27,7 @@ import orjson
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
-from streams.codec import TICK, decode_internal, encode_record
+from streams.codec import FLUSH, TICK, decode_internal, encode_record
 
 Key = tuple
 Table = MutableMapping[Key, bytes]
@@ -86,14 +86,17 @@ class PartitionRuntime:
         )
         return cls(partition, engine)
 
-    def handle(self, value: bytes) -> None:
-        """Apply one record of ``chatsla.events`` (an event or a tick)."""
+    def handle(self, value: bytes) -> bool:
+        """Apply one record of ``chatsla.events``; True if it asks for a checkpoint now."""
         source, body = decode_internal(value)
+        self.pending_acks += 1
         if source == TICK:
             self.engine.advance(body)  # type: ignore[arg-type]
+        elif source == FLUSH:
+            return True
         else:
             self.engine.apply(body, source)  # type: ignore[arg-type]
-        self.pending_acks += 1
+        return False
 
     def outputs(self) -> list[tuple[str, bytes, bytes]]:
         """``(kind, key, value)`` of every record emitted since the last call, in order."""

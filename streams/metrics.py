@@ -1,0 +1,213 @@
+"""Prometheus metrics and the read-only HTTP API of a worker (RULES R8; issue #4).
+
+Per-shop series are built at scrape time from the partitions this worker owns *now* (a custom
+collector), so when a partition moves, its shops vanish from the old worker's ``/metrics`` at
+once and no dashboard sees two values for one shop. Per-shop series are selectable
+(``all``, ``at-risk``, ``worst:K``, ``none``); fleet aggregates that stay small at any fleet size
+are always exported. No label ever names a conversation.
+
+Series per selected shop: 10 gauges plus 3 for ``chatsla_shop_sessions{state}`` = 13.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as PyCounter
+from typing import TYPE_CHECKING, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from chatsla.clock import wall_clock_us
+from chatsla.core.timefmt import HOUR, SECOND, format_opt
+from projections.fleet import ShopView, fleet_summary, select_shops
+from projections.risk import OpenSession, at_risk, longest_wait
+from projections.rolling import RollingRate
+from projections.weekly import project_week
+
+if TYPE_CHECKING:
+    from streams.runtime import PartitionRuntime
+
+CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller", "closed_by_platform")
+
+
+class ShopViews:
+    """R8 projections of the shops in the partitions a worker owns, computed on demand."""
+
+    def __init__(self, runtimes: dict[int, "PartitionRuntime"], at_risk_threshold: int = 2 * HOUR) -> None:
+        self.runtimes = runtimes
+        self.at_risk_threshold = at_risk_threshold
+        self.rolling: dict[str, RollingRate] = {}
+
+    def observe(self, record: dict) -> None:
+        """Feed a session record (from the engine's outputs) to its shop's rolling 7-day rate."""
+        if record.get("excluded"):
+            return
+        shop = record["shop_id"]
+        rolling = self.rolling.get(shop)
+        if rolling is None:
+            rolling = self.rolling[shop] = RollingRate()
+        from chatsla.core.timefmt import parse_time
+
+        rolling.observe(record["session_id"], parse_time(record["opened_at"]), record["replied_within_24h"])
+
+    def views(self) -> list[tuple[ShopView, list[OpenSession], int]]:
+        """(view, open at-risk sessions, watermark) of every owned shop, sorted by shop."""
+        out = []
+        for rt in list(self.runtimes.values()):
+            engine = rt.engine
+            wm = engine.watermark
+            if wm is None:
+                continue
+            policy = engine.policy
+            open_by_shop: dict[str, list[OpenSession]] = {}
+            for c in engine.convs.values():
+                if c.opened_at is not None:
+                    open_by_shop.setdefault(c.shop_id, []).append(OpenSession(
+                        c.session_id, c.opened_at, c.wait_start, c.decided_at is not None, c.excluded))
+            for shop_id, shop in engine.shops.items():
+                week, _ = shop.week_of(wm, policy.week_starts_on)
+                rolling = self.rolling.get(shop_id)
+                rolling_rate = rolling.rate(wm) if rolling is not None else None
+                projection = project_week(week.week_start, week.sessions, week.replied, week.pending,
+                                          week.buyer_messages, policy, rolling_rate)
+                sessions = open_by_shop.get(shop_id, [])
+                risky = at_risk(sessions, wm, policy.reply_window, self.at_risk_threshold)
+                view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm))
+                out.append((view, risky, wm))
+        out.sort(key=lambda v: v[0].shop_id)
+        return out
+
+    def shop_json(self, shop_id: str) -> dict | None:
+        for view, risky, wm in self.views():
+            if view.shop_id == shop_id:
+                w = view.week
+                return {
+                    "shop_id": shop_id,
+                    "watermark": format_opt(wm),
+                    "rolling_reply_rate_7d": view.rolling_rate,
+                    "week": None if w is None else {
+                        k: getattr(w, k) for k in w.__dataclass_fields__  # type: ignore[attr-defined]
+                    },
+                    "sessions_at_risk": [
+                        {"session_id": s.session_id, "opened_at": format_opt(s.opened_at),
+                         "deadline": format_opt(s.opened_at + 24 * HOUR)} for s in risky],
+                    "longest_buyer_wait_seconds": view.longest_wait_us / SECOND,
+                }
+        return None
+
+
+class ShopCollector:
+    """Builds the per-shop and fleet series at scrape time (prometheus_client custom collector)."""
+
+    def __init__(self, views: ShopViews, mode: str) -> None:
+        select_shops([], mode)  # validates the mode now, in one line
+        self.views = views
+        self.mode = mode
+
+    def collect(self) -> Iterable:
+        triples = self.views.views()
+        views = [v for v, _, _ in triples]
+        summary = fleet_summary(views)
+        shops = GaugeMetricFamily("chatsla_shops", "Shops by projected outcome of their current week (R5.5, R8).",
+                                  labels=["risk"])
+        for risk, n in sorted(summary.shops_by_outcome.items()):
+            shops.add_metric([risk], n)
+        yield shops
+        hist = HistogramMetricFamily("chatsla_fleet_reply_rate", "Shops' rolling 7-day 24 h reply rates (R8).")
+        hist.add_metric([], [("+Inf" if b == float("inf") else str(b), c) for b, c in summary.rate_buckets],
+                        summary.rate_sum)
+        yield hist
+        total = GaugeMetricFamily("chatsla_sessions_at_risk", "Pending sessions with under 2 h left (R8).")
+        total.add_metric([], summary.at_risk_total)
+        yield total
+        selected = select_shops(views, self.mode)
+        fams = {
+            "reply_rate_24h": GaugeMetricFamily("chatsla_shop_reply_rate_24h", "Rolling 7-day 24 h reply rate (R8).", labels=["shop"]),
+            "week_rate": GaugeMetricFamily("chatsla_shop_week_reply_rate", "Week-to-date reply rate now.", labels=["shop"]),
+            "best": GaugeMetricFamily("chatsla_shop_week_reply_rate_best", "Best case: every pending session answered in time.", labels=["shop"]),
+            "worst": GaugeMetricFamily("chatsla_shop_week_reply_rate_worst", "Worst case: no pending session answered in time.", labels=["shop"]),
+            "projected": GaugeMetricFamily("chatsla_shop_projected_reply_rate", "Projected reply rate of the week.", labels=["shop"]),
+            "risk": GaugeMetricFamily("chatsla_shop_penalty_risk", "0 ok or not assessed, 1 warning (<90 %), 2 violation (<85 %).", labels=["shop"]),
+            "sessions": GaugeMetricFamily("chatsla_shop_sessions", "Week-to-date sessions by state.", labels=["shop", "state"]),
+            "needed": GaugeMetricFamily("chatsla_shop_replies_needed", "Pending sessions still needing an in-time reply to reach 90 %.", labels=["shop"]),
+            "at_risk": GaugeMetricFamily("chatsla_shop_sessions_at_risk", "Pending sessions with under 2 h left.", labels=["shop"]),
+            "wait": GaugeMetricFamily("chatsla_shop_buyer_wait_seconds", "Longest current buyer wait.", labels=["shop"]),
+            "messages": GaugeMetricFamily("chatsla_shop_buyer_messages", "Week-to-date buyer messages (R4, R5.4).", labels=["shop"]),
+        }
+        for v in selected:
+            s, w = [v.shop_id], v.week
+            if v.rolling_rate is not None:
+                fams["reply_rate_24h"].add_metric(s, v.rolling_rate)
+            fams["at_risk"].add_metric(s, v.at_risk)
+            fams["wait"].add_metric(s, v.longest_wait_us / SECOND)
+            if w is None:
+                continue
+            for key, value in (("week_rate", w.rate_now), ("best", w.best_case), ("worst", w.worst_case),
+                               ("projected", w.projected_rate)):
+                if value is not None:
+                    fams[key].add_metric(s, value)
+            fams["risk"].add_metric(s, w.penalty_risk)
+            fams["needed"].add_metric(s, w.replies_needed_for_90)
+            fams["messages"].add_metric(s, w.buyer_messages)
+            for state, n in (("decided", w.decided), ("replied", w.replied), ("pending", w.pending)):
+                fams["sessions"].add_metric([v.shop_id, state], n)
+        yield from fams.values()
+
+
+class WorkerMetrics:
+    """The worker's registry: process-level counters plus the scrape-time shop collector."""
+
+    def __init__(self, views: ShopViews, shop_mode: str, policy_id: str, policy_version: str) -> None:
+        from chatsla import __version__
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter("chatsla_events_total", "Input events by outcome (R8).", ["outcome"], registry=r)
+        self.dlq = Counter("chatsla_dlq_records", "Records sent to a dead-letter topic (R1).", ["topic"], registry=r)
+        self.opened = Counter("chatsla_sessions_opened", "Sessions opened (R2.1).", registry=r)
+        self.closed = Counter("chatsla_sessions_closed", "Sessions closed by reason (R2.4).", ["reason"], registry=r)
+        self.watermark = Gauge("chatsla_watermark_timestamp_seconds", "Event-time watermark (R6.2).", ["partition"], registry=r)
+        self.watermark_lag = Gauge("chatsla_watermark_lag_seconds", "Wall clock minus watermark.", ["partition"], registry=r)
+        self.latency = Histogram("chatsla_processing_latency_seconds", "Kafka record timestamp to processed.",
+                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=r)
+        self.consumer_lag = Gauge("chatsla_consumer_lag_records", "Records behind the end of the partition.",
+                                  ["topic", "partition"], registry=r)
+        self.owned = Gauge("chatsla_owned_partitions", "chatsla.events partitions this worker owns.", registry=r)
+        info = Gauge("chatsla_info", "Build and policy in force (R7).", ["version", "policy_id", "policy_version"], registry=r)
+        info.labels(__version__, policy_id, policy_version).set(1)
+        for outcome in ("valid", "duplicate", "late", "invalid"):
+            self.events.labels(outcome)
+        for reason in CLOSE_REASONS:
+            self.closed.labels(reason)
+        self._last: dict[int, PyCounter] = {}
+        r.register(ShopCollector(views, shop_mode))
+
+    def account(self, partition: int, stats: PyCounter) -> None:
+        """Add what a partition's engine counted since the last call (counters stay monotonic)."""
+        last = self._last.get(partition)
+        self._last[partition] = stats
+        if last is None:
+            return
+        for outcome in ("valid", "duplicate", "late"):
+            if stats[outcome] > last[outcome]:
+                self.events.labels(outcome).inc(stats[outcome] - last[outcome])
+        if stats["sessions_opened"] > last["sessions_opened"]:
+            self.opened.inc(stats["sessions_opened"] - last["sessions_opened"])
+        for reason in CLOSE_REASONS:
+            k = "closed:" + reason
+            if stats[k] > last[k]:
+                self.closed.labels(reason).inc(stats[k] - last[k])
+
+    def forget(self, partition: int) -> None:
+        self._last.pop(partition, None)
+        for gauge in (self.watermark, self.watermark_lag):
+            try:
+                gauge.remove(str(partition))
+            except KeyError:
+                pass
+
+    def watermark_now(self, partition: int, watermark_us: int | None) -> None:
+        if watermark_us is None:
+            return
+        self.watermark.labels(str(partition)).set(watermark_us / SECOND)
+        self.watermark_lag.labels(str(partition)).set((wall_clock_us() - watermark_us) / SECOND)
