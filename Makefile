@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-unit test-integration demo demo-stop audit-demo bench clean
+.PHONY: install test test-tools test-unit test-integration demo demo-stop audit-demo bench clean
 
 install: $(STAMP)
 
@@ -16,13 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	@touch $@
 
-test: install
+test: install test-tools
 	$(BIN)/python -m pytest -q
+
+# Debian packages the tests drive: headless Chromium (appeal pack) and Prometheus/promtool (alerts)
+test-tools:
+	bash scripts/ensure-chromium
+	@if [ -x scripts/ensure-prometheus ]; then bash scripts/ensure-prometheus; fi
 
 test-unit: install
 	$(BIN)/python -m pytest -q --ignore=tests/integration
 
-test-integration: install
+test-integration: install test-tools
 	$(BIN)/python -m pytest -q tests/integration
 
 demo: install

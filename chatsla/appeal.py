@@ -55,7 +55,9 @@ tr.late td:first-child { border-left: 4px solid var(--warning); }
 .rule { border-left: 4px solid var(--line); padding: 4px 12px; margin: 8px 0; background: var(--band); }
 .applied { font-weight: 600; }
 code, .mono { font-family: "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
-td.mono { white-space: nowrap; font-size: 11.5px; }
+td.mono { white-space: nowrap; font-size: 11px; }
+table.sessions th, table.sessions td { padding: 4px 6px; }
+td.nowrap { white-space: nowrap; }
 footer { margin-top: 32px; font-size: 12px; color: var(--muted); border-top: 1px solid var(--line); padding-top: 8px; }
 @page { size: A4; margin: 14mm 12mm; }
 @media print {
@@ -323,7 +325,8 @@ def _session_table(sessions: list[dict], win: str, with_reason: bool) -> str:
             _cell("first_reply_at", s["first_reply_at"], cls="mono"),
             _cell("first_reply_by", s["first_reply_by"]),
             _cell("closed_at", s["closed_at"], cls="mono"),
-            _cell("close_reason", s["close_reason"], _CLOSE_TEXT.get(s["close_reason"], value_text(s["close_reason"]))),
+            _cell("close_reason", s["close_reason"], _CLOSE_TEXT.get(s["close_reason"], value_text(s["close_reason"])),
+                  cls="nowrap"),
             _cell("decided_at", s["decided_at"], cls="mono"),
             _cell("replied_within_24h", s["replied_within_24h"], _replied_text(s)),
         ]

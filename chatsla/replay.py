@@ -443,7 +443,7 @@ class InputReader:
         """Every pending record that no unfinished partition can precede any more, in merge order."""
         limit = None
         for st in self._states:
-            if not st.done:
+            if not st.done and not st.stopped:  # a stopped partition only reads its tail (verify)
                 if not st.pending:
                     return []  # this partition may still deliver something earlier
                 last = st.pending[-1]
@@ -484,12 +484,14 @@ async def _metadata(consumer, kin: KafkaInput):
 
 
 async def _timed(aw, timeout: float, what: str):
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     try:
         return await asyncio.wait_for(aw, timeout)
     except asyncio.TimeoutError:
-        raise ReplayError(f"{what}: no answer within {timeout:.0f} s") from None
+        raise ReplayError(f"{what}: no answer within {timeout:g} s") from None
+    except KafkaConnectionError:
+        raise ReplayError(f"{what}: connection failed (is the broker up, and --bootstrap right?)") from None
     except KafkaError as e:
         raise ReplayError(f"{what}: {_one_line(e)}") from None
     except OSError as e:
@@ -765,6 +767,9 @@ def _child_entry() -> None:
     import pickle
     import sys
 
+    import logging
+
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())  # errors go to the parent as messages
     args = pickle.loads(sys.stdin.buffer.read())
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print can never corrupt the data pipe
@@ -891,23 +896,32 @@ class Difference:
 
     ``field`` is ``"(record)"`` when one side has no such record at all. ``late_events`` lists
     the late events (R6.4) that can explain the difference; ``late`` is True when there are any.
+    ``cause`` names the explanation: ``"late"`` (those events), ``"lookback"`` (a session number
+    lower in the replay, whose input starts at the lookback window: the conversation had sessions
+    before it, see the module docs; ``--lookback all`` removes it) or None (unexplained).
     """
 
     kind: str  # "session" | "assessment"
     shop_id: str
-    key: str  # session_id, or the week_start of an assessment
+    key: str  # session_id (the live one when both exist), or the week_start of an assessment
     field: str
     live: object
     replay: object
     late_events: tuple[str, ...] = ()
+    numbering: bool = False
 
     @property
     def late(self) -> bool:
         return bool(self.late_events)
 
+    @property
+    def cause(self) -> str | None:
+        return "late" if self.late_events else "lookback" if self.numbering else None
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "shop_id": self.shop_id, "key": self.key, "field": self.field,
-                "live": self.live, "replay": self.replay, "late": self.late, "late_events": list(self.late_events)}
+                "live": self.live, "replay": self.replay, "late": self.late, "late_events": list(self.late_events),
+                "cause": self.cause}
 
 
 @dataclass
@@ -1036,34 +1050,42 @@ def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
     def in_scope(shop: str) -> bool:
         return shops is None or shop in shops
 
-    # sessions: opened in the period
-    replay_sessions = {(s["shop_id"], s["session_id"]): s for s in report.sessions}
+    # sessions opened in the period, matched by shop, conversation and opening time: their number
+    # (session_id) is itself compared, as it depends on how much history the replay read
+    def skey(x: dict) -> tuple:
+        return (x["shop_id"], x["conversation_id"], x["opened_at"])
+
+    replay_sessions = {skey(s): s for s in report.sessions}
     live_in_period = {}
     for k, s in live_sessions.items():
         t = _parse(s.get("opened_at"))
         if t is not None and t in period and in_scope(k[0]):
-            live_in_period[k] = s
+            live_in_period[skey(s)] = s
+    partial_history = period.lookback is not None
     unsettled_s = 0
-    for key in sorted(set(replay_sessions) | set(live_in_period)):
-        shop, sid = key
+    for key in sorted(set(replay_sessions) | set(live_in_period), key=lambda k: (k[0], k[2] or "", k[1])):
+        shop, conv, _ = key
         r, l = replay_sessions.get(key), live_in_period.get(key)
-        conv = (r or l)["conversation_id"]
+        sid = (l or r)["session_id"]
+        explained = late.session(shop, conv)
         if r is None or l is None:
             diffs.append(Difference("session", shop, sid, "(record)", "present" if l else None,
-                                    "present" if r else None, late.session(shop, conv)))
+                                    "present" if r else None, explained))
             continue
         if r["closed_at"] is not None:
             fields: Iterable[str] = r.keys()
         else:  # open at `to`: only what can no longer change without a late event
             unsettled_s += 1
-            fields = list(SESSION_FIXED)
+            fields = ["session_id", *SESSION_FIXED]
             if r["decided_at"] is not None:
                 fields += ["replied_within_24h", "decided_at"]
             if r["first_reply_by"] == "seller":
                 fields += ["first_reply_at", "first_reply_by"]
         for f in fields:
             if l.get(f) != r.get(f):
-                diffs.append(Difference("session", shop, sid, f, l.get(f), r.get(f), late.session(shop, conv)))
+                numbering = (f == "session_id" and partial_history
+                             and _session_number(r["session_id"]) < _session_number(l["session_id"]))
+                diffs.append(Difference("session", shop, sid, f, l.get(f), r.get(f), explained, numbering))
 
     # assessments: of weeks starting in the period
     replay_weeks = {(a["shop_id"], a["week_start"]): a for a in report.assessments}
@@ -1096,6 +1118,13 @@ def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
                         live_records)
 
 
+def _session_number(session_id: object) -> int:
+    try:
+        return int(str(session_id).rsplit("#", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
 def _parse(value: object) -> int | None:
     from chatsla.core.timefmt import parse_time
 
@@ -1103,21 +1132,26 @@ def _parse(value: object) -> int | None:
 
 
 async def verify_async(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
-                       shops: Iterable[str] | None = None, progress: Progress | None = None) -> VerifyResult:
+                       shops: Iterable[str] | None = None, progress: Progress | None = None,
+                       parallel: bool | None = None) -> VerifyResult:
     """Replay the period and compare it with the live pipeline's latest outputs.
 
-    Compared: every session opened in the period and every assessment of a week starting in it,
-    on every field. A session still open at ``to`` in the replay is compared only on what can no
+    Compared: every session opened in the period (matched by shop, conversation and opening time,
+    so a session number differing only because the replay's history starts at the lookback window
+    is one ``session_id`` difference with cause ``lookback``) and every assessment of a week
+    starting in it (by shop and week), on every field. A session still open at ``to`` in the replay is compared only on what can no
     longer change (its identity, opening, exclusion, week, a decision or human reply already
     made); a provisional assessment only on ``sessions`` and ``buyer_messages``; a live assessment
     of a week that had not ended by ``to`` is skipped. Run it with ``--to`` at or before the live
     watermark (the wall clock minus the allowed lateness, for a worker with ticks).
     """
-    result = await replay_async(kin, period, policy, config, shops, progress, track_late=True)
+    result = await replay_async(kin, period, policy, config, shops, progress, track_late=True, parallel=parallel)
     live_s, live_a, n = await read_live_outputs(kin)
     return compare(result, live_s, live_a, config.default_timezone, n)
 
 
 def verify(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
-           shops: Iterable[str] | None = None, progress: Progress | None = None) -> VerifyResult:
-    return asyncio.run(verify_async(kin, period, policy, config, shops, progress))
+           shops: Iterable[str] | None = None, progress: Progress | None = None,
+           parallel: bool | None = None) -> VerifyResult:
+    """Synchronous :func:`verify_async`."""
+    return asyncio.run(verify_async(kin, period, policy, config, shops, progress, parallel))

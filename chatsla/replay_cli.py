@@ -54,6 +54,9 @@ def _engine_options(f):
                      help="Policy id@version, bare id (its current version) or a policy JSON file."),
         click.option("--default-timezone", default="UTC", show_default=True,
                      help="Zone of shops never told theirs (R1)."),
+        click.option("--reader-process", type=click.Choice(["auto", "on", "off"]), default="auto",
+                     show_default=True, help="Fetch and decode in a second process while this one runs the "
+                     "engine (auto: from 200,000 records on). The results are the same either way."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -61,7 +64,7 @@ def _engine_options(f):
 
 
 def _setup(kw: dict, engine: bool = True):
-    """Flags -> (KafkaInput, Period, policy, engine config); every problem as one CliError line."""
+    """Flags -> (KafkaInput, Period, policy, engine config, parallel); every problem as one CliError line."""
     from chatsla.core.timefmt import parse_duration
     from chatsla.replay import KafkaInput, Period
 
@@ -80,10 +83,11 @@ def _setup(kw: dict, engine: bool = True):
         if lookback < 0:
             raise CliError("--lookback must not be negative")
     policy = policy_option(kw.pop("policy_spec")) if engine else None
+    kw["parallel"] = {"auto": None, "on": True, "off": False}[kw.pop("reader_process", "auto")]
     config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))
     security = _security(kw)
     kin = KafkaInput(kw.pop("bootstrap"), _topic_names(kw.pop("topic_prefix")), security, kw.pop("timeout"))
-    return kin, Period(start, end, lookback), policy, config
+    return kin, Period(start, end, lookback), policy, config, kw.pop("parallel")
 
 
 @contextmanager
@@ -111,13 +115,28 @@ def _progress(label: str) -> Iterator[object]:
         yield update
 
 
+def _quiet_kafka_logs() -> None:
+    """aiokafka logs connection failures itself; the command reports them in its one error line."""
+    import logging
+
+    for name in ("aiokafka", "kafka"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+
 def _run(coro):
     from chatsla.replay import ReplayError
 
+    _quiet_kafka_logs()
     try:
         return asyncio.run(coro)
     except ReplayError as e:
         raise CliError(str(e)) from None
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+    except OSError as e:  # e.g. a full disk under chatsla export
+        raise CliError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
 
 
 def _open_out(path: str | None, binary: bool = True):
@@ -152,9 +171,9 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
 
     if fmt == "html" and len(shops) != 1:
         raise CliError("--format html is the appeal pack of one shop's week: give exactly one --shop")
-    kin, period, policy, config = _setup(kw)
+    kin, period, policy, config, parallel = _setup(kw)
     with _progress("replay") as progress:
-        result = _run(replay_async(kin, period, policy, config, shops or None, progress))
+        result = _run(replay_async(kin, period, policy, config, shops or None, progress, parallel=parallel))
     report = result.report
     if fmt == "html":
         from chatsla.appeal import render_appeal
@@ -215,13 +234,19 @@ def export(out: str, **kw: object) -> None:
     """
     from chatsla.replay import export_async, open_output
 
-    kin, period, _, config = _setup(kw, engine=False)
+    kin, period, _, config, _ = _setup(kw, engine=False)
     try:
         f = open_output(out)
     except OSError as e:
         raise CliError(f"cannot write {out}: {e.strerror}") from None
-    with f, _progress("export") as progress:
-        summary = _run(export_async(kin, period, f, config.allowed_lateness, progress))
+    try:
+        with f, _progress("export") as progress:
+            summary = _run(export_async(kin, period, f, config.allowed_lateness, progress))
+    except BaseException:
+        from pathlib import Path
+
+        Path(out).unlink(missing_ok=True)  # no half-written export left behind
+        raise
     parts = ", ".join(f"{r.source}@{r.start}-{r.stop if r.stop is not None else r.end}" for r in summary.ranges)
     click.echo(f"exported {summary.records} records to {out} ({parts})", err=True)
 
@@ -244,15 +269,16 @@ def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
 
     from chatsla.replay import verify_async
 
-    kin, period, policy, config = _setup(kw)
+    kin, period, policy, config, parallel = _setup(kw)
     with _progress("verify") as progress:
-        result = _run(verify_async(kin, period, policy, config, shops or None, progress))
+        result = _run(verify_async(kin, period, policy, config, shops or None, progress, parallel))
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         _print_verify(result)
+    sys.stdout.flush()
     if result.differences:
-        raise click.exceptions.Exit(1)
+        sys.exit(1)  # not click's Exit: chatsla.cli.main runs click with standalone_mode=False
 
 
 def _print_verify(result) -> None:
@@ -274,13 +300,16 @@ def _print_verify(result) -> None:
         return
     rows = [("kind", "shop", "key", "field", "live", "replay", "cause")]
     for x in result.differences:
-        cause = ("late: " + ", ".join(x.late_events)) if x.late else "-"
+        cause = ("late: " + ", ".join(x.late_events)) if x.late else (
+            "lookback: earlier sessions not replayed (--lookback all)" if x.cause == "lookback" else "-")
         rows.append((x.kind, x.shop_id, x.key, x.field, _show(x.live), _show(x.replay), cause))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
     late = sum(1 for x in result.differences if x.late)
-    out.write(f"{len(result.differences)} differences ({late} explained by late events)\n")
+    numbering = sum(1 for x in result.differences if x.cause == "lookback")
+    out.write(f"{len(result.differences)} differences ({late} explained by late events"
+              + (f", {numbering} by session numbers restarting at the lookback window" if numbering else "") + ")\n")
 
 
 def _show(v: object) -> str:
