@@ -188,6 +188,8 @@ def _topic_names(prefix: str):
               help="Create missing topics with explicit partitions and retention before starting.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
+@click.option("--shop-metrics", envvar="CHATSLA_SHOP_METRICS", default="all", show_default=True,
+              help="Per-shop Prometheus series: all, at-risk, worst:K or none (13 series per shop).")
 def worker(**kw: object) -> None:
     """Run a live worker: validate, sessionise, assess (RULES R1-R6) on Kafka."""
     from pathlib import Path
@@ -203,6 +205,12 @@ def worker(**kw: object) -> None:
             import rocksdict  # noqa: F401
         except ImportError:
             raise CliError("--store rocksdb needs the rocksdict package: pip install 'chatsla[rocksdb]'") from None
+    from projections.fleet import select_shops
+
+    try:
+        select_shops([], kw["shop_metrics"])
+    except ValueError as e:
+        raise CliError(f"--shop-metrics: {e}") from None
     names = _topic_names(kw["topic_prefix"])
     settings = WorkerSettings(
         bootstrap=kw["bootstrap"], app_id=kw["app_id"], topics=names, partitions=kw["partitions"],
@@ -210,6 +218,7 @@ def worker(**kw: object) -> None:
         web_host=kw["web_host"], web_port=kw["web_port"], ticks=kw["ticks"], tick_interval=kw["tick_interval"],
         policy=kw["policy_spec"], allowed_lateness_us=config.allowed_lateness,
         default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
+        shop_metrics=kw["shop_metrics"],
     )
     if kw["create_topics"]:
         try:

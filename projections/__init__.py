@@ -1,1 +1,16 @@
+"""Live projections of RULES R8: what the dashboards show, per shop and for the fleet.
 
+Pure and Faust-free: plain data in, plain data out, time as integer microseconds handed in (the
+watermark), never read from a clock, so a replay computes the same projections (R6.1). The
+streaming worker (``streams/metrics.py``) feeds these from the engine's state at scrape time.
+"""
+
+from projections.fleet import FleetSummary, ShopView, fleet_summary, select_shops
+from projections.risk import OpenSession, at_risk, longest_wait
+from projections.rolling import RollingRate
+from projections.weekly import WeekProjection, project_week, replies_needed
+
+__all__ = [
+    "FleetSummary", "OpenSession", "RollingRate", "ShopView", "WeekProjection", "at_risk", "fleet_summary",
+    "longest_wait", "project_week", "replies_needed", "select_shops",
+]

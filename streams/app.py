@@ -28,6 +28,7 @@ from chatsla.core.policy import load_policy
 from schemas.decode import decode
 from schemas.events import Invalid
 from streams.codec import encode_event, encode_flush, encode_tick, source_tag
+from streams.metrics import ShopViews, WorkerMetrics
 from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
 
@@ -95,7 +96,26 @@ def create_app(settings: WorkerSettings) -> faust.App:
     flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
-    app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy}  # for adapters (metrics, API)
+    views = ShopViews(runtimes)
+    metrics = WorkerMetrics(views, settings.shop_metrics, policy.id, policy.version)
+    app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy, "metrics": metrics}
+
+    def observe(kind: str, record: dict) -> None:
+        if kind == "session" and record["replied_within_24h"] is not None:
+            views.observe(record)
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):  # type: ignore[no-untyped-def]
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/shops/{shop_id}")
+    async def shop_page(web, request, shop_id: str):  # type: ignore[no-untyped-def]
+        body = views.shop_json(shop_id)
+        if body is None:
+            return web.json({"error": f"shop {shop_id} is not owned by this worker (or unknown)"}, status=404)
+        return web.json(body)
 
     @app.agent(inputs)
     async def route(stream: faust.StreamT) -> None:
@@ -103,6 +123,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
             msg = event.message
             ev = decode(msg.value)
             if type(ev) is Invalid:
+                metrics.events.labels("invalid").inc()
+                metrics.dlq.labels(dlq[msg.topic].get_topic_name()).inc()
                 where = f"{msg.topic}/{msg.partition}@{msg.offset}"
                 dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
                     ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
@@ -123,6 +145,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
             ev.ack()
         rt.pending_acks = 0
         last_checkpoint[p] = time.monotonic()
+        metrics.account(p, rt.engine.stats)
+        metrics.watermark_now(p, rt.engine.watermark)
+        metrics.owned.set(len(runtimes))
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
@@ -135,10 +160,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
             rt = runtimes.get(p)
             if rt is None:
                 rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
+                rt.observer = observe
                 last_checkpoint[p] = time.monotonic()
+                metrics.account(p, rt.engine.stats)
                 log.info("partition %d: state loaded (%d conversations, watermark %s), first offset %d",
                          p, len(rt.engine.convs), rt.engine.watermark, event.message.offset)
             flush = rt.handle(event.value)
+            metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - event.message.timestamp))
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
                 outputs[kind].send_soon(key=key, value=value)
@@ -154,6 +182,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if tp.topic == names.events:
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
                 unacked.pop(tp.partition, None)
+                metrics.forget(tp.partition)
+        metrics.owned.set(len(runtimes))
 
     @app.timer(settings.checkpoint_interval)
     async def request_checkpoints() -> None:

@@ -78,6 +78,7 @@ class ShopViews:
         return out
 
     def shop_json(self, shop_id: str) -> dict | None:
+        reply_window = next(iter(self.runtimes.values())).engine.policy.reply_window if self.runtimes else 0
         for view, risky, wm in self.views():
             if view.shop_id == shop_id:
                 w = view.week
@@ -90,7 +91,7 @@ class ShopViews:
                     },
                     "sessions_at_risk": [
                         {"session_id": s.session_id, "opened_at": format_opt(s.opened_at),
-                         "deadline": format_opt(s.opened_at + 24 * HOUR)} for s in risky],
+                         "deadline": format_opt(s.opened_at + reply_window)} for s in risky],
                     "longest_buyer_wait_seconds": view.longest_wait_us / SECOND,
                 }
         return None

@@ -71,6 +71,7 @@ class PartitionRuntime:
         self.partition = partition
         self.engine = engine
         self.pending_acks = 0  # events handled since the last checkpoint
+        self.observer = None  # called with (kind, record) for every output (live projections)
 
     @classmethod
     def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
@@ -102,7 +103,14 @@ class PartitionRuntime:
         """``(kind, key, value)`` of every record emitted since the last call, in order."""
         engine = self.engine
         policy = engine.policy
-        return [(kind, raw[0].encode(), encode_record(to_record(kind, raw, policy))) for kind, raw in engine.take()]
+        observer = self.observer
+        out = []
+        for kind, raw in engine.take():
+            record = to_record(kind, raw, policy)
+            if observer is not None:
+                observer(kind, record)
+            out.append((kind, raw[0].encode(), encode_record(record)))
+        return out
 
     def state_entries(self) -> tuple[list[tuple[Key, bytes]], list[tuple[Key, bytes]]]:
         """Changed conversation and shop entries since the last checkpoint."""

@@ -48,3 +48,4 @@ class WorkerSettings:
     default_timezone: str = "UTC"
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     loglevel: str = "warning"
+    shop_metrics: str = "all"  # per-shop series: all | at-risk | worst:K | none (streams/metrics.py)
