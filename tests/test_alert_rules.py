@@ -1,0 +1,628 @@
+"""Alert rules, dashboards and the compose stack that show the live projections (RULES R8).
+
+RULES R8 lists what the dashboards show per shop (rolling 7-day rate, week to date with best /
+worst / projected, replies needed, at-risk sessions, buyer wait) and for the fleet (sessions opened
+and closed by reason, events by outcome); R5.5 gives the 90 % / 85 % lines the shop alerts use.
+These tests keep the files under ``docker/`` honest without Docker:
+
+- ``promtool check rules`` / ``test rules`` / ``check config`` on the Prometheus files;
+- every PromQL expression in the dashboards and alert rules is checked by promtool (one recording
+  rule per expression, Grafana variables replaced by concrete values first);
+- the dashboards parse, have the expected panels, use the ``prometheus`` datasource and only the
+  worker's metric contract (``CONTRACT`` below, exported by ``streams/metrics.py``);
+- a real Prometheus scrapes a synthetic exposition shaped like the contract, and every dashboard
+  query returns data, every alert rule evaluates without error (R8);
+- ``docker/compose.yaml`` parses and every file it references exists.
+
+promtool and prometheus come from ``scripts/ensure-prometheus`` (the Makefile runs it before the
+tests); without them these tests fail with that hint, they are never skipped.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - a clear message instead of a bare ImportError
+    pytest.fail("tests/test_alert_rules.py needs PyYAML (pip install pyyaml; it belongs in the 'test' extras)",
+                pytrace=False)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+PROM = DOCKER / "prometheus"
+ALERTS = PROM / "alerts.yml"
+ALERTS_TEST = PROM / "alerts_test.yml"
+PROM_CONFIG = PROM / "prometheus.yml"
+GRAFANA = DOCKER / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
+FLEET = DASHBOARDS / "fleet-overview.json"
+SHOP = DASHBOARDS / "shop-drilldown.json"
+COMPOSE = DOCKER / "compose.yaml"
+ENSURE = ROOT / "scripts" / "ensure-prometheus"
+
+MISSING_TOOL = "{tool} not found on PATH: run scripts/ensure-prometheus (installs the Debian package 'prometheus')"
+
+# The worker's metric contract (streams/metrics.py): name -> label names. Counters carry their
+# `_total` suffix, histograms are listed by their exposed series.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    # per selected shop (R8)
+    "chatsla_shop_reply_rate_24h": ("shop",),
+    "chatsla_shop_week_reply_rate": ("shop",),
+    "chatsla_shop_week_reply_rate_best": ("shop",),
+    "chatsla_shop_week_reply_rate_worst": ("shop",),
+    "chatsla_shop_projected_reply_rate": ("shop",),
+    "chatsla_shop_penalty_risk": ("shop",),
+    "chatsla_shop_sessions": ("shop", "state"),
+    "chatsla_shop_replies_needed": ("shop",),
+    "chatsla_shop_sessions_at_risk": ("shop",),
+    "chatsla_shop_buyer_wait_seconds": ("shop",),
+    "chatsla_shop_buyer_messages": ("shop",),
+    # fleet
+    "chatsla_shops": ("risk",),
+    "chatsla_fleet_reply_rate_bucket": ("le",),
+    "chatsla_fleet_reply_rate_sum": (),
+    "chatsla_fleet_reply_rate_count": (),
+    "chatsla_sessions_at_risk": (),
+    "chatsla_sessions_opened_total": (),
+    "chatsla_sessions_closed_total": ("reason",),
+    "chatsla_events_total": ("outcome",),
+    "chatsla_dlq_records_total": ("topic",),
+    "chatsla_watermark_timestamp_seconds": ("partition",),
+    "chatsla_watermark_lag_seconds": ("partition",),
+    "chatsla_processing_latency_seconds_bucket": ("le",),
+    "chatsla_processing_latency_seconds_sum": (),
+    "chatsla_processing_latency_seconds_count": (),
+    "chatsla_consumer_lag_records": ("topic", "partition"),
+    "chatsla_owned_partitions": (),
+    "chatsla_info": ("version", "policy_id", "policy_version"),
+}
+# Labels Prometheus adds, and the ones of its own series the rules and panels use (up, ALERTS).
+TARGET_LABELS = ("job", "instance")
+OTHER_SERIES = {"up": TARGET_LABELS, "ALERTS": ("alertname", "alertstate", "severity", "shop")}
+
+FLEET_PANELS = {
+    "Shops by projected outcome": {"chatsla_shops"},
+    "Mean rolling reply rate": {"chatsla_fleet_reply_rate_sum", "chatsla_fleet_reply_rate_count"},
+    "Sessions at risk": {"chatsla_sessions_at_risk"},
+    "Workers up / partitions owned": {"up", "chatsla_owned_partitions"},
+    "Policy in force": {"chatsla_info"},
+    "Shops by projected outcome over time": {"chatsla_shops"},
+    "Distribution of shops' rolling 7-day reply rates": {"chatsla_fleet_reply_rate_bucket"},
+    "Shops' rolling reply rate: percentiles": {"chatsla_fleet_reply_rate_bucket"},
+    "Sessions at risk (< 2 h to the 24 h deadline)": {"chatsla_sessions_at_risk"},
+    "Shops with the lowest projected reply rate": {"chatsla_shop_projected_reply_rate", "chatsla_shop_penalty_risk"},
+    "Most sessions at risk, by shop": {"chatsla_shop_sessions_at_risk"},
+    "Sessions opened and closed per second": {"chatsla_sessions_opened_total", "chatsla_sessions_closed_total"},
+    "Closures by reason": {"chatsla_sessions_closed_total"},
+    "Closures by reason in the last 24 h": {"chatsla_sessions_closed_total"},
+    "Firing chatsla alerts": {"ALERTS"},
+    "Consumer lag (records)": {"chatsla_consumer_lag_records"},
+    "Watermark lag": {"chatsla_watermark_lag_seconds"},
+    "Processing latency": {"chatsla_processing_latency_seconds_bucket"},
+    "Events by outcome": {"chatsla_events_total"},
+    "Dead-letter records": {"chatsla_dlq_records_total"},
+    "Partitions owned per worker": {"chatsla_owned_partitions"},
+}
+SHOP_PANELS = {
+    "Rolling 7-day reply rate": {"chatsla_shop_reply_rate_24h"},
+    "Projected this week": {"chatsla_shop_projected_reply_rate"},
+    "Projected outcome": {"chatsla_shop_penalty_risk"},
+    "Replies needed for 90 %": {"chatsla_shop_replies_needed"},
+    "Sessions at risk": {"chatsla_shop_sessions_at_risk"},
+    "Longest buyer wait": {"chatsla_shop_buyer_wait_seconds"},
+    "This week's reply rate: now, best case, worst case, projected": {
+        "chatsla_shop_week_reply_rate", "chatsla_shop_week_reply_rate_best",
+        "chatsla_shop_week_reply_rate_worst", "chatsla_shop_projected_reply_rate"},
+    "Rolling 7-day 24 h reply rate": {"chatsla_shop_reply_rate_24h"},
+    "Sessions this week by state": {"chatsla_shop_sessions"},
+    "Replies needed and sessions at risk": {"chatsla_shop_replies_needed", "chatsla_shop_sessions_at_risk"},
+    "Buyer messages this week": {"chatsla_shop_buyer_messages"},
+    "Firing alerts for this shop": {"ALERTS"},
+}
+ALERT_NAMES = {"ChatslaShopProjectedWarning", "ChatslaShopProjectedViolation", "ChatslaSessionsAtRiskPilingUp",
+               "ChatslaPipelineStalled", "ChatslaDeadLetterGrowing", "ChatslaWorkerDown"}
+
+# Grafana's variables, replaced by concrete values before an expression goes to promtool.
+SHOP_VALUE = "shop-2"
+GRAFANA_VARS = [
+    (re.compile(r"\$__rate_interval|\$\{__rate_interval\}"), "1m"),
+    (re.compile(r"\$__interval|\$\{__interval\}"), "1m"),
+    (re.compile(r"\$__range|\$\{__range\}"), "1h"),
+    (re.compile(r"\$shop\b|\$\{shop\}|\[\[shop\]\]"), SHOP_VALUE),
+]
+LABEL_VALUES = re.compile(r"^label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)$")
+IDENT = re.compile(r"(?<![\w:\"'.$])([a-zA-Z_:][\w:]*)\s*(?=[{\[)\s]|$)")
+PROMQL_WORDS = {
+    "sum", "max", "min", "avg", "count", "topk", "bottomk", "by", "without", "on", "ignoring", "and", "or",
+    "unless", "offset", "rate", "increase", "changes", "histogram_quantile", "vector", "sort", "sort_desc",
+    "group_left", "group_right", "bool", "time",
+}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(MISSING_TOOL.format(tool=name), pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return _tool("promtool")
+
+
+def _run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _grafana_to_promql(expr: str) -> str:
+    for pattern, value in GRAFANA_VARS:
+        expr = pattern.sub(value, expr)
+    return expr
+
+
+def _load_dashboard(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))  # collapsed rows keep their panels inside
+    return out
+
+
+def _alert_rules() -> list[dict]:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _expressions() -> list[tuple[str, str]]:
+    """(where, PromQL) of every expression in the dashboards and alert rules, variables replaced."""
+    out = []
+    for path in (FLEET, SHOP):
+        dash = _load_dashboard(path)
+        for panel in _panels(dash):
+            for target in panel.get("targets", []):
+                out.append((f"{path.name} panel {panel['id']} ({panel['title']}) {target['refId']}",
+                            _grafana_to_promql(target["expr"])))
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") == "query":
+                query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+                m = LABEL_VALUES.match(query)
+                assert m, f"{path.name} variable {var['name']}: not a label_values(selector, label) query: {query}"
+                out.append((f"{path.name} variable {var['name']}", _grafana_to_promql(m["selector"])))
+    for rule in _alert_rules():
+        out.append((f"alerts.yml {rule['alert']}", rule["expr"]))
+    return out
+
+
+EXPRESSIONS = _expressions()
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (identifiers that are not PromQL keywords or labels)."""
+    without_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    without_groupings = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", without_strings)
+    without_matchers = re.sub(r"\{[^}]*\}", "{}", without_groupings)
+    without_durations = re.sub(r"\[[^\]]*\]", "[]", without_matchers)
+    names = set()
+    for m in IDENT.finditer(without_durations):
+        word = m.group(1)
+        if word in PROMQL_WORDS or re.fullmatch(r"\d.*", word):
+            continue
+        names.add(word)
+    return names
+
+
+def _label_names(expr: str) -> set[str]:
+    """Label names an expression groups, matches or filters by."""
+    names = set()
+    for m in re.finditer(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        names.update(x.strip() for x in m.group(1).split(",") if x.strip())
+    for m in re.finditer(r"\{([^}]*)\}", expr):
+        names.update(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", m.group(1)))
+    return names
+
+
+# --- promtool on the Prometheus files ------------------------------------------------------------
+
+def test_promtool_check_rules(promtool):
+    """R8: the alert rules (group chatsla) are valid rules, templates included."""
+    r = _run([promtool, "check", "rules", str(ALERTS)])
+    assert r.returncode == 0, f"promtool check rules {ALERTS}:\n{r.stdout}{r.stderr}"
+    assert "SUCCESS: 6 rules found" in r.stdout
+
+
+def test_promtool_test_rules(promtool):
+    """R8, R5.5: the promtool unit tests of every alert pass (firing and not-firing cases)."""
+    r = _run([promtool, "test", "rules", ALERTS_TEST.name], cwd=PROM)
+    assert r.returncode == 0, f"promtool test rules {ALERTS_TEST}:\n{r.stdout}{r.stderr}"
+
+
+def test_promtool_check_config(promtool):
+    """The compose stack's Prometheus configuration is valid and loads alerts.yml."""
+    r = _run([promtool, "check", "config", str(PROM_CONFIG)])
+    assert r.returncode == 0, f"promtool check config {PROM_CONFIG}:\n{r.stdout}{r.stderr}"
+    assert "alerts.yml" in r.stdout + r.stderr
+
+
+def test_alert_rules_cover_the_brief():
+    """Every alert of R8's monitoring exists once, with a severity and seller-facing annotations."""
+    rules = _alert_rules()
+    names = [r["alert"] for r in rules]
+    assert sorted(names) == sorted(ALERT_NAMES)
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        ann = rule["annotations"]
+        assert ann.get("summary") and ann.get("description"), rule["alert"]
+        assert "What sellers should do" in ann["description"] or "What the seller" in ann["description"], rule["alert"]
+        if rule["alert"].startswith("ChatslaShop"):
+            assert "$labels.shop" in ann["summary"] and "$labels.shop" in ann["description"], rule["alert"]
+    tests = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
+    cases = [c for t in tests["tests"] for c in t.get("alert_rule_test", [])]
+    for name in ALERT_NAMES:
+        mine = [c for c in cases if c["alertname"] == name]
+        assert any(c.get("exp_alerts") for c in mine), f"{name}: no firing case in {ALERTS_TEST.name}"
+        assert any(not c.get("exp_alerts") for c in mine), f"{name}: no not-firing case in {ALERTS_TEST.name}"
+
+
+# --- every PromQL expression, one by one -----------------------------------------------------------
+
+@pytest.mark.parametrize("where,expr", EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
+def test_promql_is_valid(where, expr, promtool, tmp_path):
+    """R8: each dashboard and alert expression parses (checked by promtool as a recording rule)."""
+    assert "$" not in expr, f"{where}: unreplaced Grafana variable in {expr!r}"
+    rules = {"groups": [{"name": "promql_check", "rules": [{"record": "chatsla_check:expr", "expr": expr}]}]}
+    path = tmp_path / "expr.yml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    r = _run([promtool, "check", "rules", str(path)])
+    assert r.returncode == 0, f"{where}: invalid PromQL {expr!r}:\n{r.stdout}{r.stderr}"
+
+
+@pytest.mark.parametrize("where,expr", EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
+def test_promql_uses_the_metric_contract(where, expr):
+    """R8: expressions only name the worker's exported series and their labels (no typos)."""
+    known = set(CONTRACT) | set(OTHER_SERIES)
+    unknown = _metric_names(expr) - known
+    assert not unknown, f"{where}: unknown series {sorted(unknown)} in {expr!r}"
+    labels = set(TARGET_LABELS)
+    for labs in [*CONTRACT.values(), *OTHER_SERIES.values()]:
+        labels.update(labs)
+    assert _label_names(expr) <= labels, f"{where}: unknown labels {sorted(_label_names(expr) - labels)} in {expr!r}"
+
+
+def test_metric_name_extraction_finds_typos():
+    """The contract check above would catch a misspelt series (guards the regex itself)."""
+    assert _metric_names('sum by (topic) (rate(chatsla_dlq_records[5m]))') == {"chatsla_dlq_records"}
+    assert _metric_names('max(chatsla_shop_reply_rate_24h{shop="$shop"}) and on (shop) up offset 5m') == {
+        "chatsla_shop_reply_rate_24h", "up"}
+    assert _label_names('sum by (risk) (x{state="a", shop=~"b"})') == {"risk", "state", "shop"}
+
+
+# --- dashboards -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,uid,expected", [(FLEET, "chatsla-fleet", FLEET_PANELS), (SHOP, "chatsla-shop", SHOP_PANELS)],
+                         ids=["fleet-overview", "shop-drilldown"])
+def test_dashboard_structure(path, uid, expected):
+    """R8: each dashboard parses, has the expected panels, and reads the `prometheus` datasource."""
+    dash = _load_dashboard(path)
+    assert dash["uid"] == uid
+    assert 36 <= dash["schemaVersion"] <= 41
+    assert dash["title"].startswith("chatsla / ")
+    assert "chatsla" in dash["tags"]
+    panels = _panels(dash)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+    titles = {p["title"]: p for p in panels}
+    missing = set(expected) - set(titles)
+    assert not missing, f"{path.name}: missing panels {sorted(missing)}"
+    for title, metrics in expected.items():
+        used = set().union(*(_metric_names(_grafana_to_promql(t["expr"])) for t in titles[title]["targets"]))
+        assert metrics <= used, f"{path.name} {title!r}: expected series {sorted(metrics - used)}"
+    for p in panels:
+        pos = p["gridPos"]
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24 and pos["h"] > 0, (path.name, p["title"])
+        if p["type"] in ("row", "text"):
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "prometheus"}, (path.name, p["title"])
+        assert p["targets"], (path.name, p["title"])
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)), (path.name, p["title"])
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "prometheus" and t["expr"].strip(), (path.name, p["title"])
+
+
+def test_fleet_dashboard_shows_the_r8_views():
+    """R8 fleet view: shops by risk, the reply-rate histogram, closures by reason, p95 latency."""
+    exprs = [t["expr"] for p in _panels(_load_dashboard(FLEET)) for t in p.get("targets", [])]
+    joined = "\n".join(exprs)
+    assert "sum by (risk) (chatsla_shops)" in joined
+    assert "sum by (reason)" in joined and "chatsla_sessions_closed_total" in joined
+    assert "histogram_quantile(0.95" in joined and "chatsla_processing_latency_seconds_bucket[$__rate_interval]" in joined
+    assert "sum by (outcome) (rate(chatsla_events_total[$__rate_interval]))" in joined
+    heat = [t for p in _panels(_load_dashboard(FLEET)) for t in p.get("targets", [])
+            if "chatsla_fleet_reply_rate_bucket" in t["expr"] and t.get("format") == "heatmap"]
+    assert heat, "the reply-rate distribution must de-accumulate the histogram buckets (format: heatmap)"
+
+
+def test_shop_dashboard_variable_and_filters():
+    """R8 per-shop view: a `shop` variable from label_values, and every query filtered by it."""
+    dash = _load_dashboard(SHOP)
+    (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
+    assert var["type"] == "query" and var["datasource"]["uid"] == "prometheus"
+    assert var["definition"] == "label_values(chatsla_shop_reply_rate_24h, shop)"
+    assert var["query"]["query"] == var["definition"]
+    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_reply_rate_24h", "shop")
+    assert not var["multi"] and not var["includeAll"]
+    for p in _panels(dash):
+        for t in p.get("targets", []):
+            assert 'shop="$shop"' in t["expr"], f"{p['title']}: query not filtered by $shop: {t['expr']}"
+
+
+# --- a real Prometheus against contract-shaped metrics ----------------------------------------------
+
+SHOPS = {  # shop -> rolling, week now, best, worst, projected, risk, decided, replied, pending, needed, at risk, wait, msgs
+    "shop-1": (0.95, 0.96, 0.98, 0.90, 0.95, 0, 50, 48, 3, 0, 0, 600, 80),
+    "shop-2": (0.86, 0.80, 0.92, 0.72, 0.84, 2, 40, 32, 6, 4, 3, 70000, 60),
+}
+
+
+class _Exposition(http.server.BaseHTTPRequestHandler):
+    """A /metrics page shaped like the worker's (streams/metrics.py); counters grow per scrape."""
+
+    scrapes = 0
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        type(self).scrapes += 1
+        n = type(self).scrapes
+        lines = []
+        fields = ("reply_rate_24h", "week_reply_rate", "week_reply_rate_best", "week_reply_rate_worst",
+                  "projected_reply_rate", "penalty_risk")
+        for shop, v in SHOPS.items():
+            for name, value in zip(fields, v[:6]):
+                lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
+            for state, value in zip(("decided", "replied", "pending"), v[6:9]):
+                lines.append(f'chatsla_shop_sessions{{shop="{shop}",state="{state}"}} {value}')
+            for name, value in zip(("replies_needed", "sessions_at_risk", "buyer_wait_seconds", "buyer_messages"), v[9:]):
+                lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
+        for risk, value in (("ok", 1), ("warning", 0), ("violation", 1), ("not_assessed", 0)):
+            lines.append(f'chatsla_shops{{risk="{risk}"}} {value}')
+        cumulative = 0
+        for le, count in (("0.5", 0), ("0.7", 0), ("0.8", 0), ("0.85", 0), ("0.9", 1), ("0.95", 1), ("1.0", 0), ("+Inf", 0)):
+            cumulative += count
+            lines.append(f'chatsla_fleet_reply_rate_bucket{{le="{le}"}} {cumulative}')
+        lines += ["chatsla_fleet_reply_rate_sum 1.81", "chatsla_fleet_reply_rate_count 2", "chatsla_sessions_at_risk 3",
+                  f"chatsla_sessions_opened_total {10 * n}"]
+        for i, reason in enumerate(("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller",
+                                    "closed_by_platform")):
+            lines.append(f'chatsla_sessions_closed_total{{reason="{reason}"}} {(i + 1) * n}')
+        for i, outcome in enumerate(("valid", "duplicate", "late", "invalid")):
+            lines.append(f'chatsla_events_total{{outcome="{outcome}"}} {(10 - 2 * i) * n}')
+        lines.append(f'chatsla_dlq_records_total{{topic="chat.messages.dlq"}} {n}')
+        now = time.time()
+        lines += [f'chatsla_watermark_timestamp_seconds{{partition="0"}} {now - 120:.3f}',
+                  'chatsla_watermark_lag_seconds{partition="0"} 120']
+        cumulative = 0
+        for le, share in (("0.01", 1), ("0.05", 2), ("0.1", 3), ("0.25", 2), ("0.5", 1), ("1.0", 1), ("+Inf", 0)):
+            cumulative += share * n
+            lines.append(f'chatsla_processing_latency_seconds_bucket{{le="{le}"}} {cumulative}')
+        lines += [f"chatsla_processing_latency_seconds_sum {0.9 * n}",
+                  f"chatsla_processing_latency_seconds_count {cumulative}",
+                  'chatsla_consumer_lag_records{topic="chatsla.events",partition="0"} 12',
+                  "chatsla_owned_partitions 4",
+                  'chatsla_info{version="0.1.0",policy_id="tiktok_shop",policy_version="2023-11"} 1']
+        body = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(port: int, path: str, **params) -> dict:
+    url = f"http://127.0.0.1:{port}/api/v1/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+@pytest.fixture(scope="module")
+def live_prometheus(tmp_path_factory):
+    """A private Prometheus (scrape and rule interval 1 s) scraping the synthetic exposition."""
+    binary = _tool("prometheus")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exposition)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    work = tmp_path_factory.mktemp("prometheus")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ALERTS)],
+        "scrape_configs": [{"job_name": "chatsla-worker",
+                            "static_configs": [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}]}],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = _free_port()
+    log = open(work / "prometheus.log", "w+", encoding="utf-8")
+    proc = subprocess.Popen([binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"prometheus exited with {proc.returncode}:\n{log.read()[-3000:]}", pytrace=False)
+            try:
+                count = _api(port, "query", query="count_over_time(chatsla_sessions_opened_total[1m])")
+                samples = count["data"]["result"]
+                if samples and float(samples[0]["value"][1]) >= 4:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"prometheus did not scrape the exposition within 60 s:\n{log.read()[-3000:]}", pytrace=False)
+            time.sleep(0.5)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        server.shutdown()
+        server.server_close()
+
+
+DASHBOARD_EXPRESSIONS = [(w, e) for w, e in EXPRESSIONS if not w.startswith("alerts.yml")]
+
+
+@pytest.mark.parametrize("where,expr", DASHBOARD_EXPRESSIONS, ids=[w for w, _ in DASHBOARD_EXPRESSIONS])
+def test_dashboard_query_returns_data(where, expr, live_prometheus):
+    """R8: against contract-shaped metrics every dashboard query answers with data (ALERTS aside)."""
+    result = _api(live_prometheus, "query", query=expr)
+    assert result["status"] == "success", f"{where}: {result}"
+    if "ALERTS" in expr:
+        return  # only shows something while an alert fires
+    assert result["data"]["result"], f"{where}: no data for {expr!r}"
+
+
+def test_shop_variable_lists_shops(live_prometheus):
+    """The drill-down's `shop` variable (label_values of the rolling rate) lists the shops."""
+    values = _api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_reply_rate_24h"})
+    assert values["data"] == sorted(SHOPS)
+
+
+def test_alert_rules_evaluate_cleanly(live_prometheus):
+    """R8: Prometheus loads every alert rule and evaluates it without error on live data."""
+    deadline = time.monotonic() + 20
+    while True:
+        groups = _api(live_prometheus, "rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if rules and all(r.get("lastEvaluation", "").startswith("20") and r["health"] != "unknown" for r in rules):
+            break
+        assert time.monotonic() < deadline, f"rules not evaluated: {rules}"
+        time.sleep(0.5)
+    assert {g["name"] for g in groups} == {"chatsla"}
+    assert {r["name"] for r in rules} == ALERT_NAMES
+    bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
+    assert not bad, f"rules failing to evaluate: {bad}"
+
+
+# --- compose stack ----------------------------------------------------------------------------------
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def test_compose_parses_and_has_the_stack():
+    """The compose stack: Kafka 3.9.1 (KRaft), worker, optional simulate, Prometheus, Grafana."""
+    services = _compose()["services"]
+    assert {"kafka", "worker", "simulate", "prometheus", "grafana"} <= set(services)
+    kafka = services["kafka"]
+    assert kafka["image"] == "apache/kafka:3.9.1"
+    env = kafka["environment"]
+    assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
+    assert "INTERNAL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "EXTERNAL://localhost:" in env["KAFKA_ADVERTISED_LISTENERS"]
+    worker = services["worker"]
+    assert worker["command"] == ["chatsla", "worker", "--bootstrap", "kafka:9092", "--web-host", "0.0.0.0",
+                                 "--web-port", "6066"]
+    assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+    simulate = services["simulate"]
+    assert simulate["profiles"] == ["simulate"]
+    assert "chatsla simulate --bootstrap kafka:9092 --rate" in simulate["command"][0]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert any(str(p).endswith(":3000") for p in services["grafana"]["ports"])
+
+
+def test_compose_references_existing_files():
+    """Every build context, Dockerfile and bind-mounted file of the compose file exists."""
+    services = _compose()["services"]
+    mounts: dict[str, Path] = {}
+    for name, svc in services.items():
+        build = svc.get("build")
+        if build:
+            context = (DOCKER / build["context"]).resolve()
+            assert context.is_dir(), f"{name}: build context {context} missing"
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), f"{name}: Dockerfile missing"
+        for volume in svc.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith((".", "/")):
+                path = (DOCKER / source).resolve()
+                assert path.exists(), f"{name}: mounted {source} does not exist ({path})"
+                mounts[target] = path
+    # Prometheus: the config and every rule file it loads are mounted side by side.
+    config_target = "/etc/prometheus/prometheus.yml"
+    assert mounts[config_target] == PROM_CONFIG
+    config = yaml.safe_load(PROM_CONFIG.read_text(encoding="utf-8"))
+    for rule_file in config["rule_files"]:
+        target = str(Path(config_target).parent / rule_file)
+        assert mounts.get(target) == (PROM / rule_file).resolve(), f"rule file {rule_file} not mounted at {target}"
+    worker_jobs = [j for j in config["scrape_configs"] if j["job_name"] == "chatsla-worker"]
+    assert worker_jobs and worker_jobs[0]["dns_sd_configs"][0] == {
+        "names": ["worker"], "type": "A", "port": 6066, "refresh_interval": "15s"}
+    # Grafana: provisioning and dashboards where the provisioning files expect them.
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/chatsla.yml").read_text(encoding="utf-8"))
+    dash_dir = provider["providers"][0]["options"]["path"]
+    assert mounts[dash_dir] == DASHBOARDS
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (DASHBOARDS / Path(home).relative_to(dash_dir)).is_file()
+    datasource = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text(encoding="utf-8"))
+    (ds,) = datasource["datasources"]
+    assert ds["uid"] == "prometheus" and ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+
+
+def test_dockerfile_installs_the_project():
+    """docker/Dockerfile: python:3.11-slim, `pip install .`, and every COPY source exists."""
+    text = (DOCKER / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert "pip install ." in text
+    for m in re.finditer(r"^COPY\s+(.+?)\s+\S+\s*$", text, re.M):
+        for source in m.group(1).split():
+            assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    # what pyproject's package discovery needs is copied
+    for package in ("chatsla", "streams", "projections", "schemas"):
+        assert re.search(rf"^COPY\s+{package}/", text, re.M), package
+
+
+def test_ensure_prometheus_is_idempotent():
+    """scripts/ensure-prometheus does nothing (and says so) when promtool is already there."""
+    _tool("promtool")
+    assert os.access(ENSURE, os.X_OK), f"{ENSURE} is not executable"
+    r = _run(["bash", "-n", str(ENSURE)])
+    assert r.returncode == 0, r.stderr
+    r = _run([str(ENSURE)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "already available" in r.stdout and "promtool" in r.stdout
