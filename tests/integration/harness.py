@@ -56,13 +56,15 @@ class Deployment:
     def start_worker(self, *extra: str) -> subprocess.Popen:
         n = len(self.workers)
         log = open(self.tmp / f"worker-{n}.log", "ab")
+        port = free_port()
         proc = subprocess.Popen(
             [CHATSLA, "worker", "--bootstrap", self.bootstrap, "--app-id", self.app_id, "--topic-prefix", self.prefix,
-             "--partitions", str(self.partitions), "--no-ticks", "--web-port", str(free_port()),
+             "--partitions", str(self.partitions), "--no-ticks", "--web-port", str(port),
              "--data-dir", str(self.tmp / f"worker-{n}"), "--loglevel", "info", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        proc.web_port = port  # type: ignore[attr-defined]
         self.workers.append(proc)
         return proc
 
@@ -137,3 +139,27 @@ def latest_outputs(bootstrap: str, names: TopicNames) -> tuple[dict, dict]:
         rec = orjson.loads(r.value)
         assessments[(rec["shop_id"], rec["week_start"])] = rec
     return sessions, assessments
+
+
+def scrape(port: int) -> str:
+    """The worker's /metrics text ('' while it is not serving yet)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
+def shop_series(text: str, name: str) -> dict[str, float]:
+    """``{shop: value}`` of a per-shop gauge in a /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == name and "shop" in sample.labels:
+                out[sample.labels["shop"]] = sample.value
+    return out
