@@ -1,4 +1,8 @@
-"""``chatsla dev up|down|status``: the local Kafka broker for development (see broker.py)."""
+"""``chatsla dev up|down|status``: the local Kafka broker for development (see broker.py).
+
+Errors are one plain line on stderr and exit code 2. ``CHATSLA_KAFKA_PORT``,
+``CHATSLA_KAFKA_DATA_DIR`` and ``CHATSLA_KAFKA_CACHE_DIR`` stand in for the options.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,30 @@ from pathlib import Path
 
 import click
 
-from chatsla.dev.broker import BrokerConfig, BrokerError, start, status, stop
+from chatsla.dev.broker import BrokerAlreadyRunning, BrokerConfig, BrokerError, start, status, stop
 
 
 class DevError(click.ClickException):
     exit_code = 2
 
 
-def _config(port: int, data_dir: str, cache_dir: str | None) -> BrokerConfig:
-    kw = {"port": port, "data_dir": Path(data_dir)}
-    if cache_dir:
-        kw["cache_dir"] = Path(cache_dir)
-    return BrokerConfig(**kw)
+def _config(port: int = 9092, data_dir: str = ".chatsla/kafka", cache_dir: str | None = None) -> BrokerConfig:
+    try:
+        kw: dict = {"port": port, "data_dir": Path(data_dir)}
+        if cache_dir:
+            kw["cache_dir"] = Path(cache_dir)
+        return BrokerConfig(**kw)
+    except BrokerError as e:
+        raise DevError(str(e)) from None
 
 
 _port = click.option("--port", envvar="CHATSLA_KAFKA_PORT", type=click.IntRange(1, 65534), default=9092,
-                     show_default=True, help="Broker port (the controller uses the next one).")
-_data = click.option("--data-dir", envvar="CHATSLA_KAFKA_DATA_DIR", default=".chatsla/kafka", show_default=True)
-_cache = click.option("--cache-dir", envvar="CHATSLA_CACHE", help="Where the Kafka jars are kept.")
+                     show_default=True, help="Broker port; the KRaft controller uses the next one. [env CHATSLA_KAFKA_PORT]")
+_data = click.option("--data-dir", envvar="CHATSLA_KAFKA_DATA_DIR", default=".chatsla/kafka", show_default=True,
+                     type=click.Path(file_okay=False),
+                     help="Broker state: topics, server.properties, broker.log, pid. [env CHATSLA_KAFKA_DATA_DIR]")
+_cache = click.option("--cache-dir", envvar="CHATSLA_KAFKA_CACHE_DIR", type=click.Path(file_okay=False),
+                      help="Where the Kafka jars are kept [default ~/.cache/chatsla/kafka; env CHATSLA_KAFKA_CACHE_DIR].")
 
 
 @click.group()
@@ -35,33 +45,48 @@ def dev() -> None:
 @_port
 @_data
 @_cache
-def up(port: int, data_dir: str, cache_dir: str | None) -> None:
-    """Start the broker and wait until it answers."""
+@click.option("--timeout", type=click.FloatRange(1), default=90.0, show_default=True,
+              help="Seconds to wait for the broker to answer.")
+def up(port: int, data_dir: str, cache_dir: str | None, timeout: float) -> None:
+    """Start the broker (resolving its jars the first time) and wait until it answers."""
     config = _config(port, data_dir, cache_dir)
     try:
-        pid = start(config)
+        start(config, wait_timeout=timeout)
+    except BrokerAlreadyRunning as e:
+        if not e.status.answering:
+            raise DevError(f"a broker from {config.data_dir} is running (pid {e.status.pid}) but does not answer on "
+                           f"{e.status.bootstrap}; see {config.log_file} or `chatsla dev down`") from None
+        click.echo(e.status.bootstrap)
+        click.echo(f"already running (pid {e.status.pid}, Kafka {e.status.version}, data {config.data_dir})", err=True)
+        return
     except BrokerError as e:
         raise DevError(str(e)) from None
-    click.echo(f"kafka {config.bootstrap} (pid {pid}, data {config.data_dir})")
+    st = status(config)
+    click.echo(config.bootstrap)
+    click.echo(f"Kafka {st.version} up (pid {st.pid}, data {config.data_dir}, log {config.log_file})", err=True)
 
 
 @dev.command()
-@_port
+@click.option("--port", envvar="CHATSLA_KAFKA_PORT", type=int, hidden=True)  # accepted like up's; the data dir decides
 @_data
-def down(port: int, data_dir: str) -> None:
-    """Stop the broker."""
-    config = _config(port, data_dir, None)
-    click.echo("stopped" if stop(config) else "no broker was running")
+def down(port: int | None, data_dir: str) -> None:
+    """Stop the broker started from the data dir (SIGTERM, SIGKILL if it does not exit in 30 s)."""
+    config = _config(data_dir=data_dir)
+    try:
+        stopped = stop(config)
+    except BrokerError as e:
+        raise DevError(str(e)) from None
+    click.echo("stopped" if stopped else f"no broker was running from {config.data_dir}")
 
 
 @dev.command(name="status")
 @_port
 @_data
 def status_cmd(port: int, data_dir: str) -> None:
-    """Is the broker running and answering?"""
-    s = status(_config(port, data_dir, None))
+    """Is the broker running and answering? Exit code 0 if so, 1 if not running or not answering."""
+    s = status(_config(port, data_dir))
     state = "running" if s.running else "stopped"
     click.echo(f"{state}; bootstrap {s.bootstrap}; answering: {'yes' if s.answering else 'no'}; "
-               f"pid {s.pid or '-'}; kafka {s.version}")
-    if not s.running:
+               f"pid {s.pid or '-'}; Kafka {s.version}; data {s.data_dir}")
+    if not (s.running and s.answering):
         raise SystemExit(1)
