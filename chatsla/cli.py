@@ -195,7 +195,7 @@ def worker(**kw: object) -> None:
     from pathlib import Path
 
     from streams.settings import WorkerSettings
-    from streams.topics import TopicError, ensure_topics, topic_specs
+    from streams.topics import TopicError, changelog_specs, ensure_topics, topic_specs
 
     security = _security(kw)
     policy_option(kw["policy_spec"])  # fail early, in one line
@@ -222,7 +222,8 @@ def worker(**kw: object) -> None:
     )
     if kw["create_topics"]:
         try:
-            created = ensure_topics(settings.bootstrap, topic_specs(names, settings.partitions), settings.replication,
+            created = ensure_topics(settings.bootstrap, topic_specs(names, settings.partitions)
+                                    + changelog_specs(settings.app_id, settings.partitions), settings.replication,
                                     security.kafka_python_kwargs())
         except TopicError as e:
             raise CliError(str(e)) from None

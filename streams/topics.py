@@ -37,6 +37,19 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+TABLES = ("conversations", "shops", "partitions")  # the worker's Faust tables (streams/app.py)
+
+
+def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
+    """The worker's table changelogs, compacted and co-partitioned with ``chatsla.events``.
+
+    Created up front rather than by Faust at start-up: a consumer that has not yet seen a topic
+    Faust just created reports it with no partitions, and the first table write then fails
+    Faust's co-partitioning check.
+    """
+    return [TopicSpec(f"{app_id}-{t}-changelog", partitions, {"cleanup.policy": "compact"}) for t in TABLES]
+
+
 def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> list[TopicSpec]:
     keep = {"retention.ms": FOREVER, "retention.bytes": FOREVER}
     return [

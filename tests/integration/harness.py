@@ -16,7 +16,7 @@ import orjson
 
 from chatsla.dev.broker import free_port
 from streams.codec import encode_tick
-from streams.topics import TopicNames, ensure_topics, topic_specs
+from streams.topics import TopicNames, changelog_specs, ensure_topics, topic_specs
 
 T = TypeVar("T")
 CHATSLA = str(Path(sys.executable).with_name("chatsla"))
@@ -50,7 +50,8 @@ class Deployment:
         self.app_id = self.app_id or f"chatsla-{tag}"
         self.names = TopicNames(*(self.prefix + n for n in ("chat.messages", "shop.events", "chatsla.events",
                                                             "chatsla.sessions", "chatsla.assessments")))
-        ensure_topics(self.bootstrap, topic_specs(self.names, self.partitions))
+        ensure_topics(self.bootstrap, topic_specs(self.names, self.partitions)
+                      + changelog_specs(self.app_id, self.partitions))
         self.workers: list[subprocess.Popen] = []
 
     def start_worker(self, *extra: str) -> subprocess.Popen:
