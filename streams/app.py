@@ -132,15 +132,18 @@ def create_app(settings: WorkerSettings) -> faust.App:
             events.send_soon(key=ev.shop_id.encode(), value=encode_event(ev, source_tag(msg.topic, msg.partition)))
 
     async def checkpoint(p: int, rt: PartitionRuntime) -> None:
+        # The write order is what makes a crash at any point recoverable: see streams/runtime.py.
         await app.producer.flush()  # the outputs first: state must never run ahead of them
-        convs, shops = rt.state_entries()
-        for k, v in convs:
+        cp = rt.checkpoint()
+        for k, v in cp.conversations:
             tables.conversations[k] = v
-        for k, v in shops:
+        await app.producer.flush()
+        k, v = cp.meta
+        tables.partitions[k] = v  # the commit point, carrying the changed shops
+        await app.producer.flush()
+        for k, v in cp.shops:
             tables.shops[k] = v
         await app.producer.flush()
-        k, v = rt.meta_entry()
-        tables.partitions[k] = v
         for ev in unacked.pop(p, ()):
             ev.ack()
         rt.pending_acks = 0
@@ -170,7 +173,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
                 outputs[kind].send_soon(key=key, value=value)
-            if (flush or rt.pending_acks >= settings.checkpoint_events
+            if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
                     or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
                 await checkpoint(p, rt)
             flush_requested.discard(p)

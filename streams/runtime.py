@@ -4,16 +4,31 @@ Faust-free, so its persistence protocol is unit-tested with plain dicts (``tests
 State lives in three changelog-backed key-value tables, keyed by partition first:
 
 * ``conversations``: one entry per conversation (session state, the event ids it applied, its
-  share of the weekly counters); self-contained, so entries written at different moments never
-  double-count;
+  share of the weekly counters and those weeks' bounds); self-contained, so entries written at
+  different moments never double-count;
 * ``shops``: time zone, vacation, shop-event ids, which weeks were already assessed;
-* ``partitions``: the stream-level meta (per-source watermarks, events not yet applied).
+* ``partitions``: the stream-level meta (per-source watermarks, events not yet applied), which
+  also carries the entries of the shops changed in its checkpoint.
 
-A checkpoint writes them in that order, after the outputs they imply were delivered, and only
-then are the input events acknowledged (so offsets are committed behind persisted state). After a
-crash the worker resumes from the committed offset: events already inside a stored conversation
-are recognised by id and skipped, the rest are applied, and the outputs come out the same
-(RULES R6.1). See ``streams/app.py`` for the Faust side.
+Kafka gives no atomic write across changelog topics, so a worker killed mid-checkpoint leaves
+some of its writes stored and others not. The order makes every such cut recoverable (R6.1):
+
+1. outputs are flushed first: state never runs ahead of what consumers were sent;
+2. the changed conversation entries: any subset of them may land. Each is self-contained and
+   names the event ids it applied, so the replay from the committed offset skips exactly those
+   events for it and applies the rest;
+3. the meta, the commit point. Shop state is written *with* it because a shop entry from after
+   the committed offset would give replayed events the wrong context (a vacation or time zone
+   not yet in force at their time, a week already assessed); bundled, shops and meta are always
+   from the same checkpoint;
+4. the shop entries to the ``shops`` table, where the next checkpoints' metas no longer carry
+   them;
+5. only then are the input events acknowledged, so offsets are committed behind stored state.
+
+After a crash the worker resumes from the committed offset: events already inside a stored
+conversation are recognised by id and skipped, the rest are applied, and the outputs come out
+the same (RULES R6.1). A checkpoint is forced before the changed shops would make the meta
+record large (``MAX_INLINE_SHOPS``). See ``streams/app.py`` for the Faust side.
 """
 
 from __future__ import annotations
@@ -32,6 +47,18 @@ from streams.codec import FLUSH, TICK, decode_internal, encode_record
 Key = tuple
 Table = MutableMapping[Key, bytes]
 _dumps, _loads = orjson.dumps, orjson.loads
+
+
+MAX_INLINE_SHOPS = 1000
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's table writes; they must reach the changelogs in this field order."""
+
+    conversations: list[tuple[Key, bytes]]
+    meta: tuple[Key, bytes]
+    shops: list[tuple[Key, bytes]]
 
 
 @dataclass
@@ -79,12 +106,18 @@ class PartitionRuntime:
         """Rebuild the partition's engine from the tables (empty tables: a fresh start)."""
         raw_meta = tables.partitions.get(meta_key(partition))
         meta = _value(raw_meta) if raw_meta is not None else None
+        shops = {v[0]: v for v in _of_partition(tables.shops, partition)}  # type: ignore[index]
+        inline = meta.get("shops", ()) if meta is not None else ()
+        shops.update((v[0], v) for v in inline)  # the meta's copies are the committed ones
         engine = Engine.from_parts(
             policy, config, meta,
             list(_of_partition(tables.conversations, partition)),
-            list(_of_partition(tables.shops, partition)),
+            [shops[k] for k in sorted(shops)],
             sources=sources, track_dirty=True,
         )
+        # The shops table may lack these (a crash before step 4): the next checkpoint, whose
+        # meta replaces this one, must carry them again.
+        engine.mark_dirty(v[0] for v in inline)
         return cls(partition, engine)
 
     def handle(self, value: bytes) -> bool:
@@ -112,25 +145,34 @@ class PartitionRuntime:
             out.append((kind, raw[0].encode(), encode_record(record)))
         return out
 
-    def state_entries(self) -> tuple[list[tuple[Key, bytes]], list[tuple[Key, bytes]]]:
-        """Changed conversation and shop entries since the last checkpoint."""
-        convs, shops = self.engine.take_dirty()
-        p = self.partition
-        return ([(conv_key(p, c.shop_id, c.conversation_id), _dumps(c.to_list())) for c in convs],
-                [(shop_key(p, s.shop_id), _dumps(s.to_list())) for s in shops])
+    def needs_checkpoint(self) -> bool:
+        """True when the changed shops are about to make the meta record (and the Kafka message
+        carrying it) too large: ~250 bytes each, so the default stays far under 1 MB."""
+        return self.engine.dirty_shop_count >= MAX_INLINE_SHOPS
 
-    def meta_entry(self) -> tuple[Key, bytes]:
-        return meta_key(self.partition), _dumps(self.engine.meta())
+    def checkpoint(self) -> Checkpoint:
+        """The writes of a checkpoint of everything since the last one, in write order."""
+        convs, shops = self.engine.take_dirty()
+        p, engine = self.partition, self.engine
+        shop_lists = [s.to_list() for s in shops]
+        meta = engine.meta()
+        meta["shops"] = shop_lists
+        return Checkpoint(
+            conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
+                           for c in convs],
+            meta=(meta_key(p), _dumps(meta)),
+            shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists],
+        )
 
     def checkpoint_into(self, tables: Tables) -> None:
         """Write a checkpoint synchronously (tests, and adapters without a producer to flush)."""
-        convs, shops = self.state_entries()
-        for k, v in convs:
+        cp = self.checkpoint()
+        for k, v in cp.conversations:
             tables.conversations[k] = v
-        for k, v in shops:
-            tables.shops[k] = v
-        k, v = self.meta_entry()
+        k, v = cp.meta
         tables.partitions[k] = v
+        for k, v in cp.shops:
+            tables.shops[k] = v
         self.pending_acks = 0
 
 

@@ -99,6 +99,15 @@ class Shop:
         w = self.weeks[label] = Week(start, end, label)
         return w, True
 
+    def week_with_bounds(self, label: str, start: int, end: int) -> Week:
+        """The week ``label``, created with the bounds it was stored with if it is new here: they
+        were computed in the zone in force when it was created, which this shop state may not
+        know yet (a restart from a checkpoint whose shop entry is older, R6.1)."""
+        w = self.weeks.get(label)
+        if w is None:
+            w = self.weeks[label] = Week(start, end, label)
+        return w
+
     def to_list(self) -> list:
         statuses = {label: [w.start, w.end, w.status, w.late] for label, w in self.weeks.items()}
         return [self.shop_id, self.tz, self.vacation, self.seen_ids, self.seen_ts, statuses]

@@ -48,6 +48,7 @@ from chatsla.core.sessions import (
     CLOSED_BY_PLATFORM,
     CLOSED_BY_SELLER,
     SELLER,
+    N_FIELDS,
     SELLER_TIMEOUT,
     Conversation,
 )
@@ -564,6 +565,17 @@ class Engine:
         return [(kind, to_record(kind, raw, self.policy)) for kind, raw in self.take()]
 
     # ------------------------------------------------------------------- state
+    @property
+    def dirty_shop_count(self) -> int:
+        """Shops changed since the last :meth:`take_dirty` (adapters bound checkpoint size by it)."""
+        return len(self._dirty_shops or ())
+
+    def mark_dirty(self, shop_ids: Iterable[str]) -> None:
+        """Have the next :meth:`take_dirty` include these shops (state restored from a copy that
+        the next checkpoint would otherwise overwrite without storing it elsewhere)."""
+        if self._dirty_shops is not None:
+            self._dirty_shops.update(s for s in shop_ids if s in self.shops)
+
     def take_dirty(self) -> tuple[list[Conversation], list[Shop]]:
         """Conversations and shops changed since the last call (``track_dirty=True``)."""
         if self._dirty_convs is None or self._dirty_shops is None:
@@ -573,6 +585,22 @@ class Engine:
         self._dirty_convs.clear()
         self._dirty_shops.clear()
         return convs, shops
+
+    def conversation_entry(self, c: Conversation) -> list:
+        """A conversation's stored form: its state, then the bounds of the weeks it contributes
+        to. With the bounds a restart rebuilds those weeks exactly even when the shop's stored
+        entry is older than the conversation's (a checkpoint cut short, R6.1), e.g. from before
+        the shop's time zone was known."""
+        shop = self.shops.get(c.shop_id)
+        weeks = shop.weeks if shop is not None else {}
+        bounds = {}
+        for label in c.contrib:
+            w = weeks.get(label)
+            if w is not None:
+                bounds[label] = [w.start, w.end]
+        entry = c.to_list()
+        entry.append(bounds)
+        return entry
 
     def meta(self) -> dict:
         """Stream-level state: watermarks, the not yet applied events, counters (JSON-friendly)."""
@@ -593,7 +621,7 @@ class Engine:
         same deadlines in the same order (R6.1: restarts never change a result).
         """
         snap = self.meta()
-        snap["conversations"] = [c.to_list() for c in self.convs.values()]
+        snap["conversations"] = [self.conversation_entry(c) for c in self.convs.values()]
         snap["shops"] = [s.to_list() for s in self.shops.values()]
         return snap
 
@@ -625,16 +653,18 @@ class Engine:
             e.shops[shop.shop_id] = shop
         horizon = None if e._frontier is None else e._frontier - e._lateness - config.week_retention
         for values in conversations:
-            c = Conversation.from_list(values)
+            c = Conversation.from_list(values[:N_FIELDS])
+            bounds = values[N_FIELDS] if len(values) > N_FIELDS else {}
             e.convs[(c.shop_id, c.conversation_id)] = c
             shop = e._shop(c.shop_id)
             for label, cc in list(c.contrib.items()):
-                if label not in shop.weeks and horizon is not None:
-                    w, _ = shop.week_for_label(label)
-                    if w.end < horizon:  # a week already forgotten (_forget_old_weeks)
+                w = shop.weeks.get(label)
+                if w is None:
+                    b = bounds.get(label)
+                    w = shop.week_with_bounds(label, b[0], b[1]) if b else shop.week_for_label(label)[0]
+                    if horizon is not None and w.end < horizon:  # already forgotten (_forget_old_weeks)
                         del shop.weeks[label], c.contrib[label]
                         continue
-                w, _ = shop.week_for_label(label)
                 w.sessions += cc[C_SESSIONS]
                 w.replied += cc[C_REPLIED]
                 w.pending += cc[C_PENDING]
@@ -646,6 +676,12 @@ class Engine:
             for w in shop.weeks.values():
                 if w.status is None:
                     e._push_timer((w.end, _TIMER_WEEK, shop.shop_id, w.week_start))
+                else:
+                    # An assessed week is final exactly when nothing in it is pending (_fire,
+                    # _decide, _open keep this). Conversations stored after their shop's entry
+                    # may have decided or opened sessions since; their events are skipped on
+                    # replay, so the status they changed is restored here (R6.1).
+                    w.status = "provisional" if w.pending else "final"
         if meta is not None:
             for values in meta["buffer"]:
                 ev = _event_from_list(values)

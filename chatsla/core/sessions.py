@@ -21,6 +21,7 @@ _FIELDS = (
     "first_human", "decided_at", "replied", "excluded", "late", "closed_at", "close_reason",
     "week", "timer", "past24", "seen_ids", "seen_ts", "contrib",
 )
+N_FIELDS = len(_FIELDS)  # a stored entry may carry more after these (Engine.conversation_entry)
 
 # contrib[week_start] = [sessions, replied, pending, buyer_messages, late] this conversation added
 # to the shop's week (R5.3). Keeping them with the conversation makes each conversation's stored
