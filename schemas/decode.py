@@ -108,6 +108,9 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
     return ChatMessage(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
 
 
+decode_chat = _decode_chat  # a parsed ``chat.message/v1`` object -> event; for loops that inline decode
+
+
 def _explain_chat(obj: dict) -> Invalid:
     for field in ("event_id", "shop_id", "conversation_id"):
         r = _required_id(obj, field)

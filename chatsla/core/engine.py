@@ -235,13 +235,21 @@ class Engine:
             self._drain(frontier - self._lateness, False)
 
     def _hold(self, entry: tuple) -> None:
-        """Buffer an entry that is not later than the latest one: at the end of _inorder if its key
-        still sorts last there (events of the same second, in order), else in the heap. Keys are
-        unique (one entry per buffered event_id), so comparisons never reach the event."""
+        """Buffer an entry that is not later than the latest one. It usually belongs among the
+        last few of _inorder (an event of the same second with a smaller rank or id, a little
+        disorder): it is inserted there, so _inorder stays sorted; one further back goes into the
+        heap. Keys are unique (one entry per buffered event_id): comparisons never reach the event.
+        """
         inorder = self._inorder
-        if not inorder or entry > inorder[-1]:
+        n = i = len(inorder)
+        stop = n - 16 if n > 16 else 0
+        while i > stop and entry < inorder[i - 1]:
+            i -= 1
+        if i == n:
             inorder.append(entry)
             self._tail = entry[0]
+        elif i > stop or stop == 0:
+            inorder.insert(i, entry)
         else:
             _heappush(self._buffer, entry)
 
@@ -526,7 +534,17 @@ class Engine:
         if len(c.contrib) > 1:
             self._forget_old_contrib(c, shop)
         if not c.excluded:
-            self._bump(c, w, 1, 0, 1)
+            # _bump(c, w, 1, 0, 1) inlined: one session more, pending
+            w.sessions += 1
+            w.pending += 1
+            cc = c.contrib.get(w.week_start)
+            if cc is None:
+                cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+            cc[C_SESSIONS] += 1
+            cc[C_PENDING] += 1
+            if late and w.status is not None:
+                w.late = True
+                cc[C_LATE] = 1
             if w.status is not None:  # a late session in an assessed week (R6.4)
                 w.status = "provisional"
                 w.late = True
@@ -591,8 +609,21 @@ class Engine:
         if c.excluded:
             return
         shop = self.shops[c.shop_id]
-        w, _ = shop.week_for_label(c.week)
-        self._bump(c, w, 0, 1 if replied else 0, -1)
+        w = shop.weeks.get(c.week)
+        if w is None:
+            w, _ = shop.week_for_label(c.week)
+        # _bump(c, w, 0, 1 if replied else 0, -1) inlined: decided, no longer pending
+        cc = c.contrib.get(w.week_start)
+        if cc is None:
+            cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+        if replied:
+            w.replied += 1
+            cc[C_REPLIED] += 1
+        w.pending -= 1
+        cc[C_PENDING] -= 1
+        if c.late and w.status is not None:
+            w.late = True
+            cc[C_LATE] = 1
         if w.status is not None and (w.pending == 0 or c.late):
             if w.pending == 0:
                 w.status = "final"
@@ -633,8 +664,17 @@ class Engine:
                 deadline = d24
         c.timer = deadline
         if c.scheduled is None or deadline < c.scheduled:
-            c.scheduled = deadline  # _schedule inlined
-            self._push_timer((deadline, _TIMER_CONV, c.key, c))
+            c.scheduled = deadline  # _schedule and _push_timer inlined
+            entry = (deadline, _TIMER_CONV, c.key, c)
+            slot = deadline // _BUCKET
+            if slot <= self._horizon:
+                _heappush(self._timers, entry)
+                return
+            bucket = self._far.get(slot)
+            if bucket is None:
+                bucket = self._far[slot] = []
+                _heappush(self._far_slots, slot)
+            bucket.append(entry)
 
     def _schedule(self, c: Conversation) -> None:
         """Push a timer entry for ``c.timer``. The entry carries the conversation itself, so a due
