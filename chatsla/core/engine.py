@@ -685,10 +685,6 @@ class Engine:
         self._push_timer((c.timer, _TIMER_CONV, c.key, c))
 
     # ----------------------------------------------------------------- outputs
-    def _emit_session(self, c: Conversation) -> None:
-        if self.session_updates:
-            self._sink(SESSION, session_raw(c))
-
     def _emit_week(self, shop: Shop, w: Week) -> None:
         if self._dirty_shops is not None:
             self._dirty_shops.add(shop.shop_id)
