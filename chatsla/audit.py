@@ -13,15 +13,18 @@ import io
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
+
+import orjson
 
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
-from schemas.decode import decode
-from schemas.events import Invalid
+from schemas.decode import decode, decode_chat
+from schemas.events import CHAT_SCHEMA, Invalid
 
 InvalidHook = Callable[[int, str], None]
 
@@ -56,16 +59,46 @@ class Collector:
 
     def report(self, stats: dict, policy: Policy, shops: Iterable[str] | None = None) -> Report:
         wanted = set(shops) if shops else None
-        sessions = sorted(  # by shop, opened_at (µs), conversation, number
-            (r for r in self.sessions.values() if wanted is None or r[0] in wanted),
-            key=lambda r: (r[0], r[3], r[1], r[2]),
-        )
+        # Sessions by shop, opened_at (µs), conversation, number: grouped by shop first, so the
+        # sort compares integers and rarely reaches a string (a third of the report's time).
+        by_shop: dict[str, list[tuple]] = {}
+        for r in self.sessions.values():
+            group = by_shop.get(r[0])
+            if group is None:
+                if wanted is not None and r[0] not in wanted:
+                    continue
+                group = by_shop[r[0]] = []
+            group.append(r)
+        sessions: list[dict] = []
+        for shop in sorted(by_shop):
+            group = by_shop[shop]
+            _sort_sessions(group)
+            sessions += [session_record(r, policy) for r in group]
         assessments = sorted(
             (r for r in self.assessments.values() if wanted is None or r[0] in wanted),
             key=lambda r: (r[0], r[1]),
         )
-        return Report([session_record(r, policy) for r in sessions],
-                      [assessment_record(r, policy) for r in assessments], stats)
+        return Report(sessions, [assessment_record(r, policy) for r in assessments], stats)
+
+
+_OPENED, _CONV_N = itemgetter(3), itemgetter(1, 2)
+
+
+def _sort_sessions(group: list[tuple]) -> None:
+    """Sort one shop's raw sessions by opened_at, conversation, number: by the integer alone,
+    which is a third of the cost of a tuple key, then each run of equal opened_at by the rest."""
+    group.sort(key=_OPENED)
+    i, n = 0, len(group)
+    while i < n - 1:
+        opened = group[i][3]
+        if group[i + 1][3] != opened:
+            i += 1
+            continue
+        j = i + 2
+        while j < n and group[j][3] == opened:
+            j += 1
+        group[i:j] = sorted(group[i:j], key=_CONV_N)
+        i = j
 
 
 def open_events(path: str) -> BinaryIO:
@@ -115,6 +148,7 @@ def run_audit(
     engine = Engine(policy, config, sink=collector, session_updates=False)
     invalid: Counter[str] = Counter()
     apply = engine.apply
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     read = 0
     # The core's state is acyclic, so the cyclic GC only rescans an ever larger heap of live
     # state here: pausing it is worth 10-20 % on a large audit (BENCHMARKS.md).
@@ -122,7 +156,15 @@ def run_audit(
     gc.disable()
     try:
         for read, line in enumerate(lines, 1):
-            ev = decode(line)
+            # decode(line), with its hot case (a chat message) inlined: one call less per event
+            try:
+                obj = loads(line)
+            except JSONDecodeError:
+                obj = None
+            if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:
+                ev = decode_chat(obj)
+            else:
+                ev = decode(line)
             if type(ev) is Invalid:
                 reason = "empty_line" if not line.strip() else ev.reason
                 invalid[reason] += 1

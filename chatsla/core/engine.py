@@ -28,7 +28,7 @@ How order is made deterministic (R6.2, R6.3):
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable
 
@@ -45,6 +45,7 @@ from chatsla.core.sessions import (
     C_PENDING,
     C_REPLIED,
     C_SESSIONS,
+    CLOSE_REASONS,
     CLOSED_BY_PLATFORM,
     CLOSED_BY_SELLER,
     SELLER,
@@ -52,7 +53,7 @@ from chatsla.core.sessions import (
     SELLER_TIMEOUT,
     Conversation,
 )
-from chatsla.core.timefmt import DAY, HOUR, MINUTE
+from chatsla.core.timefmt import DAY, MINUTE
 from schemas.events import ChatMessage, ShopEvent
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
@@ -62,6 +63,9 @@ ASSESSMENT = "assessment"
 
 _RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3
 _TIMER_CONV, _TIMER_WEEK = 0, 1
+# Width of a timer bucket: the timer heap holds about this much of the deadlines ahead, so its
+# pushes and pops stay cheap; each bucket costs one heap operation on an integer when it opens.
+_BUCKET = 10 * MINUTE
 
 Sink = Callable[[str, tuple], None]
 
@@ -88,9 +92,14 @@ def _remember(ids: list[str], ts: list[int], eid: str, t: int, cutoff: int) -> N
     ids.append(eid)
     ts.append(t)
     if ts[0] < cutoff:
-        keep = [i for i, x in enumerate(ts) if x >= cutoff]
-        ids[:] = [ids[i] for i in keep]
-        ts[:] = [ts[i] for i in keep]
+        _forget_before(ids, ts, cutoff)
+
+
+def _forget_before(ids: list[str], ts: list[int], cutoff: int) -> None:
+    """Drop the remembered ids of events before ``cutoff`` (out of the dedupe window)."""
+    keep = [i for i, x in enumerate(ts) if x >= cutoff]
+    ids[:] = [ids[i] for i in keep]
+    ts[:] = [ts[i] for i in keep]
 
 
 class Engine:
@@ -116,22 +125,32 @@ class Engine:
         self._src_max: dict[Hashable, int] = {}
         self._sources = tuple(sources) if sources is not None else None
         self._frontier: int | None = None  # smallest source maximum: what the watermark follows
+        # Buffered events wait as (t, rank, event_id, event) entries, applied in key order. Nearly
+        # every event is later than all buffered ones, so it is appended to ``_inorder``, which
+        # stays sorted; only the others go into the ``_buffer`` heap. Releasing merges the two.
+        self._inorder: deque[tuple] = deque()
+        self._tail = -(1 << 62)  # time of the last entry of _inorder (when it has one)
         self._buffer: list[tuple] = []
         # ids of buffered events: a copy arriving while its original still waits in the buffer
         # (a producer retry, a router replaying after a crash) is a duplicate, not a late event
         self._buffered: set[str] = set()
-        self._seq = 0
-        # Deadlines within the current hour of the watermark live in a heap; later ones wait in
-        # hour buckets. Most far deadlines (24 h, 72 h) are superseded before they are due, and
+        # Deadlines within the current minute of the watermark live in a heap; later ones wait in
+        # minute buckets. Most far deadlines (24 h, 72 h) are superseded before they are due, and
         # a superseded entry is dropped when its bucket opens, without ever costing a heap pop.
         self._timers: list[tuple] = []
         self._far: dict[int, list[tuple]] = {}
-        self._far_hours: list[int] = []
-        self._horizon = -1  # hour index up to which deadlines go straight into the heap
+        self._far_slots: list[int] = []
+        self._horizon = -1  # bucket index up to which deadlines go straight into the heap
         self._window = policy.reply_window
+        self._seller_timeout = policy.seller_timeout
+        self._buyer_timeout = policy.buyer_timeout
+        self._auto_timeout = policy.auto_reply_timeout
         self._lateness = config.allowed_lateness
-        self._dedupe = config.dedupe_window
-        self._valid = 0  # hot counter kept out of the Counter; see :attr:`stats`
+        self._keep_ids = config.allowed_lateness + config.dedupe_window  # ids kept behind the frontier
+        # hot counters kept out of the Counter (plain int and dict updates); see :attr:`stats`
+        self._valid = 0
+        self._opened = 0
+        self._closed: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
         self._dirty_convs: set[tuple[str, str]] | None = set() if track_dirty else None
         self._dirty_shops: set[str] | None = set() if track_dirty else None
 
@@ -142,6 +161,11 @@ class Engine:
         ``closed:<reason>``."""
         c = Counter(self.counters)
         c["valid"] += self._valid
+        if self._opened:
+            c["sessions_opened"] += self._opened
+        for reason, n in self._closed.items():
+            if n:
+                c["closed:" + reason] += n
         return c
 
     @property
@@ -152,30 +176,83 @@ class Engine:
     def apply(self, ev: ChatMessage | ShopEvent, source: Hashable = None) -> None:
         """Take one valid event in log order, read from ``source`` (an input partition)."""
         eid = ev.event_id
-        if eid in self._buffered:
+        buffered = self._buffered
+        if eid in buffered:
             self.counters["duplicate"] += 1
             return
         t = ev.t
         src_max = self._src_max
         prev = src_max.get(source)
-        if prev is not None and t < prev - self._lateness:  # behind its source's watermark
-            self._process(ev, True)
-            if self._frontier is not None:
-                self._drain(self._frontier - self._lateness, False)  # deadlines it put behind us
+        if prev is not None and t <= prev:  # not ahead of its source
+            if t < prev - self._lateness:  # behind its source's watermark
+                self._process(ev, True)
+                if self._frontier is not None:
+                    self._drain(self._frontier - self._lateness, False)  # deadlines it put behind us
+                return
+            buffered.add(eid)
+            self._hold((t, _rank(ev), eid, ev))
             return
-        self._seq += 1
-        self._buffered.add(eid)
-        _heappush(self._buffer, (t, _rank(ev), eid, self._seq, ev))
-        if prev is None or t > prev:
-            src_max[source] = t
-            if self.max_seen is None or t > self.max_seen:
-                self.max_seen = t
-            if self._sources is None and len(src_max) == 1:
-                self._frontier = t
-            elif prev is None or prev == self._frontier:
-                self._frontier = self._min_source()
-            if self._frontier is not None:
-                self._drain(self._frontier - self._lateness, False)
+        # The source moves on, as with nearly every event: _rank inlined.
+        if type(ev) is ShopEvent:
+            rank = _RANK_SHOP
+        elif ev.kind == "close":
+            rank = _RANK_CLOSE
+        else:
+            rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
+        buffered.add(eid)
+        if t > self._tail:  # later than every entry of _inorder: it stays sorted
+            self._inorder.append((t, rank, eid, ev))
+            self._tail = t
+        else:  # another source is ahead of this one
+            self._hold((t, rank, eid, ev))
+        src_max[source] = t
+        if self.max_seen is None or t > self.max_seen:
+            self.max_seen = t
+        if self._sources is None and len(src_max) == 1:
+            self._frontier = t
+            wm = t - self._lateness
+            if self._buffer or wm // _BUCKET > self._horizon:
+                self._drain(wm, False)
+                return
+            # One source and nothing in the heap, as for nearly every event: _drain's loop over
+            # _inorder alone. The entry just appended is later than ``wm``, so it ends the loop.
+            inorder, timers = self._inorder, self._timers
+            while inorder[0][0] < wm:
+                entry = inorder[0]
+                if timers and timers[0][0] < entry[0]:
+                    self._fire(_heappop(timers))
+                    continue
+                inorder.popleft()
+                buffered.discard(entry[2])
+                self._process(entry[3], False)
+            while timers and timers[0][0] < wm:
+                self._fire(_heappop(timers))
+            return
+        if prev is None or prev == self._frontier:
+            frontier = self._frontier = self._min_source()
+        else:
+            frontier = self._frontier
+        if frontier is not None:
+            self._drain(frontier - self._lateness, False)
+
+    def _hold(self, entry: tuple) -> None:
+        """Buffer an entry that is not later than the latest one. It usually belongs among the
+        last few of _inorder (an event of the same second with a smaller rank or id, a little
+        disorder): it is inserted there, so _inorder stays sorted; one further back goes into the
+        heap. Keys are unique (one entry per buffered event_id): comparisons never reach the event.
+        """
+        inorder = self._inorder
+        n = i = len(inorder)
+        stop = n - 16 if n > 16 else 0
+        while i > stop and entry < inorder[i - 1]:
+            i -= 1
+        if i == n:
+            inorder.append(entry)
+            self._tail = entry[0]
+        elif i > stop or stop == 0:
+            inorder.insert(i, entry)
+        else:
+            _heappush(self._buffer, entry)
 
     def _min_source(self) -> int | None:
         src_max = self._src_max
@@ -220,60 +297,69 @@ class Engine:
 
     # ---------------------------------------------------------------- ordering
     def _push_timer(self, entry: tuple) -> None:
-        hour = entry[0] // HOUR
-        if hour <= self._horizon:
+        slot = entry[0] // _BUCKET
+        if slot <= self._horizon:
             _heappush(self._timers, entry)
             return
-        bucket = self._far.get(hour)
+        bucket = self._far.get(slot)
         if bucket is None:
-            bucket = self._far[hour] = []
-            _heappush(self._far_hours, hour)
+            bucket = self._far[slot] = []
+            _heappush(self._far_slots, slot)
         bucket.append(entry)
 
     def _open_buckets(self, wm: int) -> None:
-        """Move every bucket up to the watermark's hour into the heap, dropping stale entries."""
-        hour = wm // HOUR
-        self._horizon = hour
-        far_hours, convs, timers = self._far_hours, self.convs, self._timers
-        while far_hours and far_hours[0] <= hour:
-            for entry in self._far.pop(_heappop(far_hours)):
-                if entry[1] == _TIMER_CONV:
-                    c = convs.get((entry[2], entry[3]))
-                    if c is None or c.scheduled != entry[0]:
-                        continue
+        """Move every bucket up to the watermark's into the heap, dropping stale entries."""
+        slot = wm // _BUCKET
+        self._horizon = slot
+        far_slots, timers = self._far_slots, self._timers
+        while far_slots and far_slots[0] <= slot:
+            for entry in self._far.pop(_heappop(far_slots)):
+                if entry[1] == _TIMER_CONV and entry[3].scheduled != entry[0]:
+                    continue  # superseded by an earlier entry for the same conversation
                 _heappush(timers, entry)
 
     def _drain(self, wm: int, flush: bool) -> None:
-        if wm // HOUR > self._horizon:
+        """Apply buffered events before ``wm`` (all of them when ``flush``) and fire deadlines
+        before ``wm``, in time order; a deadline fires before an event only if strictly earlier."""
+        if wm // _BUCKET > self._horizon:
             self._open_buckets(wm)
-        buf, timers = self._buffer, self._timers
-        pop, process, fire = _heappop, self._process, self._fire
-        while True:
-            if buf and (flush or buf[0][0] < wm):
-                te = buf[0][0]
-                if timers and timers[0][0] < te and timers[0][0] < wm:
-                    fire(pop(timers))
-                else:
-                    entry = pop(buf)
-                    self._buffered.discard(entry[2])
-                    process(entry[4], False)
-            elif timers and timers[0][0] < wm:
-                fire(pop(timers))
+        inorder, buf, timers, buffered = self._inorder, self._buffer, self._timers, self._buffered
+        pop, popleft, process, fire = _heappop, inorder.popleft, self._process, self._fire
+        while inorder or buf:
+            # the smaller head of the two (keys are unique: one entry per buffered event_id)
+            if buf and (not inorder or buf[0] < inorder[0]):
+                entry = buf[0]
+                in_heap = True
             else:
+                entry = inorder[0]
+                in_heap = False
+            te = entry[0]
+            if te >= wm and not flush:
                 break
+            due = te if te < wm else wm
+            while timers and timers[0][0] < due:  # firing never adds events: entry stays first
+                fire(pop(timers))
+            if in_heap:
+                pop(buf)
+            else:
+                popleft()
+            buffered.discard(entry[2])
+            process(entry[3], False)
+        while timers and timers[0][0] < wm:
+            fire(pop(timers))
 
     def _fire(self, entry: tuple) -> None:
-        when, kind, shop_id, key = entry
-        if kind == _TIMER_WEEK:
-            shop = self.shops.get(shop_id)
-            w = shop.weeks.get(key) if shop is not None else None
+        when = entry[0]
+        if entry[1] == _TIMER_WEEK:
+            shop = self.shops.get(entry[2])
+            w = shop.weeks.get(entry[3]) if shop is not None else None
             if w is not None and w.status is None and w.end == when:
                 w.status = "provisional" if w.pending else "final"
                 self._emit_week(shop, w)
                 self._forget_old_weeks(shop, when)
             return
-        c = self.convs.get((shop_id, key))
-        if c is None or c.scheduled != when:
+        c = entry[3]
+        if c.scheduled != when:
             return  # superseded by an earlier entry for the same conversation
         c.scheduled = None
         if c.timer is None:
@@ -282,34 +368,47 @@ class Engine:
             self._schedule(c)
             return
         if self._dirty_convs is not None:
-            self._dirty_convs.add((shop_id, key))
+            self._dirty_convs.add(c.key)
         deadline, reason = self._close_deadline(c)
         if deadline <= when:
             self._close(c, deadline, reason)
             return
-        if self._evaluate(c, when, True):  # the 24 h mark (R3)
-            self._emit_session(c)
+        if self._evaluate(c, when, True) and self.session_updates:  # the 24 h mark (R3)
+            self._sink(SESSION, session_raw(c))
         self._reschedule(c)
 
     # ------------------------------------------------------------- transitions
     def _cutoff(self) -> int:
         f = self._frontier
-        return -(1 << 62) if f is None else f - self._lateness - self._dedupe
+        return -(1 << 62) if f is None else f - self._keep_ids
 
     def _process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
             self._shop_event(ev, late)
             return
-        key = (ev.shop_id, ev.conversation_id)
+        # The shop's own id string where the shop exists: conversations then share one string
+        # per shop (less memory), and table lookups compare it by identity.
+        shop_id = ev.shop_id
+        shop = self.shops.get(shop_id)
+        if shop is not None:
+            shop_id = shop.shop_id
+        key = (shop_id, ev.conversation_id)
         c = self.convs.get(key)
         if c is None:
-            c = self.convs[key] = Conversation(ev.shop_id, ev.conversation_id)
+            c = self.convs[key] = Conversation(shop_id, ev.conversation_id, key)
         eid = ev.event_id
-        if eid in c.seen_ids:
+        seen_ids = c.seen_ids
+        if eid in seen_ids:
             self.counters["duplicate"] += 1
             return
         t = ev.t
-        _remember(c.seen_ids, c.seen_ts, eid, t, self._cutoff())
+        # _remember and _cutoff inlined: this runs for every event
+        seen_ts = c.seen_ts
+        seen_ids.append(eid)
+        seen_ts.append(t)
+        f = self._frontier
+        if f is not None and seen_ts[0] < f - self._keep_ids:
+            _forget_before(seen_ids, seen_ts, f - self._keep_ids)
         self._valid += 1
         if late:
             self.counters["late"] += 1
@@ -326,7 +425,9 @@ class Engine:
             return
         changed = False  # does the session's record change (beyond a decision)?
         if sender == "buyer":
-            shop = self.shops.get(ev.shop_id) or self._shop(ev.shop_id)
+            if shop is None:
+                shop = self._shop(shop_id)
+            w = None
             if not shop.vacation:  # R4: vacation messages do not count toward the volume
                 w = shop._cur
                 if w is None or not (w.start <= t < w.end):
@@ -341,7 +442,7 @@ class Engine:
                     cc[C_LATE] = 1
                     self._emit_week(shop, w)
             if c.opened_at is None:  # R2.1 / R2.6
-                self._open(c, t, shop, late)
+                self._open(c, t, shop, w, late)
                 return
             if c.last_side == BUYER and not late and not c.past24:
                 return  # a follow-up while already awaiting the seller: no clock moves (R2.3)
@@ -373,8 +474,8 @@ class Engine:
         if c.decided_at is None or late:
             changed = self._evaluate(c, t, c.past24 or t > c.opened_at + self._window) or changed
         self._reschedule(c)
-        if changed or late:
-            self._emit_session(c)
+        if (changed or late) and self.session_updates:
+            self._sink(SESSION, session_raw(c))
 
     def _shop_event(self, ev: ShopEvent, late: bool) -> None:
         shop = self._shop(ev.shop_id)
@@ -421,48 +522,61 @@ class Engine:
             w.late = True
             cc[C_LATE] = 1
 
-    def _open(self, c: Conversation, t: int, shop: Shop, late: bool) -> None:
+    def _open(self, c: Conversation, t: int, shop: Shop, w: Week | None, late: bool) -> None:
+        """Open a session at ``t``; ``w`` is the week of ``t`` if already known."""
         c.n += 1
         c.opened_at = c.wait_start = t
         c.last_side = BUYER
         c.excluded = shop.vacation  # R4
         c.late = late
-        w = self._week(shop, t)
+        if w is None:
+            w = self._week(shop, t)
         c.week = w.week_start
         if len(c.contrib) > 1:
             self._forget_old_contrib(c, shop)
         if not c.excluded:
-            self._bump(c, w, 1, 0, 1)
+            # _bump(c, w, 1, 0, 1) inlined: one session more, pending
+            w.sessions += 1
+            w.pending += 1
+            cc = c.contrib.get(w.week_start)
+            if cc is None:
+                cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+            cc[C_SESSIONS] += 1
+            cc[C_PENDING] += 1
+            if late and w.status is not None:
+                w.late = True
+                cc[C_LATE] = 1
             if w.status is not None:  # a late session in an assessed week (R6.4)
                 w.status = "provisional"
                 w.late = True
                 self._emit_week(shop, w)
-        self.counters["sessions_opened"] += 1
+        self._opened += 1
         self._reschedule(c)
-        self._emit_session(c)
+        if self.session_updates:
+            self._sink(SESSION, session_raw(c))
 
     def _close(self, c: Conversation, t: int, reason: str) -> None:
         c.closed_at = t
         c.close_reason = reason
         self._evaluate(c, t, t > c.opened_at + self._window or c.past24)
-        self.counters["closed:" + reason] += 1
+        self._closed[reason] += 1
         self._sink(SESSION, session_raw(c))
         c.reset()
+        c.scheduled = None  # its timer entries are stale: dropped without firing
 
     def _close_deadline(self, c: Conversation) -> tuple[int, str]:
         """First platform closure of R2.4 (the 72 h clock wins a tie)."""
-        p = self.policy
         if c.wait_start is not None:
-            best, reason = c.wait_start + p.seller_timeout, SELLER_TIMEOUT
+            best, reason = c.wait_start + self._seller_timeout, SELLER_TIMEOUT
         else:
             best, reason = None, None
         side = c.last_side
         if side == SELLER:
-            d = c.last_seller_at + p.buyer_timeout
+            d = c.last_seller_at + self._buyer_timeout
             if best is None or d < best:
                 best, reason = d, BUYER_TIMEOUT
         elif side == AUTO:
-            d = c.last_seller_at + p.auto_reply_timeout
+            d = c.last_seller_at + self._auto_timeout
             if best is None or d < best:
                 best, reason = d, AUTO_REPLY_RESOLVED
         return best, reason
@@ -496,8 +610,21 @@ class Engine:
         if c.excluded:
             return
         shop = self.shops[c.shop_id]
-        w, _ = shop.week_for_label(c.week)
-        self._bump(c, w, 0, 1 if replied else 0, -1)
+        w = shop.weeks.get(c.week)
+        if w is None:
+            w, _ = shop.week_for_label(c.week)
+        # _bump(c, w, 0, 1 if replied else 0, -1) inlined: decided, no longer pending
+        cc = c.contrib.get(w.week_start)
+        if cc is None:
+            cc = c.contrib[w.week_start] = [0, 0, 0, 0, 0]
+        if replied:
+            w.replied += 1
+            cc[C_REPLIED] += 1
+        w.pending -= 1
+        cc[C_PENDING] -= 1
+        if c.late and w.status is not None:
+            w.late = True
+            cc[C_LATE] = 1
         if w.status is not None and (w.pending == 0 or c.late):
             if w.pending == 0:
                 w.status = "final"
@@ -522,12 +649,14 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
     def _reschedule(self, c: Conversation) -> None:
+        """Set ``c.timer`` to when the session next needs attention (R2.4 closures, the R3 24 h
+        mark). An entry is pushed only when that is earlier than the conversation's earliest
+        live entry; a later deadline is pushed when that entry fires (see :meth:`_fire`)."""
         # the same deadlines as _close_deadline, inlined: this runs for nearly every event
-        p = self.policy
         side = c.last_side
-        deadline = c.wait_start + p.seller_timeout if c.wait_start is not None else None
+        deadline = c.wait_start + self._seller_timeout if c.wait_start is not None else None
         if side == SELLER or side == AUTO:
-            d = c.last_seller_at + (p.buyer_timeout if side == SELLER else p.auto_reply_timeout)
+            d = c.last_seller_at + (self._buyer_timeout if side == SELLER else self._auto_timeout)
             if deadline is None or d < deadline:
                 deadline = d
         if c.decided_at is None and not c.past24:
@@ -536,17 +665,27 @@ class Engine:
                 deadline = d24
         c.timer = deadline
         if c.scheduled is None or deadline < c.scheduled:
-            self._schedule(c)
+            c.scheduled = deadline  # _schedule and _push_timer inlined
+            entry = (deadline, _TIMER_CONV, c.key, c)
+            slot = deadline // _BUCKET
+            if slot <= self._horizon:
+                _heappush(self._timers, entry)
+                return
+            bucket = self._far.get(slot)
+            if bucket is None:
+                bucket = self._far[slot] = []
+                _heappush(self._far_slots, slot)
+            bucket.append(entry)
 
     def _schedule(self, c: Conversation) -> None:
-        self._push_timer((c.timer, _TIMER_CONV, c.shop_id, c.conversation_id))
+        """Push a timer entry for ``c.timer``. The entry carries the conversation itself, so a due
+        or opened entry needs no table lookup; its key before it orders ties deterministically,
+        and entries equal up to the key are the same conversation's, so comparisons never reach
+        the object."""
         c.scheduled = c.timer
+        self._push_timer((c.timer, _TIMER_CONV, c.key, c))
 
     # ----------------------------------------------------------------- outputs
-    def _emit_session(self, c: Conversation) -> None:
-        if self.session_updates:
-            self._sink(SESSION, session_raw(c))
-
     def _emit_week(self, shop: Shop, w: Week) -> None:
         if self._dirty_shops is not None:
             self._dirty_shops.add(shop.shop_id)
@@ -609,7 +748,7 @@ class Engine:
             "policy": self.policy.ref,
             "max_seen": self.max_seen,
             "sources": [[s, t] for s, t in self._src_max.items()],
-            "buffer": [_event_to_list(e[4]) for e in sorted(self._buffer, key=lambda e: e[:4])],
+            "buffer": [_event_to_list(e[3]) for e in sorted((*self._inorder, *self._buffer), key=lambda e: e[:3])],
             "counters": dict(sorted(self.stats.items())),
         }
 
@@ -645,6 +784,9 @@ class Engine:
                 e._src_max[s if not isinstance(s, list) else tuple(s)] = t
             counters = dict(meta["counters"])
             e._valid = counters.pop("valid", 0)
+            e._opened = counters.pop("sessions_opened", 0)
+            for k in [k for k in counters if k.startswith("closed:")]:
+                e._closed[k[7:]] = counters.pop(k)
             e.counters.update(counters)
             if e._src_max:
                 e._frontier = e._min_source()
@@ -655,7 +797,7 @@ class Engine:
         for values in conversations:
             c = Conversation.from_list(values[:N_FIELDS])
             bounds = values[N_FIELDS] if len(values) > N_FIELDS else {}
-            e.convs[(c.shop_id, c.conversation_id)] = c
+            e.convs[c.key] = c
             shop = e._shop(c.shop_id)
             for label, cc in list(c.contrib.items()):
                 w = shop.weeks.get(label)
@@ -685,8 +827,10 @@ class Engine:
         if meta is not None:
             for values in meta["buffer"]:
                 ev = _event_from_list(values)
-                e._seq += 1
-                e._buffer.append((ev.t, _rank(ev), ev.event_id, e._seq, ev))
+                if ev.event_id in e._buffered:  # (t, rank, event_id) keys are unique, as in apply
+                    e.counters["duplicate"] += 1
+                    continue
+                e._buffer.append((ev.t, _rank(ev), ev.event_id, ev))
                 e._buffered.add(ev.event_id)
             heapq.heapify(e._buffer)
         return e

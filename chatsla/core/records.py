@@ -8,7 +8,7 @@ from fractions import Fraction
 from chatsla.core.calendar import Week
 from chatsla.core.policy import Policy
 from chatsla.core.sessions import AUTO_REPLY_RESOLVED, Conversation
-from chatsla.core.timefmt import format_opt
+from chatsla.core.timefmt import format_time
 
 NOT_ASSESSED, OK, WARNING, VIOLATION = "not_assessed", "ok", "warning", "violation"
 
@@ -35,17 +35,19 @@ def session_raw(c: Conversation) -> SessionRaw:
 
 def session_record(raw: SessionRaw, policy: Policy) -> dict:
     shop_id, conv, n, opened, first_at, first_by, closed, reason, replied, decided, excluded, late, week = raw
+    first_s = None if first_at is None else format_time(first_at)
     return {
         "session_id": f"{conv}#{n}",
         "shop_id": shop_id,
         "conversation_id": conv,
-        "opened_at": format_opt(opened),
-        "first_reply_at": format_opt(first_at),
+        "opened_at": format_time(opened),  # a session always has one
+        "first_reply_at": first_s,
         "first_reply_by": first_by,
-        "closed_at": format_opt(closed),
+        "closed_at": None if closed is None else format_time(closed),
         "close_reason": reason,
         "replied_within_24h": replied,
-        "decided_at": format_opt(decided),
+        # most sessions are decided by their first reply: its string is reused, not formatted again
+        "decided_at": None if decided is None else first_s if decided == first_at else format_time(decided),
         "excluded": "vacation" if excluded else None,
         "late": late,
         "week_start": week,

@@ -39,11 +39,13 @@ class Conversation:
     still inside its 10 minutes, so the decision waits for that auto-reply's fate (R3).
     """
 
-    __slots__ = _FIELDS + ("scheduled",)
+    __slots__ = _FIELDS + ("scheduled", "key")
 
-    def __init__(self, shop_id: str, conversation_id: str) -> None:
+    def __init__(self, shop_id: str, conversation_id: str, key: tuple[str, str] | None = None) -> None:
         self.shop_id = shop_id
         self.conversation_id = conversation_id
+        # (shop_id, conversation_id): the engine's table key, shared with its timer entries
+        self.key = key if key is not None else (shop_id, conversation_id)
         self.n = 0
         self.opened_at: int | None = None
         self.wait_start: int | None = None
@@ -85,4 +87,5 @@ class Conversation:
         for f, v in zip(_FIELDS, values, strict=True):
             setattr(c, f, v)
         c.scheduled = None
+        c.key = (c.shop_id, c.conversation_id)
         return c

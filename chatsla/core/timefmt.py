@@ -2,7 +2,8 @@
 
 Integers compare and add exactly, serialise compactly and never depend on the machine's clock or
 time zone, which is what byte-identical replays need (RULES R6.1). Parsing has a fast path for the
-overwhelmingly common ``YYYY-MM-DDTHH:MM:SSZ`` form because it runs on every event.
+overwhelmingly common ``YYYY-MM-DDTHH:MM:SSZ`` and ``...SS+HH:MM`` forms because it runs on every
+event: the hour is looked up in a cache, minutes, seconds and offset in precomputed tables.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ DAY = 24 * HOUR
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
-_minute_cache: dict[str, int] = {}
-_MINUTE_CACHE_MAX = 200_000
+_hour_cache: dict[str, int] = {}
+_HOUR_CACHE_MAX = 100_000
 
 
 def from_datetime(dt: datetime) -> int:
@@ -46,67 +47,71 @@ def _parse_slow(s: str) -> int | None:
     return from_datetime(dt)
 
 
-def _minute(prefix: str) -> int | None:
-    """µs of ``YYYY-MM-DDTHH:MM`` read as UTC, cached: consecutive events share their minute."""
-    base = _minute_cache.get(prefix)
+def _hour(prefix: str) -> int | None:
+    """µs of ``YYYY-MM-DDTHH`` read as UTC, or None if invalid; cached, because consecutive events
+    share their hour and :func:`_parse_slow` costs as much as a whole event. Only valid prefixes
+    are cached, so a hit also proves the prefix is ASCII RFC 3339."""
+    base = _hour_cache.get(prefix)
     if base is None:
-        base = _parse_slow(prefix + ":00Z")
+        base = _parse_slow(prefix + ":00:00Z")
         if base is None:
             return None
-        if len(_minute_cache) >= _MINUTE_CACHE_MAX:
-            _minute_cache.clear()
-        _minute_cache[prefix] = base
+        if len(_hour_cache) >= _HOUR_CACHE_MAX:
+            _hour_cache.clear()
+        _hour_cache[prefix] = base
     return base
+
+
+# ``:MM:SS`` -> µs and ``+HH:MM`` / ``-HH:MM`` -> µs to subtract: one lookup both validates a field
+# (ASCII digits in range only: str.isdigit() would accept "²" or "٥", RFC 3339 does not) and
+# converts it.
+_MIN_SEC = {f":{m:02d}:{s:02d}": m * MINUTE + s * SECOND for m in range(60) for s in range(60)}
+_OFFSETS = {f"{sign}{h:02d}:{m:02d}": (1 if sign == "+" else -1) * (h * HOUR + m * MINUTE)
+            for sign in "+-" for h in range(24) for m in range(60)}
 
 
 def parse_time(s: str) -> int | None:
     """RFC 3339 string -> microseconds, or None when it is not a valid RFC 3339 timestamp."""
     n = len(s)
-    if n == 25 and s[19] in "+-" and s[22] == ":" and s[10] in "Tt" and s[16] == ":":
-        # YYYY-MM-DDTHH:MM:SS+HH:MM: the wall time as if UTC, minus the offset
-        sec, oh, om = s[17:19], s[20:22], s[23:25]
-        # str.isdigit() also accepts non-ASCII digits such as "²" or "٥"; RFC 3339 is ASCII only
-        if not (s.isascii() and sec.isdigit() and oh.isdigit() and om.isdigit()) \
-                or sec > "59" or oh > "23" or om > "59":
-            return None
-        base = _minute(s[:16])
+    if n == 20 and s[19] in "Zz" and s[10] in "Tt":  # YYYY-MM-DDTHH:MM:SSZ
+        base = _hour_cache.get(s[:13])
         if base is None:
-            return None
-        offset = int(oh) * HOUR + int(om) * MINUTE
-        return base + int(sec) * SECOND - (offset if s[19] == "+" else -offset)
-    if n == 20 and s[19] in "Zz" and s[10] in "Tt":
-        base = _minute_cache.get(s[:16])
-        if base is None:
-            base = _parse_slow(s[:16] + ":00Z")
+            base = _hour(s[:13])
             if base is None:
                 return None
-            if len(_minute_cache) >= _MINUTE_CACHE_MAX:
-                _minute_cache.clear()
-            _minute_cache[s[:16]] = base
-        sec = s[17:19]
-        if s[16] != ":" or not (s.isascii() and sec.isdigit()) or sec > "59":
+        rest = _MIN_SEC.get(s[13:19])
+        return None if rest is None else base + rest
+    if n == 25 and s[10] in "Tt":  # YYYY-MM-DDTHH:MM:SS+HH:MM: the wall time as if UTC, minus the offset
+        offset = _OFFSETS.get(s[19:])
+        if offset is None:  # a bad offset, or another form of this length (fractions)
+            return None if s[19] in "+-" and s[22] == ":" else _parse_slow(s)
+        base = _hour(s[:13])
+        rest = _MIN_SEC.get(s[13:19])
+        if base is None or rest is None:
             return None
-        return base + int(sec) * SECOND
+        return base + rest - offset
     return _parse_slow(s)
 
 
 _prefix_cache: dict[int, str] = {}
+_MIN_SEC_Z = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
 
 
 def format_time(us: int) -> str:
     """Microseconds -> RFC 3339 UTC with ``Z``; fractions only when present, so output is stable."""
-    minute, rest = divmod(us, MINUTE)
-    prefix = _prefix_cache.get(minute)
+    hour, rest = divmod(us, HOUR)
+    prefix = _prefix_cache.get(hour)  # ``YYYY-MM-DDTHH:``, cached as in parse_time
     if prefix is None:
-        if len(_prefix_cache) >= _MINUTE_CACHE_MAX:
+        if len(_prefix_cache) >= _HOUR_CACHE_MAX:
             _prefix_cache.clear()
-        prefix = _prefix_cache[minute] = to_datetime(minute * MINUTE).strftime("%Y-%m-%dT%H:%M:")
+        prefix = _prefix_cache[hour] = to_datetime(hour * HOUR).strftime("%Y-%m-%dT%H:")
     sec, frac = divmod(rest, SECOND)
     if frac == 0:
-        return f"{prefix}{sec:02d}Z"
+        return prefix + _MIN_SEC_Z[sec]
+    mm_ss = _MIN_SEC_Z[sec][:5]
     if frac % MS == 0:
-        return f"{prefix}{sec:02d}.{frac // MS:03d}Z"
-    return f"{prefix}{sec:02d}.{frac:06d}Z"
+        return f"{prefix}{mm_ss}.{frac // MS:03d}Z"
+    return f"{prefix}{mm_ss}.{frac:06d}Z"
 
 
 def format_opt(us: int | None) -> str | None:
