@@ -42,6 +42,15 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         admin.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process: steadier than wall time on a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, float] = {}
+
+
 def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path) -> float:
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -50,15 +59,18 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
             if proc.poll() is not None:
                 raise SystemExit(f"{cmd[1]} exited early, see {log}")
             time.sleep(0.2)  # polling the committed offsets
-        return time.monotonic() - t0
+        elapsed = time.monotonic() - t0
+        CPU[str(log)] = cpu_seconds(proc.pid)
+        return elapsed
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
         proc.wait(timeout=60)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conversations", type=int, default=4000, help="per shop (5 shops)")
+    ap.add_argument("--profile", type=Path, help="also write py-spy collapsed stacks of both jobs here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
     broker = BrokerConfig(port=free_port(), data_dir=tmp / "kafka", heap="1g")
@@ -73,19 +85,30 @@ def main() -> None:
         produce(records, broker.bootstrap, names)
         n = topic_size(broker.bootstrap, names.chat)
         bin_dir = Path(sys.executable).parent
+
+        def profiled(cmd: list[str], name: str) -> list[str]:
+            if args.profile is None:
+                return cmd
+            args.profile.mkdir(parents=True, exist_ok=True)
+            return [str(bin_dir / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                    "-o", str(args.profile / f"{name}.txt"), "--", *cmd]
         plain_group = f"plain-{tag}"
-        t_plain = timed([str(bin_dir / "python"), str(Path(__file__).with_name("plain_agent.py")), broker.bootstrap,
-                         names.chat, plain_group, str(PARTITIONS)], broker.bootstrap, plain_group, names.chat, n,
+        t_plain = timed(profiled([str(bin_dir / "python"), str(Path(__file__).with_name("plain_agent.py")),
+                                  broker.bootstrap, names.chat, plain_group, str(PARTITIONS)], "plain"), broker.bootstrap, plain_group, names.chat, n,
                         tmp / "plain.log")
         group = f"chatsla-{tag}"
-        t_worker = timed([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id", group,
-                          "--topic-prefix", f"b{tag}.", "--partitions", str(PARTITIONS), "--no-ticks",
-                          "--web-port", str(free_port()), "--data-dir", str(tmp / "worker"), "--no-create-topics"],
+        t_worker = timed(profiled([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id",
+                                   group, "--topic-prefix", f"b{tag}.", "--partitions", str(PARTITIONS), "--no-ticks",
+                                   "--web-port", str(free_port()), "--data-dir", str(tmp / "worker"),
+                                   "--no-create-topics"], "worker"),
                          broker.bootstrap, group, names.events, n, tmp / "worker.log")
         print(f"{n} events, {PARTITIONS} partitions, one worker process each")
         print(f"plain Faust agent, one table write per event: {n / t_plain:10,.0f} events/s ({t_plain:.1f} s)")
         print(f"chatsla worker (route + sessionise + outputs): {n / t_worker:10,.0f} events/s ({t_worker:.1f} s)")
         print(f"ratio: {t_plain / t_worker:.2f}")
+        c_plain, c_worker = CPU[str(tmp / "plain.log")], CPU[str(tmp / "worker.log")]
+        print(f"CPU time (start-up included): plain {c_plain:.1f} s = {n / c_plain:,.0f} events per CPU-second, "
+              f"chatsla {c_worker:.1f} s = {n / c_worker:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
     finally:
         stop(broker)
 
