@@ -96,7 +96,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
     flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
-    views = ShopViews(runtimes)
+    # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the rebalance
+    # signals): /metrics and /shops export only these, and nothing once the worker is stopping
+    # (it may already have left the group while its web server still answers).
+    owned: set[int] = set()
+    views = ShopViews(runtimes, owned=lambda: () if app.should_stop else owned)
     metrics = WorkerMetrics(views, settings.shop_metrics, policy.id, policy.version)
     app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy, "metrics": metrics}
 
@@ -149,6 +153,16 @@ def create_app(settings: WorkerSettings) -> faust.App:
         metrics.watermark_now(p, rt.engine.watermark)
         metrics.owned.set(len(runtimes))
 
+    def load_runtime(p: int, why: str) -> PartitionRuntime:
+        """Rebuild partition ``p``'s engine from the (recovered) tables and start serving it."""
+        rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
+        rt.observer = observe
+        last_checkpoint[p] = time.monotonic()
+        metrics.account(p, rt.engine.stats)
+        log.info("partition %d: state loaded (%d conversations, watermark %s), %s",
+                 p, len(rt.engine.convs), rt.engine.watermark, why)
+        return rt
+
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -159,12 +173,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             p = event.message.partition
             rt = runtimes.get(p)
             if rt is None:
-                rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
-                rt.observer = observe
-                last_checkpoint[p] = time.monotonic()
-                metrics.account(p, rt.engine.stats)
-                log.info("partition %d: state loaded (%d conversations, watermark %s), first offset %d",
-                         p, len(rt.engine.convs), rt.engine.watermark, event.message.offset)
+                rt = load_runtime(p, f"first offset {event.message.offset}")
             flush = rt.handle(event.value)
             metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - event.message.timestamp))
             unacked[p].append(event)
@@ -180,9 +189,30 @@ def create_app(settings: WorkerSettings) -> faust.App:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == names.events))
         for tp in revoked:
             if tp.topic == names.events:
+                owned.discard(tp.partition)
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
                 unacked.pop(tp.partition, None)
                 metrics.forget(tp.partition)
+        metrics.owned.set(len(runtimes))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        owned.clear()  # an assignment replaces the previous one
+        owned.update(tp.partition for tp in assigned if tp.topic == names.events)
+        for p in runtimes.keys() - owned:  # loaded by an in-flight event after its revocation
+            runtimes.pop(p)
+            unacked.pop(p, None)
+            metrics.forget(p)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: faust.App, **kwargs: object) -> None:
+        """Serve every owned partition as soon as its tables are recovered (Faust sends this after
+        recovery, before the streams resume), not only when its next event arrives: with the
+        eager rebalance protocol every rebalance revokes *all* partitions, so without this a
+        quiet partition's shops (a backfill, or --no-ticks) vanished from every worker's
+        /metrics and /shops after any rebalance until new input came."""
+        for p in sorted(owned - runtimes.keys()):
+            load_runtime(p, "after the rebalance")
         metrics.owned.set(len(runtimes))
 
     @app.timer(settings.checkpoint_interval)
