@@ -320,6 +320,19 @@ def test_shop_dashboard_variable_and_filters():
             assert 'shop="$shop"' in t["expr"], f"{p['title']}: query not filtered by $shop: {t['expr']}"
 
 
+def test_readme_walks_through_every_panel_and_alert():
+    """The README's dashboard walk-through names every panel and row (as **title**, exactly as in the
+    JSON) and every alert, so it cannot silently drift from docker/ (R8)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Reading the dashboards"):]
+    missing = [f"{path.name}: {p['title']}" for path in (FLEET, SHOP) for p in panels(load_dashboard(path))
+               if f"**{p['title']}**" not in section]
+    assert not missing, f"panels not in the README walk-through: {missing}"
+    assert all(f"`{name}`" in section for name in ALERT_NAMES), "every alert is in the README's alert table"
+    variable = load_dashboard(SHOP)["templating"]["list"][0]
+    assert f"`{variable['definition']}`" in section
+
+
 # --- a real Prometheus against contract-shaped metrics ----------------------------------------------
 
 SHOPS = {  # shop -> rolling, week now, best, worst, projected, risk, decided, replied, pending, needed, at risk, wait, msgs
