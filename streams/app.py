@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Callable
 
 import faust
+from faust.sensors import Sensor
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.engine import EngineConfig
@@ -50,6 +52,23 @@ def _credentials(settings: WorkerSettings):
         return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password,
                                      mechanism=sec.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
     return faust.SSLCredentials(ssl_context)
+
+
+class _AfterRebalance(Sensor):
+    """Calls ``callback`` when a rebalance is fully complete. Faust's sensor hook is used rather
+    than its ``on_rebalance_complete`` signal because the hook runs only for the current
+    generation, after table recovery finished and the streams resumed, whereas the signal is
+    also sent by a recovery that a newer rebalance has already overtaken."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def on_rebalance_end(self, app: faust.App, state: dict) -> None:
+        try:
+            self.callback()
+        except Exception:  # a sensor must not break Faust's rebalance bookkeeping
+            log.exception("loading the owned partitions after a rebalance failed; they load with their next event")
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
@@ -204,16 +223,17 @@ def create_app(settings: WorkerSettings) -> faust.App:
             unacked.pop(p, None)
             metrics.forget(p)
 
-    @app.on_rebalance_complete.connect
-    async def on_rebalance_complete(sender: faust.App, **kwargs: object) -> None:
-        """Serve every owned partition as soon as its tables are recovered (Faust sends this after
-        recovery, before the streams resume), not only when its next event arrives: with the
-        eager rebalance protocol every rebalance revokes *all* partitions, so without this a
-        quiet partition's shops (a backfill, or --no-ticks) vanished from every worker's
-        /metrics and /shops after any rebalance until new input came."""
+    def serve_owned_partitions() -> None:
+        """Serve every owned partition as soon as the rebalance is complete, tables recovered,
+        not only when its next event arrives: with the eager rebalance protocol every rebalance
+        revokes *all* partitions, so without this a quiet partition's shops (a backfill, or
+        --no-ticks) vanished from every worker's /metrics and /shops after any rebalance until
+        new input came."""
         for p in sorted(owned - runtimes.keys()):
             load_runtime(p, "after the rebalance")
         metrics.owned.set(len(runtimes))
+
+    app.sensors.add(_AfterRebalance(serve_owned_partitions))
 
     @app.timer(settings.checkpoint_interval)
     async def request_checkpoints() -> None:
