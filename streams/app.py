@@ -228,7 +228,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         not only when its next event arrives: with the eager rebalance protocol every rebalance
         revokes *all* partitions, so without this a quiet partition's shops (a backfill, or
         --no-ticks) vanished from every worker's /metrics and /shops after any rebalance until
-        new input came."""
+        new input came. The assignment is read again from the consumer here in case recovery
+        finished before the on_partitions_assigned signal reached ``on_assigned``."""
+        owned.clear()
+        owned.update(tp.partition for tp in app.consumer.assignment() if tp.topic == names.events)
         for p in sorted(owned - runtimes.keys()):
             load_runtime(p, "after the rebalance")
         metrics.owned.set(len(runtimes))
