@@ -30,7 +30,9 @@ test-unit: install
 test-integration: install test-tools
 	$(BIN)/python -m pytest -q tests/integration
 
+# The demo also starts a local Prometheus when it can; without one it says so and goes on.
 demo: install
+	@bash scripts/ensure-prometheus || echo "demo: Prometheus could not be installed; the demo runs without it"
 	$(BIN)/chatsla demo
 
 demo-stop: install

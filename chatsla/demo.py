@@ -1,9 +1,12 @@
 """``chatsla demo``: the whole live stack on this machine, end to end, for a first look.
 
-Starts the local Kafka broker (``chatsla dev up``), a worker in the background, produces a
-simulated historical week, advances event time past the week with tick records (what the live
-ticker does with the wall clock, R6.2), then prints each shop's week as read back from
-``chatsla.assessments``, where the metrics are served, and how to stop everything.
+Starts the local Kafka broker (``chatsla dev up``), a worker in the background and, when the
+``prometheus`` binary is installed (``scripts/ensure-prometheus``), a local Prometheus scraping the
+worker with the project's alert rules (what the Grafana dashboards read, R8); produces a simulated
+historical week, advances event time past the week with tick records (what the live ticker does
+with the wall clock, R6.2), then prints each shop's week as read back from
+``chatsla.assessments``, where the metrics, the shop API and Prometheus are served, example
+queries, and how to stop everything. All state is under ``.chatsla/``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ import orjson
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
 
 STATE = Path(".chatsla")
+ALERTS = Path(__file__).resolve().parents[1] / "docker" / "prometheus" / "alerts.yml"  # in a source checkout
+EXAMPLE_QUERIES = (
+    ("each shop's projected outcome this week (0 ok, 1 warning, 2 violation)", "chatsla_shop_penalty_risk"),
+    ("each shop's rolling 7-day 24 h reply rate", "chatsla_shop_reply_rate_24h"),
+    ("shops by projected outcome", "sum by (risk) (chatsla_shops)"),
+    ("pending sessions with under 2 h left", "chatsla_sessions_at_risk"),
+    ("alerts pending or firing", "ALERTS"),
+)
 
 
 class DemoError(click.ClickException):
@@ -40,6 +51,10 @@ def _wait(predicate, timeout: float, what: str):
 def _stop() -> None:
     from chatsla.dev.broker import BrokerConfig, stop
 
+    from chatsla.dev import prometheus
+
+    if prometheus.stop(_prometheus_config(0, 0)):
+        click.echo("prometheus stopped")
     pid_file = STATE / "worker.pid"
     if pid_file.exists():
         try:
@@ -51,13 +66,36 @@ def _stop() -> None:
     click.echo("broker stopped" if stop(BrokerConfig(data_dir=STATE / "kafka")) else "no broker was running")
 
 
+def _prometheus_config(port: int, web_port: int):
+    from chatsla.dev.prometheus import PrometheusConfig
+
+    return PrometheusConfig(data_dir=STATE / "prometheus", port=port, targets=(f"127.0.0.1:{web_port}",),
+                            scrape_interval="5s", rule_files=(ALERTS,) if ALERTS.is_file() else ())
+
+
+def _start_prometheus(port: int, web_port: int) -> str | None:
+    """Start (or find running) the demo's Prometheus; its URL, or None after one line saying why not."""
+    from chatsla.dev.prometheus import PrometheusError, start
+
+    try:
+        server = start(_prometheus_config(port, web_port))
+    except PrometheusError as e:
+        click.echo(f"Prometheus not started ({e}); the demo goes on without it.")
+        return None
+    rules = "with the alert rules of docker/prometheus/alerts.yml" if ALERTS.is_file() else "without alert rules"
+    click.echo(f"Prometheus {server.url} scrapes the worker every 5 s, {rules} (log {server.config.log_file})")
+    return server.url
+
+
 @click.command()
 @click.option("--shops", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--conversations", type=click.IntRange(1, 5000), default=200, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True)
-@click.option("--stop", "stop_", is_flag=True, help="Stop the demo's worker and broker.")
-def demo(shops: int, conversations: int, seed: int, web_port: int, stop_: bool) -> None:
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
+              help="Port of the demo's Prometheus (started when the `prometheus` binary is installed).")
+@click.option("--stop", "stop_", is_flag=True, help="Stop the demo's Prometheus, worker and broker.")
+def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_port: int, stop_: bool) -> None:
     """Run the live pipeline on a simulated week and print each shop's assessment."""
     if stop_:
         _stop()
@@ -84,10 +122,24 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, stop_: bool) 
     valid = [ev for ev in (decode(v) for _, _, v in records) if type(ev) is not Invalid]
     routed_before = topic_size(broker.bootstrap, names.events)
     _start_worker(broker.bootstrap, partitions, web_port)
-    click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
-    produce(records, broker.bootstrap, names)
-    _wait(lambda: topic_size(broker.bootstrap, names.events) >= routed_before + len(valid), 300,
-          "the worker to route every event")
+    prometheus_url = _start_prometheus(prometheus_port, web_port)
+    # The broker's data outlives `--stop`, so a later run finds this week in the topics already.
+    # Sending it again would not be harmless: its events are more than the 8-day duplicate window
+    # behind the watermark the first run left, so the engine applies them again as late events
+    # (R6.4) and the live weeks no longer equal the audit of one copy.
+    marker = STATE / "produced.json"
+    produced = {"seed": seed, "shops": shops, "conversations": conversations, "records": len(records)}
+    in_topics = topic_size(broker.bootstrap, names.chat) + topic_size(broker.bootstrap, names.shop)
+    if marker.exists() and orjson.loads(marker.read_bytes()) == produced and in_topics >= len(records):
+        click.echo(f"the simulated week ({len(records)} events, {shops} shops) is already in the input topics "
+                   f"from an earlier run: not producing it again")
+        routed = len(valid)
+    else:
+        click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
+        produce(records, broker.bootstrap, names)
+        marker.write_bytes(orjson.dumps(produced))
+        routed = routed_before + len(valid)
+    _wait(lambda: topic_size(broker.bootstrap, names.events) >= routed, 300, "the worker to route every event")
     end = max(ev.t for ev in valid) + 2 * MINUTE + HOUR
     send_ticks(broker.bootstrap, names.events, partitions, end)  # event time moves past the week (R6.2)
     click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments ...")
@@ -109,10 +161,36 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, stop_: bool) 
 
     print_assessments([got[k] for k in sorted(got)], Console() if sys.stdout.isatty() else Console(width=120))
     click.echo(f"\nThe live results equal `chatsla audit` on the same events.\n"
-               f"Metrics (Prometheus): http://127.0.0.1:{web_port}/metrics\n"
-               f"A shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01\n"
-               f"Worker log: {STATE / 'worker.log'}; Kafka at {broker.bootstrap}\n"
+               f"Worker metrics (Prometheus format): http://127.0.0.1:{web_port}/metrics\n"
+               f"Shop API, a shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01")
+    if prometheus_url is not None:
+        _print_prometheus(prometheus_url)
+    click.echo(f"Worker log: {STATE / 'worker.log'}; Kafka at {broker.bootstrap}\n"
                f"Stop everything: make demo-stop  (or .venv/bin/chatsla demo --stop)")
+
+
+def _print_prometheus(url: str) -> None:
+    """The Prometheus URL and example queries, once it has scraped the worker's shops (R8)."""
+    import urllib.parse
+
+    from chatsla.dev.prometheus import PrometheusError, api
+
+    def scraped() -> bool:
+        try:
+            return bool(api(url, "query", query="chatsla_shop_penalty_risk").get("data", {}).get("result"))
+        except PrometheusError:
+            return False
+
+    try:
+        _wait(scraped, 60, "Prometheus to scrape the worker")
+        note = ""
+    except DemoError:
+        note = f" (no shop series scraped yet; see {url}/targets)"
+    click.echo(f"Prometheus: {url}{note}\nExample queries (open the link, or paste the query at {url}/graph):")
+    for what, query in EXAMPLE_QUERIES:
+        link = f"{url}/graph?" + urllib.parse.urlencode({"g0.expr": query, "g0.tab": "1"})
+        click.echo(f"  {query:<32} {what}\n  {'':<32} {link}")
+    click.echo(f"Alert rules and their state: {url}/alerts")
 
 
 def _start_worker(bootstrap: str, partitions: int, web_port: int) -> None:

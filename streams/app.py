@@ -20,8 +20,10 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import Callable
 
 import faust
+from faust.sensors import Sensor
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.engine import EngineConfig
@@ -55,6 +57,23 @@ def _credentials(settings: WorkerSettings):
 
 class OutputLost(RuntimeError):
     """An output record failed to reach Kafka: the worker stops rather than commit past it."""
+
+
+class _AfterRebalance(Sensor):
+    """Calls ``callback`` when a rebalance is fully complete. Faust's sensor hook is used rather
+    than its ``on_rebalance_complete`` signal because the hook runs only for the current
+    generation, after table recovery finished and the streams resumed, whereas the signal is
+    also sent by a recovery that a newer rebalance has already overtaken."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def on_rebalance_end(self, app: faust.App, state: dict) -> None:
+        try:
+            self.callback()
+        except Exception:  # a sensor must not break Faust's rebalance bookkeeping
+            log.exception("loading the owned partitions after a rebalance failed; they load with their next event")
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
@@ -108,7 +127,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
     flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
-    views = ShopViews(runtimes)
+    # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the rebalance
+    # signals): /metrics and /shops export only these, and nothing once the worker is stopping
+    # (it may already have left the group while its web server still answers).
+    owned: set[int] = set()
+    views = ShopViews(runtimes, owned=lambda: () if app.should_stop else owned)
     metrics = WorkerMetrics(views, settings.shop_metrics, policy.id, policy.version)
     app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy, "metrics": metrics}
 
@@ -180,13 +203,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
         metrics.watermark_now(p, rt.engine.watermark)
         metrics.owned.set(len(runtimes))
 
-    def runtime_for(p: int, offset: int) -> PartitionRuntime:
+    def load_runtime(p: int, why: str) -> PartitionRuntime:
+        """Rebuild partition ``p``'s engine from the (recovered) tables and start serving it."""
         rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
         rt.observer = observe
         last_checkpoint[p] = time.monotonic()
         metrics.account(p, rt.engine.stats)
-        log.info("partition %d: state loaded (%d conversations, watermark %s), first offset %d",
-                 p, len(rt.engine.convs), rt.engine.watermark, offset)
+        log.info("partition %d: state loaded (%d conversations, watermark %s), %s",
+                 p, len(rt.engine.convs), rt.engine.watermark, why)
         return rt
 
     @app.agent(events)
@@ -195,20 +219,23 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # clock, the outputs hand-over and the checkpoint test are paid once per batch and
         # partition; a batch waits at most ``batch_wait`` seconds for more events.
         async for batch in stream.take_events(settings.batch_events, within=settings.batch_wait):
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == names.events}
+            generation = app.consumer_generation_id
             last: dict[int, faust.EventT] = {}  # partition -> its latest event in this batch
             flush: set[int] = set()
             now = wall_clock_us() / 1e6
             for event in batch:
                 msg = event.message
                 p = msg.partition
-                if p not in owned:
-                    continue  # revoked while buffered: the next owner reads it again
+                if msg.generation_id != generation or p not in owned:
+                    # fetched before a rebalance (buffered by take_events): Kafka delivers it
+                    # again from the committed offset, in order; applying it now would put it
+                    # ahead of the events before it
+                    continue
                 # Hold one more reference than the stream does: the stream's ack (after this
                 # batch) does not make the offset committable; ours, after the checkpoint, does.
                 # (stream.noack() would disable commits for the whole topic in Faust.)
                 msg.incref()
-                rt = runtimes.get(p) or runtime_for(p, msg.offset)
+                rt = runtimes.get(p) or load_runtime(p, f"first offset {msg.offset}")
                 if rt.handle(event.value):
                     flush.add(p)
                 metrics.latency.observe(max(0.0, now - msg.timestamp))
@@ -234,6 +261,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == names.events))
         for tp in revoked:
             if tp.topic == names.events:
+                owned.discard(tp.partition)
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
                 unacked.pop(tp.partition, None)
                 in_flight.pop(tp.partition, None)
@@ -243,6 +271,31 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # released, so no table write of ours can land after the next owner started reading.
         async with writing:
             pass
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        owned.clear()  # an assignment replaces the previous one
+        owned.update(tp.partition for tp in assigned if tp.topic == names.events)
+        for p in runtimes.keys() - owned:  # loaded by an in-flight event after its revocation
+            runtimes.pop(p)
+            unacked.pop(p, None)
+            in_flight.pop(p, None)
+            metrics.forget(p)
+
+    def serve_owned_partitions() -> None:
+        """Serve every owned partition as soon as the rebalance is complete, tables recovered,
+        not only when its next event arrives: with the eager rebalance protocol every rebalance
+        revokes *all* partitions, so without this a quiet partition's shops (a backfill, or
+        --no-ticks) vanished from every worker's /metrics and /shops after any rebalance until
+        new input came. The assignment is read again from the consumer here in case recovery
+        finished before the on_partitions_assigned signal reached ``on_assigned``."""
+        owned.clear()
+        owned.update(tp.partition for tp in app.consumer.assignment() if tp.topic == names.events)
+        for p in sorted(owned - runtimes.keys()):
+            load_runtime(p, "after the rebalance")
+        metrics.owned.set(len(runtimes))
+
+    app.sensors.add(_AfterRebalance(serve_owned_partitions))
 
     @app.timer(settings.checkpoint_interval)
     async def request_checkpoints() -> None:

@@ -12,13 +12,14 @@ Series per selected shop: 10 gauges plus 3 for ``chatsla_shop_sessions{state}`` 
 from __future__ import annotations
 
 from collections import Counter as PyCounter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Collection, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from chatsla.clock import wall_clock_us
-from chatsla.core.timefmt import HOUR, SECOND, format_opt
+from chatsla.core.calendar import week_bounds
+from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
 from projections.fleet import ShopView, fleet_summary, select_shops
 from projections.risk import OpenSession, at_risk, longest_wait
 from projections.rolling import RollingRate
@@ -33,9 +34,17 @@ CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "clos
 class ShopViews:
     """R8 projections of the shops in the partitions a worker owns, computed on demand."""
 
-    def __init__(self, runtimes: dict[int, "PartitionRuntime"], at_risk_threshold: int = 2 * HOUR) -> None:
+    def __init__(self, runtimes: dict[int, "PartitionRuntime"], at_risk_threshold: int = 2 * HOUR,
+                 owned: Callable[[], Collection[int]] | None = None) -> None:
+        """``owned`` returns the partitions this worker is assigned *now* (None: every runtime).
+
+        A runtime can outlive its ownership for a moment (an event of a revoked partition already
+        handed to the agent, or a worker shutting down after it left the consumer group while
+        its web server still answers); filtering by the live assignment keeps a shop's series
+        on one worker at a time whatever the agent is doing."""
         self.runtimes = runtimes
         self.at_risk_threshold = at_risk_threshold
+        self.owned = owned
         self.rolling: dict[str, RollingRate] = {}
 
     def observe(self, record: dict) -> None:
@@ -46,14 +55,15 @@ class ShopViews:
         rolling = self.rolling.get(shop)
         if rolling is None:
             rolling = self.rolling[shop] = RollingRate()
-        from chatsla.core.timefmt import parse_time
-
         rolling.observe(record["session_id"], parse_time(record["opened_at"]), record["replied_within_24h"])
 
     def views(self) -> list[tuple[ShopView, list[OpenSession], int]]:
         """(view, open at-risk sessions, watermark) of every owned shop, sorted by shop."""
         out = []
-        for rt in list(self.runtimes.values()):
+        owned = None if self.owned is None else set(self.owned())
+        for p, rt in list(self.runtimes.items()):
+            if owned is not None and p not in owned:
+                continue
             engine = rt.engine
             wm = engine.watermark
             if wm is None:
@@ -65,11 +75,17 @@ class ShopViews:
                     open_by_shop.setdefault(c.shop_id, []).append(OpenSession(
                         c.session_id, c.opened_at, c.wait_start, c.decided_at is not None, c.excluded))
             for shop_id, shop in engine.shops.items():
-                week, _ = shop.week_of(wm, policy.week_starts_on)
+                # Read-only: Shop.week_of would *create* the week when the watermark has just
+                # entered it, and the engine schedules a week's end (its assessment, R5.6) only
+                # when it creates the week itself, so a scrape between a week's first tick and
+                # its first event used to make that week's assessment never come out.
+                _, _, label = week_bounds(wm, shop.tz, policy.week_starts_on)
+                week = shop.weeks.get(label)
+                counters = (0, 0, 0, 0) if week is None else (week.sessions, week.replied, week.pending,
+                                                              week.buyer_messages)
                 rolling = self.rolling.get(shop_id)
                 rolling_rate = rolling.rate(wm) if rolling is not None else None
-                projection = project_week(week.week_start, week.sessions, week.replied, week.pending,
-                                          week.buyer_messages, policy, rolling_rate)
+                projection = project_week(label, *counters, policy, rolling_rate)
                 sessions = open_by_shop.get(shop_id, [])
                 risky = at_risk(sessions, wm, policy.reply_window, self.at_risk_threshold)
                 view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm))

@@ -21,16 +21,12 @@ tests); without them these tests fail with that hint, they are never skipped.
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,16 +37,15 @@ except ImportError:  # pragma: no cover - a clear message instead of a bare Impo
     pytest.fail("tests/test_alert_rules.py needs PyYAML (pip install pyyaml; it belongs in the 'test' extras)",
                 pytrace=False)
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCKER = ROOT / "docker"
-PROM = DOCKER / "prometheus"
-ALERTS = PROM / "alerts.yml"
-ALERTS_TEST = PROM / "alerts_test.yml"
-PROM_CONFIG = PROM / "prometheus.yml"
-GRAFANA = DOCKER / "grafana"
-DASHBOARDS = GRAFANA / "dashboards"
-FLEET = DASHBOARDS / "fleet-overview.json"
-SHOP = DASHBOARDS / "shop-drilldown.json"
+from chatsla.dev.broker import free_port
+from chatsla.dev.prometheus import PrometheusConfig, PrometheusError
+from chatsla.dev.prometheus import api as prometheus_api
+from chatsla.dev.prometheus import running as prometheus_running
+from tests.integration.waiting import wait_for
+from tests.promql import (ALERTS, ALERTS_TEST, DASHBOARDS, DOCKER, FLEET, GRAFANA, PROM, PROM_CONFIG, ROOT, SHOP,
+                          alert_rules, evaluated_rule_groups, expressions, grafana_to_promql,
+                          load_dashboard, panels)
+
 COMPOSE = DOCKER / "compose.yaml"
 ENSURE = ROOT / "scripts" / "ensure-prometheus"
 
@@ -136,15 +131,6 @@ SHOP_PANELS = {
 ALERT_NAMES = {"ChatslaShopProjectedWarning", "ChatslaShopProjectedViolation", "ChatslaSessionsAtRiskPilingUp",
                "ChatslaPipelineStalled", "ChatslaDeadLetterGrowing", "ChatslaWorkerDown"}
 
-# Grafana's variables, replaced by concrete values before an expression goes to promtool.
-SHOP_VALUE = "shop-2"
-GRAFANA_VARS = [
-    (re.compile(r"\$__rate_interval|\$\{__rate_interval\}"), "1m"),
-    (re.compile(r"\$__interval|\$\{__interval\}"), "1m"),
-    (re.compile(r"\$__range|\$\{__range\}"), "1h"),
-    (re.compile(r"\$shop\b|\$\{shop\}|\[\[shop\]\]"), SHOP_VALUE),
-]
-LABEL_VALUES = re.compile(r"^label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)$")
 IDENT = re.compile(r"(?<![\w:\"'.$])([a-zA-Z_:][\w:]*)\s*(?=[{\[)\s]|$)")
 PROMQL_WORDS = {
     "sum", "max", "min", "avg", "count", "topk", "bottomk", "by", "without", "on", "ignoring", "and", "or",
@@ -171,50 +157,7 @@ def _run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def _grafana_to_promql(expr: str) -> str:
-    for pattern, value in GRAFANA_VARS:
-        expr = pattern.sub(value, expr)
-    return expr
-
-
-def _load_dashboard(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _panels(dashboard: dict) -> list[dict]:
-    out = []
-    for panel in dashboard["panels"]:
-        out.append(panel)
-        out.extend(panel.get("panels", []))  # collapsed rows keep their panels inside
-    return out
-
-
-def _alert_rules() -> list[dict]:
-    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    return [rule for group in doc["groups"] for rule in group["rules"]]
-
-
-def _expressions() -> list[tuple[str, str]]:
-    """(where, PromQL) of every expression in the dashboards and alert rules, variables replaced."""
-    out = []
-    for path in (FLEET, SHOP):
-        dash = _load_dashboard(path)
-        for panel in _panels(dash):
-            for target in panel.get("targets", []):
-                out.append((f"{path.name} panel {panel['id']} ({panel['title']}) {target['refId']}",
-                            _grafana_to_promql(target["expr"])))
-        for var in dash.get("templating", {}).get("list", []):
-            if var.get("type") == "query":
-                query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-                m = LABEL_VALUES.match(query)
-                assert m, f"{path.name} variable {var['name']}: not a label_values(selector, label) query: {query}"
-                out.append((f"{path.name} variable {var['name']}", _grafana_to_promql(m["selector"])))
-    for rule in _alert_rules():
-        out.append((f"alerts.yml {rule['alert']}", rule["expr"]))
-    return out
-
-
-EXPRESSIONS = _expressions()
+EXPRESSIONS = expressions()
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -266,7 +209,7 @@ def test_promtool_check_config(promtool):
 
 def test_alert_rules_cover_the_brief():
     """Every alert of R8's monitoring exists once, with a severity and seller-facing annotations."""
-    rules = _alert_rules()
+    rules = alert_rules()
     names = [r["alert"] for r in rules]
     assert sorted(names) == sorted(ALERT_NAMES)
     for rule in rules:
@@ -323,21 +266,21 @@ def test_metric_name_extraction_finds_typos():
                          ids=["fleet-overview", "shop-drilldown"])
 def test_dashboard_structure(path, uid, expected):
     """R8: each dashboard parses, has the expected panels, and reads the `prometheus` datasource."""
-    dash = _load_dashboard(path)
+    dash = load_dashboard(path)
     assert dash["uid"] == uid
     assert 36 <= dash["schemaVersion"] <= 41
     assert dash["title"].startswith("chatsla / ")
     assert "chatsla" in dash["tags"]
-    panels = _panels(dash)
-    ids = [p["id"] for p in panels]
+    all_panels = panels(dash)
+    ids = [p["id"] for p in all_panels]
     assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
-    titles = {p["title"]: p for p in panels}
+    titles = {p["title"]: p for p in all_panels}
     missing = set(expected) - set(titles)
     assert not missing, f"{path.name}: missing panels {sorted(missing)}"
     for title, metrics in expected.items():
-        used = set().union(*(_metric_names(_grafana_to_promql(t["expr"])) for t in titles[title]["targets"]))
+        used = set().union(*(_metric_names(grafana_to_promql(t["expr"])) for t in titles[title]["targets"]))
         assert metrics <= used, f"{path.name} {title!r}: expected series {sorted(metrics - used)}"
-    for p in panels:
+    for p in all_panels:
         pos = p["gridPos"]
         assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24 and pos["h"] > 0, (path.name, p["title"])
         if p["type"] in ("row", "text"):
@@ -352,29 +295,42 @@ def test_dashboard_structure(path, uid, expected):
 
 def test_fleet_dashboard_shows_the_r8_views():
     """R8 fleet view: shops by risk, the reply-rate histogram, closures by reason, p95 latency."""
-    exprs = [t["expr"] for p in _panels(_load_dashboard(FLEET)) for t in p.get("targets", [])]
+    exprs = [t["expr"] for p in panels(load_dashboard(FLEET)) for t in p.get("targets", [])]
     joined = "\n".join(exprs)
     assert "sum by (risk) (chatsla_shops)" in joined
     assert "sum by (reason)" in joined and "chatsla_sessions_closed_total" in joined
     assert "histogram_quantile(0.95" in joined and "chatsla_processing_latency_seconds_bucket[$__rate_interval]" in joined
     assert "sum by (outcome) (rate(chatsla_events_total[$__rate_interval]))" in joined
-    heat = [t for p in _panels(_load_dashboard(FLEET)) for t in p.get("targets", [])
+    heat = [t for p in panels(load_dashboard(FLEET)) for t in p.get("targets", [])
             if "chatsla_fleet_reply_rate_bucket" in t["expr"] and t.get("format") == "heatmap"]
     assert heat, "the reply-rate distribution must de-accumulate the histogram buckets (format: heatmap)"
 
 
 def test_shop_dashboard_variable_and_filters():
     """R8 per-shop view: a `shop` variable from label_values, and every query filtered by it."""
-    dash = _load_dashboard(SHOP)
+    dash = load_dashboard(SHOP)
     (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
     assert var["type"] == "query" and var["datasource"]["uid"] == "prometheus"
     assert var["definition"] == "label_values(chatsla_shop_reply_rate_24h, shop)"
     assert var["query"]["query"] == var["definition"]
     assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_reply_rate_24h", "shop")
     assert not var["multi"] and not var["includeAll"]
-    for p in _panels(dash):
+    for p in panels(dash):
         for t in p.get("targets", []):
             assert 'shop="$shop"' in t["expr"], f"{p['title']}: query not filtered by $shop: {t['expr']}"
+
+
+def test_readme_walks_through_every_panel_and_alert():
+    """The README's dashboard walk-through names every panel and row (as **title**, exactly as in the
+    JSON) and every alert, so it cannot silently drift from docker/ (R8)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Reading the dashboards"):]
+    missing = [f"{path.name}: {p['title']}" for path in (FLEET, SHOP) for p in panels(load_dashboard(path))
+               if f"**{p['title']}**" not in section]
+    assert not missing, f"panels not in the README walk-through: {missing}"
+    assert all(f"`{name}`" in section for name in ALERT_NAMES), "every alert is in the README's alert table"
+    variable = load_dashboard(SHOP)["templating"]["list"][0]
+    assert f"`{variable['definition']}`" in section
 
 
 # --- a real Prometheus against contract-shaped metrics ----------------------------------------------
@@ -440,65 +396,28 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(port: int, path: str, **params) -> dict:
-    url = f"http://127.0.0.1:{port}/api/v1/{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.load(resp)
-
-
 @pytest.fixture(scope="module")
 def live_prometheus(tmp_path_factory):
-    """A private Prometheus (scrape and rule interval 1 s) scraping the synthetic exposition."""
-    binary = _tool("prometheus")
+    """A private Prometheus (scrape and rule interval 1 s) scraping the synthetic exposition;
+    the same server module the demo and the end-to-end test use (chatsla/dev/prometheus.py)."""
+    _tool("prometheus")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exposition)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    work = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [{"job_name": "chatsla-worker",
-                            "static_configs": [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}]}],
-    }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = _free_port()
-    log = open(work / "prometheus.log", "w+", encoding="utf-8")
-    proc = subprocess.Popen([binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    config = PrometheusConfig(data_dir=tmp_path_factory.mktemp("prometheus"), port=free_port(),
+                              targets=(f"127.0.0.1:{server.server_address[1]}",), scrape_interval="1s",
+                              rule_files=(ALERTS,), die_with_parent=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"prometheus exited with {proc.returncode}:\n{log.read()[-3000:]}", pytrace=False)
-            try:
-                count = _api(port, "query", query="count_over_time(chatsla_sessions_opened_total[1m])")
-                samples = count["data"]["result"]
-                if samples and float(samples[0]["value"][1]) >= 4:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"prometheus did not scrape the exposition within 60 s:\n{log.read()[-3000:]}", pytrace=False)
-            time.sleep(0.5)
-        yield port
+        with prometheus_running(config) as prom:
+            def scraped_four_times() -> bool:
+                samples = prom.query("count_over_time(chatsla_sessions_opened_total[1m])")["data"]["result"]
+                return bool(samples) and float(samples[0]["value"][1]) >= 4
+
+            wait_for(scraped_four_times, timeout=60, interval=0.5, what="4 scrapes of the synthetic exposition")
+            yield config.url
+    except PrometheusError as e:
+        pytest.fail(str(e), pytrace=False)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         server.shutdown()
         server.server_close()
 
@@ -509,7 +428,7 @@ DASHBOARD_EXPRESSIONS = [(w, e) for w, e in EXPRESSIONS if not w.startswith("ale
 @pytest.mark.parametrize("where,expr", DASHBOARD_EXPRESSIONS, ids=[w for w, _ in DASHBOARD_EXPRESSIONS])
 def test_dashboard_query_returns_data(where, expr, live_prometheus):
     """R8: against contract-shaped metrics every dashboard query answers with data (ALERTS aside)."""
-    result = _api(live_prometheus, "query", query=expr)
+    result = prometheus_api(live_prometheus, "query", query=expr)
     assert result["status"] == "success", f"{where}: {result}"
     if "ALERTS" in expr:
         return  # only shows something while an alert fires
@@ -518,20 +437,14 @@ def test_dashboard_query_returns_data(where, expr, live_prometheus):
 
 def test_shop_variable_lists_shops(live_prometheus):
     """The drill-down's `shop` variable (label_values of the rolling rate) lists the shops."""
-    values = _api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_reply_rate_24h"})
+    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_reply_rate_24h"})
     assert values["data"] == sorted(SHOPS)
 
 
 def test_alert_rules_evaluate_cleanly(live_prometheus):
     """R8: Prometheus loads every alert rule and evaluates it without error on live data."""
-    deadline = time.monotonic() + 20
-    while True:
-        groups = _api(live_prometheus, "rules")["data"]["groups"]
-        rules = [r for g in groups for r in g["rules"]]
-        if rules and all(r.get("lastEvaluation", "").startswith("20") and r["health"] != "unknown" for r in rules):
-            break
-        assert time.monotonic() < deadline, f"rules not evaluated: {rules}"
-        time.sleep(0.5)
+    groups = evaluated_rule_groups(live_prometheus, timeout=20)
+    rules = [r for g in groups for r in g["rules"]]
     assert {g["name"] for g in groups} == {"chatsla"}
     assert {r["name"] for r in rules} == ALERT_NAMES
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}

@@ -1,0 +1,101 @@
+"""Every PromQL expression the project ships: dashboard panels, dashboard variables, alert rules.
+
+One home for reading ``docker/grafana/dashboards/*.json`` and ``docker/prometheus/alerts.yml``,
+shared by ``tests/test_alert_rules.py`` (promtool, and a Prometheus over synthetic metrics) and
+``tests/integration/test_prometheus.py`` (a Prometheus scraping a real worker), so both check
+exactly the same expressions with the same Grafana variable substitution (RULES R8).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+PROM = DOCKER / "prometheus"
+ALERTS = PROM / "alerts.yml"
+ALERTS_TEST = PROM / "alerts_test.yml"
+PROM_CONFIG = PROM / "prometheus.yml"
+GRAFANA = DOCKER / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
+FLEET = DASHBOARDS / "fleet-overview.json"
+SHOP = DASHBOARDS / "shop-drilldown.json"
+
+SHOP_VALUE = "shop-2"  # the default value of the drill-down's $shop in these checks
+LABEL_VALUES = re.compile(r"^label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)$")
+
+
+def grafana_vars(shop: str = SHOP_VALUE) -> list[tuple[re.Pattern, str]]:
+    """Grafana's variables and what they become in a query sent straight to Prometheus: the
+    interval macros become 1m (several scrapes at any interval used here), ``$shop`` a shop."""
+    return [
+        (re.compile(r"\$__rate_interval|\$\{__rate_interval\}"), "1m"),
+        (re.compile(r"\$__interval|\$\{__interval\}"), "1m"),
+        (re.compile(r"\$__range|\$\{__range\}"), "1h"),
+        (re.compile(r"\$shop\b|\$\{shop\}|\[\[shop\]\]"), shop),
+    ]
+
+
+def grafana_to_promql(expr: str, shop: str = SHOP_VALUE) -> str:
+    """``expr`` with every Grafana variable replaced (see :func:`grafana_vars`)."""
+    for pattern, value in grafana_vars(shop):
+        expr = pattern.sub(value, expr)
+    return expr
+
+
+def load_dashboard(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def panels(dashboard: dict) -> list[dict]:
+    """Every panel, including those inside collapsed rows."""
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def alert_rules() -> list[dict]:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def expressions(shop: str = SHOP_VALUE) -> list[tuple[str, str]]:
+    """(where, PromQL) of every dashboard target, dashboard query variable and alert or recording
+    rule, Grafana variables replaced with ``shop`` for ``$shop``."""
+    out = []
+    for path in (FLEET, SHOP):
+        dash = load_dashboard(path)
+        for panel in panels(dash):
+            for target in panel.get("targets", []):
+                out.append((f"{path.name} panel {panel['id']} ({panel['title']}) {target['refId']}",
+                            grafana_to_promql(target["expr"], shop)))
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") == "query":
+                query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+                m = LABEL_VALUES.match(query)
+                assert m, f"{path.name} variable {var['name']}: not a label_values(selector, label) query: {query}"
+                out.append((f"{path.name} variable {var['name']}", grafana_to_promql(m["selector"], shop)))
+    for rule in alert_rules():
+        out.append((f"alerts.yml {rule.get('alert') or rule['record']}", rule["expr"]))
+    return out
+
+
+def evaluated_rule_groups(prometheus_url: str, timeout: float) -> list[dict]:
+    """The rule groups of ``/api/v1/rules`` once every rule has been evaluated at least once
+    (health no longer ``unknown``); fails after ``timeout`` seconds."""
+    from chatsla.dev.prometheus import api
+    from tests.integration.waiting import wait_for
+
+    def evaluated() -> list[dict] | None:
+        groups = api(prometheus_url, "rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        done = rules and all(r.get("lastEvaluation", "").startswith("20") and r["health"] != "unknown" for r in rules)
+        return groups if done else None
+
+    return wait_for(evaluated, timeout=timeout, interval=0.5, what="every rule evaluated once")
