@@ -141,6 +141,7 @@ class Engine:
         self._far: dict[int, list[tuple]] = {}
         self._far_slots: list[int] = []
         self._horizon = -1  # bucket index up to which deadlines go straight into the heap
+        self._horizon_end = 0  # start of the bucket after it: a watermark there opens buckets
         self._window = policy.reply_window
         self._seller_timeout = policy.seller_timeout
         self._buyer_timeout = policy.buyer_timeout
@@ -211,7 +212,7 @@ class Engine:
         if self._sources is None and len(src_max) == 1:
             self._frontier = t
             wm = t - self._lateness
-            if self._buffer or wm // _BUCKET > self._horizon:
+            if self._buffer or wm >= self._horizon_end:
                 self._drain(wm, False)
                 return
             # One source and nothing in the heap, as for nearly every event: _drain's loop over
@@ -234,6 +235,63 @@ class Engine:
             frontier = self._frontier
         if frontier is not None:
             self._drain(frontier - self._lateness, False)
+
+    def apply_many(self, events: Iterable[ChatMessage | ShopEvent]) -> None:
+        """``apply(ev)`` for each of ``events``, all read from the default source, in log order.
+
+        The offline audit feeds its decoded events here in chunks. Nearly every event takes the
+        path that :meth:`apply` singles out (one source, later than everything buffered, nothing in
+        the heap); here it runs in one loop on local variables, which saves a call and a dozen
+        attribute reads per event (BENCHMARKS.md). Any other event goes through :meth:`apply`.
+        """
+        apply = self.apply
+        src_max = self._src_max
+        if self._sources is not None or any(s is not None for s in src_max):
+            for ev in events:
+                apply(ev)
+            return
+        buffered, inorder, timers = self._buffered, self._inorder, self._timers
+        add, discard, append, popleft = buffered.add, buffered.discard, inorder.append, inorder.popleft
+        process, fire, lateness = self._process, self._fire, self._lateness
+        prev = src_max.get(None)
+        for ev in events:
+            t = ev.t
+            eid = ev.event_id
+            if (prev is not None and t <= prev) or eid in buffered or t <= self._tail:
+                apply(ev)  # not ahead of the source, or a duplicate: the general path
+                prev = src_max.get(None)
+                continue
+            # the source moves on: apply's fast path, with _rank inlined
+            if type(ev) is ShopEvent:
+                rank = _RANK_SHOP
+            elif ev.kind == "close":
+                rank = _RANK_CLOSE
+            else:
+                rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
+            add(eid)
+            append((t, rank, eid, ev))
+            self._tail = self._frontier = src_max[None] = prev = t
+            max_seen = self.max_seen
+            if max_seen is None or t > max_seen:
+                self.max_seen = t
+            wm = t - lateness
+            if self._buffer or wm >= self._horizon_end:
+                self._drain(wm, False)
+                continue
+            # _drain's loop over _inorder alone; the entry just appended is later than ``wm``
+            while True:
+                entry = inorder[0]
+                te = entry[0]
+                if te >= wm:
+                    break
+                if timers and timers[0][0] < te:
+                    fire(_heappop(timers))
+                    continue
+                popleft()
+                discard(entry[2])
+                process(entry[3], False)
+            while timers and timers[0][0] < wm:
+                fire(_heappop(timers))
 
     def _hold(self, entry: tuple) -> None:
         """Buffer an entry that is not later than the latest one. It usually belongs among the
@@ -311,6 +369,7 @@ class Engine:
         """Move every bucket up to the watermark's into the heap, dropping stale entries."""
         slot = wm // _BUCKET
         self._horizon = slot
+        self._horizon_end = (slot + 1) * _BUCKET
         far_slots, timers = self._far_slots, self._timers
         while far_slots and far_slots[0] <= slot:
             for entry in self._far.pop(_heappop(far_slots)):
@@ -321,7 +380,7 @@ class Engine:
     def _drain(self, wm: int, flush: bool) -> None:
         """Apply buffered events before ``wm`` (all of them when ``flush``) and fire deadlines
         before ``wm``, in time order; a deadline fires before an event only if strictly earlier."""
-        if wm // _BUCKET > self._horizon:
+        if wm >= self._horizon_end:  # wm // _BUCKET > self._horizon, without a division
             self._open_buckets(wm)
         inorder, buf, timers, buffered = self._inorder, self._buffer, self._timers, self._buffered
         pop, popleft, process, fire = _heappop, inorder.popleft, self._process, self._fire

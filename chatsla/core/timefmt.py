@@ -99,13 +99,15 @@ _MIN_SEC_Z = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
 
 def format_time(us: int) -> str:
     """Microseconds -> RFC 3339 UTC with ``Z``; fractions only when present, so output is stable."""
-    hour, rest = divmod(us, HOUR)
+    # Seconds first, then hours of seconds: both divisors fit in one 30-bit digit of a Python
+    # int, which CPython divides on a fast path (HOUR in µs does not; it was a tenth of the cost).
+    secs, frac = divmod(us, SECOND)
+    hour, sec = divmod(secs, 3600)
     prefix = _prefix_cache.get(hour)  # ``YYYY-MM-DDTHH:``, cached as in parse_time
     if prefix is None:
         if len(_prefix_cache) >= _HOUR_CACHE_MAX:
             _prefix_cache.clear()
         prefix = _prefix_cache[hour] = to_datetime(hour * HOUR).strftime("%Y-%m-%dT%H:")
-    sec, frac = divmod(rest, SECOND)
     if frac == 0:
         return prefix + _MIN_SEC_Z[sec]
     mm_ss = _MIN_SEC_Z[sec][:5]
