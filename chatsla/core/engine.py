@@ -615,11 +615,9 @@ class Engine:
             self._sink(SESSION, session_raw(c))
 
     def _close(self, c: Conversation, t: int, reason: str) -> None:
-        c.closed_at = t
-        c.close_reason = reason
-        self._evaluate(c, t, t > c.opened_at + self._window or c.past24)
+        self._evaluate(c, t, t > c.opened_at + self._window or c.past24, reason)
         self._closed[reason] += 1
-        self._sink(SESSION, session_raw(c))
+        self._sink(SESSION, session_raw(c, t, reason))
         c.reset()
         c.scheduled = None  # its timer entries are stale: dropped without firing
 
@@ -640,14 +638,15 @@ class Engine:
                 best, reason = d, AUTO_REPLY_RESOLVED
         return best, reason
 
-    def _evaluate(self, c: Conversation, now: int, past24: bool) -> bool:
-        """Decide the session's 24 h outcome as soon as it is known (R3); True if it changed."""
+    def _evaluate(self, c: Conversation, now: int, past24: bool, close_reason: str | None = None) -> bool:
+        """Decide the session's 24 h outcome as soon as it is known (R3); True if it changed.
+        ``close_reason``: the session is closing now, for that reason."""
         d24 = c.opened_at + self._window
         if c.decided_at is None:
             if c.first_human is not None and c.first_human <= d24:
                 self._decide(c, True, c.first_human)
-            elif c.close_reason is not None:
-                self._decide(c, c.close_reason == AUTO_REPLY_RESOLVED and c.last_seller_at <= d24, now)
+            elif close_reason is not None:
+                self._decide(c, close_reason == AUTO_REPLY_RESOLVED and c.last_seller_at <= d24, now)
             elif past24:
                 if c.last_side == AUTO and c.last_seller_at <= d24:
                     c.past24 = True  # an in-time auto-reply may still resolve it (R3)
