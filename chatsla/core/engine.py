@@ -250,48 +250,62 @@ class Engine:
             for ev in events:
                 apply(ev)
             return
-        buffered, inorder, timers = self._buffered, self._inorder, self._timers
+        buffered, inorder, timers, buf = self._buffered, self._inorder, self._timers, self._buffer
         add, discard, append, popleft = buffered.add, buffered.discard, inorder.append, inorder.popleft
         process, fire, lateness = self._process, self._fire, self._lateness
-        prev = src_max.get(None)
-        for ev in events:
-            t = ev.t
-            eid = ev.event_id
-            if (prev is not None and t <= prev) or eid in buffered or t <= self._tail:
-                apply(ev)  # not ahead of the source, or a duplicate: the general path
-                prev = src_max.get(None)
-                continue
-            # the source moves on: apply's fast path, with _rank inlined
-            if type(ev) is ShopEvent:
-                rank = _RANK_SHOP
-            elif ev.kind == "close":
-                rank = _RANK_CLOSE
-            else:
-                rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
-            add(eid)
-            append((t, rank, eid, ev))
-            self._tail = self._frontier = src_max[None] = prev = t
-            max_seen = self.max_seen
-            if max_seen is None or t > max_seen:
-                self.max_seen = t
-            wm = t - lateness
-            if self._buffer or wm >= self._horizon_end:
-                self._drain(wm, False)
-                continue
-            # _drain's loop over _inorder alone; the entry just appended is later than ``wm``
-            while True:
-                entry = inorder[0]
-                te = entry[0]
-                if te >= wm:
-                    break
-                if timers and timers[0][0] < te:
-                    fire(_heappop(timers))
+        # The source's maximum, the time of the last entry of _inorder and max_seen live in locals:
+        # of what this loop calls only apply reads them (they are written back before it and read
+        # again after it, and at the end), and only _drain moves the bucket horizon.
+        prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
+        horizon_end = self._horizon_end
+        try:
+            for ev in events:
+                t = ev.t
+                eid = ev.event_id
+                if (prev is not None and t <= prev) or eid in buffered or t <= tail:
+                    # not ahead of the source, or a duplicate: the general path
+                    if prev is not None:
+                        src_max[None] = prev
+                    self._tail, self.max_seen = tail, max_seen
+                    apply(ev)
+                    prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
+                    horizon_end = self._horizon_end
                     continue
-                popleft()
-                discard(entry[2])
-                process(entry[3], False)
-            while timers and timers[0][0] < wm:
-                fire(_heappop(timers))
+                # the source moves on: apply's fast path, with _rank inlined
+                if type(ev) is ShopEvent:
+                    rank = _RANK_SHOP
+                elif ev.kind == "close":
+                    rank = _RANK_CLOSE
+                else:
+                    rank = _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
+                add(eid)
+                append((t, rank, eid, ev))
+                self._frontier = prev = tail = t  # one source: its maximum is the frontier
+                if max_seen is None or t > max_seen:
+                    max_seen = t
+                wm = t - lateness
+                if buf or wm >= horizon_end:
+                    self._drain(wm, False)
+                    horizon_end = self._horizon_end
+                    continue
+                # _drain's loop over _inorder alone; the entry just appended is later than ``wm``
+                while True:
+                    entry = inorder[0]
+                    te = entry[0]
+                    if te >= wm:
+                        break
+                    if timers and timers[0][0] < te:
+                        fire(_heappop(timers))
+                        continue
+                    popleft()
+                    discard(entry[2])
+                    process(entry[3], False)
+                while timers and timers[0][0] < wm:
+                    fire(_heappop(timers))
+        finally:
+            if prev is not None:
+                src_max[None] = prev
+            self._tail, self.max_seen = tail, max_seen
 
     def _hold(self, entry: tuple) -> None:
         """Buffer an entry that is not later than the latest one. It usually belongs among the
