@@ -168,15 +168,15 @@ def run_audit(
         # call (Engine.apply_many runs its hot path on local variables).
         while block := list(islice(source, _CHUNK)):
             for read, line in enumerate(block, read + 1):
-                # decode(line), with its hot case (a chat message) inlined: one call less per event
+                # decode(line), with its hot case (a chat message) inlined: one call less per event.
+                # ``obj["schema"]`` raises TypeError unless obj is a JSON object, KeyError if it
+                # has no schema: both cases go through decode, which finds the reason.
                 try:
                     obj = loads(line)
-                except JSONDecodeError:
-                    obj = None
-                if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:
-                    ev = decode_chat(obj)
-                else:
-                    ev = decode(line)
+                    chat = obj["schema"] == CHAT_SCHEMA
+                except (JSONDecodeError, KeyError, TypeError):
+                    chat = False
+                ev = decode_chat(obj) if chat else decode(line)
                 if type(ev) is Invalid:
                     reason = "empty_line" if not line.strip() else ev.reason
                     invalid[reason] += 1
