@@ -88,7 +88,9 @@ def parse_time(s: str) -> int | None:
         offset = _OFFSETS.get(s[19:])
         if offset is None:  # a bad offset, or another form of this length (fractions)
             return None if s[19] in "+-" and s[22] == ":" else _parse_slow(s)
-        base = _hour(s[:13])
+        base = _hour_cache.get(s[:13])  # _hour's cache lookup inlined: a call less for most
+        if base is None:
+            base = _hour(s[:13])
         rest = _MIN_SEC.get(s[13:19])
         if base is None or rest is None:
             return None
