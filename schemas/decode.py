@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from chatsla.core.timefmt import _MIN_SEC, _hour_cache, parse_time
+from chatsla.core.timefmt import _MIN_SEC_UTC, _hour_cache, parse_time
 from schemas.events import (
     CHAT_SCHEMA,
     DEFAULT_PLATFORM,
@@ -28,6 +28,7 @@ from schemas.events import (
     ChatMessage,
     Invalid,
     ShopEvent,
+    new_chat_message,
 )
 
 _loads = orjson.loads
@@ -72,21 +73,19 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
     if not (type(event_id) is str and type(shop_id) is str and type(conversation_id) is str
             and type(sent_at) is str and type(sender) is str and event_id and shop_id and conversation_id and sender in SENDERS):
         return _explain_chat(obj)
-    # parse_time's fast path for ``YYYY-MM-DDTHH:MM:SSZ`` inlined (its hour cache holds valid
-    # hours only, and _MIN_SEC valid ``:MM:SS`` only); anything else goes through parse_time.
-    t = None
-    if len(sent_at) == 20 and sent_at[19] == "Z" and sent_at[10] == "T":
-        base = _hour_cache.get(sent_at[:13])
-        if base is not None:
-            rest = _MIN_SEC.get(sent_at[13:19])
-            if rest is not None:
-                t = base + rest
-    if t is None:
+    # parse_time's fast path for ``YYYY-MM-DDTHH:MM:SSZ`` inlined: its hour cache holds valid
+    # ``YYYY-MM-DDTHH`` prefixes only, and _MIN_SEC_UTC exactly the valid ``:MM:SSZ`` tails, so two
+    # lookups validate and convert the whole string; anything else goes through parse_time.
+    base = _hour_cache.get(sent_at[:13])
+    rest = _MIN_SEC_UTC.get(sent_at[13:])
+    if base is not None and rest is not None:
+        t = base + rest
+    else:
         t = parse_time(sent_at)
     if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:sent_at", sent_at[:64])
     if len(obj) == 6:  # schema + the five required fields: every optional field at its default
-        return ChatMessage(event_id, shop_id, conversation_id, sender, t)
+        return new_chat_message(event_id, shop_id, conversation_id, sender, t)
     get = obj.get
     kind = get("kind", "message")
     if kind != "message":
@@ -105,7 +104,7 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
     platform = get("platform", DEFAULT_PLATFORM)
     if type(platform) is not str or not platform:
         return Invalid("bad_type:platform")
-    return ChatMessage(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
+    return new_chat_message(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
 
 
 decode_chat = _decode_chat  # a parsed ``chat.message/v1`` object -> event; for loops that inline decode

@@ -48,6 +48,27 @@ class ChatMessage:
         )
 
 
+_new_object = object.__new__
+
+
+def new_chat_message(event_id: str, shop_id: str, conversation_id: str, sender: str, t: int,
+                     kind: str = "message", message_type: str = "text",
+                     platform: str = DEFAULT_PLATFORM) -> ChatMessage:
+    """``ChatMessage(...)`` for the decoder, which builds one per input event: the same object,
+    without calling the class (``type.__call__`` enters ``__init__`` through C, in a new
+    interpreter frame; a plain function call and slot stores cost about a quarter less)."""
+    ev = _new_object(ChatMessage)
+    ev.event_id = event_id
+    ev.shop_id = shop_id
+    ev.conversation_id = conversation_id
+    ev.sender = sender
+    ev.t = t
+    ev.kind = kind
+    ev.message_type = message_type
+    ev.platform = platform
+    return ev
+
+
 class ShopEvent:
     """``shop.event/v1``: vacation mode and the shop's time zone (R1, R4, R5.1)."""
 

@@ -84,7 +84,11 @@ class Shop:
         created = w is None
         if created:
             w = self.weeks[label] = Week(start, end, label)
-        self._cur = w
+        if w.start == start and w.end == end:
+            # Cached only with this zone's bounds: a week created before a time zone change keeps
+            # the old zone's bounds, and a lookup through the cache must give the label computed
+            # here, or a restored engine (empty cache) would file a session in another week.
+            self._cur = w
         return w, created
 
     def set_timezone(self, tz: str) -> None:

@@ -21,15 +21,17 @@ SessionRaw = tuple  # (shop_id, conversation_id, n, opened_at, first_at, first_b
 WeekRaw = tuple  # (shop_id, week_start, sessions, replied, buyer_messages, status, pending, late)
 
 
-def session_raw(c: Conversation) -> SessionRaw:
-    """The credited reply (R3) is the first human reply, else the auto-reply that resolved it."""
+def session_raw(c: Conversation, closed_at: int | None = None, close_reason: str | None = None) -> SessionRaw:
+    """The session's record; ``closed_at`` and ``close_reason`` when it is being closed (a
+    conversation does not hold them). The credited reply (R3) is the first human reply, else the
+    auto-reply that resolved it."""
     if c.first_human is not None:
         first_at, first_by = c.first_human, "seller"
-    elif c.close_reason == AUTO_REPLY_RESOLVED:
+    elif close_reason == AUTO_REPLY_RESOLVED:
         first_at, first_by = c.last_seller_at, "auto_reply"
     else:
         first_at, first_by = None, None
-    return (c.shop_id, c.conversation_id, c.n, c.opened_at, first_at, first_by, c.closed_at, c.close_reason,
+    return (c.shop_id, c.conversation_id, c.n, c.opened_at, first_at, first_by, closed_at, close_reason,
             c.replied, c.decided_at, c.excluded, c.late, c.week)
 
 

@@ -22,6 +22,7 @@ _FIELDS = (
     "week", "timer", "past24", "seen_ids", "seen_ts", "contrib",
 )
 N_FIELDS = len(_FIELDS)  # a stored entry may carry more after these (Engine.conversation_entry)
+_NOT_HELD = ("closed_at", "close_reason")  # stored fields without a slot (see Conversation)
 
 # contrib[week_start] = [sessions, replied, pending, buyer_messages, late] this conversation added
 # to the shop's week (R5.3). Keeping them with the conversation makes each conversation's stored
@@ -39,7 +40,12 @@ class Conversation:
     still inside its 10 minutes, so the decision waits for that auto-reply's fate (R3).
     """
 
-    __slots__ = _FIELDS + ("scheduled", "key")
+    # ``closed_at`` and ``close_reason`` are stored (always None) but not held: a session is closed
+    # and forgotten in one step (Engine._close passes them to its record), so they are class
+    # constants here and an open conversation is two slots smaller.
+    __slots__ = tuple(f for f in _FIELDS if f not in _NOT_HELD) + ("scheduled", "key")
+    closed_at: None = None
+    close_reason: None = None
 
     def __init__(self, shop_id: str, conversation_id: str, key: tuple[str, str] | None = None) -> None:
         self.shop_id = shop_id
@@ -56,8 +62,6 @@ class Conversation:
         self.replied: bool | None = None
         self.excluded = False
         self.late = False
-        self.closed_at: int | None = None
-        self.close_reason: str | None = None
         self.week: str | None = None
         self.timer: int | None = None  # when this session next needs attention (R2.4 / R3)
         self.past24 = False
@@ -73,7 +77,7 @@ class Conversation:
     def reset(self) -> None:
         """Forget the closed session; ``n`` stays so the next one gets the next number (R2.6)."""
         self.opened_at = self.wait_start = self.last_seller_at = self.first_human = None
-        self.decided_at = self.replied = self.closed_at = self.close_reason = None
+        self.decided_at = self.replied = None
         self.week = self.timer = None
         self.last_side = NONE
         self.excluded = self.late = self.past24 = False
@@ -85,7 +89,8 @@ class Conversation:
     def from_list(cls, values: list) -> "Conversation":
         c = cls.__new__(cls)
         for f, v in zip(_FIELDS, values, strict=True):
-            setattr(c, f, v)
+            if f not in _NOT_HELD:
+                setattr(c, f, v)
         c.scheduled = None
         c.key = (c.shop_id, c.conversation_id)
         return c
