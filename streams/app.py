@@ -34,6 +34,7 @@ from streams.codec import encode_event, encode_flush, encode_tick, source_tag
 from streams.metrics import ShopViews, WorkerMetrics
 from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
+from streams.topics import shop_partitions
 
 log = logging.getLogger("chatsla.worker")
 
@@ -80,7 +81,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
     names = settings.topics
     policy = load_policy(settings.policy)
     config = EngineConfig(allowed_lateness=settings.allowed_lateness_us, default_timezone=settings.default_timezone)
-    sources = [source_tag(names.chat, i) for i in range(settings.partitions)]
+    # Every input partition holds the watermark back (RULES R6.2), shop.events ones included: if
+    # shop events did not, a time zone or vacation change read by the router after chat events
+    # more than the allowed lateness younger (routine in a backfill, where one fetch spans days
+    # of event time) would apply late, and the result would depend on fetch timing (R6.1).
+    # In live mode the ticks advance every source, so an idle partition holds nothing back.
+    n_shop = settings.shop_partitions or shop_partitions(settings.partitions)
+    sources = ([source_tag(names.chat, i) for i in range(settings.partitions)]
+               + [source_tag(names.shop, i) for i in range(n_shop)])
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
@@ -120,6 +128,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         partitions=app.Table("partitions", **table_opts),
     )
     runtimes: dict[int, PartitionRuntime] = {}
+    position: dict = {}  # TP -> offset after the last record an agent took from it (consumer lag)
     in_flight: dict[int, list] = defaultdict(list)  # delivery futures of outputs not yet checkpointed
     producer = app.producer
     events_topic = names.events
@@ -156,6 +165,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     async def route(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            position[msg.tp] = msg.offset + 1
             ev = decode(msg.value)
             if type(ev) is Invalid:
                 metrics.events.labels("invalid").inc()
@@ -235,6 +245,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 # batch) does not make the offset committable; ours, after the checkpoint, does.
                 # (stream.noack() would disable commits for the whole topic in Faust.)
                 msg.incref()
+                position[msg.tp] = msg.offset + 1
                 rt = runtimes.get(p) or load_runtime(p, f"first offset {msg.offset}")
                 if rt.handle(event.value):
                     flush.add(p)
@@ -307,6 +318,21 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if pending and p not in flush_requested and now - last_checkpoint[p] >= settings.checkpoint_interval:
                 flush_requested.add(p)
                 events.send_soon(key=None, value=encode_flush(), partition=p)
+
+    @app.timer(5.0)
+    async def export_lag() -> None:
+        """``chatsla_consumer_lag_records``: records between what an agent took last and the end
+        of each partition this worker reads (the input topics for routing, chatsla.events for
+        sessions), from the high watermarks the consumer already knows (no extra requests)."""
+        lags = {}
+        for tp in app.consumer.assignment():
+            if tp.topic not in (names.chat, names.shop, names.events):
+                continue
+            highwater = app.consumer.highwater(tp)
+            if highwater is None or highwater < 0 or tp not in position:
+                continue  # nothing fetched from it yet by this worker
+            lags[(tp.topic, tp.partition)] = max(0, highwater - position[tp])
+        metrics.lag_now(lags)
 
     if settings.ticks:
         @app.timer(settings.tick_interval)

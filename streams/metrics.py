@@ -197,6 +197,7 @@ class WorkerMetrics:
         for reason in CLOSE_REASONS:
             self.closed.labels(reason)
         self._last: dict[int, PyCounter] = {}
+        self._lag_keys: set[tuple[str, int]] = set()
         r.register(ShopCollector(views, shop_mode))
 
     def account(self, partition: int, stats: PyCounter) -> None:
@@ -214,6 +215,18 @@ class WorkerMetrics:
             k = "closed:" + reason
             if stats[k] > last[k]:
                 self.closed.labels(reason).inc(stats[k] - last[k])
+
+    def lag_now(self, lags: dict[tuple[str, int], int]) -> None:
+        """Set the consumer lag of the partitions read now and drop the series of the others, so
+        a moved partition's lag is exported by its new owner only."""
+        for topic, partition in self._lag_keys - lags.keys():
+            try:
+                self.consumer_lag.remove(topic, str(partition))
+            except KeyError:
+                pass
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._lag_keys = set(lags)
 
     def forget(self, partition: int) -> None:
         self._last.pop(partition, None)

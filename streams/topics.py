@@ -54,7 +54,7 @@ def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> lis
     keep = {"retention.ms": FOREVER, "retention.bytes": FOREVER}
     return [
         TopicSpec(names.chat, partitions, keep),
-        TopicSpec(names.shop, max(1, partitions // 2), keep),
+        TopicSpec(names.shop, shop_partitions(partitions), keep),
         TopicSpec(names.chat_dlq, 1, keep),
         TopicSpec(names.shop_dlq, 1, keep),
         TopicSpec(names.events, partitions, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
@@ -93,6 +93,23 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1, 
         raise TopicError(f"creating topics on {bootstrap} failed: {e}") from None
     finally:
         admin.close()
+
+
+def partition_count(bootstrap: str, topic: str, client_kwargs: dict | None = None) -> int | None:
+    """Partitions of an existing ``topic`` (None if it does not exist)."""
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=10_000, **(client_kwargs or {}))
+    try:
+        parts = c.partitions_for_topic(topic)
+        return len(parts) if parts else None
+    finally:
+        c.close()
+
+
+def shop_partitions(partitions: int) -> int:
+    """Partitions of ``shop.events`` when chatsla creates it: shop events are few."""
+    return max(1, partitions // 2)
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

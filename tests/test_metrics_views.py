@@ -74,3 +74,17 @@ def test_r8_series_only_for_partitions_owned_now() -> None:
     assert 'shop="shop-a"' in text and 'shop="shop-b"' not in text
     owned.clear()  # shutting down, or between revocation and the next assignment
     assert 'shop="' not in generate_latest(metrics.registry).decode()
+
+
+def test_r8_consumer_lag_is_exported_only_for_partitions_read_now() -> None:
+    """A partition that moved to another worker leaves this worker's lag series at once, as the
+    shop series do; no two workers export a lag for the same partition."""
+    metrics = WorkerMetrics(ShopViews({}), "none", POLICY.id, POLICY.version)
+    metrics.lag_now({("chat.messages", 0): 12, ("chatsla.events", 1): 0})
+    text = generate_latest(metrics.registry).decode()
+    assert 'chatsla_consumer_lag_records{partition="0",topic="chat.messages"} 12.0' in text
+    assert 'chatsla_consumer_lag_records{partition="1",topic="chatsla.events"} 0.0' in text
+    metrics.lag_now({("chat.messages", 0): 3})
+    text = generate_latest(metrics.registry).decode()
+    assert 'chatsla_consumer_lag_records{partition="0",topic="chat.messages"} 3.0' in text
+    assert 'topic="chatsla.events"' not in text
