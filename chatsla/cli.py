@@ -229,18 +229,6 @@ def worker(**kw: object) -> None:
             raise CliError(str(e)) from None
         if created:
             click.echo(f"created topics: {', '.join(created)}", err=True)
-    # the watermark waits for every shop.events partition (R6.2): use the topic's real count
-    from dataclasses import replace
-
-    from streams.topics import partition_count
-
-    try:
-        n_shop = partition_count(settings.bootstrap, names.shop, security.kafka_python_kwargs())
-    except Exception as e:  # noqa: BLE001 - any client failure is reported in one line
-        raise CliError(f"cannot read the partitions of {names.shop} on {settings.bootstrap}: {e}") from None
-    if n_shop is None:
-        raise CliError(f"topic {names.shop} does not exist (start without --no-create-topics to create it)")
-    settings = replace(settings, shop_partitions=n_shop)
     from streams.app import run_worker
 
     click.echo(f"chatsla worker {settings.app_id} on {settings.bootstrap}; "

@@ -34,7 +34,6 @@ class WorkerSettings:
     app_id: str = "chatsla"
     topics: TopicNames = field(default_factory=TopicNames)
     partitions: int = 4  # of chat.messages and chatsla.events: the unit of scale-out
-    shop_partitions: int | None = None  # of shop.events; None: as chatsla creates it (topics.py)
     replication: int = 1
     store: str = "memory://"  # or rocksdb:// (pip install 'chatsla[rocksdb]')
     data_dir: Path = Path(".chatsla/worker")

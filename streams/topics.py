@@ -95,18 +95,6 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1, 
         admin.close()
 
 
-def partition_count(bootstrap: str, topic: str, client_kwargs: dict | None = None) -> int | None:
-    """Partitions of an existing ``topic`` (None if it does not exist)."""
-    from kafka import KafkaConsumer
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=10_000, **(client_kwargs or {}))
-    try:
-        parts = c.partitions_for_topic(topic)
-        return len(parts) if parts else None
-    finally:
-        c.close()
-
-
 def shop_partitions(partitions: int) -> int:
     """Partitions of ``shop.events`` when chatsla creates it: shop events are few."""
     return max(1, partitions // 2)
