@@ -3,20 +3,33 @@
 Weeks run Monday 00:00 to Monday 00:00 in the shop's time zone; a session belongs to the week of
 its ``opened_at`` in the zone in force at that moment. Week bounds are cached per shop because
 every buyer message needs its week (R4 volume) and zoneinfo arithmetic is comparatively slow.
+
+Zone data comes from the ``tzdata`` package (a dependency, so its version is pinned with the
+others), never from the machine's TZPATH: two machines with different system tz databases, or
+with extra files such as ``localtime`` or ``right/UTC`` there, compute the same weeks (R6.1).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from importlib import resources
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chatsla.core.timefmt import from_datetime, to_datetime
+
+_TZDATA = resources.files("tzdata")
+# The IANA zone names (R1 ``timezone``), as the tzdata package lists them.
+IANA_ZONES: frozenset[str] = frozenset(_TZDATA.joinpath("zones").read_text(encoding="utf-8").split())
 
 
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+    """The IANA zone ``name`` from the tzdata package (R6.1); ZoneInfoNotFoundError otherwise."""
+    if name not in IANA_ZONES:
+        raise ZoneInfoNotFoundError(f"not an IANA time zone: {name!r}")
+    with _TZDATA.joinpath("zoneinfo", *name.split("/")).open("rb") as f:
+        return ZoneInfo.from_file(f, key=name)
 
 
 def week_bounds(t: int, tz: str, week_starts_on: int = 0) -> tuple[int, int, str]:

@@ -8,6 +8,7 @@ event: the hour is looked up in a cache, minutes, seconds and offset in precompu
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 US = 1
@@ -32,19 +33,37 @@ def to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+# RFC 3339 section 5.6 ``date-time``, the same pattern as the ``rfc3339`` definition of
+# schemas/chat.message.v1.schema.json and shop.event.v1.schema.json (tests/test_schemas.py checks
+# that they agree, RULES R1): full date, ``T`` or ``t``, seconds, an optional fraction of one or
+# more digits, then ``Z``, ``z`` or ``+HH:MM`` / ``-HH:MM``. ``[0-9]`` is ASCII only, and fullmatch
+# leaves no room for anything before or after (a space, a NUL, a newline). The calendar (February 30)
+# is checked by datetime in _parse_slow.
+_RFC3339 = re.compile(
+    r"(?!0000)([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+    r"(?:\.([0-9]+))?(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))")
+_rfc3339 = _RFC3339.fullmatch
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
 def _parse_slow(s: str) -> int | None:
-    # RFC 3339 needs a full date, a time with seconds and an offset; fromisoformat is laxer
-    # (basic format, hour-only times, no offset), so check the shape before trusting it.
-    if (len(s) < 20 or not s.isascii() or s[4] != "-" or s[7] != "-" or s[10] not in "Tt "
-            or s[13] != ":" or s[16] != ":"):
+    """Any RFC 3339 ``date-time`` -> µs, or None; no cache. Digits of a fraction beyond
+    microseconds are dropped (truncated, not rounded), as in every earlier version."""
+    m = _rfc3339(s)
+    if m is None:
         return None
+    year, month, day, hour, minute, second, frac, sign, off_h, off_m = m.groups()
     try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
+        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:  # not a calendar date
         return None
-    if dt.tzinfo is None:
-        return None
-    return from_datetime(dt)
+    us = (dt - _EPOCH_NAIVE) // _ONE_US
+    if frac:
+        us += int(frac[:6].ljust(6, "0"))
+    if sign:
+        offset = int(off_h) * HOUR + int(off_m) * MINUTE
+        us -= offset if sign == "+" else -offset
+    return us
 
 
 def _hour(prefix: str) -> int | None:
@@ -87,7 +106,7 @@ def parse_time(s: str) -> int | None:
     if n == 25 and s[10] in "Tt":  # YYYY-MM-DDTHH:MM:SS+HH:MM: the wall time as if UTC, minus the offset
         offset = _OFFSETS.get(s[19:])
         if offset is None:  # a bad offset, or another form of this length (fractions)
-            return None if s[19] in "+-" and s[22] == ":" else _parse_slow(s)
+            return None if s[19] in "+-" and s[22] == ":" else _parse_other(s)
         base = _hour_cache.get(s[:13])  # _hour's cache lookup inlined: a call less for most
         if base is None:
             base = _hour(s[:13])
@@ -95,7 +114,27 @@ def parse_time(s: str) -> int | None:
         if base is None or rest is None:
             return None
         return base + rest - offset
-    return _parse_slow(s)
+    return _parse_other(s)
+
+
+def _parse_other(s: str) -> int | None:
+    """The forms the fast paths leave (fractions, ``z`` after them, other lengths): the strict
+    RFC 3339 pattern first, then the cached hour and the tables as on the fast paths."""
+    m = _rfc3339(s)
+    if m is None:
+        return None
+    base = _hour_cache.get(s[:13])
+    if base is None:
+        base = _hour(s[:13])
+        if base is None:  # not a calendar date
+            return None
+    us = base + _MIN_SEC[s[13:19]]
+    frac = m[7]
+    if frac:
+        us += int(frac[:6].ljust(6, "0"))
+    if m[8]:
+        us -= _OFFSETS[s[-6:]]
+    return us
 
 
 _prefix_cache: dict[int, str] = {}
