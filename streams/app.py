@@ -55,10 +55,6 @@ def _credentials(settings: WorkerSettings):
     return faust.SSLCredentials(ssl_context)
 
 
-class OutputLost(RuntimeError):
-    """An output record failed to reach Kafka: the worker stops rather than commit past it."""
-
-
 class _AfterRebalance(Sensor):
     """Calls ``callback`` when a rebalance is fully complete. Faust's sensor hook is used rather
     than its ``on_rebalance_complete`` signal because the hook runs only for the current
@@ -116,6 +112,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     inputs = app.topic(names.chat, names.shop, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
     dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw)}
+    outputs = {"session": app.topic(names.sessions, **raw), "assessment": app.topic(names.assessments, **raw)}
     table_opts = {"partitions": settings.partitions, "schema": faust.Schema(
         value_type=bytes, key_serializer="json", value_serializer="raw")}
     tables = Tables(
@@ -125,10 +122,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
     )
     runtimes: dict[int, PartitionRuntime] = {}
     position: dict = {}  # TP -> offset after the last record an agent took from it (consumer lag)
-    in_flight: dict[int, list] = defaultdict(list)  # delivery futures of outputs not yet checkpointed
-    producer = app.producer
-    events_topic = names.events
-    output_topics = {"session": names.sessions, "assessment": names.assessments}
     flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
@@ -170,10 +163,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
                     ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
                 continue
-            # Straight to the Kafka producer: Faust's send_soon buffer costs more than the rest of
-            # routing. Faust flushes the producer before it commits the input offset (at-least-once).
-            await producer.send(events_topic, ev.shop_id.encode(),
-                                encode_event(ev, source_tag(msg.topic, msg.partition)), None, None, None)
+            events.send_soon(key=ev.shop_id.encode(), value=encode_event(ev, source_tag(msg.topic, msg.partition)))
 
     writing = asyncio.Lock()  # held while a checkpoint writes tables (see on_revoked)
 
@@ -184,9 +174,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
     async def _checkpoint(p: int, rt: PartitionRuntime) -> None:
         # The write order is what makes a crash at any point recoverable: see streams/runtime.py.
         await app.producer.flush()  # the outputs first: state must never run ahead of them
-        for fut in in_flight.pop(p, ()):
-            if fut.exception() is not None:  # e.g. a record over the broker's size limit
-                raise OutputLost(f"partition {p}: an output was not delivered: {fut.exception()!r}")
         cp = rt.checkpoint()
         for k, v in cp.conversations:
             tables.conversations[k] = v
@@ -221,47 +208,26 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
-        # Events come in batches: Faust's per-event cost of resuming the agent, the latency
-        # clock, the outputs hand-over and the checkpoint test are paid once per batch and
-        # partition; a batch waits at most ``batch_wait`` seconds for more events.
-        async for batch in stream.take_events(settings.batch_events, within=settings.batch_wait):
-            generation = app.consumer_generation_id
-            last: dict[int, faust.EventT] = {}  # partition -> its latest event in this batch
-            flush: set[int] = set()
-            now = wall_clock_us() / 1e6
-            for event in batch:
-                msg = event.message
-                p = msg.partition
-                if msg.generation_id != generation or p not in owned:
-                    # fetched before a rebalance (buffered by take_events): Kafka delivers it
-                    # again from the committed offset, in order; applying it now would put it
-                    # ahead of the events before it
-                    continue
-                # Hold one more reference than the stream does: the stream's ack (after this
-                # batch) does not make the offset committable; ours, after the checkpoint, does.
-                # (stream.noack() would disable commits for the whole topic in Faust.)
-                msg.incref()
-                position[msg.tp] = msg.offset + 1
-                rt = runtimes.get(p) or load_runtime(p, f"first offset {msg.offset}")
-                if rt.handle(event.value):
-                    flush.add(p)
-                metrics.latency.observe(max(0.0, now - msg.timestamp))
-                unacked[p].append(event)
-                last[p] = event
-            for p in last:
-                sent = in_flight[p]
-                for kind, key, value in runtimes[p].outputs():
-                    sent.append(await producer.send(output_topics[kind], key, value, None, None, None))
-            for p, event in last.items():
-                rt = runtimes.get(p)
-                if rt is not None and (p in flush or rt.pending_acks >= settings.checkpoint_events
-                                       or rt.needs_checkpoint()
-                                       or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
-                    # Faust writes a table entry to the changelog partition of the event in
-                    # context; in a batch that must be the partition being checkpointed.
-                    stream._set_current_event(event)
-                    await checkpoint(p, rt)
-                flush_requested.discard(p)
+        async for event in stream.events():
+            # Hold one more reference than the stream does: the stream's own ack (when we move
+            # on) does not make the offset committable; ours, after the checkpoint, does.
+            # (stream.noack() would disable commits for the whole topic in Faust.)
+            msg = event.message
+            msg.incref()
+            position[msg.tp] = msg.offset + 1
+            p = msg.partition
+            rt = runtimes.get(p)
+            if rt is None:
+                rt = load_runtime(p, f"first offset {msg.offset}")
+            flush = rt.handle(event.value)
+            metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
+            unacked[p].append(event)
+            for kind, key, value in rt.outputs():
+                outputs[kind].send_soon(key=key, value=value)
+            if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
+                    or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
+                await checkpoint(p, rt)
+            flush_requested.discard(p)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
@@ -271,7 +237,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 owned.discard(tp.partition)
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
                 unacked.pop(tp.partition, None)
-                in_flight.pop(tp.partition, None)
                 metrics.forget(tp.partition)
         metrics.owned.set(len(runtimes))
         # A checkpoint under way finishes (or stops at its next step) before the partitions are
@@ -286,7 +251,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         for p in runtimes.keys() - owned:  # loaded by an in-flight event after its revocation
             runtimes.pop(p)
             unacked.pop(p, None)
-            in_flight.pop(p, None)
             metrics.forget(p)
 
     def serve_owned_partitions() -> None:

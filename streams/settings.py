@@ -42,8 +42,6 @@ class WorkerSettings:
     ticks: bool = True  # live mode: advance the watermark with the wall clock (R6.2)
     tick_interval: float = 1.0
     checkpoint_events: int = 1000
-    batch_events: int = 500  # the session agent takes events in batches of up to this many
-    batch_wait: float = 0.05  # seconds a batch waits for more events
     checkpoint_interval: float = 1.0
     policy: str = "tiktok_shop@2023-11"
     allowed_lateness_us: int = 120_000_000

@@ -36,3 +36,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
         except BrokerError as e:
             pytest.fail(f"the test Kafka broker did not start: {e}", pytrace=False)
     raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def deployment(kafka_broker: Broker, tmp_path):
+    """An isolated chatsla deployment (own topics, group, tables) on the session's broker, with
+    three partitions; every worker it started is stopped afterwards."""
+    from tests.integration.harness import Deployment
+
+    dep = Deployment(kafka_broker.bootstrap, partitions=3, tmp=tmp_path)
+    yield dep
+    dep.stop_all()

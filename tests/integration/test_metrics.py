@@ -15,13 +15,6 @@ from tests.integration.test_pipeline import finish_and_compare, week
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def deployment(kafka_broker, tmp_path):
-    dep = Deployment(kafka_broker.bootstrap, partitions=3, tmp=tmp_path)
-    yield dep
-    dep.stop_all()
-
-
 def test_r8_metrics_and_shop_api_serve_every_shop(deployment: Deployment) -> None:
     records = week(seed=31, shops=4, conversations=150)
     shops = {f"shop-{i:02d}" for i in range(1, 5)}

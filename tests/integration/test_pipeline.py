@@ -7,7 +7,6 @@ key), carry exactly what ``chatsla audit`` reports for the same events.
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from chatsla.audit import run_audit
@@ -71,13 +70,6 @@ def _diff(got: tuple[dict, dict], want: tuple[dict, dict]) -> str:
         detail = f" e.g. {example[0]}: got {g.get(example[0])} want {w.get(example[0])}" if example else ""
         parts.append(f"{name}: {len(missing)} missing, {len(extra)} extra, {len(wrong)} differ{detail}")
     return "; ".join(parts)
-
-
-@pytest.fixture
-def deployment(kafka_broker, tmp_path):
-    dep = Deployment(kafka_broker.bootstrap, partitions=3, tmp=tmp_path)
-    yield dep
-    dep.stop_all()
 
 
 def test_r6_5_live_outputs_equal_the_audit_of_the_same_events(deployment: Deployment) -> None:

@@ -46,13 +46,6 @@ RISK_LABELS = ("ok", "warning", "violation", "not_assessed")
 
 
 @pytest.fixture
-def deployment(kafka_broker, tmp_path) -> Iterator[Deployment]:
-    dep = Deployment(kafka_broker.bootstrap, partitions=3, tmp=tmp_path)
-    yield dep
-    dep.stop_all()
-
-
-@pytest.fixture
 def prometheus(deployment: Deployment, tmp_path) -> Iterator[Prometheus]:
     """One worker and a private Prometheus scraping it every second with the project's alert
     rules loaded (the ``prometheus`` binary from scripts/ensure-prometheus); always stopped."""
