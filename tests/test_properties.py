@@ -10,7 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatsla.audit import Collector, run_audit
+from chatsla.audit import run_audit
 from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.report import to_json

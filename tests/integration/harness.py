@@ -6,32 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import orjson
 
 from chatsla.dev.broker import free_port
 from streams.codec import encode_tick
 from streams.topics import TopicNames, changelog_specs, ensure_topics, topic_specs
+from tests.integration.waiting import wait_for  # noqa: F401 - the tests' one condition wait, re-exported
 
-T = TypeVar("T")
 CHATSLA = str(Path(sys.executable).with_name("chatsla"))
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)  # polling interval of a condition wait, not synchronisation by sleep
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {str(last)[:300]})")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "", interval: float = 0.2) -> T:
     """Call ``predicate`` until it returns something truthy and return that; after ``timeout``
     seconds raise ``AssertionError`` naming ``what`` and the last value seen. Exceptions raised by
     ``predicate`` propagate (a condition that cannot be evaluated is a failure, not a retry)."""
