@@ -3,7 +3,7 @@ doing one table write per event, in the same run on the same (local, real) broke
 
 Both consume the same pre-produced input topic from the beginning; the time is measured from
 worker start until its consumer group has committed the end of its input (for chatsla: the end
-of chatsla.events, i.e. routed and sessionised). Figures go to BENCHMARKS.md.
+of chat.messages and of chatsla.events, i.e. routed and sessionised). Figures go to BENCHMARKS.md.
 
     .venv/bin/python benchmarks/worker_throughput.py [--conversations N]
 """
@@ -49,18 +49,28 @@ def cpu_seconds(pid: int) -> float:
 
 
 CPU: dict[str, float] = {}
+STEADY: dict[str, float] = {}
 
 
-def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path) -> float:
+def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path,
+          then: str | None = None) -> float:
+    """Run ``cmd`` until ``group`` has committed ``total`` records of ``topic`` and, if ``then``
+    names a second topic (the chatsla worker's own chatsla.events), all of that one too."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    first: tuple[float, int] | None = None  # (time, committed) once a tenth of the input is committed
     try:
-        while committed_total(bootstrap, group, topic) < total:
+        while ((done := committed_total(bootstrap, group, topic)) < total
+               or (then is not None and committed_total(bootstrap, group, then) < topic_size(bootstrap, then))):
             if proc.poll() is not None:
                 raise SystemExit(f"{cmd[1]} exited early, see {log}")
+            if first is None and done >= total // 10:
+                first = (time.monotonic(), done)
             time.sleep(0.2)  # polling the committed offsets
         elapsed = time.monotonic() - t0
         CPU[str(log)] = cpu_seconds(proc.pid)
+        if first is not None:  # the rate after start-up, partition assignment and table recovery
+            STEADY[str(log)] = (total - first[1]) / (time.monotonic() - first[0])
         return elapsed
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
@@ -70,6 +80,8 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conversations", type=int, default=4000, help="per shop (5 shops)")
+    ap.add_argument("--floors", nargs="*", default=["noop", "noop-batch"], choices=["noop", "noop-batch"],
+                    help="also time Faust agents that do nothing per event (the floor of any Faust job)")
     ap.add_argument("--profile", type=Path, help="also write py-spy collapsed stacks of both jobs here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
@@ -92,21 +104,30 @@ def main() -> None:
             args.profile.mkdir(parents=True, exist_ok=True)
             return [str(bin_dir / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking",
                     "-o", str(args.profile / f"{name}.txt"), "--", *cmd]
-        plain_group = f"plain-{tag}"
-        t_plain = timed(profiled([str(bin_dir / "python"), str(Path(__file__).with_name("plain_agent.py")),
-                                  broker.bootstrap, names.chat, plain_group, str(PARTITIONS)], "plain"), broker.bootstrap, plain_group, names.chat, n,
-                        tmp / "plain.log")
+        def baseline(mode: str) -> float:
+            group = f"{mode}-{tag}"
+            return timed(profiled([str(bin_dir / "python"), str(Path(__file__).with_name("plain_agent.py")),
+                                   broker.bootstrap, names.chat, group, str(PARTITIONS), mode], mode),
+                         broker.bootstrap, group, names.chat, n, tmp / f"{mode}.log")
+
+        t_plain = baseline("write")
+        floors = {mode: baseline(mode) for mode in args.floors}
         group = f"chatsla-{tag}"
         t_worker = timed(profiled([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id",
                                    group, "--topic-prefix", f"b{tag}.", "--partitions", str(PARTITIONS), "--no-ticks",
                                    "--web-port", str(free_port()), "--data-dir", str(tmp / "worker"),
                                    "--no-create-topics"], "worker"),
-                         broker.bootstrap, group, names.events, n, tmp / "worker.log")
+                         broker.bootstrap, group, names.chat, n, tmp / "worker.log", then=names.events)
         print(f"{n} events, {PARTITIONS} partitions, one worker process each")
         print(f"plain Faust agent, one table write per event: {n / t_plain:10,.0f} events/s ({t_plain:.1f} s)")
         print(f"chatsla worker (route + sessionise + outputs): {n / t_worker:10,.0f} events/s ({t_worker:.1f} s)")
         print(f"ratio: {t_plain / t_worker:.2f}")
-        c_plain, c_worker = CPU[str(tmp / "plain.log")], CPU[str(tmp / "worker.log")]
+        steady = {k: f"{Path(k).stem} {v:,.0f}" for k, v in STEADY.items()}
+        print("after the first tenth is committed (no start-up), events/s: " + ", ".join(steady.values()))
+        for mode, t in floors.items():
+            print(f"floor, Faust agent doing nothing ({mode}):  {n / t:10,.0f} events/s ({t:.1f} s), "
+                  f"{n / CPU[str(tmp / f'{mode}.log')]:,.0f} events per CPU-second")
+        c_plain, c_worker = CPU[str(tmp / "write.log")], CPU[str(tmp / "worker.log")]
         print(f"CPU time (start-up included): plain {c_plain:.1f} s = {n / c_plain:,.0f} events per CPU-second, "
               f"chatsla {c_worker:.1f} s = {n / c_worker:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
     finally:

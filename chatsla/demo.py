@@ -22,8 +22,10 @@ import click
 import orjson
 
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from streams.settings import WorkerSettings
 
 STATE = Path(".chatsla")
+WORKER_GROUP = WorkerSettings().app_id  # the demo's worker runs with the default app id (consumer group)
 ALERTS = Path(__file__).resolve().parents[1] / "docker" / "prometheus" / "alerts.yml"  # in a source checkout
 EXAMPLE_QUERIES = (
     ("each shop's projected outcome this week (0 ok, 1 warning, 2 violation)", "chatsla_shop_penalty_risk"),
@@ -106,7 +108,7 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     from chatsla.simulate import SimConfig, generate
     from schemas.decode import decode
     from schemas.events import Invalid
-    from streams.topics import TopicNames, ensure_topics, read_values, send_ticks, topic_size, topic_specs
+    from streams.topics import TopicNames, committed_lag, ensure_topics, read_values, send_ticks, topic_size, topic_specs
 
     broker = BrokerConfig(data_dir=STATE / "kafka")
     if not answers(broker.host, broker.port):
@@ -120,7 +122,6 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     records = generate(SimConfig(seed=seed, shops=shops, conversations_per_shop=conversations, jitter_seconds=60,
                                  bad_fraction=0.002))
     valid = [ev for ev in (decode(v) for _, _, v in records) if type(ev) is not Invalid]
-    routed_before = topic_size(broker.bootstrap, names.events)
     _start_worker(broker.bootstrap, partitions, web_port)
     prometheus_url = _start_prometheus(prometheus_port, web_port)
     # The broker's data outlives `--stop`, so a later run finds this week in the topics already.
@@ -133,13 +134,12 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     if marker.exists() and orjson.loads(marker.read_bytes()) == produced and in_topics >= len(records):
         click.echo(f"the simulated week ({len(records)} events, {shops} shops) is already in the input topics "
                    f"from an earlier run: not producing it again")
-        routed = len(valid)
     else:
         click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
         produce(records, broker.bootstrap, names)
         marker.write_bytes(orjson.dumps(produced))
-        routed = routed_before + len(valid)
-    _wait(lambda: topic_size(broker.bootstrap, names.events) >= routed, 300, "the worker to route every event")
+    inputs = [names.chat, names.shop]
+    _wait(lambda: committed_lag(broker.bootstrap, WORKER_GROUP, inputs) == 0, 300, "the worker to route every event")
     end = max(ev.t for ev in valid) + 2 * MINUTE + HOUR
     send_ticks(broker.bootstrap, names.events, partitions, end)  # event time moves past the week (R6.2)
     click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments ...")

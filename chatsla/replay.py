@@ -120,20 +120,8 @@ class KafkaInput:
     timeout: float = 10.0  # seconds for connecting and each metadata / offset request
 
     def client_kwargs(self) -> dict:
-        sec = self.security
-        kw: dict = {"bootstrap_servers": self.bootstrap, "security_protocol": sec.protocol,
-                    "request_timeout_ms": int(self.timeout * 1000)}
-        if sec.protocol in ("SSL", "SASL_SSL"):
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=sec.ssl_cafile)
-            if sec.ssl_certfile:
-                ctx.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile)
-            kw["ssl_context"] = ctx
-        if sec.protocol.startswith("SASL"):
-            kw.update(sasl_mechanism=sec.sasl_mechanism or "PLAIN", sasl_plain_username=sec.sasl_username,
-                      sasl_plain_password=sec.sasl_password)
-        return kw
+        return {"bootstrap_servers": self.bootstrap, "request_timeout_ms": int(self.timeout * 1000),
+                **self.security.aiokafka_kwargs()}
 
 
 @dataclass(frozen=True)

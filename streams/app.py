@@ -23,6 +23,8 @@ from collections import defaultdict
 from typing import Callable
 
 import faust
+import mode
+from aiokafka.partitioner import murmur2
 from faust.sensors import Sensor
 
 from chatsla.clock import wall_clock_us
@@ -30,8 +32,9 @@ from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
 from schemas.decode import decode
 from schemas.events import Invalid
-from streams.codec import encode_event, encode_flush, encode_tick, source_tag
+from streams.codec import batch_records, encode_event, encode_flush, encode_tick, source_tag
 from streams.metrics import ShopViews, WorkerMetrics
+from streams.outputs import OutputWriter
 from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
 
@@ -112,7 +115,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
     inputs = app.topic(names.chat, names.shop, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
     dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw)}
-    outputs = {"session": app.topic(names.sessions, **raw), "assessment": app.topic(names.assessments, **raw)}
+    output_topics = {"session": names.sessions, "assessment": names.assessments}
+    writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
+
+    @app.service
+    class _StopOutputs(mode.Service):
+        async def on_stop(self) -> None:
+            await writer.stop()
     table_opts = {"partitions": settings.partitions, "schema": faust.Schema(
         value_type=bytes, key_serializer="json", value_serializer="raw")}
     tables = Tables(
@@ -125,6 +134,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     flush_requested: set[int] = set()
     unacked: dict[int, list] = defaultdict(list)
     last_checkpoint: dict[int, float] = defaultdict(float)
+    last_event: dict[int, float] = defaultdict(float)  # when the session agent last took a record
     # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the rebalance
     # signals): /metrics and /shops export only these, and nothing once the worker is stopping
     # (it may already have left the group while its web server still answers).
@@ -150,20 +160,40 @@ def create_app(settings: WorkerSettings) -> faust.App:
             return web.json({"error": f"shop {shop_id} is not owned by this worker (or unknown)"}, status=404)
         return web.json(body)
 
+    n_partitions = settings.partitions
+    shop_partition: dict[str, int] = {}
+
+    def partition_of(shop_id: str) -> int:
+        """The chatsla.events partition of a shop: what the producer's default partitioner gives
+        for the key ``shop_id`` (Kafka's murmur2), so state written by a router that keyed
+        single records by shop stays where it was."""
+        p = shop_partition.get(shop_id)
+        if p is None:
+            p = shop_partition[shop_id] = (murmur2(shop_id.encode()) & 0x7FFFFFFF) % n_partitions
+        return p
+
     @app.agent(inputs)
     async def route(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            position[msg.tp] = msg.offset + 1
-            ev = decode(msg.value)
-            if type(ev) is Invalid:
-                metrics.events.labels("invalid").inc()
-                metrics.dlq.labels(dlq[msg.topic].get_topic_name()).inc()
-                where = f"{msg.topic}/{msg.partition}@{msg.offset}"
-                dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
-                    ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
-                continue
-            events.send_soon(key=ev.shop_id.encode(), value=encode_event(ev, source_tag(msg.topic, msg.partition)))
+        # take_events acknowledges the events only after this body has handed their batch records
+        # to the producer, and Faust flushes the producer before it commits offsets, so a crash
+        # at any point forwards an event again at worst (the engine drops the duplicate).
+        async for taken in stream.take_events(settings.route_batch, within=settings.route_linger):
+            out: dict[int, list[bytes]] = defaultdict(list)
+            for event in taken:
+                msg = event.message
+                position[msg.tp] = msg.offset + 1
+                ev = decode(msg.value)
+                if type(ev) is Invalid:
+                    metrics.events.labels("invalid").inc()
+                    metrics.dlq.labels(dlq[msg.topic].get_topic_name()).inc()
+                    where = f"{msg.topic}/{msg.partition}@{msg.offset}"
+                    dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
+                        ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
+                    continue
+                out[partition_of(ev.shop_id)].append(encode_event(ev, source_tag(msg.topic, msg.partition)))
+            for p, items in out.items():
+                for record in batch_records(items):
+                    events.send_soon(key=None, value=record, partition=p)
 
     writing = asyncio.Lock()  # held while a checkpoint writes tables (see on_revoked)
 
@@ -173,7 +203,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     async def _checkpoint(p: int, rt: PartitionRuntime) -> None:
         # The write order is what makes a crash at any point recoverable: see streams/runtime.py.
-        await app.producer.flush()  # the outputs first: state must never run ahead of them
+        await writer.flush()  # the outputs first: state must never run ahead of them
+        await app.producer.flush()
         cp = rt.checkpoint()
         for k, v in cp.conversations:
             tables.conversations[k] = v
@@ -208,6 +239,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
+        await writer.ensure_started(list(output_topics.values()))
         async for event in stream.events():
             # Hold one more reference than the stream does: the stream's own ack (when we move
             # on) does not make the offset committable; ours, after the checkpoint, does.
@@ -216,6 +248,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             msg.incref()
             position[msg.tp] = msg.offset + 1
             p = msg.partition
+            now = last_event[p] = time.monotonic()
             rt = runtimes.get(p)
             if rt is None:
                 rt = load_runtime(p, f"first offset {msg.offset}")
@@ -223,9 +256,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
             metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
-                outputs[kind].send_soon(key=key, value=value)
+                writer.add(output_topics[kind], key, value)
+            await writer.send()
             if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
-                    or time.monotonic() - last_checkpoint[p] >= settings.checkpoint_interval):
+                    or now - last_checkpoint[p] >= settings.checkpoint_interval):
                 await checkpoint(p, rt)
             flush_requested.discard(p)
 
@@ -268,14 +302,17 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     app.sensors.add(_AfterRebalance(serve_owned_partitions))
 
-    @app.timer(settings.checkpoint_interval)
+    @app.timer(min(settings.checkpoint_interval, settings.checkpoint_idle))
     async def request_checkpoints() -> None:
         """Checkpoints run inside stream processing (table writes need the partition's event), so
-        when input pauses, a flush record asks each partition with unacknowledged events for one;
-        otherwise its last events would stay uncommitted until more input came."""
+        when a partition's input pauses (``checkpoint_idle``), or its last checkpoint is older than
+        ``checkpoint_interval``, a flush record asks for one; otherwise its last events would
+        stay uncommitted until more input came."""
         now = time.monotonic()
         for p, pending in list(unacked.items()):
-            if pending and p not in flush_requested and now - last_checkpoint[p] >= settings.checkpoint_interval:
+            if pending and p not in flush_requested and (
+                    now - last_checkpoint[p] >= settings.checkpoint_interval
+                    or now - last_event[p] >= settings.checkpoint_idle):
                 flush_requested.add(p)
                 events.send_soon(key=None, value=encode_flush(), partition=p)
 

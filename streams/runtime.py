@@ -121,16 +121,20 @@ class PartitionRuntime:
         return cls(partition, engine)
 
     def handle(self, value: bytes) -> bool:
-        """Apply one record of ``chatsla.events``; True if it asks for a checkpoint now."""
-        source, body = decode_internal(value)
-        self.pending_acks += 1
-        if source == TICK:
-            self.engine.advance(body)  # type: ignore[arg-type]
-        elif source == FLUSH:
-            return True
-        else:
-            self.engine.apply(body, source)  # type: ignore[arg-type]
-        return False
+        """Apply one record of ``chatsla.events`` (one item or a batch); True if it asks for a
+        checkpoint now."""
+        flush = False
+        engine = self.engine
+        items = decode_internal(value)
+        self.pending_acks += len(items)
+        for source, body in items:
+            if source == TICK:
+                engine.advance(body)  # type: ignore[arg-type]
+            elif source == FLUSH:
+                flush = True
+            else:
+                engine.apply(body, source)  # type: ignore[arg-type]
+        return flush
 
     def outputs(self) -> list[tuple[str, bytes, bytes]]:
         """``(kind, key, value)`` of every record emitted since the last call, in order."""

@@ -18,6 +18,21 @@ class KafkaSecurity:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
 
+    def aiokafka_kwargs(self) -> dict:
+        """Security arguments of aiokafka's clients (the replay reader, the output producer)."""
+        kw: dict = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            kw["ssl_context"] = ctx
+        if self.protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism or "PLAIN", sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        return kw
+
     def kafka_python_kwargs(self) -> dict:
         kw: dict = {"security_protocol": self.protocol}
         if self.sasl_mechanism:
@@ -41,8 +56,17 @@ class WorkerSettings:
     web_port: int = 6066
     ticks: bool = True  # live mode: advance the watermark with the wall clock (R6.2)
     tick_interval: float = 1.0
-    checkpoint_events: int = 1000
-    checkpoint_interval: float = 1.0
+    # A partition checkpoints after checkpoint_events events, after checkpoint_interval seconds,
+    # or once its input has paused for checkpoint_idle seconds. A checkpoint costs a table write
+    # per changed conversation and four flushes, so fewer of them in a backfill means fewer writes
+    # (a conversation changed several times is written once); a crash re-reads at most this much.
+    checkpoint_events: int = 20000
+    # The router forwards what it took from the inputs within route_linger seconds (at most
+    # route_batch events) as one batch record per chatsla.events partition (streams/codec.py).
+    route_batch: int = 1000
+    route_linger: float = 0.01
+    checkpoint_interval: float = 10.0
+    checkpoint_idle: float = 0.25
     policy: str = "tiktok_shop@2023-11"
     allowed_lateness_us: int = 120_000_000
     default_timezone: str = "UTC"

@@ -112,6 +112,29 @@ def topic_size(bootstrap: str, topic: str) -> int:
         c.close()
 
 
+def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Records of ``topics`` that consumer group ``group`` has not committed yet (all of them if
+    it committed none). For a worker's group and the input topics this is what the router has
+    not forwarded yet: Faust flushes the producer before it commits."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=10_000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (c.partitions_for_topic(t) or ())]
+        end = c.end_offsets(tps) if tps else {}
+        try:
+            done = admin.list_group_offsets(group).get(group, {})
+        except KafkaError:  # the group does not exist yet
+            done = {}
+        return sum(max(0, n - (done[tp].offset if tp in done and done[tp].offset >= 0 else 0))
+                   for tp, n in end.items())
+    finally:
+        admin.close()
+        c.close()
+
+
 def read_values(bootstrap: str, topic: str) -> list[bytes]:
     """Every record value of ``topic`` from the beginning to its end at the time of the call."""
     from kafka import KafkaConsumer, TopicPartition

@@ -122,9 +122,9 @@ def routed_ids(bootstrap: str, topic: str) -> set[str]:
 
     ids = set()
     for r in read_topic(bootstrap, topic):
-        source, body = decode_internal(r.value)
-        if source != TICK and source != FLUSH:
-            ids.add(body.event_id)  # type: ignore[union-attr]
+        for source, body in decode_internal(r.value):
+            if source != TICK and source != FLUSH:
+                ids.add(body.event_id)  # type: ignore[union-attr]
     return ids
 
 

@@ -34,7 +34,8 @@ from chatsla.simulate import DEFAULT_TIMEZONES, SimConfig, generate
 from projections.weekly import PENALTY_RISK
 from schemas.decode import decode
 from schemas.events import Invalid
-from tests.integration.harness import Deployment, count, wait_for
+from streams.topics import committed_lag
+from tests.integration.harness import Deployment, wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions
 
 pytestmark = pytest.mark.integration
@@ -96,7 +97,8 @@ def test_r8_r5_prometheus_shows_each_shops_rate_and_outcome_as_the_audit(deploym
     assert {a["outcome"] for a in want.values()} >= {"ok", "warning", "violation"}, "traffic must reach every outcome"
 
     produce(records, deployment.bootstrap, deployment.names)
-    wait_for(lambda: count(deployment.bootstrap, deployment.names.events) >= len(records), 180, "all events routed")
+    inputs = [deployment.names.chat, deployment.names.shop]
+    wait_for(lambda: committed_lag(deployment.bootstrap, deployment.app_id, inputs) == 0, 180, "all events routed")
     deployment.send_ticks(watermark + LATENESS)  # every partition's watermark becomes `watermark` (R6.2)
 
     # Every partition checkpointed at the new watermark, and that scrape holds every shop's series
