@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,9 +80,10 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--conversations", type=int, default=4000, help="per shop (5 shops)")
+    ap.add_argument("--conversations", type=int, default=12000, help="per shop (5 shops; 12,000 is 220k events)")
     ap.add_argument("--floors", nargs="*", default=["noop", "noop-batch"], choices=["noop", "noop-batch"],
                     help="also time Faust agents that do nothing per event (the floor of any Faust job)")
+    ap.add_argument("--keep", action="store_true", help="keep the logs and broker data (printed at the end)")
     ap.add_argument("--profile", type=Path, help="also write py-spy collapsed stacks of both jobs here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
@@ -132,6 +134,10 @@ def main() -> None:
               f"chatsla {c_worker:.1f} s = {n / c_worker:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
     finally:
         stop(broker)
+        if args.keep:
+            print(f"logs and broker data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,8 @@ def _topic_names(prefix: str):
               show_default=True)
 @click.option("--shop-metrics", envvar="CHATSLA_SHOP_METRICS", default="all", show_default=True,
               help="Per-shop Prometheus series: all, at-risk, worst:K or none (13 series per shop).")
+@click.option("--loop", envvar="CHATSLA_LOOP", type=click.Choice(["uvloop", "aio"]), default="uvloop",
+              show_default=True, help="Event loop: uvloop (faster) or asyncio's own.")
 def worker(**kw: object) -> None:
     """Run a live worker: validate, sessionise, assess (RULES R1-R6) on Kafka."""
     from pathlib import Path
@@ -218,7 +220,7 @@ def worker(**kw: object) -> None:
         web_host=kw["web_host"], web_port=kw["web_port"], ticks=kw["ticks"], tick_interval=kw["tick_interval"],
         policy=kw["policy_spec"], allowed_lateness_us=config.allowed_lateness,
         default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
-        shop_metrics=kw["shop_metrics"],
+        shop_metrics=kw["shop_metrics"], loop=kw["loop"],
     )
     if kw["create_topics"]:
         try:

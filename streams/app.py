@@ -1,10 +1,12 @@
 """The Faust application: routing with a dead-letter queue, and the session agent.
 
 ``route`` validates both input topics (RULES R1); bad records go to ``<input>.dlq`` with the
-original bytes and the reason in headers, good ones are forwarded to ``chatsla.events`` keyed by
-shop, tagged with their input partition. ``sessions`` runs one :class:`PartitionRuntime` (the
-pure core) per ``chatsla.events`` partition and writes its outputs to ``chatsla.sessions`` and
-``chatsla.assessments``. Deadlines fire inside stream processing as the partition's event time
+original bytes and the reason in headers, good ones are forwarded to the shop's ``chatsla.events``
+partition, tagged with their input partition, in one batch record per partition and fetch
+(``streams/codec.py``). ``sessions`` runs one :class:`PartitionRuntime` (the pure core) per
+``chatsla.events`` partition and writes its outputs to ``chatsla.sessions`` and
+``chatsla.assessments`` through :class:`OutputWriter`. Each Kafka record costs a Faust worker far
+more than the engine's work on an event, so records are batched wherever the topic is ours. Deadlines fire inside stream processing as the partition's event time
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
@@ -17,6 +19,7 @@ worst.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -39,6 +42,7 @@ from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
 
 log = logging.getLogger("chatsla.worker")
+GC_THRESHOLDS = (50_000, 10, 10)
 
 
 def _credentials(settings: WorkerSettings):
@@ -129,6 +133,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         shops=app.Table("shops", **table_opts),
         partitions=app.Table("partitions", **table_opts),
     )
+    conv_store = tables.conversations.data
+    conv_changelog = tables.conversations.changelog_topic.get_topic_name()
+    conv_key_serializer = tables.conversations.key_serializer
+    dumps_key = app.serializers.dumps_key
     runtimes: dict[int, PartitionRuntime] = {}
     position: dict = {}  # TP -> offset after the last record an agent took from it (consumer lag)
     flush_requested: set[int] = set()
@@ -206,9 +214,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
         await writer.flush()  # the outputs first: state must never run ahead of them
         await app.producer.flush()
         cp = rt.checkpoint()
+        # The conversation entries are most of a checkpoint (one per changed conversation) and
+        # Faust's table write costs each a produce call of its own (BENCHMARKS.md): they go into
+        # the table's store and, batched, into its changelog, exactly as the table would write
+        # them (same topic, partition and key encoding), so Faust's recovery reads them back.
         for k, v in cp.conversations:
-            tables.conversations[k] = v
-        await app.producer.flush()
+            conv_store[k] = v
+            writer.add(conv_changelog, dumps_key(None, k, serializer=conv_key_serializer), v, partition=p)
+        await writer.flush()
         if runtimes.get(p) is not rt:
             return  # revoked meanwhile: the new owner continues from the last complete checkpoint
         k, v = cp.meta
@@ -239,7 +252,18 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
-        await writer.ensure_started(list(output_topics.values()))
+        try:
+            await _sessionise(stream)
+        except Exception as e:
+            # Crash-only: a failed checkpoint or output delivery (after the producer's own
+            # retries), or a bug, leaves this process's state ahead of what is stored. Faust would
+            # restart the agent on that state; stopping the worker instead makes the next owner, or
+            # this worker restarted, resume from the last checkpoint, and nothing is lost.
+            log.critical("session agent failed, stopping the worker: %r", e)
+            await app.crash(e)
+
+    async def _sessionise(stream: faust.StreamT) -> None:
+        await writer.ensure_started([*output_topics.values(), conv_changelog])
         async for event in stream.events():
             # Hold one more reference than the stream does: the stream's own ack (when we move
             # on) does not make the offset committable; ours, after the checkpoint, does.
@@ -257,7 +281,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
                 writer.add(output_topics[kind], key, value)
-            await writer.send()
+            writer.send()
             if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
                     or now - last_checkpoint[p] >= settings.checkpoint_interval):
                 await checkpoint(p, rt)
@@ -347,6 +371,18 @@ def run_worker(settings: WorkerSettings) -> None:
     from faust.worker import Worker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.loop == "uvloop":
+        # Faust's per-message machinery is mostly event-loop work (futures, callbacks, task
+        # switches); uvloop does it in C: about a fifth more events per second (BENCHMARKS.md).
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    # The engine keeps every open conversation as long-lived, acyclic objects. With CPython's
+    # default thresholds (700, 10, 10) the collector walks that whole heap every 70,000
+    # allocations, which made a worker holding 60,000 conversations a third slower (BENCHMARKS.md).
+    # Collecting the youngest generation every 50,000 allocations keeps Faust's and asyncio's
+    # short-lived cycles collected and makes the full walks 70 times rarer.
+    gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.loglevel, quiet=True)
     # Faust's start-up spinner, when the level is WARNING or above, sets the root logger to DEBUG

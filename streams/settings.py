@@ -72,4 +72,5 @@ class WorkerSettings:
     default_timezone: str = "UTC"
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     loglevel: str = "warning"
+    loop: str = "uvloop"  # or "aio" (asyncio's own event loop)
     shop_metrics: str = "all"  # per-shop series: all | at-risk | worst:K | none (streams/metrics.py)
