@@ -28,7 +28,7 @@ from typing import Callable
 import faust
 import mode
 from aiokafka.partitioner import murmur2
-from faust.sensors import Sensor
+from faust.sensors import Monitor
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.engine import EngineConfig
@@ -62,19 +62,22 @@ def _credentials(settings: WorkerSettings):
     return faust.SSLCredentials(ssl_context)
 
 
-class _AfterRebalance(Sensor):
-    """Calls ``callback`` when a rebalance is fully complete. Faust's sensor hook is used rather
-    than its ``on_rebalance_complete`` signal because the hook runs only for the current
-    generation, after table recovery finished and the streams resumed, whereas the signal is
-    also sent by a recovery that a newer rebalance has already overtaken."""
+class _Monitor(Monitor):
+    """Faust's own monitor sensor, which also calls ``after_rebalance`` when a rebalance is fully
+    complete. The sensor hook is used rather than Faust's ``on_rebalance_complete`` signal because
+    it runs only for the current generation, after table recovery finished and the streams
+    resumed, whereas the signal is also sent by a recovery that a newer rebalance has already
+    overtaken. It extends the monitor rather than adding a sensor of its own because Faust calls
+    every sensor's hooks for every message (a second sensor cost about 1.5 % of the worker)."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__()
-        self.callback = callback
+    after_rebalance: Callable[[], None] | None = None
 
     def on_rebalance_end(self, app: faust.App, state: dict) -> None:
+        super().on_rebalance_end(app, state)
+        if self.after_rebalance is None:
+            return
         try:
-            self.callback()
+            self.after_rebalance()
         except Exception:  # a sensor must not break Faust's rebalance bookkeeping
             log.exception("loading the owned partitions after a rebalance failed; they load with their next event")
 
@@ -114,6 +117,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # linger each goes out in its own produce request (a third of the worker's time went to
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
+        Monitor=_Monitor,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(names.chat, names.shop, **raw)
@@ -324,7 +328,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             load_runtime(p, "after the rebalance")
         metrics.owned.set(len(runtimes))
 
-    app.sensors.add(_AfterRebalance(serve_owned_partitions))
+    app.monitor.after_rebalance = serve_owned_partitions  # type: ignore[attr-defined]
 
     @app.timer(min(settings.checkpoint_interval, settings.checkpoint_idle))
     async def request_checkpoints() -> None:

@@ -54,7 +54,7 @@ from chatsla.core.sessions import (
     Conversation,
 )
 from chatsla.core.timefmt import DAY, MINUTE
-from schemas.events import ChatMessage, ShopEvent
+from schemas.events import ChatMessage, ShopEvent, new_chat_message
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
 
@@ -917,4 +917,4 @@ def _event_to_list(ev: ChatMessage | ShopEvent) -> list:
 def _event_from_list(v: list) -> ChatMessage | ShopEvent:
     if v[0] == "s":
         return ShopEvent(v[1], v[2], v[3], v[4], v[5])
-    return ChatMessage(*v[1:])
+    return new_chat_message(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
