@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Hashable, Iterable
+import zlib
 
 import orjson
 
@@ -50,6 +51,8 @@ _dumps, _loads = orjson.dumps, orjson.loads
 
 
 MAX_INLINE_SHOPS = 1000
+META_COMPRESS_BYTES = 64 * 1024
+_ZLIB_HEAD = b"x"  # the first byte of zlib's output at every level
 
 
 @dataclass
@@ -83,8 +86,21 @@ def meta_key(partition: int) -> Key:
 
 
 def _value(v: object) -> object:
-    """A stored value: our JSON bytes, or (after some recoveries) the already decoded JSON."""
+    """A stored value: our JSON bytes (zlib-compressed for a large meta), or (after some
+    recoveries) the already decoded JSON."""
+    if isinstance(v, (bytes, bytearray, memoryview)) and bytes(v[:1]) == _ZLIB_HEAD:
+        return _loads(zlib.decompress(v))
     return _loads(v) if isinstance(v, (bytes, bytearray, memoryview, str)) else v
+
+
+def _meta_value(meta: dict) -> bytes:
+    """The meta carries the events still held for the watermark. When the input partitions are
+    consumed unevenly (a backfill with large fetches) they can be thousands: 2 MB of JSON was
+    seen with 4 MB fetches, over Kafka's default 1 MB message limit, which would stop every
+    checkpoint. Such a meta is compressed, three- to eightfold depending on the ids (a JSON value
+    never starts with the zlib header byte, so both forms read back)."""
+    raw = _dumps(meta)
+    return zlib.compress(raw, 1) if len(raw) > META_COMPRESS_BYTES else raw
 
 
 def _of_partition(table: Table, partition: int) -> Iterable[object]:
@@ -164,7 +180,7 @@ class PartitionRuntime:
         return Checkpoint(
             conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
                            for c in convs],
-            meta=(meta_key(p), _dumps(meta)),
+            meta=(meta_key(p), _meta_value(meta)),
             shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists],
         )
 
