@@ -267,7 +267,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             await app.crash(e)
 
     async def _sessionise(stream: faust.StreamT) -> None:
-        await writer.ensure_started([*output_topics.values(), conv_changelog])
+        await writer.ensure_started(list(output_topics.values()))  # (the changelog is written by partition)
         async for event in stream.events():
             # Hold one more reference than the stream does: the stream's own ack (when we move
             # on) does not make the offset committable; ours, after the checkpoint, does.
