@@ -24,23 +24,9 @@ from pathlib import Path
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
 from chatsla.produce import produce
 from chatsla.simulate import SimConfig, generate
-from streams.topics import TopicNames, ensure_topics, topic_size, topic_specs
+from streams.topics import TopicNames, committed_lag, ensure_topics, topic_size, topic_specs
 
 PARTITIONS = 4
-
-
-def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-        return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0)
-    except KafkaError:  # the group does not exist yet
-        return 0
-    finally:
-        admin.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,8 +47,8 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     first: tuple[float, int] | None = None  # (time, committed) once a tenth of the input is committed
     try:
-        while ((done := committed_total(bootstrap, group, topic)) < total
-               or (then is not None and committed_total(bootstrap, group, then) < topic_size(bootstrap, then))):
+        while ((done := total - committed_lag(bootstrap, group, [topic])) < total
+               or (then is not None and committed_lag(bootstrap, group, [then]) > 0)):
             if proc.poll() is not None:
                 raise SystemExit(f"{cmd[1]} exited early, see {log}")
             if first is None and done >= total // 10:

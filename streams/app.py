@@ -27,7 +27,6 @@ from typing import Callable
 
 import faust
 import mode
-from aiokafka.partitioner import murmur2
 from faust.sensors import Monitor
 
 from chatsla.clock import wall_clock_us
@@ -37,7 +36,7 @@ from schemas.decode import decode
 from schemas.events import Invalid
 from streams.codec import batch_records, encode_event, encode_flush, encode_tick, source_tag
 from streams.metrics import ShopViews, WorkerMetrics
-from streams.outputs import OutputWriter
+from streams.outputs import OutputWriter, default_partition
 from streams.runtime import PartitionRuntime, Tables
 from streams.settings import WorkerSettings
 
@@ -173,16 +172,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         return web.json(body)
 
     n_partitions = settings.partitions
-    shop_partition: dict[str, int] = {}
-
-    def partition_of(shop_id: str) -> int:
-        """The chatsla.events partition of a shop: what the producer's default partitioner gives
-        for the key ``shop_id`` (Kafka's murmur2), so state written by a router that keyed
-        single records by shop stays where it was."""
-        p = shop_partition.get(shop_id)
-        if p is None:
-            p = shop_partition[shop_id] = (murmur2(shop_id.encode()) & 0x7FFFFFFF) % n_partitions
-        return p
 
     @app.agent(inputs)
     async def route(stream: faust.StreamT) -> None:
@@ -202,7 +191,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
                     dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
                         ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
                     continue
-                out[partition_of(ev.shop_id)].append(encode_event(ev, source_tag(msg.topic, msg.partition)))
+                # the shop's partition: where a router keying single records by shop put them
+                p = default_partition(ev.shop_id.encode(), n_partitions)
+                out[p].append(encode_event(ev, source_tag(msg.topic, msg.partition)))
             for p, items in out.items():
                 for record in batch_records(items):
                     events.send_soon(key=None, value=record, partition=p)

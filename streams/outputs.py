@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,12 +29,18 @@ from aiokafka.partitioner import murmur2
 BATCH_BYTES = 512 * 1024  # under Kafka's default 1 MB message limit
 
 
+@lru_cache(maxsize=100_000)  # keys are shop ids: few, and seen over and over
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``: records this worker
+    places itself land where any producer keying them the same way would put them."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class OutputWriter:
     def __init__(self, producer_kwargs: dict[str, Any]) -> None:
         self._kwargs = producer_kwargs
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}  # topic -> partition count
-        self._partition_of: dict[tuple[str, bytes], int] = {}
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._sealed: dict[tuple[str, int], deque] = defaultdict(deque)  # full batches, in order
         self._shippers: dict[tuple[str, int], asyncio.Future] = {}  # one per partition at most
@@ -69,13 +76,7 @@ class OutputWriter:
     def add(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         """Queue one record; it leaves with its partition's next batch (see :meth:`send`).
         Without ``partition``, Kafka's default partitioner picks it from the key."""
-        p = partition if partition is not None else self._partition_of.get((topic, key))
-        if p is None:
-            p = (murmur2(key) & 0x7FFFFFFF) % self._partitions[topic]
-            if len(self._partition_of) > 100_000:  # a cache, not a registry of every shop
-                self._partition_of.clear()
-            self._partition_of[(topic, key)] = p
-        tp = (topic, p)
+        tp = (topic, partition if partition is not None else default_partition(key, self._partitions[topic]))
         batch = self._open.get(tp)
         if batch is None:
             batch = self._open[tp] = self._producer.create_batch()  # type: ignore[union-attr]
