@@ -1,3 +1,3 @@
-"""chatsla: live TikTok Shop 24 h reply-rate engine (see README.md and ../shared/RULES.md)."""
+"""chatsla: live TikTok Shop 24 h reply-rate engine (see README.md; the rules it computes are docs/rules.md)."""
 
 __version__ = "0.1.0"

@@ -515,7 +515,7 @@ class _PeriodCollector(Collector):
 
 
 def empty_reason(value: bytes | None, ev: Invalid) -> str:
-    """The audit's reason for an invalid line: a blank record is ``empty_line`` (README)."""
+    """The audit's reason for an invalid line: a blank record is ``empty_line`` (docs/rules.md, readings)."""
     return "empty_line" if not value or not value.strip() else ev.reason
 
 

@@ -10,7 +10,7 @@ more than the engine's work on an event, so records are batched wherever the top
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
-Delivery is at-least-once (Faust's exactly-once mode is not dependable, see README): the session
+Delivery is at-least-once (Faust's exactly-once mode is not dependable, see docs/pipeline.md): the session
 agent lets an event's offset be committed only after a checkpoint persisted its effects, and
 outputs are delivered before the state that implies them, so a crash repeats identical outputs at
 worst.
@@ -88,7 +88,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # The watermark waits for every chat.messages partition; shop.events partitions do not hold
     # it back (shop events are rare: an idle one would stall a backfill and grow the buffer
     # without bound). A shop event routed more than the allowed lateness after younger chat
-    # events is therefore late (R6.4); see the README, "Live pipeline".
+    # events is therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark".
     sources = [source_tag(names.chat, i) for i in range(settings.partitions)]
     app = faust.App(
         settings.app_id,

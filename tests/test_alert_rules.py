@@ -320,15 +320,15 @@ def test_shop_dashboard_variable_and_filters():
             assert 'shop="$shop"' in t["expr"], f"{p['title']}: query not filtered by $shop: {t['expr']}"
 
 
-def test_readme_walks_through_every_panel_and_alert():
-    """The README's dashboard walk-through names every panel and row (as **title**, exactly as in the
+def test_docs_walk_through_every_panel_and_alert():
+    """docs/dashboards.md's walk-through names every panel and row (as **title**, exactly as in the
     JSON) and every alert, so it cannot silently drift from docker/ (R8)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Reading the dashboards"):]
+    page = (ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    section = page[page.index("## Reading the dashboards"):]
     missing = [f"{path.name}: {p['title']}" for path in (FLEET, SHOP) for p in panels(load_dashboard(path))
                if f"**{p['title']}**" not in section]
-    assert not missing, f"panels not in the README walk-through: {missing}"
-    assert all(f"`{name}`" in section for name in ALERT_NAMES), "every alert is in the README's alert table"
+    assert not missing, f"panels not in the docs/dashboards.md walk-through: {missing}"
+    assert all(f"`{name}`" in section for name in ALERT_NAMES), "every alert is in docs/dashboards.md's alert table"
     variable = load_dashboard(SHOP)["templating"]["list"][0]
     assert f"`{variable['definition']}`" in section
 
