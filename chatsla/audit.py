@@ -120,6 +120,9 @@ def open_events(path: str) -> BinaryIO:
 def engine_stats(engine: Engine, read: int, invalid: Counter[str], shops: Iterable[str] | None) -> dict:
     c = engine.stats
     closed = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("closed:")}
+    # events the engine rejected (future_time: a step into the future nothing confirmed) were
+    # read and are invalid, as those decoding rejected: read = valid + duplicate + invalid
+    invalid = invalid + Counter({k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("invalid:")})
     return {
         "read": read,
         "valid": c["valid"],

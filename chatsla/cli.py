@@ -65,7 +65,7 @@ def policy_option(spec: str):
         raise CliError(str(e)) from None
 
 
-def engine_config(allowed_lateness: str, default_timezone: str):
+def engine_config(allowed_lateness: str, default_timezone: str, max_future: str = "1h"):
     from chatsla.core.engine import EngineConfig
     from schemas.decode import valid_timezone
 
@@ -75,7 +75,18 @@ def engine_config(allowed_lateness: str, default_timezone: str):
         raise CliError(f"--allowed-lateness: {e}") from None
     if not valid_timezone(default_timezone):
         raise CliError(f"--default-timezone: unknown IANA time zone {default_timezone!r}")
-    return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone)
+    if max_future == "off":
+        future = None
+    else:
+        try:
+            future = parse_duration(max_future)
+        except ValueError as e:
+            raise CliError(f"--max-future: {e}") from None
+    return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone, max_future=future)
+
+
+MAX_FUTURE_HELP = ("How far one event may move the clock ahead of every event seen before others confirm it; "
+                   "a step nothing confirms is rejected as future_time ('off': no check).")
 
 
 @cli.command()
@@ -90,15 +101,16 @@ def engine_config(allowed_lateness: str, default_timezone: str):
               show_default=True, help="Which records --format csv prints.")
 @click.option("--allowed-lateness", default="2min", show_default=True, help="R6.2 allowed lateness.")
 @click.option("--default-timezone", default="UTC", show_default=True, help="Zone of shops never told theirs (R1).")
+@click.option("--max-future", default="1h", show_default=True, help=MAX_FUTURE_HELP)
 def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_spec: str, records: str,
-          allowed_lateness: str, default_timezone: str) -> None:
+          allowed_lateness: str, default_timezone: str, max_future: str) -> None:
     """Audit a JSONL export of R1 events (both schemas, log order; '-' for stdin, .gz accepted)."""
     from chatsla.audit import open_events, run_audit
     from chatsla import report as render
 
     until_t = parse_time_option(until, "--until")
     policy = policy_option(policy_spec)
-    config = engine_config(allowed_lateness, default_timezone)
+    config = engine_config(allowed_lateness, default_timezone, max_future)
     try:
         f = open_events(events)
     except FileNotFoundError:

@@ -43,6 +43,9 @@ def week_events() -> list[dict]:
         msg("c9", "buyer", at(6, 4)),
         msg("c8", "buyer", at(4, 5), eid="late-1"),  # two days behind the watermark: late (R6.4)
         msg("c10", "buyer", at(8, 1)),  # the next week: the week of 2026-11-02 is assessed
+        # a step of two days needs the stream's confirmation before it moves the clock (time
+        # sanity, issue #10): the stream carries on in the new week
+        msg("c10", "seller", at(8, 1, 30)),
         msg("c11", "buyer", at(5, 3), eid="late-2"),  # late into the assessed week: flags it (R6.4)
     ]
 

@@ -33,8 +33,16 @@ def _feed(rt: PartitionRuntime, *events: dict) -> list[dict]:
 
 
 def _tick(rt: PartitionRuntime, when: str) -> list[dict]:
-    """Advance the partition so its watermark is ``when`` (a tick carries watermark + lateness)."""
-    rt.handle(encode_tick(parse_time(when) + EngineConfig().allowed_lateness))
+    """Advance the partition so its watermark is ``when`` (a tick carries watermark + lateness),
+    in half-hour ticks as a live worker's clock moves: one tick more than ``max_future`` ahead
+    of every event waits for an event to confirm it (time sanity, issue #10 finding 5)."""
+    target = parse_time(when) + EngineConfig().allowed_lateness
+    t = rt.engine.max_seen if rt.engine.max_seen is not None else target
+    while True:
+        t = min(t + 30 * 60 * 1_000_000, target)
+        rt.handle(encode_tick(t))
+        if t >= target:
+            break
     return [orjson.loads(v) for _, _, v in rt.outputs()]
 
 

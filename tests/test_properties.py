@@ -159,7 +159,8 @@ def test_r1_dedupe_window_is_bounded_and_an_older_copy_is_a_late_event() -> None
     from tests.builders import at, msg
 
     first = msg("c1", "buyer", at(h=0), eid="x")
-    events = [first, msg("c2", "buyer", at(d=10)), dict(first)]
+    # the ten-day step is confirmed by the event after it (time sanity, issue #10 finding 4)
+    events = [first, msg("c2", "buyer", at(d=10)), msg("c2", "buyer", at(d=10, m=1)), dict(first)]
     report = run_audit([orjson.dumps(e) for e in events], POLICY, EngineConfig(dedupe_window=86400 * 1_000_000))
     assert report.stats["duplicate"] == 0 and report.stats["late"] == 1
     assert any(s["session_id"] == "c1#2" and s["late"] for s in report.sessions)

@@ -121,7 +121,10 @@ def test_r5_2_session_belongs_to_week_of_opened_at() -> None:
 
 
 def test_r6_4_late_event_is_applied_counted_and_flagged() -> None:
-    events = [msg("c1", "buyer", at(h=0)), msg("c2", "buyer", at(h=10)), msg("c1", "seller", at(h=1))]
+    # c2's ten-hour step is confirmed by the event after it before c1's reply comes in late (a
+    # step of more than an hour waits for confirmation: time sanity, issue #10 finding 4)
+    events = [msg("c1", "buyer", at(h=0)), msg("c2", "buyer", at(h=10)), msg("c2", "buyer", at(h=10, m=1)),
+              msg("c1", "seller", at(h=1))]
     r = audit(events, until=AFTER)
     assert r.stats["late"] == 1
     s = session(r, "c1#1")

@@ -63,7 +63,11 @@ def log(seed: int = 7) -> list[bytes]:
         out.append(encode_event(decode(orjson.dumps(e)), source))
         if i % 17 == 16:
             out.append(encode_tick(parse_time(e.get("sent_at") or e["at"])))
+    # The end: a tick 13 days after the last event fires every deadline. A tick that far ahead of
+    # every event is held until an event confirms it (time sanity, issue #10 finding 5), as live
+    # traffic would: the event after it does.
     out.append(encode_tick(parse_time(at(d=25))))
+    out.append(encode_event(decode(orjson.dumps(msg("c-end", "buyer", at(d=25), shop="s1"))), SOURCES[0]))
     return out
 
 

@@ -20,6 +20,22 @@ How order is made deterministic (R6.2, R6.3):
   passes them, interleaved with buffered events by time (events first on a tie).
 * A late event is applied at once in log order, counted, and every record it changes carries
   ``late: true`` (R6.4).
+* Time sanity (issue #10; docs/pipeline.md): one record must not be able to drag the clock into
+  the future. An event more than ``max_future`` (1 h) ahead of every event seen so far is *held*:
+  it moves nothing until later records give an opinion. A record of any source no more than
+  ``max_future`` before it confirms it (independent evidence), and it is then applied exactly as
+  it would have been on arrival. Once three current records of its own source (not late, not
+  steps themselves) have carried on more than ``max_future`` before it, it is rejected as
+  ``future_time``: counted as invalid, and sent to the dead-letter topic by the worker. Other
+  sources never contradict it (a partition read ahead of the others is normal, R6.2), and a late
+  record gives no opinion. An accepted tick (the wall clock, in live mode) confirms the held
+  events it comes within ``max_future`` of and rejects the others; at the end of input the events
+  still held are applied (nothing decided against them). So honest input gives the results it
+  always gave (a confirmed step is applied a record later, before anything that depends on it),
+  and one event dated years ahead is rejected instead of closing every session and making every
+  later event late. A tick more than ``max_future`` ahead of every event is held until an event
+  confirms it (a host's ticks are no second opinion on that host's clock); a held tick never
+  applied is counted as ``rejected_ticks``.
 * Duplicate ``event_id``s (R1) change nothing. Ids are remembered where the event was applied (its
   conversation, or its shop) for ``dedupe_window``, so a stored conversation knows by itself which
   events it already contains: that is what makes a restart from partly written state safe.
@@ -53,7 +69,7 @@ from chatsla.core.sessions import (
     SELLER_TIMEOUT,
     Conversation,
 )
-from chatsla.core.timefmt import DAY, MINUTE
+from chatsla.core.timefmt import DAY, HOUR, MINUTE
 from schemas.events import ChatMessage, ShopEvent, new_chat_message
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
@@ -63,6 +79,10 @@ ASSESSMENT = "assessment"
 
 _RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3
 _TIMER_CONV, _TIMER_WEEK = 0, 1
+# Time sanity (module docstring): a held step is rejected once this many current events of its
+# own source have carried on more than max_future before it; a source holds at most _MAX_HELD.
+_CONTRADICTIONS = 3
+_MAX_HELD = 64
 # Width of a timer bucket: the timer heap holds about this much of the deadlines ahead, so its
 # pushes and pops stay cheap; each bucket costs one heap operation on an integer when it opens.
 _BUCKET = 10 * MINUTE
@@ -78,6 +98,10 @@ class EngineConfig:
     default_timezone: str = "UTC"  # R1: a shop never told its zone
     dedupe_window: int = 8 * DAY  # how long an event_id is remembered behind the watermark
     week_retention: int = 35 * DAY  # how long a week's counters are kept after it ended
+    # How far one event or tick may move its source's clock on its own (None: no limit). A
+    # larger step waits for a second opinion (see Engine "Time sanity"); a skewed producer
+    # clock or a hand-written record can then never drag the watermark into the future.
+    max_future: int | None = HOUR
 
 
 def _rank(ev: ChatMessage | ShopEvent) -> int:
@@ -107,12 +131,14 @@ class Engine:
 
     def __init__(self, policy: Policy, config: EngineConfig = EngineConfig(), sink: Sink | None = None,
                  session_updates: bool = True, sources: Iterable[Hashable] | None = None,
-                 track_dirty: bool = False) -> None:
+                 track_dirty: bool = False, keep_rejected: bool = False) -> None:
         """``session_updates=False`` emits a session only when it closes, and open ones at
         :meth:`finish`: enough for a report of final states (the audit), and far cheaper.
         ``sources``: the sources whose watermarks must all pass an event before it is applied
         (the input partitions); by default, every source seen so far. ``track_dirty``: remember
-        which conversations and shops changed, for adapters that persist state incrementally."""
+        which conversations and shops changed, for adapters that persist state incrementally.
+        ``keep_rejected``: keep the events rejected as ``future_time`` for :meth:`take_rejected`
+        (the worker sends them to a dead-letter topic; the audit only counts them)."""
         self.policy = policy
         self.config = config
         self.session_updates = session_updates
@@ -147,6 +173,12 @@ class Engine:
         self._buyer_timeout = policy.buyer_timeout
         self._auto_timeout = policy.auto_reply_timeout
         self._lateness = config.allowed_lateness
+        self._screening = config.max_future is not None
+        self._max_future = config.max_future if config.max_future is not None else 1 << 62
+        # per source, in arrival order: [event, contradictions] of steps awaiting a second opinion
+        self._held: dict[Hashable, list[list]] = {}
+        self._held_tick: int | None = None
+        self._rejected: list[tuple[Hashable, ChatMessage | ShopEvent]] | None = [] if keep_rejected else None
         self._keep_ids = config.allowed_lateness + config.dedupe_window  # ids kept behind the frontier
         # hot counters kept out of the Counter (plain int and dict updates); see :attr:`stats`
         self._valid = 0
@@ -174,8 +206,9 @@ class Engine:
         """Everything before this instant has been applied and every deadline before it fired."""
         return None if self._frontier is None else self._frontier - self._lateness
 
-    def apply(self, ev: ChatMessage | ShopEvent, source: Hashable = None) -> None:
-        """Take one valid event in log order, read from ``source`` (an input partition)."""
+    def apply(self, ev: ChatMessage | ShopEvent, source: Hashable = None, screened: bool = False) -> None:
+        """Take one valid event in log order, read from ``source`` (an input partition).
+        ``screened``: the time-sanity check was done (a held event being released)."""
         eid = ev.event_id
         buffered = self._buffered
         if eid in buffered:
@@ -184,6 +217,12 @@ class Engine:
         t = ev.t
         src_max = self._src_max
         prev = src_max.get(source)
+        if not screened and self._screening and (
+                (self.max_seen is not None and t > self.max_seen + self._max_future)
+                or self._held or self._held_tick is not None):
+            if self._screen(ev, source, t):
+                return
+            prev = src_max.get(source)
         if prev is not None and t <= prev:  # not ahead of its source
             if t < prev - self._lateness:  # behind its source's watermark
                 self._process(ev, True)
@@ -246,7 +285,7 @@ class Engine:
         """
         apply = self.apply
         src_max = self._src_max
-        if self._sources is not None or any(s is not None for s in src_max):
+        if self._sources is not None or any(s is not None for s in src_max) or self._held_tick is not None:
             for ev in events:
                 apply(ev)
             return
@@ -258,18 +297,23 @@ class Engine:
         # again after it, and at the end), and only _drain moves the bucket horizon.
         prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
         horizon_end = self._horizon_end
+        # the largest time an event may have and still take the fast path: not a step of more
+        # than max_future, nothing held (time sanity, see the module docstring)
+        max_future, held = self._max_future, self._held
+        limit = -1 if held else (max_seen if max_seen is not None else 1 << 62) + max_future
         try:
             for ev in events:
                 t = ev.t
                 eid = ev.event_id
-                if (prev is not None and t <= prev) or eid in buffered or t <= tail:
-                    # not ahead of the source, or a duplicate: the general path
+                if (prev is not None and t <= prev) or eid in buffered or t <= tail or t > limit:
+                    # not ahead of the source, a duplicate, or a step to screen: the general path
                     if prev is not None:
                         src_max[None] = prev
                     self._tail, self.max_seen = tail, max_seen
                     apply(ev)
                     prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
                     horizon_end = self._horizon_end
+                    limit = -1 if held else (max_seen if max_seen is not None else 1 << 62) + max_future
                     continue
                 # the source moves on: apply's fast path, with _rank inlined
                 if type(ev) is ShopEvent:
@@ -283,6 +327,7 @@ class Engine:
                 self._frontier = prev = tail = t  # one source: its maximum is the frontier
                 if max_seen is None or t > max_seen:
                     max_seen = t
+                limit = max_seen + max_future
                 wm = t - lateness
                 if buf or wm >= horizon_end:
                     self._drain(wm, False)
@@ -306,6 +351,89 @@ class Engine:
             if prev is not None:
                 src_max[None] = prev
             self._tail, self.max_seen = tail, max_seen
+
+    def _screen(self, ev: ChatMessage | ShopEvent, source: Hashable, t: int) -> bool:
+        """Time sanity (see the module docstring): settle what ``ev`` says about a held tick and
+        the held events, then hold ``ev`` itself if it is a step of more than ``max_future``
+        ahead of everything seen. True when ``ev`` is taken care of (held, or a copy of a held
+        event)."""
+        mf = self._max_future
+        tick = self._held_tick
+        if tick is not None and t >= tick - mf:  # the data confirms the held tick
+            self._held_tick = None
+            self.advance(tick, True)
+        held = self._held
+        if held:
+            eid = ev.event_id
+            for queue in held.values():
+                if any(h[0].event_id == eid for h in queue):
+                    self.counters["duplicate"] += 1
+                    return True
+            prev = self._src_max.get(source)
+            if prev is None or t >= prev - self._lateness:  # a late event gives no opinion
+                for src in list(held):
+                    self._settle(src, held[src], t, src == source)
+        max_seen = self.max_seen
+        if max_seen is not None and t > max_seen + mf:
+            queue = held.get(source)
+            if queue is None:
+                queue = held[source] = []
+            elif len(queue) >= _MAX_HELD:  # bounded: the oldest is applied as it came
+                h = queue.pop(0)
+                self.apply(h[0], source, True)
+            queue.append([ev, 0])
+            return True
+        return False
+
+    def _settle(self, source: Hashable, queue: list[list], t: int, own: bool) -> None:
+        """What a current event at ``t`` says about ``source``'s held events, oldest first: it
+        confirms those it comes within ``max_future`` of (from any source: independent evidence),
+        and, from their own source, contradicts those it stays more than ``max_future`` behind
+        (a source read ahead of the others is not contradicted by them, R6.2)."""
+        mf = self._max_future
+        while queue:
+            h = queue[0]
+            ht = h[0].t
+            max_seen = self.max_seen
+            if (max_seen is not None and ht <= max_seen + mf) or t >= ht - mf:
+                queue.pop(0)  # confirmed, or no longer a step: applied as it would have been
+                self.apply(h[0], source, True)
+                continue
+            if own and (max_seen is None or t <= max_seen + mf):  # its source carries on before it
+                h[1] += 1
+                if h[1] >= _CONTRADICTIONS:
+                    queue.pop(0)
+                    self._reject(h[0], source)
+                    continue
+            break
+        if not queue and self._held.get(source) is queue:
+            del self._held[source]
+
+    def _reject(self, ev: ChatMessage | ShopEvent, source: Hashable) -> None:
+        self.counters["invalid:future_time"] += 1
+        if self._rejected is not None:
+            self._rejected.append((source, ev))
+
+    def take_rejected(self) -> list[tuple[Hashable, ChatMessage | ShopEvent]]:
+        """The events rejected as ``future_time`` since the last call, with their sources
+        (``keep_rejected=True``), for the adapter's dead-letter topic."""
+        out = self._rejected or []
+        if self._rejected is not None:
+            self._rejected = []
+        return out
+
+    def _release_held(self, t: int | None) -> None:
+        """Settle every held event against an accepted tick at ``t`` (the wall clock: a step it
+        does not reach by ``max_future`` is rejected) or, with None, at the end of input (nothing
+        decisively contradicted them: applied). In arrival order per source."""
+        mf = self._max_future
+        for source, queue in list(self._held.items()):
+            del self._held[source]
+            for ev, _ in queue:
+                if t is None or t >= ev.t - mf:
+                    self.apply(ev, source, True)
+                else:
+                    self._reject(ev, source)
 
     def _hold(self, entry: tuple) -> None:
         """Buffer an entry that is not later than the latest one. It usually belongs among the
@@ -335,8 +463,22 @@ class Engine:
         except KeyError:
             return None  # a source not heard from yet holds the watermark back
 
-    def advance(self, t: int) -> None:
-        """A tick: every source has reached time ``t`` (R6.2 live mode: the wall clock)."""
+    def advance(self, t: int, screened: bool = False) -> None:
+        """A tick: every source has reached time ``t`` (R6.2 live mode: the wall clock).
+        A tick more than ``max_future`` ahead of every event is held until an event confirms it
+        (module docstring); an accepted tick confirms or rejects the events held before it."""
+        if not screened and self._screening:
+            ref = self.max_seen
+            if ref is not None and t > ref + self._max_future:
+                if self._held_tick is not None:
+                    self.counters["rejected_ticks"] += 1
+                self._held_tick = t
+                return
+            if self._held_tick is not None and self._held_tick <= t:
+                self.counters["rejected_ticks"] += 1  # time caught up with it unconfirmed
+                self._held_tick = None
+            if self._held:
+                self._release_held(t)
         src_max = self._src_max
         for s in (self._sources or ()):
             src_max.setdefault(s, t)
@@ -356,6 +498,11 @@ class Engine:
 
         ``until`` defaults to the largest event time seen (``chatsla audit --until``).
         """
+        if self._held:
+            self._release_held(None)  # nothing contradicted them
+        if self._held_tick is not None:
+            self.counters["rejected_ticks"] += 1
+            self._held_tick = None
         w = until if until is not None else self.max_seen
         if w is None:
             return
@@ -822,6 +969,8 @@ class Engine:
             "sources": [[s, t] for s, t in self._src_max.items()],
             "buffer": [_event_to_list(e[3]) for e in sorted((*self._inorder, *self._buffer), key=lambda e: e[:3])],
             "counters": dict(sorted(self.stats.items())),
+            "held": [[s, [[_event_to_list(ev), n] for ev, n in q]] for s, q in self._held.items()],
+            "held_tick": self._held_tick,
         }
 
     def snapshot(self) -> dict:
@@ -862,6 +1011,9 @@ class Engine:
             e.counters.update(counters)
             if e._src_max:
                 e._frontier = e._min_source()
+            for s, values in meta.get("held", ()):
+                e._held[s if not isinstance(s, list) else tuple(s)] = [[_event_from_list(v), n] for v, n in values]
+            e._held_tick = meta.get("held_tick")
         for values in shops:
             shop = Shop.from_list(values)
             e.shops[shop.shop_id] = shop
