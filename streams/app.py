@@ -10,6 +10,14 @@ more than the engine's work on an event, so records are batched wherever the top
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
+Bad input never stops the worker (issue #10): an input event more than ``max_future`` ahead of
+the router's clock goes to its input's DLQ (``future_time``); a record of ``chatsla.events`` that
+cannot be decoded (``codec.PoisonRecord``) goes to ``chatsla.events.dlq`` and the good items of a
+batch are applied; a tick that far ahead of the consuming worker's clock is ignored and counted.
+Anything else that fails in the session agent is a bug and stops the worker (crash-only). The
+HTTP server binds ``web_host`` and serves chatsla's pages only; repeated log lines are summarised
+(``streams/logs.py``).
+
 Delivery is at-least-once (Faust's exactly-once mode is not dependable, see README): the session
 agent lets an event's offset be committed only after a checkpoint persisted its effects, and
 outputs are delivered before the state that implies them, so a crash repeats identical outputs at
@@ -469,45 +477,56 @@ def create_app(settings: WorkerSettings) -> faust.App:
             lags[(tp.topic, tp.partition)] = max(0, highwater - done)
         metrics.lag_now(lags)
 
-    dlq_reader: list = []  # the consumer that reads the DLQ topics' end offsets, once started
+    dlq_reader: list = []  # the kafka-python consumer reading the DLQ topics' end offsets
+    dlq_reading = asyncio.Lock()
+
+    def read_dlq_sizes() -> dict[str, int]:
+        """Each DLQ topic's size (sum of its partitions' end offsets); blocking, run in a thread.
+        kafka-python, because its partitions_for_topic fetches an unknown topic's metadata
+        (aiokafka's consumer knows only topics it subscribed to) and it needs no group."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        if not dlq_reader:
+            dlq_reader.append(KafkaConsumer(
+                bootstrap_servers=settings.bootstrap, enable_auto_commit=False, client_id=f"{settings.app_id}-dlq-sizes",
+                request_timeout_ms=15_000, bootstrap_timeout_ms=10_000, **settings.security.kafka_python_kwargs()))
+        reader = dlq_reader[0]
+        sizes = {}
+        for topic in names.dlqs:
+            tps = [TopicPartition(topic, p) for p in (reader.partitions_for_topic(topic) or ())]
+            sizes[topic] = sum(reader.end_offsets(tps).values()) if tps else 0
+        return sizes
 
     @app.timer(10.0)
     async def export_dlq_sizes() -> None:
-        """``chatsla_dlq_topic_records``: the DLQ topics' sizes (sum of end offsets). Unlike the
-        per-process ``chatsla_dlq_records_total`` it does not start again with each process, and
-        every worker reports the same value (aggregate with max, not sum). Repeats are possible:
-        a bad record read again after a crash is sent to its DLQ again (at-least-once)."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        try:
-            if not dlq_reader:
-                reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                          **settings.security.aiokafka_kwargs())
-                try:
-                    await asyncio.wait_for(reader.start(), 10)
-                except BaseException:
-                    await reader.stop()
-                    raise
-                dlq_reader.append(reader)
-            reader = dlq_reader[0]
-            await asyncio.wait_for(reader.topics(), 10)  # fresh metadata: partitions of new topics
-            tps = [TopicPartition(t, p) for t in names.dlqs for p in (reader.partitions_for_topic(t) or ())]
-            ends = await asyncio.wait_for(reader.end_offsets(tps), 10) if tps else {}
-        except Exception as e:  # noqa: BLE001 - an outage: keep the last values, log (rate-limited)
-            log.warning("reading the DLQ topics' sizes failed: %r", e)
-            return
-        for topic in names.dlqs:
-            metrics.dlq_topic.labels(topic).set(sum(n for tp, n in ends.items() if tp.topic == topic))
+        """``chatsla_dlq_topic_records``: the DLQ topics' sizes. Unlike the per-process
+        ``chatsla_dlq_records_total`` it does not start again with each process, and every worker
+        reports the same value (aggregate with max, not sum). Repeats are possible: a bad record
+        read again after a crash is sent to its DLQ again (at-least-once)."""
+        if dlq_reading.locked():
+            return  # the previous reading still waits for the broker (an outage)
+        async with dlq_reading:
+            try:
+                sizes = await asyncio.to_thread(read_dlq_sizes)
+            except Exception as e:  # noqa: BLE001 - an outage: keep the last values, log (rate-limited)
+                log.warning("reading the DLQ topics' sizes failed: %r", e)
+                return
+        for topic, n in sizes.items():
+            metrics.dlq_topic.labels(topic).set(n)
 
     @app.service
     class _StopDlqReader(mode.Service):
         async def on_stop(self) -> None:
-            for reader in dlq_reader:
-                await reader.stop()
+            if not dlq_reading.locked():  # (a reading blocked by an outage ends with the process)
+                for reader in dlq_reader:
+                    await asyncio.to_thread(reader.close)
+            for f in logs.installed():  # what was counted so far is not lost on shutdown
+                f.flush_summaries(force=True)
 
-    @app.timer(settings.log_repeat_interval)
+    @app.timer(min(5.0, settings.log_repeat_interval))
     async def summarise_repeated_logs() -> None:
-        """Log the summaries of repeated lines whose interval is over (streams/logs.py)."""
+        """Log the summaries of repeated lines whose interval is over (streams/logs.py), within
+        seconds of its end."""
         for f in logs.installed():
             f.flush_summaries()
 

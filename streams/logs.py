@@ -140,9 +140,10 @@ class RepeatFilter(logging.Filter):
         self._emit(summaries)
         return ok
 
-    def flush_summaries(self) -> None:
+    def flush_summaries(self, force: bool = False) -> None:
+        """Log the summaries of the intervals that are over (all of them with ``force``)."""
         with self._lock:
-            summaries = self.limiter.flush()
+            summaries = self.limiter.flush(force)
         self._emit(summaries)
 
     def _emit(self, summaries: list[Summary]) -> None:
