@@ -177,6 +177,16 @@ def _topic_names(prefix: str):
     return TopicNames(*(prefix + getattr(base, f) for f in ("chat", "shop", "events", "sessions", "assessments")))
 
 
+def _worker_duration(value: str, name: str) -> int:
+    try:
+        us = parse_duration(value)
+    except (ValueError, OverflowError) as e:
+        raise click.BadParameter(str(e), param_hint=name) from None
+    if us <= 0:
+        raise click.BadParameter("must be positive", param_hint=name)
+    return us
+
+
 @cli.command()
 @_kafka_options
 @click.option("--app-id", envvar="CHATSLA_APP_ID", default="chatsla", show_default=True,
@@ -187,9 +197,15 @@ def _topic_names(prefix: str):
 @click.option("--store", envvar="CHATSLA_STORE", type=click.Choice(["memory", "rocksdb"]), default="memory",
               show_default=True, help="Table store (rocksdb needs: pip install 'chatsla[rocksdb]').")
 @click.option("--data-dir", envvar="CHATSLA_DATA_DIR", default=".chatsla/worker", show_default=True)
-@click.option("--web-host", envvar="CHATSLA_WEB_HOST", default="127.0.0.1", show_default=True)
+@click.option("--web-host", envvar="CHATSLA_WEB_HOST", default="127.0.0.1", show_default=True,
+              help="Address the HTTP server listens on (no authentication: keep it on loopback, or put a "
+                   "reverse proxy in front, see docs/pipeline.md).")
 @click.option("--web-port", envvar="CHATSLA_WEB_PORT", type=click.IntRange(1, 65535), default=6066, show_default=True,
-              help="Port of the worker's HTTP server (/metrics, /shops/{id}).")
+              help="Port of the worker's HTTP server (/metrics, /shops/{id}, /healthz, /readyz).")
+@click.option("--max-future", envvar="CHATSLA_MAX_FUTURE", default="1h", show_default=True,
+              callback=lambda ctx, param, value: _worker_duration(value, "--max-future"),
+              help="Input events further ahead of the wall clock go to their DLQ (future_time); ticks that far "
+                   "ahead are ignored.")
 @click.option("--ticks/--no-ticks", envvar="CHATSLA_TICKS", default=True, show_default=True,
               help="Live mode: advance the watermark with the wall clock (off for historical backfills).")
 @click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
@@ -232,7 +248,7 @@ def worker(**kw: object) -> None:
         web_host=kw["web_host"], web_port=kw["web_port"], ticks=kw["ticks"], tick_interval=kw["tick_interval"],
         policy=kw["policy_spec"], allowed_lateness_us=config.allowed_lateness,
         default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
-        shop_metrics=kw["shop_metrics"], loop=kw["loop"],
+        shop_metrics=kw["shop_metrics"], loop=kw["loop"], max_future_us=kw["max_future"],
     )
     if kw["create_topics"]:
         try:

@@ -10,6 +10,14 @@ more than the engine's work on an event, so records are batched wherever the top
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
+Bad input never stops the worker (issue #10): an input event more than ``max_future`` ahead of
+the router's clock goes to its input's DLQ (``future_time``); a record of ``chatsla.events`` that
+cannot be decoded (``codec.PoisonRecord``) goes to ``chatsla.events.dlq`` and the good items of a
+batch are applied; a tick that far ahead of the consuming worker's clock is ignored and counted.
+Anything else that fails in the session agent is a bug and stops the worker (crash-only). The
+HTTP server binds ``web_host`` and serves chatsla's pages only; repeated log lines are summarised
+(``streams/logs.py``).
+
 Delivery is at-least-once (Faust's exactly-once mode is not dependable, see docs/pipeline.md): the session
 agent lets an event's offset be committed only after a checkpoint persisted its effects, and
 outputs are delivered before the state that implies them, so a crash repeats identical outputs at
@@ -28,13 +36,18 @@ from typing import Callable
 import faust
 import mode
 from faust.sensors import Monitor
+from faust.web.base import BlueprintManager
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
 from schemas.decode import decode
 from schemas.events import Invalid
-from streams.codec import batch_records, encode_event, encode_flush, encode_tick, source_tag
+from streams import logs
+from streams.codec import (
+    BATCH, TICK, PoisonRecord, batch_records, decode_internal, encode_event, encode_flush, encode_tick, source_tag,
+    split_poison,
+)
 from streams.metrics import ShopViews, WorkerMetrics
 from streams.outputs import OutputWriter, default_partition
 from streams.runtime import PartitionRuntime, Tables
@@ -81,6 +94,22 @@ class _Monitor(Monitor):
             log.exception("loading the owned partitions after a rebalance failed; they load with their next event")
 
 
+class _App(faust.App):
+    """A Faust app whose web server serves chatsla's pages only (issue #10 finding 6).
+
+    Faust mounts its own views next to ours: ``/router/`` (cluster topology), ``/table/``
+    (table *data*), and at ``/`` a status index or, in debug mode, sensor statistics, the
+    assignment and a service graph. The settings turn off the ones that have a flag; the
+    production index at ``/`` has none, so the blueprints are dropped here, before the server
+    applies them (``Web.init_server``). chatsla uses no ``@table_route``, the one Faust feature
+    that needs ``/router/``."""
+
+    def _new_web(self):  # type: ignore[no-untyped-def]
+        web = super()._new_web()
+        web.blueprints = BlueprintManager([])
+        return web
+
+
 def create_app(settings: WorkerSettings) -> faust.App:
     names = settings.topics
     policy = load_policy(settings.policy)
@@ -90,7 +119,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # without bound). A shop event routed more than the allowed lateness after younger chat
     # events is therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark".
     sources = [source_tag(names.chat, i) for i in range(settings.partitions)]
-    app = faust.App(
+    app = _App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -109,8 +138,17 @@ def create_app(settings: WorkerSettings) -> faust.App:
         broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         web_enabled=True,
+        # web_host only names the worker in URLs; web_bind is the address the server listens on
+        # (Faust's default is 0.0.0.0, every interface). The endpoints have no authentication:
+        # loopback by default, a reverse proxy in front when needed (docs/pipeline.md, "Operating a worker").
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         producer_acks=-1,
         # Outputs, forwarded events and changelog writes are many small records: without a short
         # linger each goes out in its own produce request (a third of the worker's time went to
@@ -121,7 +159,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(names.chat, names.shop, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
-    dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw)}
+    dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw),
+           names.events: app.topic(names.events_dlq, **raw)}
     output_topics = {"session": names.sessions, "assessment": names.assessments}
     writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
 
@@ -171,7 +210,47 @@ def create_app(settings: WorkerSettings) -> faust.App:
             return web.json({"error": f"shop {shop_id} is not owned by this worker (or unknown)"}, status=404)
         return web.json(body)
 
+    # Liveness and readiness for orchestrators and load balancers. /healthz: the process and its
+    # event loop answer. /readyz: the worker is in the consumer group, the last rebalance is
+    # complete with its partitions' state loaded, and it is not stopping; 503 otherwise (during
+    # start-up and table recovery, a rebalance, or shutdown).
+    ready = {"rebalanced": False}
+
+    def readiness() -> tuple[bool, str]:
+        if app.should_stop:
+            return False, "stopping"
+        if not ready["rebalanced"] or app.rebalancing:
+            return False, "not in the group yet, or rebalancing"
+        return True, "ready"
+
+    @app.page("/healthz")
+    async def healthz(web, request):  # type: ignore[no-untyped-def]
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web, request):  # type: ignore[no-untyped-def]
+        ok, why = readiness()
+        return web.json({"status": why, "partitions": sorted(owned)}, status=200 if ok else 503)
+
     n_partitions = settings.partitions
+    max_future = settings.max_future_us
+
+    def to_dlq(msg, reason: str, *headers: tuple[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+        """Send a record that cannot be processed to its topic's DLQ: the original key and bytes,
+        the reason and where it came from in headers (R1), counted."""
+        topic = dlq[msg.topic]
+        if msg.topic == names.events:  # a poison record (issue #10 finding 2)
+            # the reason's kind as the label (a batch's item index would make labels unbounded)
+            kind = reason.split(":")[2] if reason.startswith("batch_item:") else reason
+            metrics.poison.labels(kind).inc()
+            log.warning("undecodable record %s/%d@%d sent to %s: %s",
+                        msg.topic, msg.partition, msg.offset, topic.get_topic_name(), reason)
+        else:
+            metrics.events.labels("invalid").inc()
+        metrics.dlq.labels(topic.get_topic_name()).inc()
+        where = f"{msg.topic}/{msg.partition}@{msg.offset}"
+        topic.send_soon(key=msg.key, value=msg.value, headers=[
+            ("chatsla-reason", reason.encode()), ("chatsla-source", where.encode()), *headers])
 
     @app.agent(inputs)
     async def route(stream: faust.StreamT) -> None:
@@ -180,16 +259,19 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # at any point forwards an event again at worst (the engine drops the duplicate).
         async for taken in stream.take_events(settings.route_batch, within=settings.route_linger):
             out: dict[int, list[bytes]] = defaultdict(list)
+            # one clock reading per fetch: an event further ahead than max_future is a clock or
+            # producer error, and forwarding it would move its partition's watermark (and every
+            # deadline behind it) into the future (issue #10 finding 4)
+            latest = wall_clock_us() + max_future
             for event in taken:
                 msg = event.message
                 position[msg.tp] = msg.offset + 1
                 ev = decode(msg.value)
                 if type(ev) is Invalid:
-                    metrics.events.labels("invalid").inc()
-                    metrics.dlq.labels(dlq[msg.topic].get_topic_name()).inc()
-                    where = f"{msg.topic}/{msg.partition}@{msg.offset}"
-                    dlq[msg.topic].send_soon(key=msg.key, value=msg.value, headers=[
-                        ("chatsla-reason", ev.reason.encode()), ("chatsla-source", where.encode())])
+                    to_dlq(msg, ev.reason)
+                    continue
+                if ev.t > latest:
+                    to_dlq(msg, "future_time")
                     continue
                 # the shop's partition: where a router keying single records by shop put them
                 p = default_partition(ev.shop_id.encode(), n_partitions)
@@ -257,6 +339,20 @@ def create_app(settings: WorkerSettings) -> faust.App:
             log.critical("session agent failed, stopping the worker: %r", e)
             await app.crash(e)
 
+    BATCH_HEAD = b'["' + BATCH.encode() + b'",'
+
+    def accept_single(value: bytes) -> bool:
+        """False for a tick more than max_future ahead of this worker's clock: it is ignored
+        (counted, logged rate-limited), or the partition's watermark would jump ahead and close
+        every open session at once. Raises PoisonRecord for an undecodable record (a tick
+        outside the representable range among them)."""
+        items = decode_internal(value)
+        if items[0][0] == TICK and items[0][1] > wall_clock_us() + max_future:  # type: ignore[operator]
+            metrics.rejected_ticks.inc()
+            log.warning("tick ignored: %d µs is more than --max-future ahead of this worker's clock", items[0][1])
+            return False
+        return True
+
     async def _sessionise(stream: faust.StreamT) -> None:
         await writer.ensure_started(list(output_topics.values()))  # (the changelog is written by partition)
         async for event in stream.events():
@@ -271,7 +367,24 @@ def create_app(settings: WorkerSettings) -> faust.App:
             rt = runtimes.get(p)
             if rt is None:
                 rt = load_runtime(p, f"first offset {msg.offset}")
-            flush = rt.handle(event.value)
+            value = msg.value if msg.value is not None else b""  # a null value is poison too
+            try:
+                # Batch records (nearly all) go straight to the engine. The others are ticks,
+                # flush requests and records of an older router, rare and small: decoded here
+                # first to check a tick against the wall clock.
+                if value[:9] != BATCH_HEAD and not accept_single(value):
+                    flush = False
+                else:
+                    # decode_internal runs to completion before the engine sees any item, so a
+                    # PoisonRecord from handle has changed nothing
+                    flush = rt.handle(value)
+            except PoisonRecord as e:
+                # Bad input, not a bug of ours: to the DLQ with the original bytes; the good
+                # items of a batch are applied as if the bad ones had never been written.
+                good, bad = split_poison(value)
+                extra = [("chatsla-bad-items", ",".join(str(i) for i, _ in bad).encode())] if good is not None else []
+                to_dlq(msg, e.reason, *extra)
+                flush = rt.handle(good) if good is not None else False
             metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
@@ -285,7 +398,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == names.events))
+        ready["rebalanced"] = False
         for tp in revoked:
+            # What an agent took from a partition before is stale once it is revoked: were it
+            # assigned back later, the lag would be computed from it (issue #10 finding 8).
+            position.pop(tp, None)
             if tp.topic == names.events:
                 owned.discard(tp.partition)
                 runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
@@ -318,6 +435,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         for p in sorted(owned - runtimes.keys()):
             load_runtime(p, "after the rebalance")
         metrics.owned.set(len(runtimes))
+        ready["rebalanced"] = True
 
     app.monitor.after_rebalance = serve_owned_partitions  # type: ignore[attr-defined]
 
@@ -337,18 +455,80 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.timer(5.0)
     async def export_lag() -> None:
-        """``chatsla_consumer_lag_records``: records between what an agent took last and the end
-        of each partition this worker reads (the input topics for routing, chatsla.events for
-        sessions), from the high watermarks the consumer already knows (no extra requests)."""
+        """``chatsla_consumer_lag_records``: records between what this worker has done and the
+        end of each partition it reads (the input topics for routing, chatsla.events for
+        sessions), from the high watermarks the consumer already knows (no extra requests).
+
+        "Done" is the later of the offset after the last record an agent took and the group's
+        committed offset. Right after a start or a rebalance no agent has taken anything yet,
+        and the committed offset, which Faust reads when partitions are assigned, is what is
+        done: the gauge is right at once instead of missing (or stale) until new input arrives
+        (issue #10 finding 8). ``_committed_offset`` is Faust's own record of it (not public API;
+        without it the gauge waits for the first record taken, as before)."""
+        committed = getattr(app.consumer, "_committed_offset", None) or {}
         lags = {}
         for tp in app.consumer.assignment():
             if tp.topic not in (names.chat, names.shop, names.events):
                 continue
             highwater = app.consumer.highwater(tp)
-            if highwater is None or highwater < 0 or tp not in position:
-                continue  # nothing fetched from it yet by this worker
-            lags[(tp.topic, tp.partition)] = max(0, highwater - position[tp])
+            done = max((o for o in (position.get(tp), committed.get(tp)) if o is not None), default=None)
+            if highwater is None or highwater < 0 or done is None:
+                continue  # nothing known about it yet
+            lags[(tp.topic, tp.partition)] = max(0, highwater - done)
         metrics.lag_now(lags)
+
+    dlq_reader: list = []  # the kafka-python consumer reading the DLQ topics' end offsets
+    dlq_reading = asyncio.Lock()
+
+    def read_dlq_sizes() -> dict[str, int]:
+        """Each DLQ topic's size (sum of its partitions' end offsets); blocking, run in a thread.
+        kafka-python, because its partitions_for_topic fetches an unknown topic's metadata
+        (aiokafka's consumer knows only topics it subscribed to) and it needs no group."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        if not dlq_reader:
+            dlq_reader.append(KafkaConsumer(
+                bootstrap_servers=settings.bootstrap, enable_auto_commit=False, client_id=f"{settings.app_id}-dlq-sizes",
+                request_timeout_ms=15_000, bootstrap_timeout_ms=10_000, **settings.security.kafka_python_kwargs()))
+        reader = dlq_reader[0]
+        sizes = {}
+        for topic in names.dlqs:
+            tps = [TopicPartition(topic, p) for p in (reader.partitions_for_topic(topic) or ())]
+            sizes[topic] = sum(reader.end_offsets(tps).values()) if tps else 0
+        return sizes
+
+    @app.timer(10.0)
+    async def export_dlq_sizes() -> None:
+        """``chatsla_dlq_topic_records``: the DLQ topics' sizes. Unlike the per-process
+        ``chatsla_dlq_records_total`` it does not start again with each process, and every worker
+        reports the same value (aggregate with max, not sum). Repeats are possible: a bad record
+        read again after a crash is sent to its DLQ again (at-least-once)."""
+        if dlq_reading.locked():
+            return  # the previous reading still waits for the broker (an outage)
+        async with dlq_reading:
+            try:
+                sizes = await asyncio.to_thread(read_dlq_sizes)
+            except Exception as e:  # noqa: BLE001 - an outage: keep the last values, log (rate-limited)
+                log.warning("reading the DLQ topics' sizes failed: %r", e)
+                return
+        for topic, n in sizes.items():
+            metrics.dlq_topic.labels(topic).set(n)
+
+    @app.service
+    class _StopDlqReader(mode.Service):
+        async def on_stop(self) -> None:
+            if not dlq_reading.locked():  # (a reading blocked by an outage ends with the process)
+                for reader in dlq_reader:
+                    await asyncio.to_thread(reader.close)
+            for f in logs.installed():  # what was counted so far is not lost on shutdown
+                f.flush_summaries(force=True)
+
+    @app.timer(min(5.0, settings.log_repeat_interval))
+    async def summarise_repeated_logs() -> None:
+        """Log the summaries of repeated lines whose interval is over (streams/logs.py), within
+        seconds of its end."""
+        for f in logs.installed():
+            f.flush_summaries()
 
     if settings.ticks:
         @app.timer(settings.tick_interval)
@@ -379,7 +559,17 @@ def run_worker(settings: WorkerSettings) -> None:
     # short-lived cycles collected and makes the full walks 70 times rarer.
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
-    worker = Worker(app, loglevel=settings.loglevel, quiet=True)
+
+    class _Worker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            """Once Faust has configured logging, rate-limit repeated lines on every root handler
+            (streams/logs.py: a broker outage logged 5,700 lines/s, issue #10 finding 7). On the
+            handlers rather than on the root, aiokafka, faust and chatsla loggers: a logger's
+            filter does not see its children's records, every propagated record reaches these."""
+            super().on_setup_root_logger(logger, level)
+            logs.install(settings.log_repeat_interval, logger)
+
+    worker = _Worker(app, loglevel=settings.loglevel, quiet=True)
     # Faust's start-up spinner, when the level is WARNING or above, sets the root logger to DEBUG
     # and keeps it there: every debug call in Faust and aiokafka (several per message) would then
     # build a log record. A profile of the worker put that at 7 % of its time.

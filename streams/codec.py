@@ -20,14 +20,40 @@ from typing import Iterator
 
 import orjson
 
-from chatsla.core.engine import _event_from_list, _event_to_list
-from schemas.events import ChatMessage, ShopEvent
+from chatsla.core.calendar import zone
+from chatsla.core.engine import _event_to_list
+from schemas.events import KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, ChatMessage, ShopEvent, new_chat_message
 
 TICK = "tick"
 FLUSH = "flush"  # asks the owner of the partition to checkpoint now (no effect on results)
 BATCH = "batch"  # ["batch", [item, ...]], each item as encode_event writes it
+_HEADS = frozenset({TICK, FLUSH, BATCH})  # never the source of an event item
+
+# The times this topic may carry. The engine's calendar works with Python datetimes (years 1 to
+# 9999) and adds weeks, days and retention periods to them, so a time near either end overflows
+# inside the engine (a tick at year 9999 did, issue #10 finding 5). Event times keep a week's
+# margin from year 1 (RULES R1 allows any RFC 3339 time; the router's future check stops the far
+# side in live mode); ticks are wall-clock readings, so before 1970 or after year 9000 they can
+# only be corrupt.
+TIME_MIN_US = -62_135_596_800_000_000 + 7 * 86_400_000_000  # 0001-01-08T00:00:00Z
+TIME_MAX_US = 221_845_392_000_000_000  # 9000-01-01T00:00:00Z
+TICK_MIN_US = 0
 
 _dumps, _loads = orjson.dumps, orjson.loads
+
+
+class PoisonRecord(ValueError):
+    """A record of ``chatsla.events`` (or an item of a batch record) that cannot be decoded.
+
+    Kept apart from every other exception on purpose: a poison record is bad *input* (written by
+    hand, by a buggy or foreign producer, or corrupted) and goes to ``chatsla.events.dlq`` while
+    processing goes on; anything else raised while applying a record is a bug of ours and still
+    stops the worker (crash-only, ``streams/app.py``). ``reason`` is machine-readable, in the
+    style of the input DLQs' reasons (``schemas/decode.py``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def source_tag(topic: str, partition: int) -> str:
@@ -70,13 +96,129 @@ def encode_flush() -> bytes:
 
 def decode_internal(value: bytes) -> list[tuple[str, ChatMessage | ShopEvent | int]]:
     """The items of one record, in order: ``(source, event)``, ``("tick", time_us)`` or
-    ``("flush", 0)``; a batch record gives one ``(source, event)`` per event."""
-    head, body = _loads(value)
+    ``("flush", 0)``; a batch record gives one ``(source, event)`` per event.
+
+    Raises :class:`PoisonRecord` (and nothing else) for a record that is not one of these, checked
+    down to every field the engine reads, so that a record that decodes can never fail inside the
+    engine for its shape. For a batch it names the first bad item; :func:`split_poison` keeps
+    the good items of such a batch."""
+    try:
+        head, body = _loads(value)
+    except ValueError:  # orjson.JSONDecodeError is a ValueError; so is unpacking the wrong length
+        raise PoisonRecord("not_json" if not _is_json(value) else "bad_shape") from None
+    except TypeError:  # not a sequence (a number, null)
+        raise PoisonRecord("bad_shape") from None
     if head == BATCH:
-        return [(source, _event_from_list(ev)) for source, ev in body]
-    if head == TICK or head == FLUSH:
-        return [(head, body)]
-    return [(head, _event_from_list(body))]
+        if type(body) is not list:
+            raise PoisonRecord("bad_batch")
+        try:
+            return [_item(item) for item in body]
+        except PoisonRecord as e:  # find which one (slow path, poison only)
+            for i, item in enumerate(body):
+                try:
+                    _item(item)
+                except PoisonRecord:
+                    raise PoisonRecord(f"batch_item:{i}:{e.reason}") from None
+            raise
+    if head == TICK:
+        if type(body) is not int or not TICK_MIN_US <= body <= TIME_MAX_US:
+            raise PoisonRecord("bad_tick")
+        return [(TICK, body)]
+    if head == FLUSH:
+        return [(FLUSH, 0)]
+    if type(head) is not str:
+        raise PoisonRecord("bad_head")
+    return [_item([head, body])]
+
+
+def _is_json(value: bytes) -> bool:
+    try:
+        _loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _item(item: object) -> tuple[str, ChatMessage | ShopEvent]:
+    """One ``[source, event list]`` item (the inverse of :func:`encode_event`), fully checked.
+
+    On the hot path: a few type checks per event (well under a microsecond), against a crash loop
+    of the whole worker for one bad record (issue #10 finding 2)."""
+    if type(item) is not list or len(item) != 2:
+        raise PoisonRecord("bad_item")
+    source, v = item
+    if type(source) is not str or source in _HEADS:
+        raise PoisonRecord("bad_source")
+    if type(v) is not list:
+        raise PoisonRecord("bad_event")
+    n = len(v)
+    if n == 9 and v[0] == "c":
+        _, eid, shop, conv, sender, t, kind, mtype, platform = v
+        if type(t) is not int or not TIME_MIN_US <= t <= TIME_MAX_US:
+            raise PoisonRecord("bad_time")
+        # Membership in the sets of allowed strs is also the type check of sender, kind and
+        # message type (a JSON list is unhashable: TypeError, caught as a bad type).
+        try:
+            known = sender in SENDERS and kind in KINDS and mtype in MESSAGE_TYPES
+        except TypeError:
+            known = False
+        if (not known or type(eid) is not str or type(shop) is not str or type(conv) is not str
+                or type(platform) is not str):
+            raise PoisonRecord("bad_type" if _not_all_str(sender, kind, mtype, eid, shop, conv, platform)
+                               else "bad_value")
+        return source, new_chat_message(eid, shop, conv, sender, t, kind, mtype, platform)
+    if n == 6 and v[0] == "s":  # shop events are rare: the zone lookup is cached anyway
+        _, eid, shop, type_, t, tz = v
+        if type(t) is not int or not TIME_MIN_US <= t <= TIME_MAX_US:
+            raise PoisonRecord("bad_time")
+        if type(eid) is not str or type(shop) is not str or type(type_) is not str:
+            raise PoisonRecord("bad_type")
+        if type_ not in SHOP_EVENT_TYPES:
+            raise PoisonRecord("bad_value")
+        if type_ == "timezone" or tz is not None:
+            if type(tz) is not str:
+                raise PoisonRecord("bad_type")
+            try:
+                zone(tz)
+            except Exception:  # ZoneInfoNotFoundError, or a name the file system rejects
+                raise PoisonRecord("bad_timezone") from None
+        return source, ShopEvent(eid, shop, type_, t, tz)
+    if n in (9, 6) and v[0] in ("c", "s"):
+        raise PoisonRecord("bad_length")
+    raise PoisonRecord("bad_kind" if n and v[0] not in ("c", "s") else "bad_length")
+
+
+def _not_all_str(*values: object) -> bool:
+    return any(type(v) is not str for v in values)
+
+
+def split_poison(value: bytes) -> tuple[bytes | None, list[tuple[int, str]]]:
+    """A record :func:`decode_internal` rejected, item by item (the slow path, only for poison):
+    ``(record of the good items or None, [(index, reason), ...] of the bad ones)``.
+
+    Only a batch record has items that can be kept: the good ones, re-encoded in their order as a
+    batch record, are applied as if the bad ones had never been written (each event carries its
+    own source, so nothing else depends on them). Any other record is bad as a whole, index 0."""
+    try:
+        decode_internal(value)
+        return value, []
+    except PoisonRecord as e:
+        whole = e.reason
+    try:
+        head, body = _loads(value)
+    except (ValueError, TypeError):
+        return None, [(0, whole)]
+    if head != BATCH or type(body) is not list:
+        return None, [(0, whole)]
+    good: list[bytes] = []
+    bad: list[tuple[int, str]] = []
+    for i, item in enumerate(body):
+        try:
+            _item(item)
+            good.append(_dumps(item))
+        except PoisonRecord as e:
+            bad.append((i, e.reason))
+    return (encode_batch(good) if good else None), bad
 
 
 def encode_record(record: dict) -> bytes:

@@ -15,7 +15,9 @@ from collections import Counter as PyCounter
 from typing import TYPE_CHECKING, Callable, Collection, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+import logging
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.calendar import week_bounds
@@ -28,6 +30,7 @@ from projections.weekly import project_week
 if TYPE_CHECKING:
     from streams.runtime import PartitionRuntime
 
+log = logging.getLogger("chatsla.metrics")
 CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller", "closed_by_platform")
 
 
@@ -46,6 +49,7 @@ class ShopViews:
         self.at_risk_threshold = at_risk_threshold
         self.owned = owned
         self.rolling: dict[str, RollingRate] = {}
+        self.errors = 0  # shop views skipped because they failed (exported as chatsla_view_errors)
 
     def observe(self, record: dict) -> None:
         """Feed a session record (from the engine's outputs) to its shop's rolling 7-day rate."""
@@ -75,23 +79,35 @@ class ShopViews:
                     open_by_shop.setdefault(c.shop_id, []).append(OpenSession(
                         c.session_id, c.opened_at, c.wait_start, c.decided_at is not None, c.excluded))
             for shop_id, shop in engine.shops.items():
-                # Read-only: Shop.week_of would *create* the week when the watermark has just
-                # entered it, and the engine schedules a week's end (its assessment, R5.6) only
-                # when it creates the week itself, so a scrape between a week's first tick and
-                # its first event used to make that week's assessment never come out.
-                _, _, label = week_bounds(wm, shop.tz, policy.week_starts_on)
-                week = shop.weeks.get(label)
-                counters = (0, 0, 0, 0) if week is None else (week.sessions, week.replied, week.pending,
-                                                              week.buyer_messages)
-                rolling = self.rolling.get(shop_id)
-                rolling_rate = rolling.rate(wm) if rolling is not None else None
-                projection = project_week(label, *counters, policy, rolling_rate)
-                sessions = open_by_shop.get(shop_id, [])
-                risky = at_risk(sessions, wm, policy.reply_window, self.at_risk_threshold)
-                view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm))
-                out.append((view, risky, wm))
+                try:
+                    out.append(self._view(shop_id, shop, wm, policy, open_by_shop.get(shop_id, [])))
+                except Exception as e:  # noqa: BLE001 - one shop must not break the endpoint
+                    # A time the calendar cannot represent (a year-9999 watermark overflowed in
+                    # week_bounds, issue #10 finding 5), or any other failure of one shop's
+                    # projection: skip that shop, count it, log (rate-limited, streams/logs.py).
+                    self.errors += 1
+                    log.warning("shop view skipped: %s (watermark %s): %r", shop_id, wm, e)
         out.sort(key=lambda v: v[0].shop_id)
         return out
+
+    def _view(self, shop_id: str, shop, wm: int, policy, sessions: list[OpenSession]) -> tuple[ShopView, list[OpenSession], int]:
+        # Read-only: Shop.week_of would *create* the week when the watermark has just entered it,
+        # and the engine schedules a week's end (its assessment, R5.6) only when it creates the
+        # week itself, so a scrape between a week's first tick and its first event used to make
+        # that week's assessment never come out.
+        _, _, label = week_bounds(wm, shop.tz, policy.week_starts_on)
+        week = shop.weeks.get(label)
+        counters = (0, 0, 0, 0) if week is None else (week.sessions, week.replied, week.pending, week.buyer_messages)
+        rolling = self.rolling.get(shop_id)
+        rolling_rate = rolling.rate(wm) if rolling is not None else None
+        projection = project_week(label, *counters, policy, rolling_rate)
+        risky = at_risk(sessions, wm, policy.reply_window, self.at_risk_threshold)
+        # formatted here once, so that a time that cannot be formatted fails here, for this shop
+        format_opt(wm)
+        for s in risky:
+            format_opt(s.opened_at + policy.reply_window)
+        view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm))
+        return view, risky, wm
 
     def shop_json(self, shop_id: str) -> dict | None:
         reply_window = next(iter(self.runtimes.values())).engine.policy.reply_window if self.runtimes else 0
@@ -137,6 +153,10 @@ class ShopCollector:
         total = GaugeMetricFamily("chatsla_sessions_at_risk", "Pending sessions with under 2 h left (R8).")
         total.add_metric([], summary.at_risk_total)
         yield total
+        errors = CounterMetricFamily("chatsla_view_errors", "Shop views skipped by /metrics or /shops because "
+                                     "their projection failed (issue #10 finding 5).")
+        errors.add_metric([], self.views.errors)
+        yield errors
         selected = select_shops(views, self.mode)
         fams = {
             "reply_rate_24h": GaugeMetricFamily("chatsla_shop_reply_rate_24h", "Rolling 7-day 24 h reply rate (R8).", labels=["shop"]),
@@ -180,7 +200,19 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("chatsla_events_total", "Input events by outcome (R8).", ["outcome"], registry=r)
-        self.dlq = Counter("chatsla_dlq_records", "Records sent to a dead-letter topic (R1).", ["topic"], registry=r)
+        # Per process: it starts at 0 with every worker process (Prometheus' increase() and rate()
+        # handle the reset). At-least-once delivery sends a few bad records to a DLQ again after a
+        # crash, so neither this nor the topic's size is an exact count of bad inputs; the topic
+        # size (below) is what survives restarts.
+        self.dlq = Counter("chatsla_dlq_records", "Records this process sent to a dead-letter topic (R1).",
+                           ["topic"], registry=r)
+        self.dlq_topic = Gauge("chatsla_dlq_topic_records",
+                               "Records in a dead-letter topic (sum of its end offsets), whatever process wrote them.",
+                               ["topic"], registry=r)
+        self.poison = Counter("chatsla_poison_records", "Undecodable chatsla.events records sent to its DLQ, by reason "
+                              "(issue #10 finding 2).", ["reason"], registry=r)
+        self.rejected_ticks = Counter("chatsla_rejected_ticks", "Ticks ignored for being more than --max-future "
+                                      "ahead of this worker's wall clock.", registry=r)
         self.opened = Counter("chatsla_sessions_opened", "Sessions opened (R2.1).", registry=r)
         self.closed = Counter("chatsla_sessions_closed", "Sessions closed by reason (R2.4).", ["reason"], registry=r)
         self.watermark = Gauge("chatsla_watermark_timestamp_seconds", "Event-time watermark (R6.2).", ["partition"], registry=r)

@@ -52,6 +52,8 @@ class WorkerSettings:
     replication: int = 1
     store: str = "memory://"  # or rocksdb:// (pip install 'chatsla[rocksdb]')
     data_dir: Path = Path(".chatsla/worker")
+    # The HTTP server (/metrics, /shops/{id}, /healthz, /readyz) binds this address only: loopback
+    # by default, since it has no authentication (docs/pipeline.md, "Operating a worker").
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     ticks: bool = True  # live mode: advance the watermark with the wall clock (R6.2)
@@ -69,6 +71,11 @@ class WorkerSettings:
     checkpoint_idle: float = 0.25
     policy: str = "tiktok_shop@2023-11"
     allowed_lateness_us: int = 120_000_000
+    # Input events more than this ahead of the worker's wall clock go to their DLQ (reason
+    # future_time), and ticks that far ahead are ignored: a clock or producer error must not
+    # move a partition's watermark into the future (issue #10 finding 4, live half).
+    max_future_us: int = 3_600_000_000
+    log_repeat_interval: float = 30.0  # repeated log lines are summarised once per interval (streams/logs.py)
     default_timezone: str = "UTC"
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     loglevel: str = "warning"

@@ -29,6 +29,15 @@ class TopicNames:
     def shop_dlq(self) -> str:
         return self.shop + ".dlq"
 
+    @property
+    def events_dlq(self) -> str:
+        """Records of chatsla.events that cannot be decoded (poison records, issue #10 finding 2)."""
+        return self.events + ".dlq"
+
+    @property
+    def dlqs(self) -> tuple[str, ...]:
+        return (self.chat_dlq, self.shop_dlq, self.events_dlq)
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -57,6 +66,7 @@ def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> lis
         TopicSpec(names.shop, shop_partitions(partitions), keep),
         TopicSpec(names.chat_dlq, 1, keep),
         TopicSpec(names.shop_dlq, 1, keep),
+        TopicSpec(names.events_dlq, 1, keep),
         TopicSpec(names.events, partitions, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(names.sessions, partitions, keep),
         TopicSpec(names.assessments, partitions, keep),
