@@ -3,20 +3,29 @@
 The same :class:`~chatsla.core.engine.Engine` runs here as in the live worker and the replay, so a
 report is evidence for the live numbers. Reading is line-at-a-time; bad lines are counted by
 reason and reported, never fatal (R1).
+
+Input limits (issue #10 finding 10): a line is one record, its size counted without the line end.
+:func:`read_records` reads the input in blocks and never holds more than ``max_bytes + 1`` bytes of
+one line, so a line longer than ``max_bytes`` (default 1 MiB, ``--max-record-bytes``) costs no
+more memory than a block and is counted as invalid, reason ``too_large``. A UTF-8 byte order mark
+at the very start of the input (as some Windows tools write) is skipped; anywhere else it is part
+of its line, which is then not JSON. A record that names a key twice is ``duplicate_key``
+(``schemas/decode.py``). An input that cannot be read to its end (a corrupt or truncated ``.gz``,
+an I/O error) stops the audit with an :class:`~chatsla.errors.InputError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import gc
 import gzip
-import io
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -24,10 +33,12 @@ from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
-from schemas.decode import decode, decode_chat
+from chatsla.errors import InputError
+from schemas.decode import MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
 from schemas.events import CHAT_SCHEMA, Invalid
 
 InvalidHook = Callable[[int, str], None]
+_DUPLICATE_KEY = Invalid("duplicate_key")
 _CHUNK = 2048  # lines decoded before their events go to the engine
 
 
@@ -108,13 +119,87 @@ def _sort_sessions(group: list[tuple]) -> None:
 
 
 def open_events(path: str) -> BinaryIO:
-    """A JSONL file (``.gz`` too) or ``-`` for standard input, opened for binary line reading."""
+    """A JSONL file (``.gz`` too) or ``-`` for standard input, opened for binary reading.
+
+    Raises :class:`InputError` (one line naming the file) when it cannot be opened."""
     if path == "-":
+        stdin = sys.stdin  # chatsla.cli.main puts a stand-in marked closed_stream in place of a closed one
+        if stdin is None or getattr(getattr(getattr(stdin, "buffer", None), "raw", None), "closed_stream", False):
+            raise InputError("cannot read standard input: it is closed")
         return sys.stdin.buffer
     p = Path(path)
-    if p.suffix == ".gz":
-        return gzip.open(p, "rb")  # type: ignore[return-value]
-    return io.open(p, "rb", buffering=1 << 20)
+    try:
+        if p.suffix == ".gz":
+            f = gzip.open(p, "rb")
+            f.peek(1)  # reads the gzip header now: "not a gzip file" names the file at once
+            return f  # type: ignore[return-value]
+        return open(p, "rb", buffering=0)  # read_records reads blocks itself
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"cannot read {path}: {_why(e)}") from None
+
+
+_BLOCK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "the file ends early (a truncated .gz?)"
+    if isinstance(e, zlib.error) or isinstance(e, gzip.BadGzipFile):
+        return f"corrupt gzip data ({e})"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
+    """The lines of ``f`` without their ``\\n``, for :func:`run_audit`.
+
+    A line longer than ``max_bytes`` is yielded cut to ``max_bytes + 1`` bytes (run_audit counts it
+    ``too_large``); the rest of it is read and dropped block by block, so memory stays bounded by
+    the block size plus ``max_bytes`` whatever the input holds. A byte order mark at the start
+    of the input is skipped. A read error raises :class:`InputError` naming ``name`` and the line
+    being read.
+    """
+    read = getattr(f, "read1", None) or f.read
+    cap = max_bytes + 1
+    tail = b""  # the unfinished last line of what has been read
+    over = False  # tail is the first ``cap`` bytes of a too long line whose rest is being dropped
+    lines_done = 0
+    try:
+        block = read(_BLOCK)
+        while block and len(block) < len(_BOM) and _BOM.startswith(block):  # a BOM split by a pipe
+            more = read(_BLOCK)
+            if not more:
+                break
+            block += more
+        if block.startswith(_BOM):
+            block = block[len(_BOM):]
+        while block:
+            if over:
+                i = block.find(b"\n")
+                if i < 0:
+                    block = read(_BLOCK)
+                    continue
+                lines_done += 1
+                yield tail
+                tail, over = b"", False
+                block = block[i + 1:]
+            lines = block.split(b"\n")
+            if tail:
+                lines[0] = tail + lines[0]
+            tail = lines.pop()
+            lines_done += len(lines)
+            yield from lines
+            if len(tail) > max_bytes:
+                tail, over = tail[:cap], True
+            block = read(_BLOCK)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"cannot read {name} at line {lines_done + 1}: {_why(e)}") from None
+    if tail or over:
+        yield tail
 
 
 def engine_stats(engine: Engine, read: int, invalid: Counter[str], shops: Iterable[str] | None) -> dict:
@@ -144,11 +229,13 @@ def run_audit(
     until: int | None = None,
     shops: Iterable[str] | None = None,
     on_invalid: InvalidHook | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Report:
     """Run the core over ``lines`` (one R1 event each, in log order) and build the report.
 
     Every shop's events are processed even with ``shops`` given: the watermark, and with it which
-    events are late, depends on the whole stream (R6.2); only the report is filtered.
+    events are late, depends on the whole stream (R6.2); only the report is filtered. A line
+    longer than ``max_record_bytes`` is invalid (``too_large``) and not parsed.
     """
     collector = Collector()
     engine = Engine(policy, config, sink=collector.add, session_updates=False)
@@ -171,12 +258,27 @@ def run_audit(
                 # decode(line), with its hot case (a chat message) inlined: one call less per event.
                 # ``obj["schema"]`` raises TypeError unless obj is a JSON object, KeyError if it
                 # has no schema: both cases go through decode, which finds the reason.
-                try:
-                    obj = loads(line)
-                    chat = obj["schema"] == CHAT_SCHEMA
-                except (JSONDecodeError, KeyError, TypeError):
-                    chat = False
-                ev = decode_chat(obj) if chat else decode(line)
+                if len(line) > max_record_bytes:
+                    ev = decode(line, max_record_bytes)  # too_large, not parsed
+                else:
+                    try:
+                        obj = loads(line)
+                        chat = obj["schema"] == CHAT_SCHEMA
+                    except (JSONDecodeError, KeyError, TypeError):
+                        chat = False
+                    if chat:
+                        ev = decode_chat(obj)
+                        # Repeated keys (schemas/decode.py): a valid chat message whose fields are
+                        # all known ones has only string values, so its text without a backslash
+                        # has exactly 4 quotes per key when no key repeats; anything else is
+                        # counted exactly by has_duplicate_keys.
+                        n = len(obj)
+                        if (type(ev) is Invalid or b"\\" in line or line.count(b'"') != 4 * n or (
+                                n != 6 and n - 6 != ("kind" in obj) + ("message_type" in obj) + ("platform" in obj))
+                                ) and has_duplicate_keys(line, obj):
+                            ev = _DUPLICATE_KEY
+                    else:
+                        ev = decode(line, max_record_bytes)
                 if type(ev) is Invalid:
                     reason = "empty_line" if not line.strip() else ev.reason
                     invalid[reason] += 1

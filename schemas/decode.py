@@ -6,7 +6,19 @@ Reasons have the form ``<code>`` or ``<code>:<field>``:
 
 ``not_json``, ``not_object``, ``missing_field:F``, ``bad_type:F`` (wrong JSON type or empty id),
 ``bad_value:F`` (not one of the allowed values), ``bad_time:F`` (not RFC 3339 with an offset),
-``bad_timezone:timezone`` (not an IANA zone), ``unknown_schema:schema``.
+``bad_timezone:timezone`` (not an IANA zone), ``unknown_schema:schema``, ``too_large`` (the record
+is longer than ``max_bytes``, by default :data:`MAX_RECORD_BYTES`), ``duplicate_key`` (an object of
+the record names a key twice, at any depth).
+
+Duplicate keys are rejected because parsers disagree on them (RFC 8259 §4: the behaviour is
+unpredictable): orjson keeps the last value, another reader of the same log may keep the first, so
+``{"shop_id": "a", ..., "shop_id": "b"}`` would be credited to a different shop by each. orjson
+cannot report them, so :func:`has_duplicate_keys` counts instead: a JSON text without a backslash
+has exactly two ``"`` per string token (key or string value), so it holds a repeated key exactly
+when it has more ``"`` than twice the string tokens of the parsed value (each dropped key is a
+string token the parsed value no longer has). Only a text with a backslash (an escape could spell
+a key differently, ``"shop\\u005fid"``) is parsed again, by the standard library with an
+``object_pairs_hook`` that sees every pair.
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ from schemas.events import (
 )
 
 _loads = orjson.loads
+# The largest record decode accepts by default: Kafka's default message.max.bytes (1 MB) rounded up,
+# so nothing the default broker delivers is cut; ``chatsla audit --max-record-bytes`` changes it.
+MAX_RECORD_BYTES = 1 << 20
 # Event times chatsla accepts: 1970 to 9000. Outside that, week and deadline arithmetic would leave
 # the range of Python's datetime; no real chat message is sent there (bad_time).
 MIN_TIME = 0
@@ -173,6 +188,7 @@ def decode_obj(obj: object) -> ChatMessage | ShopEvent | Invalid:
 
 
 _NOT_JSON = object()
+_DUPLICATE = object()
 
 
 def _reject_constant(name: str) -> object:
@@ -187,7 +203,7 @@ def _int_or_float(digits: str) -> int | float:
 
 
 def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
-    """The JSON value of a line orjson rejected, or ``_NOT_JSON``.
+    """The JSON value of a line orjson rejected, ``_NOT_JSON``, or ``_DUPLICATE`` (a repeated key).
 
     orjson refuses some valid JSON texts (RFC 8259): numbers beyond the range of a double
     (``1e400``, a 400-digit integer), which may sit in an unknown extra field that R1 ignores.
@@ -195,9 +211,17 @@ def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
     BOM, no NaN/Infinity, no unpaired surrogate). Runs only on lines orjson rejected, so valid
     lines pay nothing.
     """
+    repeated: list[bool] = []
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict:  # sees every pair, in order
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            repeated.append(True)  # decided only if the whole text is JSON: not_json comes first
+        return obj
+
     try:
         text = raw if type(raw) is str else bytes(raw).decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_int_or_float)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_int_or_float, object_pairs_hook=pairs_hook)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _NOT_JSON
     stack = [obj]  # no recursion: nesting as deep as json.loads accepts
@@ -216,17 +240,76 @@ def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
                 push(v)
         elif type(node) is list:
             stack.extend(node)
-    return obj
+    return _DUPLICATE if repeated else obj
 
 
-def decode(raw: bytes | bytearray | memoryview | str) -> ChatMessage | ShopEvent | Invalid:
-    """One record's bytes -> event or :class:`Invalid`; never raises."""
+def _string_tokens(value: object) -> int:
+    """Keys and string values in a parsed JSON value (each is two ``"`` in its text without escapes)."""
+    n = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            n += len(node)
+            values = node.values()
+        elif type(node) is list:
+            values = node
+        else:
+            n += type(node) is str
+            continue
+        types = [*map(type, values)]
+        n += types.count(str)
+        if dict in types or list in types:
+            for v in values:
+                if type(v) is dict or type(v) is list:
+                    push(v)
+    return n
+
+
+def has_duplicate_keys(raw: bytes | bytearray | memoryview | str, value: object) -> bool:
+    """Does the JSON text ``raw``, which orjson parsed to ``value``, repeat a key in any object?
+
+    Without a backslash in ``raw``, every ``"`` delimits a key or a string value, and a repeated key
+    is a string token that ``value`` lost: a count, no parsing (see the module docstring). With one,
+    the standard library parses ``raw`` again and sees every key as written.
+    """
+    if type(raw) is memoryview or type(raw) is bytearray:
+        raw = bytes(raw)
+    if type(raw) is str:
+        if "\\" not in raw:
+            return raw.count('"') != 2 * _string_tokens(value)
+    elif b"\\" not in raw:
+        return raw.count(b'"') != 2 * _string_tokens(value)
+    return _loads_strict_fallback(raw) is _DUPLICATE
+
+
+def _record_bytes(raw: bytes | bytearray | memoryview | str) -> int:
+    if type(raw) is str:
+        return len(raw.encode("utf-8", "surrogatepass"))
+    return memoryview(raw).nbytes if type(raw) is memoryview else len(raw)
+
+
+def decode(raw: bytes | bytearray | memoryview | str,
+           max_bytes: int = MAX_RECORD_BYTES) -> ChatMessage | ShopEvent | Invalid:
+    """One record's bytes -> event or :class:`Invalid`; never raises.
+
+    A record longer than ``max_bytes`` is ``too_large`` without being parsed; one that repeats a
+    key is ``duplicate_key`` whatever else is wrong with it (which value is meant is unknown).
+    """
+    if len(raw) > max_bytes or (type(raw) is not bytes and _record_bytes(raw) > max_bytes):
+        return Invalid("too_large", f"longer than {max_bytes} bytes")
     try:
         obj = _loads(raw)
     except _JSONDecodeError:
         obj = _loads_strict_fallback(raw)
         if obj is _NOT_JSON:
             return Invalid("not_json")
+        if obj is _DUPLICATE:
+            return Invalid("duplicate_key")
+    else:
+        if (type(obj) is dict or type(obj) is list) and has_duplicate_keys(raw, obj):
+            return Invalid("duplicate_key")
     if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:  # the hot case, one call less
         return _decode_chat(obj)
     return decode_obj(obj)
