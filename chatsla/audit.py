@@ -34,11 +34,11 @@ from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
 from chatsla.errors import InputError
-from schemas.decode import MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
+from schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
 from schemas.events import CHAT_SCHEMA, Invalid
 
 InvalidHook = Callable[[int, str], None]
-_DUPLICATE_KEY = Invalid("duplicate_key")
+_TOO_LARGE = Invalid("too_large")  # stands in for a line longer than max_record_bytes
 _CHUNK = 2048  # lines decoded before their events go to the engine
 
 
@@ -254,33 +254,26 @@ def run_audit(
         # Lines are decoded a chunk at a time and the chunk's events handed to the engine in one
         # call (Engine.apply_many runs its hot path on local variables).
         while block := list(islice(source, _CHUNK)):
+            # The size limit a chunk at a time, in C: the loop below never pays for it.
+            if max(map(len, block)) > max_record_bytes:
+                block = [line if len(line) <= max_record_bytes else _TOO_LARGE for line in block]
             for read, line in enumerate(block, read + 1):
                 # decode(line), with its hot case (a chat message) inlined: one call less per event.
                 # ``obj["schema"]`` raises TypeError unless obj is a JSON object, KeyError if it
                 # has no schema: both cases go through decode, which finds the reason.
-                if len(line) > max_record_bytes:
-                    ev = decode(line, max_record_bytes)  # too_large, not parsed
+                try:
+                    obj = loads(line)
+                    chat = obj["schema"] == CHAT_SCHEMA
+                except (JSONDecodeError, KeyError, TypeError):  # TypeError: _TOO_LARGE too
+                    chat = False
+                if chat:
+                    ev = decode_chat(obj, line)  # a valid message is checked for repeated keys
+                    if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(line, obj):
+                        ev = DUPLICATE_KEY  # an invalid one too: which value is meant is unknown
                 else:
-                    try:
-                        obj = loads(line)
-                        chat = obj["schema"] == CHAT_SCHEMA
-                    except (JSONDecodeError, KeyError, TypeError):
-                        chat = False
-                    if chat:
-                        ev = decode_chat(obj)
-                        # Repeated keys (schemas/decode.py): a valid chat message whose fields are
-                        # all known ones has only string values, so its text without a backslash
-                        # has exactly 4 quotes per key when no key repeats; anything else is
-                        # counted exactly by has_duplicate_keys.
-                        n = len(obj)
-                        if (type(ev) is Invalid or b"\\" in line or line.count(b'"') != 4 * n or (
-                                n != 6 and n - 6 != ("kind" in obj) + ("message_type" in obj) + ("platform" in obj))
-                                ) and has_duplicate_keys(line, obj):
-                            ev = _DUPLICATE_KEY
-                    else:
-                        ev = decode(line, max_record_bytes)
+                    ev = line if line is _TOO_LARGE else decode(line, max_record_bytes)
                 if type(ev) is Invalid:
-                    reason = "empty_line" if not line.strip() else ev.reason
+                    reason = ev.reason if line is _TOO_LARGE or line.strip() else "empty_line"
                     invalid[reason] += 1
                     if on_invalid is not None:
                         on_invalid(read, reason)

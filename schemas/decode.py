@@ -13,11 +13,12 @@ the record names a key twice, at any depth).
 Duplicate keys are rejected because parsers disagree on them (RFC 8259 §4: the behaviour is
 unpredictable): orjson keeps the last value, another reader of the same log may keep the first, so
 ``{"shop_id": "a", ..., "shop_id": "b"}`` would be credited to a different shop by each. orjson
-cannot report them, so :func:`has_duplicate_keys` counts instead: a JSON text without a backslash
-has exactly two ``"`` per string token (key or string value), so it holds a repeated key exactly
-when it has more ``"`` than twice the string tokens of the parsed value (each dropped key is a
-string token the parsed value no longer has). Only a text with a backslash (an escape could spell
-a key differently, ``"shop\\u005fid"``) is parsed again, by the standard library with an
+cannot report them, so :func:`has_duplicate_keys` counts instead. A JSON text has two ``"`` per
+string token (key or string value) plus one per escaped quote ``\\"``; a repeated key is a string
+token that the parsed value no longer has. So a text with exactly twice as many ``"`` as the parsed
+value has string tokens repeats no key (a key spelt with escapes, ``"shop\\u005fid"``, is still one
+token), and a text without a backslash and with more ``"`` repeats one. Only a text with a
+backslash and a count that does not match is parsed again, by the standard library with an
 ``object_pairs_hook`` that sees every pair.
 """
 
@@ -69,7 +70,14 @@ def _required_id(obj: dict, field: str) -> str | Invalid:
     return Invalid("bad_type:" + field)
 
 
-def _decode_chat(obj: dict) -> ChatMessage | Invalid:
+_ABSENT = object()
+DUPLICATE_KEY = Invalid("duplicate_key")
+
+
+def _decode_chat(obj: dict, raw: bytes | None = None) -> ChatMessage | Invalid:
+    """A parsed ``chat.message/v1`` object -> event; with ``raw`` (its text, bytes), a valid
+    message is also checked for repeated keys (a repeated key of an invalid one is the caller's
+    check: :func:`has_duplicate_keys`)."""
     # Fast path: subscripts (no method calls) and identity checks for the common shape; any
     # surprise falls through to _explain_chat, which finds the precise reason.
     try:
@@ -94,26 +102,46 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
         t = parse_time(sent_at)
     if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:sent_at", sent_at[:64])
-    if len(obj) == 6:  # schema + the five required fields: every optional field at its default
+    # Repeated keys (module docstring): every field of a valid message is a string, so a text
+    # with no field but these has exactly 4 quotes (34) per distinct key unless a key repeats.
+    n = len(obj)
+    if n == 6:  # schema + the five required fields: every optional field at its default
+        if raw is not None and raw.count(34) != 24 and has_duplicate_keys(raw, obj):
+            return DUPLICATE_KEY
         return new_chat_message(event_id, shop_id, conversation_id, sender, t)
     get = obj.get
-    kind = get("kind", "message")
-    if kind != "message":
-        if type(kind) is not str:
-            return Invalid("bad_type:kind")
-        if kind not in KINDS:
-            return Invalid("bad_value:kind")
-        if sender != "seller" and sender != "system":
-            return Invalid("bad_value:kind", "only seller or system can close a conversation")
-    message_type = get("message_type", "text")
-    if message_type != "text":
-        if type(message_type) is not str:
-            return Invalid("bad_type:message_type")
-        if message_type not in MESSAGE_TYPES:
-            return Invalid("bad_value:message_type")
-    platform = get("platform", DEFAULT_PLATFORM)
-    if type(platform) is not str or not platform:
-        return Invalid("bad_type:platform")
+    known = 6  # fields of the schema present
+    kind = get("kind", _ABSENT)
+    if kind is _ABSENT:
+        kind = "message"
+    else:
+        known += 1
+        if kind != "message":
+            if type(kind) is not str:
+                return Invalid("bad_type:kind")
+            if kind not in KINDS:
+                return Invalid("bad_value:kind")
+            if sender != "seller" and sender != "system":
+                return Invalid("bad_value:kind", "only seller or system can close a conversation")
+    message_type = get("message_type", _ABSENT)
+    if message_type is _ABSENT:
+        message_type = "text"
+    else:
+        known += 1
+        if message_type != "text":
+            if type(message_type) is not str:
+                return Invalid("bad_type:message_type")
+            if message_type not in MESSAGE_TYPES:
+                return Invalid("bad_value:message_type")
+    platform = get("platform", _ABSENT)
+    if platform is _ABSENT:
+        platform = DEFAULT_PLATFORM
+    else:
+        known += 1
+        if type(platform) is not str or not platform:
+            return Invalid("bad_type:platform")
+    if raw is not None and not (known == n and raw.count(34) == 4 * n) and has_duplicate_keys(raw, obj):
+        return DUPLICATE_KEY
     return new_chat_message(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
 
 
@@ -277,10 +305,13 @@ def has_duplicate_keys(raw: bytes | bytearray | memoryview | str, value: object)
     if type(raw) is memoryview or type(raw) is bytearray:
         raw = bytes(raw)
     if type(raw) is str:
-        if "\\" not in raw:
-            return raw.count('"') != 2 * _string_tokens(value)
-    elif b"\\" not in raw:
-        return raw.count(b'"') != 2 * _string_tokens(value)
+        quotes, backslash = raw.count('"'), "\\" in raw
+    else:
+        quotes, backslash = raw.count(b'"'), b"\\" in raw
+    if quotes == 2 * _string_tokens(value):
+        return False  # escaped quotes only add to the count: equal means no key was dropped
+    if not backslash:
+        return True
     return _loads_strict_fallback(raw) is _DUPLICATE
 
 
@@ -306,10 +337,15 @@ def decode(raw: bytes | bytearray | memoryview | str,
         if obj is _NOT_JSON:
             return Invalid("not_json")
         if obj is _DUPLICATE:
-            return Invalid("duplicate_key")
+            return DUPLICATE_KEY
     else:
+        if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA and type(raw) is bytes:  # the hot case
+            ev = _decode_chat(obj, raw)  # checks a valid message for repeated keys itself
+            if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(raw, obj):
+                return DUPLICATE_KEY
+            return ev
         if (type(obj) is dict or type(obj) is list) and has_duplicate_keys(raw, obj):
-            return Invalid("duplicate_key")
-    if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:  # the hot case, one call less
+            return DUPLICATE_KEY
+    if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:
         return _decode_chat(obj)
     return decode_obj(obj)
