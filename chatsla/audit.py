@@ -177,11 +177,15 @@ def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_B
             block += more
         if block.startswith(_BOM):
             block = block[len(_BOM):]
-        while block:
+        while True:
+            if not block:
+                block = read(_BLOCK)
+                if not block:
+                    break
             if over:
                 i = block.find(b"\n")
                 if i < 0:
-                    block = read(_BLOCK)
+                    block = b""
                     continue
                 lines_done += 1
                 yield tail
@@ -192,10 +196,12 @@ def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_B
                 lines[0] = tail + lines[0]
             tail = lines.pop()
             lines_done += len(lines)
+            if lines and max(map(len, lines)) > max_bytes:  # in C: a block's lines are rarely this long
+                lines = [line if len(line) <= max_bytes else line[:cap] for line in lines]
             yield from lines
             if len(tail) > max_bytes:
                 tail, over = tail[:cap], True
-            block = read(_BLOCK)
+            block = b""
     except (OSError, EOFError, zlib.error) as e:
         raise InputError(f"cannot read {name} at line {lines_done + 1}: {_why(e)}") from None
     if tail or over:
