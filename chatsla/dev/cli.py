@@ -1,7 +1,9 @@
 """``chatsla dev up|down|status``: the local Kafka broker for development (see broker.py).
 
 Errors are :mod:`chatsla.errors` exceptions, one plain line on stderr: exit code 2 for a bad
-option, 1 when the broker cannot be started or stopped. ``CHATSLA_KAFKA_PORT``,
+option (a port in use included: choose another), 1 when the broker cannot be started or stopped.
+The group also runs on its own (``python -c "from chatsla.dev.cli import dev; dev()"``), where
+click prints them. ``CHATSLA_KAFKA_PORT``,
 ``CHATSLA_KAFKA_DATA_DIR`` and ``CHATSLA_KAFKA_CACHE_DIR`` stand in for the options.
 """
 
@@ -11,13 +13,30 @@ from pathlib import Path
 
 import click
 
-from chatsla.dev.broker import BrokerAlreadyRunning, BrokerConfig, BrokerError, start, status, stop
+from chatsla.dev.broker import BrokerAlreadyRunning, BrokerConfig, BrokerError, PortInUse, start, status, stop
 from chatsla.errors import BrokerError as BrokerFailure
-from chatsla.errors import UsageError
+from chatsla.errors import ChatslaError, UsageError
 
 
 class DevError(BrokerFailure):
     """The broker could not be started or stopped (exit 1)."""
+
+
+class _ClickError(click.ClickException):
+    """A ChatslaError as click shows it when the group runs on its own; ``chatsla.cli.main``
+    prints the same one line and exit code."""
+
+    def __init__(self, e: ChatslaError) -> None:
+        super().__init__(str(e))
+        self.exit_code = e.exit_code
+
+
+class _DevGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ChatslaError as e:
+            raise _ClickError(e) from None
 
 
 def _config(port: int = 9092, data_dir: str = ".chatsla/kafka", cache_dir: str | None = None) -> BrokerConfig:
@@ -39,7 +58,7 @@ _cache = click.option("--cache-dir", envvar="CHATSLA_KAFKA_CACHE_DIR", type=clic
                       help="Where the Kafka jars are kept [default ~/.cache/chatsla/kafka; env CHATSLA_KAFKA_CACHE_DIR].")
 
 
-@click.group()
+@click.group(cls=_DevGroup)
 def dev() -> None:
     """A local single-node Apache Kafka broker (KRaft) from the official jars."""
 
@@ -62,6 +81,8 @@ def up(port: int, data_dir: str, cache_dir: str | None, timeout: float) -> None:
         click.echo(e.status.bootstrap)
         click.echo(f"already running (pid {e.status.pid}, Kafka {e.status.version}, data {config.data_dir})", err=True)
         return
+    except PortInUse as e:  # --port names a port something else holds: choose another
+        raise UsageError(str(e)) from None
     except BrokerError as e:
         raise DevError(str(e)) from None
     st = status(config)
