@@ -26,6 +26,7 @@ from schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
 from chatsla.errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    BrokerError,
     ChatslaError,
     InputError,
     OutputError,
@@ -331,8 +332,8 @@ def worker(**kw: object) -> None:
             created = ensure_topics(settings.bootstrap, topic_specs(names, settings.partitions)
                                     + changelog_specs(settings.app_id, settings.partitions), settings.replication,
                                     security.kafka_python_kwargs())
-        except TopicError as e:
-            raise CliError(str(e)) from None
+        except TopicError as e:  # the broker cannot be reached or refuses: a failed run (1)
+            raise BrokerError(str(e)) from None
         if created:
             click.echo(f"created topics: {', '.join(created)}", err=True)
     from streams.app import run_worker

@@ -222,6 +222,12 @@ def test_an_unreachable_broker_exits_1_with_one_line(args: list[str], tmp_path: 
     assert not (tmp_path / "x.jsonl.gz").exists()
 
 
+def test_worker_with_an_unreachable_broker_exits_1() -> None:
+    """Issue #13: the worker's topic check failing to reach Kafka exited 2 like a usage error."""
+    one_error_line(run(["worker", "--bootstrap", "127.0.0.1:1"]), code=1, prefix="chatsla worker: error:",
+                   names="127.0.0.1:1")
+
+
 def test_simulate_to_an_unreachable_broker_exits_1() -> None:
     """Issue #13: a broker that cannot be reached is a failed run (1), not a usage error (2)."""
     one_error_line(run(["simulate", "--conversations", "1", "--bootstrap", "127.0.0.1:1"]), code=1,
