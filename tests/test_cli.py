@@ -158,6 +158,30 @@ def test_closed_stdin_is_one_line() -> None:
     one_error_line(run_shell("chatsla audit - <&-"), code=1, prefix="chatsla audit: error:", names="standard input")
 
 
+def test_ctrl_c_is_one_line_and_exit_130() -> None:
+    """Issue #11: Ctrl-C is ``chatsla audit: interrupted`` and 130 (click printed an empty line
+    and ``chatsla: aborted``). The interrupt is sent once the audit blocks reading its standard
+    input (/proc shows the read system call on descriptor 0)."""
+    import signal
+
+    from tests.integration.waiting import wait_for
+
+    proc = subprocess.Popen([*chatsla_exe(), "audit", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        def reading_stdin() -> bool:
+            fields = Path(f"/proc/{proc.pid}/syscall").read_text().split()
+            return fields[:2] == ["0", "0x0"]  # read(0, ...)
+
+        wait_for(reading_stdin, timeout=30, what="chatsla audit to read standard input", interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, b"", stderr)
+    one_error_line(result, code=130, prefix="chatsla audit: interrupted", names="interrupted")
+
+
 # ------------------------------------------------------------------------- output failures: 1
 @pytest.mark.parametrize("args", [["audit", str(SAMPLE)], ["audit", str(SAMPLE), "--format", "json"],
                                   ["policies"], ["dev", "status", "--port", "1", "--data-dir", "/nonexistent/k"]])
