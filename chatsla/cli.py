@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import click
 
-from chatsla.core.policy import DEFAULT_POLICY, PolicyError, load_policy
+from chatsla.core.policy import DEFAULT_POLICY, load_policy
 from chatsla.core.timefmt import parse_duration, parse_time
 from schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
 from chatsla.errors import (
