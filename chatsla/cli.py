@@ -438,6 +438,7 @@ def _guard_std_streams() -> None:
             except OSError:
                 pass
         raw = _ClosedStream(name)
+        raw.discard = fd == 2  # a closed stderr only silences the messages: the command still runs
         buffered = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
         stream = io.TextIOWrapper(buffered, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
         setattr(sys, attr, stream)

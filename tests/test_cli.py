@@ -153,6 +153,14 @@ def test_truncated_gz_is_one_line_naming_the_file(tmp_path: Path) -> None:
     assert "ends early" in line and "at line " in line
 
 
+def test_closed_stderr_only_silences_messages() -> None:
+    """``2>&-``: the audit still runs and prints its report (its invalid-line messages go nowhere);
+    a failure still exits 1, with nowhere to say why."""
+    report = run_shell(f"chatsla audit {SAMPLE} --format json 2>&-")
+    assert report.returncode == 0 and json.loads(report.stdout)["stats"]["invalid"] == 7
+    assert run_shell("chatsla audit /nonexistent.jsonl 2>&-").returncode == 1
+
+
 def test_closed_stdin_is_one_line() -> None:
     """Issue #10 finding 9: ``chatsla audit - <&-`` (Python sets sys.stdin to None: AttributeError)."""
     one_error_line(run_shell("chatsla audit - <&-"), code=1, prefix="chatsla audit: error:", names="standard input")
