@@ -3,20 +3,29 @@
 The same :class:`~chatsla.core.engine.Engine` runs here as in the live worker and the replay, so a
 report is evidence for the live numbers. Reading is line-at-a-time; bad lines are counted by
 reason and reported, never fatal (R1).
+
+Input limits (issue #10 finding 10): a line is one record, its size counted without the line end.
+:func:`read_records` reads the input in blocks and never holds more than ``max_bytes + 1`` bytes of
+one line, so a line longer than ``max_bytes`` (default 1 MiB, ``--max-record-bytes``) costs no
+more memory than a block and is counted as invalid, reason ``too_large``. A UTF-8 byte order mark
+at the very start of the input (as some Windows tools write) is skipped; anywhere else it is part
+of its line, which is then not JSON. A record that names a key twice is ``duplicate_key``
+(``schemas/decode.py``). An input that cannot be read to its end (a corrupt or truncated ``.gz``,
+an I/O error) stops the audit with an :class:`~chatsla.errors.InputError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import gc
 import gzip
-import io
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -24,10 +33,12 @@ from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
-from schemas.decode import decode, decode_chat
+from chatsla.errors import InputError
+from schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
 from schemas.events import CHAT_SCHEMA, Invalid
 
 InvalidHook = Callable[[int, str], None]
+_TOO_LARGE = Invalid("too_large")  # stands in for a line longer than max_record_bytes
 _CHUNK = 2048  # lines decoded before their events go to the engine
 
 
@@ -108,13 +119,93 @@ def _sort_sessions(group: list[tuple]) -> None:
 
 
 def open_events(path: str) -> BinaryIO:
-    """A JSONL file (``.gz`` too) or ``-`` for standard input, opened for binary line reading."""
+    """A JSONL file (``.gz`` too) or ``-`` for standard input, opened for binary reading.
+
+    Raises :class:`InputError` (one line naming the file) when it cannot be opened."""
     if path == "-":
+        stdin = sys.stdin  # chatsla.cli.main puts a stand-in marked closed_stream in place of a closed one
+        if stdin is None or getattr(getattr(getattr(stdin, "buffer", None), "raw", None), "closed_stream", False):
+            raise InputError("cannot read standard input: it is closed")
         return sys.stdin.buffer
     p = Path(path)
-    if p.suffix == ".gz":
-        return gzip.open(p, "rb")  # type: ignore[return-value]
-    return io.open(p, "rb", buffering=1 << 20)
+    try:
+        if p.suffix == ".gz":
+            f = gzip.open(p, "rb")
+            f.peek(1)  # reads the gzip header now: "not a gzip file" names the file at once
+            return f  # type: ignore[return-value]
+        return open(p, "rb", buffering=0)  # read_records reads blocks itself
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"cannot read {path}: {_why(e)}") from None
+
+
+_BLOCK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "the file ends early (a truncated .gz?)"
+    if isinstance(e, zlib.error) or isinstance(e, gzip.BadGzipFile):
+        return f"corrupt gzip data ({e})"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
+    """The lines of ``f`` without their ``\\n``, for :func:`run_audit`.
+
+    A line longer than ``max_bytes`` is yielded cut to ``max_bytes + 1`` bytes (run_audit counts it
+    ``too_large``); the rest of it is read and dropped block by block, so memory stays bounded by
+    the block size plus ``max_bytes`` whatever the input holds. A byte order mark at the start
+    of the input is skipped. A read error raises :class:`InputError` naming ``name`` and the line
+    being read.
+    """
+    read = getattr(f, "read1", None) or f.read
+    cap = max_bytes + 1
+    tail = b""  # the unfinished last line of what has been read
+    over = False  # tail is the first ``cap`` bytes of a too long line whose rest is being dropped
+    lines_done = 0
+    try:
+        block = read(_BLOCK)
+        while block and len(block) < len(_BOM) and _BOM.startswith(block):  # a BOM split by a pipe
+            more = read(_BLOCK)
+            if not more:
+                break
+            block += more
+        if block.startswith(_BOM):
+            block = block[len(_BOM):]
+        while True:
+            if not block:
+                block = read(_BLOCK)
+                if not block:
+                    break
+            if over:
+                i = block.find(b"\n")
+                if i < 0:
+                    block = b""
+                    continue
+                lines_done += 1
+                yield tail
+                tail, over = b"", False
+                block = block[i + 1:]
+            lines = block.split(b"\n")
+            if tail:
+                lines[0] = tail + lines[0]
+            tail = lines.pop()
+            lines_done += len(lines)
+            if lines and max(map(len, lines)) > max_bytes:  # in C: a block's lines are rarely this long
+                lines = [line if len(line) <= max_bytes else line[:cap] for line in lines]
+            yield from lines
+            if len(tail) > max_bytes:
+                tail, over = tail[:cap], True
+            block = b""
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"cannot read {name} at line {lines_done + 1}: {_why(e)}") from None
+    if tail or over:
+        yield tail
 
 
 def engine_stats(engine: Engine, read: int, invalid: Counter[str], shops: Iterable[str] | None) -> dict:
@@ -147,11 +238,13 @@ def run_audit(
     until: int | None = None,
     shops: Iterable[str] | None = None,
     on_invalid: InvalidHook | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Report:
     """Run the core over ``lines`` (one R1 event each, in log order) and build the report.
 
     Every shop's events are processed even with ``shops`` given: the watermark, and with it which
-    events are late, depends on the whole stream (R6.2); only the report is filtered.
+    events are late, depends on the whole stream (R6.2); only the report is filtered. A line
+    longer than ``max_record_bytes`` is invalid (``too_large``) and not parsed.
     """
     collector = Collector()
     engine = Engine(policy, config, sink=collector.add, session_updates=False)
@@ -170,6 +263,9 @@ def run_audit(
         # Lines are decoded a chunk at a time and the chunk's events handed to the engine in one
         # call (Engine.apply_many runs its hot path on local variables).
         while block := list(islice(source, _CHUNK)):
+            # The size limit a chunk at a time, in C: the loop below never pays for it.
+            if max(map(len, block)) > max_record_bytes:
+                block = [line if len(line) <= max_record_bytes else _TOO_LARGE for line in block]
             for read, line in enumerate(block, read + 1):
                 # decode(line), with its hot case (a chat message) inlined: one call less per event.
                 # ``obj["schema"]`` raises TypeError unless obj is a JSON object, KeyError if it
@@ -177,11 +273,16 @@ def run_audit(
                 try:
                     obj = loads(line)
                     chat = obj["schema"] == CHAT_SCHEMA
-                except (JSONDecodeError, KeyError, TypeError):
+                except (JSONDecodeError, KeyError, TypeError):  # TypeError: _TOO_LARGE too
                     chat = False
-                ev = decode_chat(obj) if chat else decode(line)
+                if chat:
+                    ev = decode_chat(obj, line)  # a valid message is checked for repeated keys
+                    if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(line, obj):
+                        ev = DUPLICATE_KEY  # an invalid one too: which value is meant is unknown
+                else:
+                    ev = line if line is _TOO_LARGE else decode(line, max_record_bytes)
                 if type(ev) is Invalid:
-                    reason = "empty_line" if not line.strip() else ev.reason
+                    reason = ev.reason if line is _TOO_LARGE or line.strip() else "empty_line"
                     invalid[reason] += 1
                     if on_invalid is not None:
                         on_invalid(read, reason)

@@ -1,24 +1,40 @@
 """The ``chatsla`` command line (click).
 
-Errors are one plain line on stderr with exit code 2, never a traceback. Subcommands import
-their modules lazily so ``chatsla audit`` does not pay for Faust or Kafka imports.
+Every failure is one plain line on stderr, ``chatsla <command>: error: <what>``, and a documented
+exit code (chatsla/errors.py, README "Command line"): 2 for a wrong command line, 1 for a run that
+failed (an input that cannot be read, an output that cannot be written, a broker that cannot be
+reached), 130 when interrupted; never a traceback. Code raises :mod:`chatsla.errors` exceptions;
+:func:`main` is the one place that turns them, click's own errors, ``OSError`` (a full disk, a
+closed pipe) and Ctrl-C into that line and code. Subcommands import their modules lazily so
+``chatsla audit`` does not pay for Faust or Kafka imports.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import io
+import os
 import sys
+from typing import NoReturn
 
 import click
 
-from chatsla.core.policy import DEFAULT_POLICY, PolicyError, load_policy
+from chatsla.core.policy import DEFAULT_POLICY, load_policy
 from chatsla.core.timefmt import parse_duration, parse_time
+from schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
+from chatsla.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    BrokerError,
+    ChatslaError,
+    InputError,
+    OutputError,
+    UsageError,
+)
 
-EXIT_USAGE = 2
-
-
-class CliError(click.ClickException):
-    exit_code = EXIT_USAGE
+# The command modules raise chatsla.errors.UsageError; the old name stays for code not yet moved.
+CliError = UsageError
 
 
 class LazyGroup(click.Group):
@@ -36,11 +52,38 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
             return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+        return super().get_command(ctx, name)  # type: ignore[arg-type]
+
+    def invoke(self, ctx: click.Context) -> object:
+        # click's own main turns EOFError and Ctrl-C into Abort after printing an empty line, and
+        # a broken pipe into a silent exit 1; chatsla.cli.main reports them itself, in one line.
+        try:
+            return super().invoke(ctx)
+        except EOFError as e:
+            raise InputError(f"unexpected end of input ({e})" if str(e) else "unexpected end of input") from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+        except OSError as e:
+            raise _OSFailure(e) from None
+
+
+class _Interrupted(ChatslaError):
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+
+class _OSFailure(ChatslaError):
+    """An OSError no command turned into an error of its own; main says what it was writing."""
+
+    def __init__(self, e: OSError) -> None:
+        self.os_error = e
+        super().__init__(e.strerror or str(e) or type(e).__name__)
 
 
 @click.group(cls=LazyGroup)
@@ -54,88 +97,138 @@ def parse_time_option(value: str | None, name: str) -> int | None:
         return None
     t = parse_time(value)
     if t is None:
-        raise CliError(f"{name} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
+        raise UsageError(f"{name} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
     return t
 
 
 def policy_option(spec: str):
+    """The policy named by ``--policy``; a PolicyError is a UsageError (exit 2) naming the field."""
+    return load_policy(spec)
+
+
+# An allowed lateness beyond this is surely a mistake (and would leave datetime's range).
+_MAX_LATENESS_US = 366 * 86_400_000_000
+
+
+def duration_option(value: str, name: str) -> int:
+    """A duration flag (``2min``, ``30s``) in µs, or one UsageError line naming the flag."""
     try:
-        return load_policy(spec)
-    except PolicyError as e:
-        raise CliError(str(e)) from None
+        us = parse_duration(value)
+    except (ValueError, OverflowError):  # OverflowError: "1e999s" is infinite
+        us = -1
+    if not 0 <= us <= _MAX_LATENESS_US:
+        raise UsageError(f"{name} must be a duration from 0 to 366d such as 2min, 30s or 1h; got {value!r}")
+    return us
 
 
 def engine_config(allowed_lateness: str, default_timezone: str, max_future: str = "1h"):
     from chatsla.core.engine import EngineConfig
     from schemas.decode import valid_timezone
 
-    try:
-        lateness = parse_duration(allowed_lateness)
-    except ValueError as e:
-        raise CliError(f"--allowed-lateness: {e}") from None
+    lateness = duration_option(allowed_lateness, "--allowed-lateness")
     if not valid_timezone(default_timezone):
-        raise CliError(f"--default-timezone: unknown IANA time zone {default_timezone!r}")
-    if max_future == "off":
-        future = None
-    else:
-        try:
-            future = parse_duration(max_future)
-        except ValueError as e:
-            raise CliError(f"--max-future: {e}") from None
+        raise UsageError(f"--default-timezone: unknown IANA time zone {default_timezone!r} (e.g. Asia/Bangkok)")
+    future = None if max_future == "off" else duration_option(max_future, "--max-future")
     return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone, max_future=future)
 
 
-MAX_FUTURE_HELP = ("How far one event may move the clock ahead of every event seen before others confirm it; "
-                   "a step nothing confirms is rejected as future_time ('off': no check).")
+MAX_FUTURE_HELP = ("How far ahead of every event seen one event may move the clock before others confirm it, "
+                   "e.g. 1h; a step that its own input contradicts is rejected as future_time ('off': no check).")
+
+
+_BROKEN_PIPE = "cannot write standard output: the reader closed it (broken pipe)"
+
+
+def stdout_binary() -> io.BufferedIOBase:
+    """Standard output for bytes; a closed one is an OutputError (not a silently empty report)."""
+    out = sys.stdout
+    if out is None or getattr(getattr(getattr(out, "buffer", None), "raw", None), "closed_stream", False):
+        raise OutputError("cannot write standard output: it is closed")
+    return out.buffer
+
+
+def write_stdout(data: bytes) -> None:
+    """Write all of ``data`` to standard output, or raise.
+
+    A loop, because ``BufferedWriter.write`` of a large buffer returns the count the pipe took
+    when the reader closes it midway (``chatsla audit --format json | head -1``) instead of raising:
+    the next write is the one that reports the broken pipe."""
+    out = stdout_binary()
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view):]
+    out.flush()
+
+
+def stdout_console():
+    """A rich console on standard output whose broken pipe is chatsla's one error line (rich's
+    default exits 1 silently)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise OutputError(_BROKEN_PIPE)
+
+    stdout_binary()  # a closed standard output is an error, not an empty table
+    return _Console() if sys.stdout.isatty() else _Console(width=120)
+
+
+# Help texts shared by several commands (no bare rule numbers: they speak to users).
+LATENESS_HELP = ("How late an event may arrive (behind the latest event time seen) and still count as "
+                 "on time, e.g. 2min or 30s; later events are applied, counted and flagged late.")
+TIMEZONE_HELP = "IANA time zone of shops that never sent their own (weeks start on Monday 00:00 there)."
+POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla policies`), a bare id (its "
+               "current version) or a policy JSON file.")
 
 
 @cli.command()
 @click.argument("events", metavar="EVENTS.jsonl")
-@click.option("--until", help="Advance the watermark to this RFC 3339 time at the end of input "
-              "(default: the last event time).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--until", metavar="RFC3339", help="Advance the watermark to this time at the end of input, e.g. "
+              "2026-11-17T00:10:00Z (default: the last event time), so that deadlines and week ends up to it fire.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table for people, json for programs (the full report), csv for spreadsheets.")
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
-@click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
-              help="Policy id@version, bare id (its current version) or a policy JSON file.")
+@click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True, help=POLICY_HELP)
 @click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
               show_default=True, help="Which records --format csv prints.")
-@click.option("--allowed-lateness", default="2min", show_default=True, help="R6.2 allowed lateness.")
-@click.option("--default-timezone", default="UTC", show_default=True, help="Zone of shops never told theirs (R1).")
+@click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP)
+@click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
+@click.option("--max-record-bytes", type=click.IntRange(min=1), default=MAX_RECORD_BYTES_DEFAULT, show_default=True,
+              help="Longest line read as an event; a longer one is counted invalid (too_large) and skipped "
+                   "without being held in memory.")
 @click.option("--max-future", default="1h", show_default=True, help=MAX_FUTURE_HELP)
 def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_spec: str, records: str,
-          allowed_lateness: str, default_timezone: str, max_future: str) -> None:
-    """Audit a JSONL export of R1 events (both schemas, log order; '-' for stdin, .gz accepted)."""
-    from chatsla.audit import open_events, run_audit
+          allowed_lateness: str, default_timezone: str, max_record_bytes: int, max_future: str) -> None:
+    """Audit a JSONL export of chat and shop events: sessions, 24 h replies, weekly outcomes.
+
+    EVENTS.jsonl holds one event per line in log order, both schemas mixed; '-' reads standard
+    input and a name ending in .gz is decompressed. Invalid lines are reported on stderr with
+    their line number and counted by reason; they never stop the audit.
+    """
     from chatsla import report as render
+    from chatsla.audit import open_events, read_records, run_audit
 
     until_t = parse_time_option(until, "--until")
     policy = policy_option(policy_spec)
     config = engine_config(allowed_lateness, default_timezone, max_future)
-    try:
-        f = open_events(events)
-    except FileNotFoundError:
-        raise CliError(f"file not found: {events}") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise CliError(f"cannot read {events}: {e.strerror}") from None
-
+    name = "standard input" if events == "-" else events
+    f = open_events(events)
     err = sys.stderr
 
     def on_invalid(line_no: int, reason: str) -> None:
-        err.write(f"{events}:{line_no}: invalid event: {reason}\n")
+        if err is not None:
+            err.write(f"{events}:{line_no}: invalid event: {reason}\n")
 
     with f:
-        try:
-            result = run_audit(f, policy, config, until_t, shops or None, on_invalid)
-        except OSError as e:  # e.g. a truncated .gz
-            raise CliError(f"cannot read {events}: {e}") from None
+        result = run_audit(read_records(f, name, max_record_bytes), policy, config, until_t, shops or None,
+                           on_invalid, max_record_bytes)
     if fmt == "json":
-        sys.stdout.buffer.write(render.to_json(result))
+        write_stdout(render.to_json(result))
     elif fmt == "csv":
-        sys.stdout.write(render.to_csv(result, records))
+        write_stdout(render.to_csv(result, records).encode("utf-8"))
     else:
-        from rich.console import Console
-
-        render.print_table(result, Console() if sys.stdout.isatty() else Console(width=120))
+        render.print_table(result, stdout_console())
 
 
 def _kafka_options(f):
@@ -144,14 +237,20 @@ def _kafka_options(f):
         click.option("--bootstrap", envvar="CHATSLA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True,
                      help="Kafka bootstrap servers, comma-separated."),
         click.option("--security-protocol", envvar="CHATSLA_SECURITY_PROTOCOL", default="PLAINTEXT",
-                     type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), show_default=True),
+                     type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), show_default=True,
+                     help="How to connect to Kafka: TLS (SSL), a login (SASL_*), both, or neither."),
         click.option("--sasl-mechanism", envvar="CHATSLA_SASL_MECHANISM",
-                     type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
-        click.option("--sasl-username", envvar="CHATSLA_SASL_USERNAME"),
-        click.option("--sasl-password", envvar="CHATSLA_SASL_PASSWORD"),
-        click.option("--ssl-cafile", envvar="CHATSLA_SSL_CAFILE", type=click.Path(exists=True, dir_okay=False)),
-        click.option("--ssl-certfile", envvar="CHATSLA_SSL_CERTFILE", type=click.Path(exists=True, dir_okay=False)),
-        click.option("--ssl-keyfile", envvar="CHATSLA_SSL_KEYFILE", type=click.Path(exists=True, dir_okay=False)),
+                     type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+                     help="Login method the cluster expects (with --security-protocol SASL_*)."),
+        click.option("--sasl-username", envvar="CHATSLA_SASL_USERNAME", help="Kafka login name (SASL_*)."),
+        click.option("--sasl-password", envvar="CHATSLA_SASL_PASSWORD",
+                     help="Kafka password (SASL_*); prefer the CHATSLA_SASL_PASSWORD environment variable."),
+        click.option("--ssl-cafile", envvar="CHATSLA_SSL_CAFILE", type=click.Path(exists=True, dir_okay=False),
+                     help="CA certificate (PEM) to trust for the brokers' TLS certificates."),
+        click.option("--ssl-certfile", envvar="CHATSLA_SSL_CERTFILE", type=click.Path(exists=True, dir_okay=False),
+                     help="Client certificate (PEM) when the cluster asks for one."),
+        click.option("--ssl-keyfile", envvar="CHATSLA_SSL_KEYFILE", type=click.Path(exists=True, dir_okay=False),
+                     help="Private key (PEM) of --ssl-certfile."),
         click.option("--topic-prefix", envvar="CHATSLA_TOPIC_PREFIX", default="",
                      help="Prefix for every topic name (several deployments on one cluster)."),
     ]
@@ -166,7 +265,7 @@ def _security(kw: dict):
     sec = KafkaSecurity(kw.pop("security_protocol"), kw.pop("sasl_mechanism"), kw.pop("sasl_username"),
                         kw.pop("sasl_password"), kw.pop("ssl_cafile"), kw.pop("ssl_certfile"), kw.pop("ssl_keyfile"))
     if sec.protocol.startswith("SASL") and not (sec.sasl_mechanism and sec.sasl_username):
-        raise CliError("--security-protocol SASL_* needs --sasl-mechanism and --sasl-username")
+        raise UsageError("--security-protocol SASL_* needs --sasl-mechanism and --sasl-username")
     return sec
 
 
@@ -255,8 +354,8 @@ def worker(**kw: object) -> None:
             created = ensure_topics(settings.bootstrap, topic_specs(names, settings.partitions)
                                     + changelog_specs(settings.app_id, settings.partitions), settings.replication,
                                     security.kafka_python_kwargs())
-        except TopicError as e:
-            raise CliError(str(e)) from None
+        except TopicError as e:  # the broker cannot be reached or refuses: a failed run (1)
+            raise BrokerError(str(e)) from None
         if created:
             click.echo(f"created topics: {', '.join(created)}", err=True)
     from streams.app import run_worker
@@ -267,29 +366,212 @@ def worker(**kw: object) -> None:
 
 
 @cli.command()
-def policies() -> None:
-    """List the bundled policies (RULES R7)."""
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one policy per line; json: every policy with all its numbers.")
+def policies(fmt: str) -> None:
+    """List the bundled policies (rule versions) that --policy can name."""
+    import orjson
+
     from chatsla.core.policy import available
 
-    for ref in available():
-        p = load_policy(ref)
-        click.echo(f"{ref}\t{p.source}")
+    loaded = [load_policy(ref) for ref in available()]
+    if fmt == "json":
+        write_stdout(orjson.dumps([_policy_json(p) for p in loaded], option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        write_stdout("".join(f"{p.ref}\t{p.source}\n" for p in loaded).encode("utf-8"))
 
 
-def main(argv: list[str] | None = None) -> None:
+def _policy_json(p) -> dict:
+    """A policy as JSON: durations in seconds, thresholds as decimal strings (exact, "0.9")."""
+    from chatsla.core.policy import _WEEKDAYS
+
+    def seconds(us: int) -> int | float:
+        return us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
+
+    def decimal(f) -> str:
+        from decimal import Decimal
+
+        return str(Decimal(f.numerator) / Decimal(f.denominator))
+
+    return {
+        "ref": p.ref, "id": p.id, "version": p.version, "platform": p.platform, "source": p.source,
+        "seller_timeout_s": seconds(p.seller_timeout), "buyer_timeout_s": seconds(p.buyer_timeout),
+        "auto_reply_timeout_s": seconds(p.auto_reply_timeout), "reply_window_s": seconds(p.reply_window),
+        "period_days": p.period_days, "week_starts_on": _WEEKDAYS[p.week_starts_on],
+        "min_buyer_messages": p.min_buyer_messages, "warning_below": decimal(p.warning_below),
+        "violation_below": decimal(p.violation_below), "violation_points": p.violation_points,
+    }
+
+
+def _command_path(args: list[str]) -> str:
+    """``chatsla dev up`` from the arguments, for the error line (the failing context is gone)."""
+    path, group = ["chatsla"], cli
+    for a in args:
+        if a.startswith("-") or not isinstance(group, click.Group):
+            break
+        try:
+            cmd = group.get_command(None, a)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - only a name for the message
+            cmd = None
+        if cmd is None:
+            break
+        path.append(a)
+        group = cmd
+    return " ".join(path)
+
+
+class _ClosedStream(io.RawIOBase):
+    """Stands in for a standard stream that was closed when chatsla started (``>&-``, ``<&-``):
+    reading or writing it fails with EBADF, which main reports, instead of Python's None."""
+
+    closed_stream = True
+
+    def __init__(self, name: str) -> None:
+        self.stream_name = name
+        self.discard = False  # set once the failure is reported: the exit-time flush stays quiet
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        raise OSError(errno.EBADF, f"cannot read {self.stream_name}: it is closed")
+
+    def write(self, b) -> int:  # type: ignore[override]
+        if self.discard:
+            return len(b)
+        raise OSError(errno.EBADF, f"cannot write {self.stream_name}: it is closed")
+
+
+def _guard_std_streams() -> None:
+    """Give closed standard streams a stand-in that fails loudly, and keep their descriptors
+    taken (by /dev/null) so that no file chatsla opens becomes descriptor 0, 1 or 2."""
+    for fd, attr, name in ((0, "stdin", "standard input"), (1, "stdout", "standard output"),
+                           (2, "stderr", "standard error")):
+        if getattr(sys, attr) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                os.open(os.devnull, os.O_RDWR)  # takes the lowest free descriptor: this one
+            except OSError:
+                pass
+        raw = _ClosedStream(name)
+        raw.discard = fd == 2  # a closed stderr only silences the messages: the command still runs
+        buffered = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        stream = io.TextIOWrapper(buffered, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+        setattr(sys, attr, stream)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if there is anywhere to write it."""
     try:
-        cli.main(args=argv, prog_name="chatsla", standalone_mode=False)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _quiet_stdout() -> None:
+    """After standard output failed (closed pipe, full disk), route what is still buffered in it to
+    /dev/null, so Python's flush at exit does not print a second, traceback-like message."""
+    out = sys.stdout
+    if out is None:
+        return
+    raw = getattr(getattr(out, "buffer", None), "raw", None)
+    if isinstance(raw, _ClosedStream):
+        raw.discard = True
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _flush_stdout() -> None:
+    out = sys.stdout
+    if out is not None:
+        out.flush()
+
+
+def _exit_code(args: list[str]) -> int:
+    """Run the command line; every failure becomes one line on stderr and its exit code here."""
+    def say(message: str) -> None:
+        _say(f"{_command_path(args)}: {message}")
+
+    try:
+        try:
+            rv = cli.main(args=args, prog_name="chatsla", standalone_mode=False)
+        except SystemExit:  # a command's own exit status (verify: differences found)
+            _flush_stdout()
+            raise
+        _flush_stdout()
+        return rv if type(rv) is int else 0  # click returns an Exit's code (simulate's usage errors)
+    except SystemExit as e:
+        return e.code if type(e.code) is int else (0 if e.code is None else 1)
     except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        name = e.ctx.command_path if getattr(e, "ctx", None) is not None else "chatsla"
-        sys.stderr.write(f"{name}: error: {e.format_message()}\n")
-        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
-    except click.Abort:
-        sys.stderr.write("chatsla: aborted\n")
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(1)
+        return e.exit_code
+    except click.ClickException as e:  # usage errors (exit 2) and commands' own ClickExceptions
+        ctx = getattr(e, "ctx", None)
+        name = ctx.command_path if ctx is not None else _command_path(args)
+        _say(f"{name}: error: {e.format_message()}")
+        return EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+    except (click.Abort, KeyboardInterrupt, _Interrupted):
+        say("interrupted")
+        return EXIT_INTERRUPTED
+    except ChatslaError as e:
+        os_error = getattr(e, "os_error", None)
+        if os_error is not None:  # an OSError no command named: say what it was writing or reading
+            return _os_failure(os_error, args, say)
+        if isinstance(e, OutputError):
+            _quiet_stdout()
+        say(f"error: {e}")
+        return e.exit_code
+    except OSError as e:  # outside a command, e.g. the final flush of standard output
+        return _os_failure(e, args, say)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EDQUOT, errno.EFBIG}
+
+
+def _os_failure(e: OSError, args: list[str], say) -> int:
+    why = e.strerror or str(e) or type(e).__name__
+    if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+        message = _BROKEN_PIPE
+    elif why.startswith("cannot "):  # a closed standard stream (_ClosedStream)
+        message = why
+    elif e.filename:
+        message = f"{why}: {e.filename}"
+    elif e.errno in _WRITE_ERRNOS:
+        message = f"cannot write {_output_target(args)}: {why}"
+    else:
+        message = why
+    if e.errno in _WRITE_ERRNOS or e.errno == errno.EBADF:
+        _quiet_stdout()
+    say(f"error: {message}")
+    return 1
+
+
+def _output_target(args: list[str]) -> str:
+    """What a write without a file name went to: the command's --out file, else standard output."""
+    for i, a in enumerate(args):
+        if a == "--out" and i + 1 < len(args) and args[i + 1] != "-":
+            return args[i + 1]
+        if a.startswith("--out=") and a != "--out=-":
+            return a[len("--out="):]
+    return "standard output"
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``chatsla`` entry point: exit codes as documented in chatsla/errors.py."""
+    _guard_std_streams()
+    args = sys.argv[1:] if argv is None else list(argv)
+    sys.exit(_exit_code(args))
 
 
 if __name__ == "__main__":

@@ -90,10 +90,14 @@ def _start_prometheus(port: int, web_port: int) -> str | None:
 
 
 @click.command()
-@click.option("--shops", type=click.IntRange(1, 50), default=5, show_default=True)
-@click.option("--conversations", type=click.IntRange(1, 5000), default=200, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True)
+@click.option("--shops", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="Number of simulated shops.")
+@click.option("--conversations", type=click.IntRange(1, 5000), default=200, show_default=True,
+              help="Simulated buyer conversations per shop over the week.")
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Random seed of the simulated week (the same seed gives the same week).")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True,
+              help="Port of the worker's HTTP server (/metrics, /shops/{id}).")
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
               help="Port of the demo's Prometheus (started when the `prometheus` binary is installed).")
 @click.option("--stop", "stop_", is_flag=True, help="Stop the demo's Prometheus, worker and broker.")

@@ -3,8 +3,10 @@
 Registered lazily by :class:`chatsla.cli.LazyGroup`. They take the same Kafka flags as
 ``chatsla worker`` and read the input topics with a private consumer (no group id, no commits): a
 replay never touches the live app's consumer group, tables or output topics. What is read and
-reported is documented in :mod:`chatsla.replay`. Errors are one plain line and exit code 2;
-``verify`` exits 1 when it finds differences.
+reported is documented in :mod:`chatsla.replay`. Errors are :mod:`chatsla.errors` exceptions,
+which ``chatsla.cli.main`` prints as one plain line: exit code 2 for a wrong command line, 1 for a
+broker that cannot be reached or an output that cannot be written; ``verify`` exits 1 when it finds
+differences.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ from typing import Iterator
 import click
 
 from chatsla.cli import (
-    CliError,
+    LATENESS_HELP,
+    POLICY_HELP,
+    TIMEZONE_HELP,
     _kafka_options,
     _security,
     _topic_names,
     engine_config,
     parse_time_option,
     policy_option,
+    stdout_console,
+    write_stdout,
 )
 from chatsla.core.policy import DEFAULT_POLICY
+from chatsla.errors import BrokerError, OutputError, UsageError
 
 _FORMATS = ("table", "json", "csv", "html")
 
@@ -39,7 +46,7 @@ def _period_options(f):
         click.option("--lookback", default="9d", show_default=True,
                      help="How far before --from chat.messages is read to rebuild open sessions and "
                           "duplicates (a duration such as 9d, or 'all')."),
-        click.option("--allowed-lateness", default="2min", show_default=True, help="R6.2 allowed lateness."),
+        click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP),
         click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
                      help="Seconds to wait for the broker when connecting and for each metadata request."),
     ]
@@ -50,10 +57,8 @@ def _period_options(f):
 
 def _engine_options(f):
     opts = [
-        click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
-                     help="Policy id@version, bare id (its current version) or a policy JSON file."),
-        click.option("--default-timezone", default="UTC", show_default=True,
-                     help="Zone of shops never told theirs (R1)."),
+        click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True, help=POLICY_HELP),
+        click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP),
         click.option("--reader-process", type=click.Choice(["auto", "on", "off"]), default="auto",
                      show_default=True, help="Fetch and decode in a second process while this one runs the "
                      "engine (auto: from 200,000 records on). The results are the same either way."),
@@ -64,14 +69,14 @@ def _engine_options(f):
 
 
 def _setup(kw: dict, engine: bool = True):
-    """Flags -> (KafkaInput, Period, policy, engine config, parallel); every problem as one CliError line."""
+    """Flags -> (KafkaInput, Period, policy, engine config, parallel); every problem as one UsageError line."""
     from chatsla.core.timefmt import parse_duration
     from chatsla.replay import KafkaInput, Period
 
     start = parse_time_option(kw.pop("from_"), "--from")
     end = parse_time_option(kw.pop("to"), "--to")
     if end <= start:
-        raise CliError("--to must be after --from")
+        raise UsageError("--to must be after --from")
     lookback_text = kw.pop("lookback").strip().lower()
     if lookback_text == "all":
         lookback = None
@@ -79,9 +84,11 @@ def _setup(kw: dict, engine: bool = True):
         try:
             lookback = parse_duration(lookback_text)
         except ValueError as e:
-            raise CliError(f"--lookback: {e} (or 'all')") from None
+            raise UsageError(f"--lookback: {e} (or 'all')") from None
+        except OverflowError:  # "1e999d"
+            raise UsageError(f"--lookback: not a finite duration: {lookback_text!r}") from None
         if lookback < 0:
-            raise CliError("--lookback must not be negative")
+            raise UsageError("--lookback must not be negative")
     policy = policy_option(kw.pop("policy_spec")) if engine else None
     kw["parallel"] = {"auto": None, "on": True, "off": False}[kw.pop("reader_process", "auto")]
     config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))
@@ -125,18 +132,29 @@ def _quiet_kafka_logs() -> None:
         log.propagate = False
 
 
-def _run(coro):
+def _run(coro, out: str | None = None):
+    """Run a replay coroutine; a broker failure is a BrokerError and a failed write to ``out`` an
+    OutputError naming it (exit 1). Anything else from aiokafka (a TLS handshake with a plaintext
+    broker, a refused login) is a broker failure too: it is reported in one line, not a traceback."""
     from chatsla.replay import ReplayError
 
     _quiet_kafka_logs()
     try:
         return asyncio.run(coro)
     except ReplayError as e:
-        raise CliError(str(e)) from None
+        raise BrokerError(str(e)) from None
     except KeyboardInterrupt:
         raise click.Abort() from None
     except OSError as e:  # e.g. a full disk under chatsla export
-        raise CliError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
+        if e.filename:
+            raise OutputError(f"{e.strerror or e}: {e.filename}") from None
+        if out is not None:
+            raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+        raise BrokerError(f"{e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - aiokafka's own errors, one line
+        if type(e).__module__.split(".")[0] in ("aiokafka", "kafka", "ssl"):
+            raise BrokerError(f"Kafka: {type(e).__name__}: {e}") from None
+        raise
 
 
 def _open_out(path: str | None, binary: bool = True):
@@ -145,7 +163,15 @@ def _open_out(path: str | None, binary: bool = True):
     try:
         return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
     except OSError as e:
-        raise CliError(f"cannot write {path}: {e.strerror}") from None
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _write_out(path: str, write) -> None:
+    """Write --out; a full disk or an I/O error is one OutputError line naming the file."""
+    try:
+        write()
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 @click.command()
@@ -170,7 +196,7 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
     from chatsla.replay import replay_async
 
     if fmt == "html" and len(shops) != 1:
-        raise CliError("--format html is the appeal pack of one shop's week: give exactly one --shop")
+        raise UsageError("--format html is the appeal pack of one shop's week: give exactly one --shop")
     kin, period, policy, config, parallel = _setup(kw)
     with _progress("replay") as progress:
         result = _run(replay_async(kin, period, policy, config, shops or None, progress, parallel=parallel))
@@ -185,14 +211,14 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
         if not weeks:
             zone = result.shop_zones.get(shop)
             if zone is None:
-                raise CliError(f"shop {shop!r} has no events in the replayed input")
+                raise UsageError(f"shop {shop!r} has no events in the replayed input")
             weeks_of_shop = sorted((abs(start - period.start), start, label)
                                    for (s, label), (start, _) in result.week_bounds.items() if s == shop)
             hint = ""
             if weeks_of_shop:
                 _, start, label = weeks_of_shop[0]
                 hint = f"; its week {label} starts at {format_time(start)}"
-            raise CliError(f"no assessed week of shop {shop!r} starts at --from {format_time(period.start)} "
+            raise UsageError(f"no assessed week of shop {shop!r} starts at --from {format_time(period.start)} "
                            f"(its time zone is {zone}{hint}); --from must be the shop's local Monday 00:00 "
                            f"and --to after that week's end")
         text = render_appeal(report, shop, weeks[0], policy)
@@ -206,18 +232,23 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
 
         f = _open_out(out, binary=False)
         if f is None:
-            render.print_table(report, Console() if sys.stdout.isatty() else Console(width=120))
+            render.print_table(report, stdout_console())
         else:
-            with f:
-                render.print_table(report, Console(file=f, width=120))
+            def table() -> None:
+                with f:
+                    render.print_table(report, Console(file=f, width=120))
+
+            _write_out(out, table)  # type: ignore[arg-type]
         return
     f = _open_out(out)
     if f is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
     else:
-        with f:
-            f.write(data)
+        def write() -> None:
+            with f:
+                f.write(data)
+
+        _write_out(out, write)  # type: ignore[arg-type]
 
 
 @click.command()
@@ -238,14 +269,19 @@ def export(out: str, **kw: object) -> None:
     try:
         f = open_output(out)
     except OSError as e:
-        raise CliError(f"cannot write {out}: {e.strerror}") from None
+        raise OutputError(f"cannot write {out}: {e.strerror}") from None
     try:
-        with f, _progress("export") as progress:
-            summary = _run(export_async(kin, period, f, config.allowed_lateness, progress))
+        with _progress("export") as progress:
+            try:
+                with f:
+                    summary = _run(export_async(kin, period, f, config.allowed_lateness, progress), out)
+            except OSError as e:  # closing flushes the last block: a full disk shows here too
+                raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
     except BaseException:
         from pathlib import Path
 
-        Path(out).unlink(missing_ok=True)  # no half-written export left behind
+        if Path(out).is_file():  # no half-written export left behind (never a device: --out /dev/full)
+            Path(out).unlink(missing_ok=True)
         raise
     parts = ", ".join(f"{r.source}@{r.start}-{r.stop if r.stop is not None else r.end}" for r in summary.ranges)
     click.echo(f"exported {summary.records} records to {out} ({parts})", err=True)
@@ -256,7 +292,8 @@ def export(out: str, **kw: object) -> None:
 @_period_options
 @_engine_options
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Verify only this shop (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, json for programs (every difference with its cause).")
 def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
     """Compare the live outputs with a replay of the period; exit 1 when they differ.
 
@@ -273,7 +310,7 @@ def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
     with _progress("verify") as progress:
         result = _run(verify_async(kin, period, policy, config, shops or None, progress, parallel))
     if fmt == "json":
-        sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        write_stdout(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         _print_verify(result)
     sys.stdout.flush()
@@ -317,4 +354,6 @@ def _show(v: object) -> str:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float):  # a rate: 4 decimals, not a float's 17 digits
+        return f"{v:.4f}"
     return str(v)

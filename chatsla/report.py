@@ -8,6 +8,7 @@ import io
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chatsla.audit import Report
@@ -29,6 +30,8 @@ def _csv_value(v: object) -> object:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float):  # the rate: a share with 4 decimals, not a float's 17 digits
+        return f"{v:.4f}"
     return v
 
 
@@ -57,7 +60,7 @@ def assessments_table(assessments: list[dict], title: str) -> Table:
                          ("status", "left")):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for a in assessments:
-        t.add_row(a["shop_id"], a["week_start"], str(a["sessions"]), str(a["replied_24h"]), _pct(a["rate"]),
+        t.add_row(escape(a["shop_id"]), a["week_start"], str(a["sessions"]), str(a["replied_24h"]), _pct(a["rate"]),
                   str(a["buyer_messages"]), f"[{_STYLES[a['outcome']]}]{a['outcome']}[/]",
                   str(a["violation_points"]), a["status"] + (" (late)" if a["late"] else ""))
     return t
@@ -70,16 +73,26 @@ def print_assessments(assessments: list[dict], console: Console) -> None:
 
 
 def print_table(report: Report, console: Console) -> None:
+    """The assessments as a table and the counters below it, one list per line (a long line is
+    left to the terminal to wrap, not cut by rich in the middle of a list). An input without a
+    single valid event says so in one line instead of showing an empty table."""
     s = report.stats
-    t = assessments_table(report.assessments, f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})")
-    console.print(t)
-    if not report.assessments:
-        console.print("No week has ended by the watermark yet: assessments appear once a week is over (R5.6).")
-    reasons = ", ".join(f"{k} {v}" for k, v in s["invalid_by_reason"].items()) or "none"
+    if s["valid"] == 0:
+        console.print(f"No valid event was read ({s['read']} lines, {s['invalid']} invalid): nothing to assess.",
+                      soft_wrap=True)
+    else:
+        console.print(assessments_table(report.assessments,
+                                        f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})"))
+        if not report.assessments:
+            console.print("No week has ended by the watermark yet: assessments appear once a week is over.")
+    lines = [f"events read {s['read']}, valid {s['valid']}, duplicate {s['duplicate']}, late {s['late']}, "
+             f"invalid {s['invalid']}"]
+    if s["invalid_by_reason"]:
+        lines.append("invalid by reason: " + ", ".join(f"{k} {v}" for k, v in s["invalid_by_reason"].items()))
     closed = ", ".join(f"{k} {v}" for k, v in s["sessions_closed"].items()) or "none"
-    console.print(
-        f"events read {s['read']}, valid {s['valid']}, duplicate {s['duplicate']}, late {s['late']}, "
-        f"invalid {s['invalid']} ({reasons})\n"
-        f"sessions opened {s['sessions_opened']}, closed: {closed}; outreach messages {s['outreach']}\n"
-        f"watermark {s['watermark']}"
-    )
+    lines.append(f"sessions opened {s['sessions_opened']}, closed: {closed}")
+    lines.append(f"outreach messages {s['outreach']}")
+    if s["watermark"] is not None:
+        lines.append(f"watermark {s['watermark']}")
+    for line in lines:
+        console.print(escape(line), soft_wrap=True, highlight=False)

@@ -661,8 +661,9 @@ def simulate(
         try:
             ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)])
             sent = produce(events, bootstrap, names, rate)
-        except (ProduceError, TopicError) as exc:
-            _fail(f"simulate: {exc}")
+        except (ProduceError, TopicError) as exc:  # a run that failed, not bad arguments: exit 1
+            click.echo(" ".join(f"simulate: {exc}".split()), err=True)
+            raise click.exceptions.Exit(1) from None
         click.echo(f"produced {sent} events to {bootstrap} ({chat_topic}, {shop_topic})", err=True)
         return
     if out == "-":

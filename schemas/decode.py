@@ -6,7 +6,20 @@ Reasons have the form ``<code>`` or ``<code>:<field>``:
 
 ``not_json``, ``not_object``, ``missing_field:F``, ``bad_type:F`` (wrong JSON type or empty id),
 ``bad_value:F`` (not one of the allowed values), ``bad_time:F`` (not RFC 3339 with an offset),
-``bad_timezone:timezone`` (not an IANA zone), ``unknown_schema:schema``.
+``bad_timezone:timezone`` (not an IANA zone), ``unknown_schema:schema``, ``too_large`` (the record
+is longer than ``max_bytes``, by default :data:`MAX_RECORD_BYTES`), ``duplicate_key`` (an object of
+the record names a key twice, at any depth).
+
+Duplicate keys are rejected because parsers disagree on them (RFC 8259 §4: the behaviour is
+unpredictable): orjson keeps the last value, another reader of the same log may keep the first, so
+``{"shop_id": "a", ..., "shop_id": "b"}`` would be credited to a different shop by each. orjson
+cannot report them, so :func:`has_duplicate_keys` counts instead. A JSON text has two ``"`` per
+string token (key or string value) plus one per escaped quote ``\\"``; a repeated key is a string
+token that the parsed value no longer has. So a text with exactly twice as many ``"`` as the parsed
+value has string tokens repeats no key (a key spelt with escapes, ``"shop\\u005fid"``, is still one
+token), and a text without a backslash and with more ``"`` repeats one. Only a text with a
+backslash and a count that does not match is parsed again, by the standard library with an
+``object_pairs_hook`` that sees every pair.
 """
 
 from __future__ import annotations
@@ -32,6 +45,9 @@ from schemas.events import (
 )
 
 _loads = orjson.loads
+# The largest record decode accepts by default: Kafka's default message.max.bytes (1 MB) rounded up,
+# so nothing the default broker delivers is cut; ``chatsla audit --max-record-bytes`` changes it.
+MAX_RECORD_BYTES = 1 << 20
 # Event times chatsla accepts: 1970 to 9000. Outside that, week and deadline arithmetic would leave
 # the range of Python's datetime; no real chat message is sent there (bad_time).
 MIN_TIME = 0
@@ -54,7 +70,14 @@ def _required_id(obj: dict, field: str) -> str | Invalid:
     return Invalid("bad_type:" + field)
 
 
-def _decode_chat(obj: dict) -> ChatMessage | Invalid:
+_ABSENT = object()
+DUPLICATE_KEY = Invalid("duplicate_key")
+
+
+def _decode_chat(obj: dict, raw: bytes | None = None) -> ChatMessage | Invalid:
+    """A parsed ``chat.message/v1`` object -> event; with ``raw`` (its text, bytes), a valid
+    message is also checked for repeated keys (a repeated key of an invalid one is the caller's
+    check: :func:`has_duplicate_keys`)."""
     # Fast path: subscripts (no method calls) and identity checks for the common shape; any
     # surprise falls through to _explain_chat, which finds the precise reason.
     try:
@@ -79,26 +102,48 @@ def _decode_chat(obj: dict) -> ChatMessage | Invalid:
         t = parse_time(sent_at)
     if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:sent_at", sent_at[:64])
-    if len(obj) == 6:  # schema + the five required fields: every optional field at its default
+    # Repeated keys (module docstring): every field of a valid message is a string, so a text
+    # with no field but these has exactly 4 quotes (34) per distinct key unless a key repeats.
+    # The count is most of the check's cost: about 6 % of the audit path's instructions
+    # (benchmarks/audit_path.py under callgrind, issue #10 finding 10).
+    n = len(obj)
+    if n == 6:  # schema + the five required fields: every optional field at its default
+        if raw is not None and raw.count(34) != 24 and has_duplicate_keys(raw, obj):
+            return DUPLICATE_KEY
         return new_chat_message(event_id, shop_id, conversation_id, sender, t)
     get = obj.get
-    kind = get("kind", "message")
-    if kind != "message":
-        if type(kind) is not str:
-            return Invalid("bad_type:kind")
-        if kind not in KINDS:
-            return Invalid("bad_value:kind")
-        if sender != "seller" and sender != "system":
-            return Invalid("bad_value:kind", "only seller or system can close a conversation")
-    message_type = get("message_type", "text")
-    if message_type != "text":
-        if type(message_type) is not str:
-            return Invalid("bad_type:message_type")
-        if message_type not in MESSAGE_TYPES:
-            return Invalid("bad_value:message_type")
-    platform = get("platform", DEFAULT_PLATFORM)
-    if type(platform) is not str or not platform:
-        return Invalid("bad_type:platform")
+    known = 6  # fields of the schema present
+    kind = get("kind", _ABSENT)
+    if kind is _ABSENT:
+        kind = "message"
+    else:
+        known += 1
+        if kind != "message":
+            if type(kind) is not str:
+                return Invalid("bad_type:kind")
+            if kind not in KINDS:
+                return Invalid("bad_value:kind")
+            if sender != "seller" and sender != "system":
+                return Invalid("bad_value:kind", "only seller or system can close a conversation")
+    message_type = get("message_type", _ABSENT)
+    if message_type is _ABSENT:
+        message_type = "text"
+    else:
+        known += 1
+        if message_type != "text":
+            if type(message_type) is not str:
+                return Invalid("bad_type:message_type")
+            if message_type not in MESSAGE_TYPES:
+                return Invalid("bad_value:message_type")
+    platform = get("platform", _ABSENT)
+    if platform is _ABSENT:
+        platform = DEFAULT_PLATFORM
+    else:
+        known += 1
+        if type(platform) is not str or not platform:
+            return Invalid("bad_type:platform")
+    if raw is not None and not (known == n and raw.count(34) == 4 * n) and has_duplicate_keys(raw, obj):
+        return DUPLICATE_KEY
     return new_chat_message(event_id, shop_id, conversation_id, sender, t, kind, message_type, platform)
 
 
@@ -173,6 +218,7 @@ def decode_obj(obj: object) -> ChatMessage | ShopEvent | Invalid:
 
 
 _NOT_JSON = object()
+_DUPLICATE = object()
 
 
 def _reject_constant(name: str) -> object:
@@ -187,7 +233,7 @@ def _int_or_float(digits: str) -> int | float:
 
 
 def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
-    """The JSON value of a line orjson rejected, or ``_NOT_JSON``.
+    """The JSON value of a line orjson rejected, ``_NOT_JSON``, or ``_DUPLICATE`` (a repeated key).
 
     orjson refuses some valid JSON texts (RFC 8259): numbers beyond the range of a double
     (``1e400``, a 400-digit integer), which may sit in an unknown extra field that R1 ignores.
@@ -195,9 +241,17 @@ def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
     BOM, no NaN/Infinity, no unpaired surrogate). Runs only on lines orjson rejected, so valid
     lines pay nothing.
     """
+    repeated: list[bool] = []
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict:  # sees every pair, in order
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            repeated.append(True)  # decided only if the whole text is JSON: not_json comes first
+        return obj
+
     try:
         text = raw if type(raw) is str else bytes(raw).decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_int_or_float)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_int_or_float, object_pairs_hook=pairs_hook)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return _NOT_JSON
     stack = [obj]  # no recursion: nesting as deep as json.loads accepts
@@ -216,17 +270,84 @@ def _loads_strict_fallback(raw: bytes | bytearray | memoryview | str) -> object:
                 push(v)
         elif type(node) is list:
             stack.extend(node)
-    return obj
+    return _DUPLICATE if repeated else obj
 
 
-def decode(raw: bytes | bytearray | memoryview | str) -> ChatMessage | ShopEvent | Invalid:
-    """One record's bytes -> event or :class:`Invalid`; never raises."""
+def _string_tokens(value: object) -> int:
+    """Keys and string values in a parsed JSON value (each is two ``"`` in its text without escapes)."""
+    n = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            n += len(node)
+            values = node.values()
+        elif type(node) is list:
+            values = node
+        else:
+            n += type(node) is str
+            continue
+        types = [*map(type, values)]
+        n += types.count(str)
+        if dict in types or list in types:
+            for v in values:
+                if type(v) is dict or type(v) is list:
+                    push(v)
+    return n
+
+
+def has_duplicate_keys(raw: bytes | bytearray | memoryview | str, value: object) -> bool:
+    """Does the JSON text ``raw``, which orjson parsed to ``value``, repeat a key in any object?
+
+    Without a backslash in ``raw``, every ``"`` delimits a key or a string value, and a repeated key
+    is a string token that ``value`` lost: a count, no parsing (see the module docstring). With one,
+    the standard library parses ``raw`` again and sees every key as written.
+    """
+    if type(raw) is memoryview or type(raw) is bytearray:
+        raw = bytes(raw)
+    if type(raw) is str:
+        quotes, backslash = raw.count('"'), "\\" in raw
+    else:
+        quotes, backslash = raw.count(b'"'), b"\\" in raw
+    if quotes == 2 * _string_tokens(value):
+        return False  # escaped quotes only add to the count: equal means no key was dropped
+    if not backslash:
+        return True
+    return _loads_strict_fallback(raw) is _DUPLICATE
+
+
+def _record_bytes(raw: bytes | bytearray | memoryview | str) -> int:
+    if type(raw) is str:
+        return len(raw.encode("utf-8", "surrogatepass"))
+    return memoryview(raw).nbytes if type(raw) is memoryview else len(raw)
+
+
+def decode(raw: bytes | bytearray | memoryview | str,
+           max_bytes: int = MAX_RECORD_BYTES) -> ChatMessage | ShopEvent | Invalid:
+    """One record's bytes -> event or :class:`Invalid`; never raises.
+
+    A record longer than ``max_bytes`` is ``too_large`` without being parsed; one that repeats a
+    key is ``duplicate_key`` whatever else is wrong with it (which value is meant is unknown).
+    """
+    if len(raw) > max_bytes or (type(raw) is not bytes and _record_bytes(raw) > max_bytes):
+        return Invalid("too_large", f"longer than {max_bytes} bytes")
     try:
         obj = _loads(raw)
     except _JSONDecodeError:
         obj = _loads_strict_fallback(raw)
         if obj is _NOT_JSON:
             return Invalid("not_json")
-    if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:  # the hot case, one call less
+        if obj is _DUPLICATE:
+            return DUPLICATE_KEY
+    else:
+        if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA and type(raw) is bytes:  # the hot case
+            ev = _decode_chat(obj, raw)  # checks a valid message for repeated keys itself
+            if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(raw, obj):
+                return DUPLICATE_KEY
+            return ev
+        if (type(obj) is dict or type(obj) is list) and has_duplicate_keys(raw, obj):
+            return DUPLICATE_KEY
+    if type(obj) is dict and obj.get("schema") == CHAT_SCHEMA:
         return _decode_chat(obj)
     return decode_obj(obj)

@@ -113,7 +113,8 @@ class _App(faust.App):
 def create_app(settings: WorkerSettings) -> faust.App:
     names = settings.topics
     policy = load_policy(settings.policy)
-    config = EngineConfig(allowed_lateness=settings.allowed_lateness_us, default_timezone=settings.default_timezone)
+    config = EngineConfig(allowed_lateness=settings.allowed_lateness_us, default_timezone=settings.default_timezone,
+                          max_future=settings.max_future_us)
     # The watermark waits for every chat.messages partition; shop.events partitions do not hold
     # it back (shop events are rare: an idle one would stall a backfill and grow the buffer
     # without bound). A shop event routed more than the allowed lateness after younger chat

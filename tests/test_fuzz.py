@@ -45,6 +45,7 @@ REASON = re.compile(
     r"|bad_time:(sent_at|at)"
     r"|bad_timezone:timezone"
     r"|unknown_schema:schema"
+    r"|duplicate_key|too_large"
 )
 
 SENDERS = ("buyer", "seller", "auto_reply", "system")
@@ -217,7 +218,46 @@ whitespace_lines = st.text(alphabet=" \t\r\n\x0b\x0c", max_size=8).map(str.encod
 unicode_lines = st.text(max_size=80).map(lambda s: s.encode("utf-8"))
 random_byte_lines = st.binary(max_size=200)
 
+def _json_text(value: object, draw: st.DrawFn) -> str:
+    """``value`` as JSON text, with an object given as a list of (key, value) pairs (so keys may
+    repeat), strings sometimes \\u-escaped character by character, and random whitespace."""
+    ws = lambda: draw(st.sampled_from(["", "", "", " ", "\n\t "]))  # noqa: E731
+    if isinstance(value, Pairs):
+        return "{" + ",".join(f"{ws()}{_json_text(k, draw)}{ws()}:{ws()}{_json_text(v, draw)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(ws() + _json_text(v, draw) for v in value) + "]"
+    if isinstance(value, str) and draw(st.integers(0, 3)) == 0:
+        return '"' + "".join(f"\\u{ord(c):04x}" if c < "\uffff" and draw(st.booleans()) else json.dumps(c)[1:-1]
+                             for c in value) + '"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+class Pairs(list):
+    """A JSON object as written: its pairs in order, repeats allowed."""
+
+
+_keys = st.sampled_from(["a", "b", "shop_id", "sender", 'q"', "\u00e9", "\\"])
+_pair_trees = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+              st.sampled_from(["x", "", 'say "hi"', "a\\b", "shop_id", '"shop_id":"s2"'])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.lists(st.tuples(_keys, inner), max_size=4).map(Pairs)),
+    max_leaves=12)
+
+
+@st.composite
+def duplicate_key_lines(draw: st.DrawFn) -> bytes:
+    """A valid event with one of its keys written a second time (any value, anywhere, however
+    spelt): issue #10 finding 10, the record could be credited to another shop."""
+    ev = draw(st.one_of(chat_events(), shop_events()))
+    pairs = Pairs(ev.items())
+    key = draw(st.sampled_from(sorted(ev)))
+    pairs.insert(draw(st.integers(0, len(pairs))), (key, draw(st.one_of(json_values, st.just(ev[key])))))
+    return _json_text(pairs, draw).encode()
+
+
 BAD_LINES = {
+    "duplicate_key": duplicate_key_lines(),
     "random_bytes": random_byte_lines,
     "truncated": truncated_lines(),
     "wrong_type": wrong_type_lines(),
@@ -440,3 +480,33 @@ def test_r1_cli_audit_on_fuzzed_files(log: tuple[list[bytes], list[int]]) -> Non
                                     catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     _check_cli_output(path, result.stdout_bytes, result.stderr, len(lines), bad_numbers)
+
+
+# ------------------------------------------------------------------------ repeated keys (#10)
+def _reference_has_duplicates(text: str) -> bool:
+    found = []
+
+    def hook(pairs: list) -> dict:
+        if len({k for k, _ in pairs}) != len(pairs):
+            found.append(True)
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return bool(found)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_has_duplicate_keys_agrees_with_a_parser_that_sees_every_pair(data: st.DataObject) -> None:
+    """Issue #10 finding 10: the quote-count check of schemas/decode.py finds a repeated key
+    exactly when the standard library parser, seeing every pair, finds one: at any depth, with
+    escaped quotes in values, keys spelt with \\u escapes, whitespace anywhere, numbers and
+    nested values that change the count of string tokens."""
+    from schemas.decode import has_duplicate_keys
+
+    tree = data.draw(_pair_trees.filter(lambda t: isinstance(t, (Pairs, list))))
+    text = _json_text(tree, data.draw)
+    value = orjson.loads(text)
+    expected = _reference_has_duplicates(text)
+    assert has_duplicate_keys(text.encode(), value) == expected, text
+    assert has_duplicate_keys(text, value) == expected, text

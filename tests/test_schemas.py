@@ -177,11 +177,18 @@ def _utf8_clean(node: object) -> bool:
     return True
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise _NotJson("duplicate key")  # RFC 8259 §4: names SHOULD be unique; chatsla requires it
+    return dict(pairs)
+
+
 def schema_accepts(raw: bytes) -> bool:
-    """The reference verdict: is ``raw`` a JSON text (RFC 8259, UTF-8) that one of the R1 event
-    schemas accepts? Uses the stdlib JSON parser, independent of the decoder's orjson."""
+    """The reference verdict: is ``raw`` a JSON text (RFC 8259, UTF-8, no object repeating a key)
+    that one of the R1 event schemas accepts? Uses the stdlib JSON parser, independent of the
+    decoder's orjson."""
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError):
         return False
     if not _utf8_clean(obj) or not isinstance(obj, dict):
@@ -230,9 +237,23 @@ CASES = [
           chat(event_id="\u00e9v\u00e9nement-\U0001f600", shop_id="\u5e97", conversation_id=" "), None),
     _case("chat-escaped-key", b'{"sche\\u006da":"chat.message/v1","event_id":"e1","shop_id":"s1",'
                               b'"conversation_id":"c1","sender":"buyer","sent_at":"2026-11-02T09:00:00Z"}', None),
-    _case("chat-duplicate-key-last-wins",
+    # issue #10 finding 10: a repeated key is rejected (orjson would keep the last value, another
+    # reader the first: the record could be credited to another shop), at any depth, however spelt
+    _case("chat-duplicate-key",
           b'{"schema":"chat.message/v1","event_id":5,"event_id":"e1","shop_id":"s1","conversation_id":"c1",'
-          b'"sender":"buyer","sent_at":"2026-11-02T09:00:00Z"}', None),
+          b'"sender":"buyer","sent_at":"2026-11-02T09:00:00Z"}', "duplicate_key"),
+    _case("chat-duplicate-shop-id", chat()[:-1] + b',"shop_id":"s2"}', "duplicate_key"),
+    _case("chat-duplicate-same-value", chat()[:-1] + b',"sender":"buyer"}', "duplicate_key"),
+    _case("chat-duplicate-key-spaced", chat()[:-1] + b', "shop_id" : "s2" }', "duplicate_key"),
+    _case("chat-duplicate-key-escaped", chat()[:-1] + b',"shop\\u005fid":"s2"}', "duplicate_key"),
+    # the quote count balanced by non-string extra fields: still found
+    _case("chat-duplicate-key-balanced", chat()[:-1] + b',"p":1,"q":2,"shop_id":"s2"}', "duplicate_key"),
+    _case("chat-duplicate-key-nested", chat(extra={"a": 1})[:-2] + b',"a":2}}', "duplicate_key"),
+    _case("chat-duplicate-key-in-list", chat(extra=[{"a": 1}])[:-3] + b',"a":1}]}', "duplicate_key"),
+    _case("chat-duplicate-key-huge-number", chat()[:-1] + b',"n":1e400,"n":1}', "duplicate_key"),
+    _case("shop-duplicate-shop-id", shop()[:-1] + b',"shop_id":"s2"}', "duplicate_key"),
+    _case("chat-same-key-in-sibling-objects", chat(a={"k": 1}, b={"k": 1}, c=[{"k": 1}, {"k": 1}]), None),
+    _case("chat-key-text-in-values", chat(note='"shop_id":"s2"', other="\\"), None),
     _case("chat-surrounding-json-whitespace", b" \t" + chat() + b" \r\n", None),
     *(_case(f"chat-time-{ts}", chat(sent_at=ts), None) for ts in (
         "2026-11-02T16:00:00+07:00", "2026-11-02T03:30:00-05:30", "2026-11-02T09:00:00.250Z",

@@ -430,13 +430,14 @@ def test_cli_rejects_bad_arguments_with_one_line_and_exit_2(args: list[str]) -> 
 
 
 def test_cli_unreachable_broker_is_one_plain_line() -> None:
-    """R1 topics: producing to a broker nobody listens on fails with one line and exit 2."""
+    """R1 topics: producing to a broker nobody listens on fails with one line and exit 1 (a failed
+    run, not a usage error: issue #13)."""
     import socket
 
     with socket.socket() as s:  # a free port with nothing behind it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = CliRunner().invoke(simulate, ["--conversations", "1", "--shops", "1", "--bootstrap", f"127.0.0.1:{port}"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert len(result.stderr.splitlines()) == 1 and "cannot reach Kafka" in result.stderr, result.stderr
     assert result.stdout_bytes == b""

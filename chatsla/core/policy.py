@@ -15,13 +15,62 @@ from pathlib import Path
 import orjson
 
 from chatsla.core.timefmt import parse_duration
+from chatsla.errors import UsageError
 
 DEFAULT_POLICY = "tiktok_shop@2023-11"
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class PolicyError(ValueError):
-    """A policy that cannot be found or read; the message is one line for the CLI."""
+class PolicyError(UsageError, ValueError):
+    """A policy that cannot be found, read or used; the message is one line naming the policy and,
+    for a bad value, the field. A usage error (exit 2): the policy is part of the command line."""
+
+
+# Durations longer than this are surely a typo (and beyond it the week and deadline arithmetic
+# would leave the range of Python's datetime).
+_MAX_DURATION_DAYS = 366
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _duration(d: dict, field: str, origin: str) -> int:
+    """A policy duration (``"72h"``) in µs, or a PolicyError naming the field and what is wrong."""
+    value = d[field]
+    if type(value) is not str:
+        raise PolicyError(f"{origin}: {field} must be a duration string such as \"72h\" or \"10min\", "
+                          f"not {_json(value)}")
+    try:
+        us = parse_duration(value)
+    except (ValueError, OverflowError):  # "1e999h" is infinite
+        us = -1
+    if not 0 < us <= _MAX_DURATION_DAYS * 86_400_000_000:
+        raise PolicyError(f"{origin}: {field} must be a positive duration of at most {_MAX_DURATION_DAYS} days "
+                          f"such as \"72h\" or \"10min\", not {_json(value)}")
+    return us
+
+
+def _count(d: dict, field: str, origin: str) -> int:
+    """A whole number >= 0 (JSON 5, not 5.5, "5" or true), or a PolicyError naming the field."""
+    value = d[field]
+    if type(value) is not int or value < 0:
+        raise PolicyError(f"{origin}: {field} must be a whole number >= 0, not {_json(value)}")
+    return value
+
+
+def _share(d: dict, field: str, origin: str) -> Fraction:
+    """A rate threshold from 0 to 1 (``"0.90"`` or 0.9), exact, or a PolicyError naming the field."""
+    value = d[field]
+    share: Fraction | None = None
+    if type(value) in (str, int, float):
+        try:
+            share = Fraction(str(value).strip())  # str: 0.9 is 9/10 exactly, not the nearest double
+        except (ValueError, ZeroDivisionError):
+            pass
+    if share is None or not 0 <= share <= 1:
+        raise PolicyError(f"{origin}: {field} must be a number from 0 to 1 such as \"0.90\", not {_json(value)}")
+    return share
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +104,20 @@ class Policy:
                 id=str(d["id"]),
                 version=str(d["version"]),
                 platform=str(d.get("platform", d["id"])),
-                seller_timeout=parse_duration(d["seller_timeout"]),
-                buyer_timeout=parse_duration(d["buyer_timeout"]),
-                auto_reply_timeout=parse_duration(d["auto_reply_timeout"]),
-                reply_window=parse_duration(d["reply_window"]),
-                period_days=int(d.get("period_days", 7)),
+                seller_timeout=_duration(d, "seller_timeout", origin),
+                buyer_timeout=_duration(d, "buyer_timeout", origin),
+                auto_reply_timeout=_duration(d, "auto_reply_timeout", origin),
+                reply_window=_duration(d, "reply_window", origin),
+                period_days=_count({"period_days": 7, **d}, "period_days", origin),
                 week_starts_on=_WEEKDAYS.index(week_start),
-                min_buyer_messages=int(d["min_buyer_messages"]),
-                warning_below=Fraction(str(d["warning_below"])),
-                violation_below=Fraction(str(d["violation_below"])),
-                violation_points=int(d["violation_points"]),
+                min_buyer_messages=_count(d, "min_buyer_messages", origin),
+                warning_below=_share(d, "warning_below", origin),
+                violation_below=_share(d, "violation_below", origin),
+                violation_points=_count(d, "violation_points", origin),
                 source=str(d.get("source", "")),
             )
+        except PolicyError:
+            raise
         except KeyError as e:
             raise PolicyError(f"{origin}: missing key {e.args[0]!r}") from None
         except (TypeError, ValueError) as e:
@@ -92,6 +143,8 @@ def load_policy(spec: str = DEFAULT_POLICY) -> Policy:
             data = orjson.loads(path.read_bytes())
         except FileNotFoundError:
             raise PolicyError(f"policy file not found: {spec}") from None
+        except OSError as e:  # a directory, no permission, an I/O error
+            raise PolicyError(f"cannot read policy file {spec}: {e.strerror or e}") from None
         except orjson.JSONDecodeError as e:
             raise PolicyError(f"policy file {spec} is not valid JSON: {e}") from None
         if type(data) is not dict:
@@ -101,6 +154,8 @@ def load_policy(spec: str = DEFAULT_POLICY) -> Policy:
     if "@" not in spec:
         versions = [r for r in refs if r.split("@", 1)[0] == spec]
         if not versions:
+            if Path(spec).exists():  # a file (or directory) named without a slash or .json
+                return load_policy(f"./{spec}")
             raise PolicyError(f"unknown policy {spec!r}; available: {', '.join(refs)}")
         spec = DEFAULT_POLICY if DEFAULT_POLICY in versions else versions[-1]
     if spec not in refs:
