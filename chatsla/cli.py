@@ -292,10 +292,12 @@ def _worker_duration(value: str, name: str) -> int:
               help="Consumer group and table namespace; workers with the same id share the work.")
 @click.option("--partitions", envvar="CHATSLA_PARTITIONS", type=click.IntRange(min=1), default=4, show_default=True,
               help="Partitions of chat.messages and chatsla.events (the most workers that can share the load).")
-@click.option("--replication", envvar="CHATSLA_REPLICATION", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--replication", envvar="CHATSLA_REPLICATION", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Replication factor of the topics the worker creates (3 on a production cluster).")
 @click.option("--store", envvar="CHATSLA_STORE", type=click.Choice(["memory", "rocksdb"]), default="memory",
               show_default=True, help="Table store (rocksdb needs: pip install 'chatsla[rocksdb]').")
-@click.option("--data-dir", envvar="CHATSLA_DATA_DIR", default=".chatsla/worker", show_default=True)
+@click.option("--data-dir", envvar="CHATSLA_DATA_DIR", default=".chatsla/worker", show_default=True,
+              help="Directory for the worker's local table store (RocksDB files, Faust's offsets).")
 @click.option("--web-host", envvar="CHATSLA_WEB_HOST", default="127.0.0.1", show_default=True,
               help="Address the HTTP server listens on (no authentication: keep it on loopback, or put a "
                    "reverse proxy in front, see docs/pipeline.md).")
@@ -307,14 +309,16 @@ def _worker_duration(value: str, name: str) -> int:
                    "ahead are ignored.")
 @click.option("--ticks/--no-ticks", envvar="CHATSLA_TICKS", default=True, show_default=True,
               help="Live mode: advance the watermark with the wall clock (off for historical backfills).")
-@click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
-@click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", default=DEFAULT_POLICY, show_default=True)
-@click.option("--allowed-lateness", default="2min", show_default=True)
-@click.option("--default-timezone", default="UTC", show_default=True)
+@click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between the wall-clock ticks that move idle partitions' clocks in live mode.")
+@click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", default=DEFAULT_POLICY, show_default=True,
+              help=POLICY_HELP)
+@click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP)
+@click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing topics with explicit partitions and retention before starting.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
-              show_default=True)
+              show_default=True, help="Least severe log lines written (repeats are summarised, see docs/pipeline.md).")
 @click.option("--shop-metrics", envvar="CHATSLA_SHOP_METRICS", default="all", show_default=True,
               help="Per-shop Prometheus series: all, at-risk, worst:K or none (13 series per shop).")
 @click.option("--loop", envvar="CHATSLA_LOOP", type=click.Choice(["uvloop", "aio"]), default="uvloop",

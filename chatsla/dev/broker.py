@@ -405,8 +405,12 @@ def answers(host: str, port: int, timeout: float = 2.0) -> bool:
 # --------------------------------------------------------------------------- broker files
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what kafka-storage random-uuid prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what kafka-storage random-uuid prints).
+    Never one starting with '-': the storage tool would read it as an option (1 start in 64 failed)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _properties(config: BrokerConfig) -> str:
