@@ -214,7 +214,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # the table's store and, batched, into its changelog, exactly as the table would write
         # them (same topic, partition and key encoding), so Faust's recovery reads them back.
         for k, v in cp.conversations:
-            conv_store[k] = v
+            if v is None:  # an evicted conversation: deleted here, a tombstone for compaction
+                try:
+                    del conv_store[k]
+                except KeyError:
+                    pass
+            else:
+                conv_store[k] = v
             writer.add(conv_changelog, dumps_key(None, k, serializer=conv_key_serializer), v, partition=p)
         await writer.flush()
         if runtimes.get(p) is not rt:

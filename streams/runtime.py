@@ -16,7 +16,12 @@ some of its writes stored and others not. The order makes every such cut recover
 1. outputs are flushed first: state never runs ahead of what consumers were sent;
 2. the changed conversation entries: any subset of them may land. Each is self-contained and
    names the event ids it applied, so the replay from the committed offset skips exactly those
-   events for it and applies the rest;
+   events for it and applies the rest. Conversations the engine evicted (``Engine.take_evicted``)
+   are written here as tombstones, value ``None``: the table deletes the key and its changelog
+   gets a null record, which Faust's recovery turns into a deletion and log compaction removes.
+   A tombstone landing before its checkpoint's meta is safe: the engine evicts only a
+   conversation whose weeks its shop has forgotten (from_parts drops such contributions anyway)
+   and whose event ids are out of the dedupe window (replays are never that old);
 3. the meta, the commit point. Shop state is written *with* it because a shop entry from after
    the committed offset would give replayed events the wrong context (a vacation or time zone
    not yet in force at their time, a week already assessed); bundled, shops and meta are always
@@ -59,7 +64,7 @@ _ZLIB_HEAD = b"x"  # the first byte of zlib's output at every level
 class Checkpoint:
     """A checkpoint's table writes; they must reach the changelogs in this field order."""
 
-    conversations: list[tuple[Key, bytes]]
+    conversations: list[tuple[Key, bytes | None]]  # None: a tombstone (an evicted conversation)
     meta: tuple[Key, bytes]
     shops: list[tuple[Key, bytes]]
 
@@ -174,12 +179,13 @@ class PartitionRuntime:
         """The writes of a checkpoint of everything since the last one, in write order."""
         convs, shops = self.engine.take_dirty()
         p, engine = self.partition, self.engine
+        gone: list[tuple[Key, bytes | None]] = [(conv_key(p, *k), None) for k in engine.take_evicted()]
         shop_lists = [s.to_list() for s in shops]
         meta = engine.meta()
         meta["shops"] = shop_lists
         return Checkpoint(
             conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
-                           for c in convs],
+                           for c in convs] + gone,
             meta=(meta_key(p), _meta_value(meta)),
             shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists],
         )
@@ -188,7 +194,10 @@ class PartitionRuntime:
         """Write a checkpoint synchronously (tests, and adapters without a producer to flush)."""
         cp = self.checkpoint()
         for k, v in cp.conversations:
-            tables.conversations[k] = v
+            if v is None:
+                tables.conversations.pop(k, None)
+            else:
+                tables.conversations[k] = v
         k, v = cp.meta
         tables.partitions[k] = v
         for k, v in cp.shops:
