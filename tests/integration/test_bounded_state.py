@@ -1,0 +1,72 @@
+"""One very chatty conversation through the live worker on a real broker (issue #10 finding 1).
+
+A conversation's stored entry used to carry every event id of the last 8 days: past ~18,700
+messages it outgrew Kafka's 1 MB record limit, every checkpoint failed, and the worker stopped
+(crash loop). The entry now keeps a bounded number of ids (``chatsla.core.sessions``).
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from chatsla.core.timefmt import HOUR, SECOND, format_time, parse_time
+from chatsla.produce import produce
+from streams.outputs import default_partition
+from tests.integration.harness import Deployment, read_topic
+from tests.integration.test_pipeline import finish_and_compare
+
+pytestmark = pytest.mark.integration
+T0 = parse_time("2026-11-02T00:00:00Z")
+MESSAGES = 100_000
+
+
+def _message(eid: str, conv: str, sender: str, t: int) -> tuple[str, bytes, bytes]:
+    value = orjson.dumps({"schema": "chat.message/v1", "event_id": eid, "shop_id": "shop-big",
+                          "conversation_id": conv, "sender": sender, "sent_at": format_time(t)})
+    return "chat.messages", conv.encode(), value
+
+
+def chatty_log(partitions: int) -> list[tuple[str, bytes, bytes]]:
+    """100,000 messages of one conversation, buyer and seller taking turns every 3 s, with a 7 h
+    pause every 10,000 (the buyer timeout closes the session, R2.4), retried copies of recent and
+    of long-forgotten messages (R1), and a quiet conversation on each other input partition so the
+    watermark, which waits for every ``chat.messages`` partition (R6.2), moves. The week has
+    ended when the log does."""
+    big = "conv-big"
+    others = []
+    for i in range(1000):
+        key = f"conv-quiet-{i}"
+        p = default_partition(key.encode(), partitions)
+        if p != default_partition(big.encode(), partitions) and p not in [q for q, _ in others]:
+            others.append((p, key))
+    assert len(others) == partitions - 1
+    out = []
+    t = T0
+    for i in range(MESSAGES):
+        if i and i % 10_000 == 0:
+            t += 7 * HOUR
+        out.append(_message(f"big-{i:06d}", big, ("buyer", "seller")[i % 2], t))
+        if i % 100 == 0:
+            for k, (_, key) in enumerate(others):
+                out.append(_message(f"{key}-{i:06d}", key, ("buyer", "seller")[(i // 100) % 2], t + k * SECOND))
+        if i % 25_000 == 24_999:
+            out.append(out[-50])  # a producer retry of a recent message: a duplicate
+            out.append(out[-20_000])  # a replay of one forgotten long ago: dropped by the floor
+        t += 3 * SECOND
+    # a message after the week's end, so that the week is assessed (R5.6) before the comparison
+    out.append(_message("after-the-week", others[0][1], "buyer", T0 + 8 * 24 * HOUR))
+    return out
+
+
+def test_issue_10_finding_1_a_conversation_of_100k_messages_keeps_the_worker_running(deployment: Deployment) -> None:
+    """Fails on main: the conversation's entry exceeds the 1 MB record limit, the checkpoint
+    fails and the worker stops, so the outputs never match the audit."""
+    records = chatty_log(deployment.partitions)
+    produce(records, deployment.bootstrap, deployment.names)
+    worker = deployment.start_worker()
+    finish_and_compare(deployment, records, timeout=420)
+    assert worker.poll() is None, "the worker stopped"
+    changelog = read_topic(deployment.bootstrap, f"{deployment.app_id}-conversations-changelog")
+    sizes = [len(r.value) for r in changelog if r.value is not None]
+    assert sizes and max(sizes) < 64 * 1024, max(sizes)
