@@ -75,6 +75,7 @@ from chatsla.core.timefmt import DAY, MINUTE
 from schemas.events import ChatMessage, ShopEvent, new_chat_message
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
+assert INLINE_ID_CHARS == 40  # written as a literal in Engine._process
 
 SESSION = "session"
 ASSESSMENT = "assessment"
@@ -166,6 +167,8 @@ class Engine:
         self._lateness = config.allowed_lateness
         self._keep_ids = config.allowed_lateness + config.dedupe_window  # ids kept behind the frontier
         self._max_ids = config.max_remembered_ids
+        self._dedupe_window = config.dedupe_window
+        self._retention = config.week_retention
         self._ids_after_overflow = config.max_remembered_ids * 3 // 4  # forget a quarter at a time
         # keys of conversations evicted since the last take_evicted() (adapters delete their entries)
         self._evicted: set[tuple[str, str]] | None = set() if track_dirty else None
@@ -494,7 +497,7 @@ class Engine:
         if c is None:
             c = self.convs[key] = Conversation(shop_id, ev.conversation_id, key)
         eid = ev.event_id
-        if len(eid) > INLINE_ID_CHARS:
+        if len(eid) > 40:  # INLINE_ID_CHARS, a constant here: this runs for every event
             eid = dedupe_key(eid)
         seen_ids = c.seen_ids
         if eid in seen_ids:
@@ -672,9 +675,26 @@ class Engine:
         self._evaluate(c, t, t > c.opened_at + self._window or c.past24, reason)
         self._closed[reason] += 1
         self._sink(SESSION, session_raw(c, t, reason))
+        # Its timer entries are now stale (dropped without firing); its eviction deadline replaces
+        # them. A close is frequent, so this is a cheap lower bound of _evict_at: a counted
+        # session's week ends after it opened and must be past retention; an excluded one's
+        # latest id must leave the dedupe window. _evict_or_wait then sets the exact deadline.
+        if not c.excluded:
+            at = c.opened_at + self._retention
+        else:
+            ts = c.seen_ts
+            at = ts[-1] + self._dedupe_window if ts else 0
         c.reset()
-        c.scheduled = None  # its timer entries are stale: dropped without firing
-        self._idle(c)
+        at = c.timer = c.scheduled = at + 1
+        slot = at // _BUCKET  # _push_timer inlined
+        if slot <= self._horizon:
+            _heappush(self._timers, (at, _TIMER_CONV, c.key, c))
+            return
+        bucket = self._far.get(slot)
+        if bucket is None:
+            bucket = self._far[slot] = []
+            _heappush(self._far_slots, slot)
+        bucket.append((at, _TIMER_CONV, c.key, c))
 
     def _close_deadline(self, c: Conversation) -> tuple[int, str]:
         """First platform closure of R2.4 (the 72 h clock wins a tie)."""
