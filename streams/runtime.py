@@ -19,9 +19,14 @@ some of its writes stored and others not. The order makes every such cut recover
    events for it and applies the rest. Conversations the engine evicted (``Engine.take_evicted``)
    are written here as tombstones, value ``None``: the table deletes the key and its changelog
    gets a null record, which Faust's recovery turns into a deletion and log compaction removes.
+   A tombstone goes out one checkpoint *after* the eviction, once the input offsets up to the
+   eviction are committed (the worker commits them first): a replay after a crash then never
+   holds an event applied before the eviction, which would find its conversation gone and
+   apply again. (A single tick can move event time by weeks: a backfill's end.) Until then the
+   stored entry stays; a restart loads it, and :meth:`Engine.settle` evicts it again at once.
    A tombstone landing before its checkpoint's meta is safe: the engine evicts only a
    conversation whose weeks its shop has forgotten (from_parts drops such contributions anyway)
-   and whose event ids are out of the dedupe window (replays are never that old);
+   and whose event ids are out of the dedupe window;
 3. the meta, the commit point. Shop state is written *with* it because a shop entry from after
    the committed offset would give replayed events the wrong context (a vacation or time zone
    not yet in force at their time, a week already assessed); bundled, shops and meta are always
@@ -120,6 +125,8 @@ class PartitionRuntime:
         self.engine = engine
         self.pending_acks = 0  # events handled since the last checkpoint
         self.observer = None  # called with (kind, record) for every output (live projections)
+        # conversations evicted before the last checkpoint: tombstoned by the next one (see above)
+        self.evicted: list[tuple[str, str]] = []
 
     @classmethod
     def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
@@ -139,6 +146,7 @@ class PartitionRuntime:
         # The shops table may lack these (a crash before step 4): the next checkpoint, whose
         # meta replaces this one, must carry them again.
         engine.mark_dirty(v[0] for v in inline)
+        engine.settle()  # conversations evicted after their entry was stored go at once
         return cls(partition, engine)
 
     def handle(self, value: bytes) -> bool:
@@ -179,7 +187,11 @@ class PartitionRuntime:
         """The writes of a checkpoint of everything since the last one, in write order."""
         convs, shops = self.engine.take_dirty()
         p, engine = self.partition, self.engine
-        gone: list[tuple[Key, bytes | None]] = [(conv_key(p, *k), None) for k in engine.take_evicted()]
+        # the previous checkpoint's evictions (committed since: see the module docstring), unless
+        # the conversation came back meanwhile; this checkpoint's wait for the next one
+        gone: list[tuple[Key, bytes | None]] = [(conv_key(p, *k), None) for k in self.evicted
+                                                if k not in engine.convs]
+        self.evicted = engine.take_evicted()
         shop_lists = [s.to_list() for s in shops]
         meta = engine.meta()
         meta["shops"] = shop_lists

@@ -918,6 +918,19 @@ class Engine:
         self._dirty_shops.clear()
         return convs, shops
 
+    def settle(self) -> None:
+        """Fire the deadlines already behind the watermark: after a restore, those of conversations
+        evicted after their stored entry was written (an adapter deletes entries a checkpoint
+        late, streams/runtime.py), so they go before any late event could find them. Every other
+        stored deadline is ahead of the stored watermark, so nothing else happens here."""
+        wm = self.watermark
+        if wm is not None:
+            if wm >= self._horizon_end:
+                self._open_buckets(wm)
+            timers = self._timers
+            while timers and timers[0][0] < wm:
+                self._fire(_heappop(timers))
+
     def take_evicted(self) -> list[tuple[str, str]]:
         """Keys ``(shop_id, conversation_id)`` of the conversations evicted since the last call
         and not back since (``track_dirty=True``): adapters delete their stored entries."""

@@ -70,3 +70,38 @@ def test_issue_10_finding_1_a_conversation_of_100k_messages_keeps_the_worker_run
     changelog = read_topic(deployment.bootstrap, f"{deployment.app_id}-conversations-changelog")
     sizes = [len(r.value) for r in changelog if r.value is not None]
     assert sizes and max(sizes) < 64 * 1024, max(sizes)
+
+
+def _conversations(day: float, tag: str, n: int = 20) -> list[tuple[str, bytes, bytes]]:
+    """``n`` conversations that each get a buyer message and a reply on ``day`` (after T0)."""
+    out = []
+    for i in range(n):
+        t = T0 + int(day * 24 * HOUR) + i * 60 * SECOND
+        out.append(_message(f"{tag}-{i}-b", f"conv-{i}", "buyer", t))
+        out.append(_message(f"{tag}-{i}-s", f"conv-{i}", "seller", t + 30 * SECOND))
+    return out
+
+
+def test_issue_10_finding_3_evicted_conversations_stay_deleted_across_a_restart(deployment: Deployment) -> None:
+    """Conversations of the first week are evicted once that week is past retention (35 days): the
+    worker writes tombstones to the conversations changelog. A worker killed and replaced then
+    recovers the table from the changelog; had it brought the evicted conversations back, their
+    next sessions would be numbered #2 while the audit of the same input numbers them #1 (README,
+    Readings of the rules)."""
+    first = _conversations(0, "w1") + [_message("late-day", "conv-other", "buyer", T0 + 50 * 24 * HOUR)]
+    produce(first, deployment.bootstrap, deployment.names)
+    worker = deployment.start_worker()
+    finish_and_compare(deployment, first)
+    changelog = f"{deployment.app_id}-conversations-changelog"
+
+    def tombstones() -> int:
+        return sum(r.value is None for r in read_topic(deployment.bootstrap, changelog))
+
+    from tests.integration.harness import wait_for
+
+    wait_for(lambda: tombstones() >= 20, 120, "tombstones for the evicted conversations in the changelog")
+    deployment.kill(worker)
+    second = _conversations(52, "w8") + [_message("later", "conv-other", "buyer", T0 + 60 * 24 * HOUR)]
+    produce(second, deployment.bootstrap, deployment.names)
+    deployment.start_worker()
+    finish_and_compare(deployment, first + second)
