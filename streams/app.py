@@ -27,7 +27,6 @@ from typing import Callable
 
 import faust
 import mode
-from faust.types import TP
 from faust.sensors import Monitor
 
 from chatsla.clock import wall_clock_us
@@ -210,10 +209,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         await writer.flush()  # the outputs first: state must never run ahead of them
         await app.producer.flush()
         cp = rt.checkpoint()
-        if any(v is None for _, v in cp.conversations):
-            # Tombstones of conversations evicted before the last checkpoint: that checkpoint's
-            # input offsets are committed first, so no replay can hold their events (runtime.py).
-            await app.consumer.force_commit({TP(events.get_topic_name(), p)})
         # The conversation entries are most of a checkpoint (one per changed conversation) and
         # Faust's table write costs each a produce call of its own (BENCHMARKS.md): they go into
         # the table's store and, batched, into its changelog, exactly as the table would write
@@ -282,7 +277,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             rt = runtimes.get(p)
             if rt is None:
                 rt = load_runtime(p, f"first offset {msg.offset}")
-            flush = rt.handle(event.value)
+            flush = rt.handle(event.value, msg.offset)
             metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
             unacked[p].append(event)
             for kind, key, value in rt.outputs():

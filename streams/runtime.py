@@ -19,15 +19,19 @@ some of its writes stored and others not. The order makes every such cut recover
    events for it and applies the rest. Conversations the engine evicted (``Engine.take_evicted``)
    are written here as tombstones, value ``None``: the table deletes the key and its changelog
    gets a null record, which Faust's recovery turns into a deletion and log compaction removes.
-   A tombstone goes out one checkpoint *after* the eviction, once the input offsets up to the
-   eviction are committed (the worker commits them first): a replay after a crash then never
-   holds an event applied before the eviction, which would find its conversation gone and
-   apply again. (A single tick can move event time by weeks: a backfill's end.) Until then the
-   stored entry stays; a restart loads it, and :meth:`Engine.settle` evicts it again at once.
-   A tombstone landing before its checkpoint's meta is safe: the engine evicts only a
-   conversation whose weeks its shop has forgotten (from_parts drops such contributions anyway)
-   and whose event ids are out of the dedupe window;
-3. the meta, the commit point. Shop state is written *with* it because a shop entry from after
+   A tombstone goes out one checkpoint *after* the eviction, so it lands only on top of a meta
+   that already reflects the eviction (step 3 skips the input before it): a replay can then never
+   hold an event applied before the eviction, which would find its conversation gone and apply
+   again (one tick can move event time by weeks: a backfill's end). The eviction's own
+   checkpoint stores the conversation's final state (an older entry could hold a session that
+   closed since); a restart from there loads it, and :meth:`Engine.settle` evicts it again at
+   once, before any input. Deleting it is safe at any crash point: the engine evicts only a conversation whose
+   weeks its shop has forgotten (from_parts drops such contributions anyway) and whose event
+   ids are out of the dedupe window;
+3. the meta, the commit point, with the offset of the next input record: a restart skips the
+   input before it, whose effects the stored state holds whatever the committed offset (Kafka
+   commits acknowledged offsets a moment later, so a crash can leave it behind the meta), and
+   replays only the rest. Shop state is written *with* it because a shop entry from after
    the committed offset would give replayed events the wrong context (a vacation or time zone
    not yet in force at their time, a week already assessed); bundled, shops and meta are always
    from the same checkpoint;
@@ -127,6 +131,7 @@ class PartitionRuntime:
         self.observer = None  # called with (kind, record) for every output (live projections)
         # conversations evicted before the last checkpoint: tombstoned by the next one (see above)
         self.evicted: list[tuple[str, str]] = []
+        self.next_offset: int | None = None  # of the next input record not yet in the state
 
     @classmethod
     def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
@@ -147,11 +152,19 @@ class PartitionRuntime:
         # meta replaces this one, must carry them again.
         engine.mark_dirty(v[0] for v in inline)
         engine.settle()  # conversations evicted after their entry was stored go at once
-        return cls(partition, engine)
+        rt = cls(partition, engine)
+        rt.next_offset = meta.get("offset") if meta is not None else None
+        return rt
 
-    def handle(self, value: bytes) -> bool:
-        """Apply one record of ``chatsla.events`` (one item or a batch); True if it asks for a
-        checkpoint now."""
+    def handle(self, value: bytes, offset: int | None = None) -> bool:
+        """Apply one record of ``chatsla.events`` (one item or a batch) at input ``offset``; True
+        if it asks for a checkpoint now. A record before the stored meta's offset is already in
+        the state and is skipped (module docstring, step 3)."""
+        if offset is not None:
+            if self.next_offset is not None and offset < self.next_offset:
+                self.pending_acks += 1
+                return False
+            self.next_offset = offset + 1
         flush = False
         engine = self.engine
         items = decode_internal(value)
@@ -187,14 +200,19 @@ class PartitionRuntime:
         """The writes of a checkpoint of everything since the last one, in write order."""
         convs, shops = self.engine.take_dirty()
         p, engine = self.partition, self.engine
-        # the previous checkpoint's evictions (committed since: see the module docstring), unless
-        # the conversation came back meanwhile; this checkpoint's wait for the next one
+        # The previous checkpoint's evictions are deleted now, unless the conversation came back
+        # meanwhile; this checkpoint's are stored in their final state, and deleted by the next
+        # one (module docstring, step 2).
         gone: list[tuple[Key, bytes | None]] = [(conv_key(p, *k), None) for k in self.evicted
                                                 if k not in engine.convs]
-        self.evicted = engine.take_evicted()
+        evicted = engine.take_evicted()
+        self.evicted = [c.key for c in evicted]
+        convs = convs + evicted
         shop_lists = [s.to_list() for s in shops]
         meta = engine.meta()
         meta["shops"] = shop_lists
+        if self.next_offset is not None:
+            meta["offset"] = self.next_offset
         return Checkpoint(
             conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
                            for c in convs] + gone,

@@ -82,7 +82,7 @@ def run(records: list[bytes], cuts: list[Cut], config: EngineConfig = CONFIG) ->
     pos = 0
     pending = sorted(cuts, key=lambda c: c[0])
     while pos < len(records):
-        rt.handle(records[pos])
+        rt.handle(records[pos], pos)  # a record's offset is its position in the log
         pos += 1
         for kind, key, value in rt.outputs():  # delivered before any state (flushed first)
             rec = orjson.loads(value)
@@ -292,3 +292,55 @@ def test_issue_10_r6_1_a_checkpoint_cut_short_in_any_phase_with_eviction_changes
                           st.lists(st.booleans(), min_size=1, max_size=8)), max_size=4))
 def test_issue_10_r6_1_repeated_crashes_with_eviction_change_nothing(cuts: list) -> None:
     assert run(BOUNDED, [(n * EVERY, phase, landed) for n, phase, landed in cuts], SMALL) == BOUNDED_REFERENCE
+
+
+def jump_log() -> list[bytes]:
+    """Ticks that move event time by weeks in one checkpoint interval (a backfill's end, a worker
+    back after a long outage): conversations with events in that interval are evicted in it.
+    Checkpoints fall after records 5, 10 and 15. (The last tick stays within the dedupe window of
+    the events it releases: an event applied when the watermark is already more than that ahead
+    has its id forgotten at once, so a crash replay would apply it again, with or without
+    eviction.)"""
+    def ev(conv: str, sender: str, when: str) -> bytes:
+        return encode_event(decode(orjson.dumps(msg(conv, sender, when))), SOURCES[0])
+
+    def tick(when: str) -> bytes:
+        return encode_tick(parse_time(when))
+
+    return [
+        ev("c1", "buyer", at(h=10)), ev("c1", "seller", at(h=10.5)), ev("c2", "buyer", at(h=11)),
+        ev("c2", "seller", at(h=11.2)), tick(at(h=12)),
+        # c1's seller follow-up extends its 6 h buyer timeout; then 60 days pass: c1, c2 evicted
+        ev("c1", "seller", at(h=13)), tick(at(d=60)), ev("c3", "buyer", at(d=60, h=1)),
+        ev("c3", "seller", at(d=60, h=1.5)), tick(at(d=60, h=2)),
+        # c1 and c2 come back (sessions #1 again), then the end
+        ev("c1", "buyer", at(d=61)), ev("c2", "buyer", at(d=61, h=1)), tick(at(d=61, h=2)),
+        ev("c1", "seller", at(d=61, h=3)), tick(at(d=61, h=12)),
+    ]
+
+
+JUMP = jump_log()
+JUMP_REFERENCE = run(JUMP, [])
+
+
+def test_issue_10_the_jump_log_evicts_conversations_that_had_events_in_the_same_interval() -> None:
+    rt = PartitionRuntime.load(0, POLICY, CONFIG, SOURCES, Tables({}, {}, {}))
+    for r in JUMP[:7]:  # up to the tick to day 60
+        rt.handle(r)
+    assert rt.engine.stats["evicted"] == 2 and not rt.engine.convs
+    outputs, state = JUMP_REFERENCE
+    assert [c[1] for c in state["conversations"]] == ["c1", "c2", "c3"]  # back, or new
+    closed = {k[1]: rec["closed_at"] for k, rec in outputs.items() if k[0] == "session"}
+    assert closed["c1#1"] == at(d=61, h=9)  # the second c1#1, after it came back
+
+
+def test_issue_10_r6_1_crash_cuts_around_a_jump_of_weeks_change_nothing() -> None:
+    """Every checkpoint of the jump log cut in every phase, including after all writes but before
+    the offset commit: the restart must not replay, into a state that has evicted c1 and c2,
+    events that were applied to them before (they would apply again to fresh conversations);
+    and a tombstone must never land before a meta that reflects the eviction."""
+    for crash in range(EVERY, len(JUMP) + 1, EVERY):
+        for phase in PHASES:
+            for landed in ([True, False], [False, True], [True], [False]):
+                got = run(JUMP, [(crash, phase, landed)])
+                assert got == JUMP_REFERENCE, f"checkpoint at {crash} cut in {phase} with {landed}"

@@ -170,8 +170,8 @@ class Engine:
         self._dedupe_window = config.dedupe_window
         self._retention = config.week_retention
         self._ids_after_overflow = config.max_remembered_ids * 3 // 4  # forget a quarter at a time
-        # keys of conversations evicted since the last take_evicted() (adapters delete their entries)
-        self._evicted: set[tuple[str, str]] | None = set() if track_dirty else None
+        # conversations evicted since the last take_evicted() (adapters delete their entries)
+        self._evicted: dict[tuple[str, str], Conversation] | None = {} if track_dirty else None
         # hot counters kept out of the Counter (plain int and dict updates); see :attr:`stats`
         self._valid = 0
         self._opened = 0
@@ -828,12 +828,11 @@ class Engine:
             ts = c.seen_ts
             last = max(ts) if ts else c.floor
             if last is None or last + self.config.dedupe_window < when:
-                del self.convs[c.key]
-                c.timer = None
+                del self.convs[c.key]  # (its timer stays: a stored final state evicts again)
                 self.counters["evicted"] += 1
                 if self._dirty_convs is not None and self._evicted is not None:
                     self._dirty_convs.discard(c.key)
-                    self._evicted.add(c.key)
+                    self._evicted[c.key] = c
                 return
             c.timer = last + self.config.dedupe_window + 1
         if self._dirty_convs is not None:
@@ -931,14 +930,15 @@ class Engine:
             while timers and timers[0][0] < wm:
                 self._fire(_heappop(timers))
 
-    def take_evicted(self) -> list[tuple[str, str]]:
-        """Keys ``(shop_id, conversation_id)`` of the conversations evicted since the last call
-        and not back since (``track_dirty=True``): adapters delete their stored entries."""
+    def take_evicted(self) -> list[Conversation]:
+        """The conversations evicted since the last call and not back since, in key order
+        (``track_dirty=True``), in their final state: adapters delete their stored entries
+        (streams/runtime.py stores that state first, then deletes it a checkpoint later)."""
         if self._evicted is None:
             raise RuntimeError("Engine(track_dirty=True) is needed for take_evicted()")
-        keys = sorted(k for k in self._evicted if k not in self.convs)
+        gone = [c for k, c in sorted(self._evicted.items(), key=lambda kc: kc[0]) if k not in self.convs]
         self._evicted.clear()
-        return keys
+        return gone
 
     def conversation_entry(self, c: Conversation) -> list:
         """A conversation's stored form: its state, then the bounds of the weeks it contributes
