@@ -310,12 +310,14 @@ def jump_log() -> list[bytes]:
     return [
         ev("c1", "buyer", at(h=10)), ev("c1", "seller", at(h=10.5)), ev("c2", "buyer", at(h=11)),
         ev("c2", "seller", at(h=11.2)), tick(at(h=12)),
-        # c1's seller follow-up extends its 6 h buyer timeout; then 60 days pass: c1, c2 evicted
-        ev("c1", "seller", at(h=13)), tick(at(d=60)), ev("c3", "buyer", at(d=60, h=1)),
-        ev("c3", "seller", at(d=60, h=1.5)), tick(at(d=60, h=2)),
+        # c2's buyer writes again (its session awaits the seller), applied at once; then 60 days
+        # pass in one tick: c1 and c2 are evicted in the interval of c2's last event
+        ev("c2", "buyer", at(h=14)), tick(at(h=15)), tick(at(d=60)), ev("c3", "buyer", at(d=60, h=1)),
+        ev("c3", "seller", at(d=60, h=1.5)),
         # c1 and c2 come back (sessions #1 again), then the end
-        ev("c1", "buyer", at(d=61)), ev("c2", "buyer", at(d=61, h=1)), tick(at(d=61, h=2)),
-        ev("c1", "seller", at(d=61, h=3)), tick(at(d=61, h=12)),
+        tick(at(d=60, h=2)), ev("c1", "buyer", at(d=61)), ev("c2", "buyer", at(d=61, h=1)),
+        tick(at(d=61, h=2)), ev("c1", "seller", at(d=61, h=3)),
+        tick(at(d=61, h=12)),
     ]
 
 
@@ -325,7 +327,7 @@ JUMP_REFERENCE = run(JUMP, [])
 
 def test_issue_10_the_jump_log_evicts_conversations_that_had_events_in_the_same_interval() -> None:
     rt = PartitionRuntime.load(0, POLICY, CONFIG, SOURCES, Tables({}, {}, {}))
-    for r in JUMP[:7]:  # up to the tick to day 60
+    for r in JUMP[:8]:  # up to the tick to day 60
         rt.handle(r)
     assert rt.engine.stats["evicted"] == 2 and not rt.engine.convs
     outputs, state = JUMP_REFERENCE
