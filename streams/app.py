@@ -297,7 +297,13 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # the table's store and, batched, into its changelog, exactly as the table would write
         # them (same topic, partition and key encoding), so Faust's recovery reads them back.
         for k, v in cp.conversations:
-            conv_store[k] = v
+            if v is None:  # an evicted conversation: deleted here, a tombstone for compaction
+                try:
+                    del conv_store[k]
+                except KeyError:
+                    pass
+            else:
+                conv_store[k] = v
             writer.add(conv_changelog, dumps_key(None, k, serializer=conv_key_serializer), v, partition=p)
         await writer.flush()
         if runtimes.get(p) is not rt:
@@ -378,14 +384,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 else:
                     # decode_internal runs to completion before the engine sees any item, so a
                     # PoisonRecord from handle has changed nothing
-                    flush = rt.handle(value)
+                    flush = rt.handle(value, msg.offset)
             except PoisonRecord as e:
                 # Bad input, not a bug of ours: to the DLQ with the original bytes; the good
                 # items of a batch are applied as if the bad ones had never been written.
                 good, bad = split_poison(value)
                 extra = [("chatsla-bad-items", ",".join(str(i) for i, _ in bad).encode())] if good is not None else []
                 to_dlq(msg, e.reason, *extra)
-                flush = rt.handle(good) if good is not None else False
+                flush = rt.handle(good, msg.offset) if good is not None else False
             metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
             unacked[p].append(event)
             for kind, key, value in rt.outputs():

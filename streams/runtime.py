@@ -16,8 +16,22 @@ some of its writes stored and others not. The order makes every such cut recover
 1. outputs are flushed first: state never runs ahead of what consumers were sent;
 2. the changed conversation entries: any subset of them may land. Each is self-contained and
    names the event ids it applied, so the replay from the committed offset skips exactly those
-   events for it and applies the rest;
-3. the meta, the commit point. Shop state is written *with* it because a shop entry from after
+   events for it and applies the rest. Conversations the engine evicted (``Engine.take_evicted``)
+   are written here as tombstones, value ``None``: the table deletes the key and its changelog
+   gets a null record, which Faust's recovery turns into a deletion and log compaction removes.
+   A tombstone goes out one checkpoint *after* the eviction, so it lands only on top of a meta
+   that already reflects the eviction (step 3 skips the input before it): a replay can then never
+   hold an event applied before the eviction, which would find its conversation gone and apply
+   again (one tick can move event time by weeks: a backfill's end). The eviction's own
+   checkpoint stores the conversation's final state (an older entry could hold a session that
+   closed since); a restart from there loads it, and :meth:`Engine.settle` evicts it again at
+   once, before any input. Deleting it is safe at any crash point: the engine evicts only a conversation whose
+   weeks its shop has forgotten (from_parts drops such contributions anyway) and whose event
+   ids are out of the dedupe window;
+3. the meta, the commit point, with the offset of the next input record: a restart skips the
+   input before it, whose effects the stored state holds whatever the committed offset (Kafka
+   commits acknowledged offsets a moment later, so a crash can leave it behind the meta), and
+   replays only the rest. Shop state is written *with* it because a shop entry from after
    the committed offset would give replayed events the wrong context (a vacation or time zone
    not yet in force at their time, a week already assessed); bundled, shops and meta are always
    from the same checkpoint;
@@ -59,7 +73,7 @@ _ZLIB_HEAD = b"x"  # the first byte of zlib's output at every level
 class Checkpoint:
     """A checkpoint's table writes; they must reach the changelogs in this field order."""
 
-    conversations: list[tuple[Key, bytes]]
+    conversations: list[tuple[Key, bytes | None]]  # None: a tombstone (an evicted conversation)
     meta: tuple[Key, bytes]
     shops: list[tuple[Key, bytes]]
 
@@ -115,6 +129,9 @@ class PartitionRuntime:
         self.engine = engine
         self.pending_acks = 0  # events handled since the last checkpoint
         self.observer = None  # called with (kind, record) for every output (live projections)
+        # conversations evicted before the last checkpoint: tombstoned by the next one (see above)
+        self.evicted: list[tuple[str, str]] = []
+        self.next_offset: int | None = None  # of the next input record not yet in the state
 
     @classmethod
     def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
@@ -134,14 +151,23 @@ class PartitionRuntime:
         # The shops table may lack these (a crash before step 4): the next checkpoint, whose
         # meta replaces this one, must carry them again.
         engine.mark_dirty(v[0] for v in inline)
-        return cls(partition, engine)
+        engine.settle()  # conversations evicted after their entry was stored go at once
+        rt = cls(partition, engine)
+        rt.next_offset = meta.get("offset") if meta is not None else None
+        return rt
 
-    def handle(self, value: bytes) -> bool:
-        """Apply one record of ``chatsla.events`` (one item or a batch); True if it asks for a
-        checkpoint now."""
+    def handle(self, value: bytes, offset: int | None = None) -> bool:
+        """Apply one record of ``chatsla.events`` (one item or a batch) at input ``offset``; True
+        if it asks for a checkpoint now. A record before the stored meta's offset is already in
+        the state and is skipped (module docstring, step 3)."""
+        if offset is not None and self.next_offset is not None and offset < self.next_offset:
+            self.pending_acks += 1
+            return False
+        items = decode_internal(value)  # a PoisonRecord raised here has changed nothing
+        if offset is not None:
+            self.next_offset = offset + 1
         flush = False
         engine = self.engine
-        items = decode_internal(value)
         self.pending_acks += len(items)
         for source, body in items:
             if source == TICK:
@@ -174,12 +200,22 @@ class PartitionRuntime:
         """The writes of a checkpoint of everything since the last one, in write order."""
         convs, shops = self.engine.take_dirty()
         p, engine = self.partition, self.engine
+        # The previous checkpoint's evictions are deleted now, unless the conversation came back
+        # meanwhile; this checkpoint's are stored in their final state, and deleted by the next
+        # one (module docstring, step 2).
+        gone: list[tuple[Key, bytes | None]] = [(conv_key(p, *k), None) for k in self.evicted
+                                                if k not in engine.convs]
+        evicted = engine.take_evicted()
+        self.evicted = [c.key for c in evicted]
+        convs = convs + evicted
         shop_lists = [s.to_list() for s in shops]
         meta = engine.meta()
         meta["shops"] = shop_lists
+        if self.next_offset is not None:
+            meta["offset"] = self.next_offset
         return Checkpoint(
             conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
-                           for c in convs],
+                           for c in convs] + gone,
             meta=(meta_key(p), _meta_value(meta)),
             shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists],
         )
@@ -188,7 +224,10 @@ class PartitionRuntime:
         """Write a checkpoint synchronously (tests, and adapters without a producer to flush)."""
         cp = self.checkpoint()
         for k, v in cp.conversations:
-            tables.conversations[k] = v
+            if v is None:
+                tables.conversations.pop(k, None)
+            else:
+                tables.conversations[k] = v
         k, v = cp.meta
         tables.partitions[k] = v
         for k, v in cp.shops:

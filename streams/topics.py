@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FOREVER = "-1"
+DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,15 @@ def changelog_specs(app_id: str, partitions: int) -> list[TopicSpec]:
     Created up front rather than by Faust at start-up: a consumer that has not yet seen a topic
     Faust just created reports it with no partitions, and the first table write then fails
     Faust's co-partitioning check.
+
+    Evicted conversations are deleted by tombstones (``streams/runtime.py``). Compaction only
+    cleans closed segments, so segments roll daily (``segment.ms``; Kafka's default is 7 days) and
+    a restart's recovery does not read week-old superseded entries; a tombstone itself is kept a
+    day after compaction (``delete.retention.ms``) so that a reader recovering meanwhile still sees
+    the deletion. Only topics chatsla creates get these settings (existing ones are left alone).
     """
-    return [TopicSpec(f"{app_id}-{t}-changelog", partitions, {"cleanup.policy": "compact"}) for t in TABLES]
+    config = {"cleanup.policy": "compact", "segment.ms": str(DAY_MS), "delete.retention.ms": str(DAY_MS)}
+    return [TopicSpec(f"{app_id}-{t}-changelog", partitions, dict(config)) for t in TABLES]
 
 
 def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> list[TopicSpec]:

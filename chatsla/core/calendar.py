@@ -16,6 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chatsla.core.sessions import normalise_ids
 from chatsla.core.timefmt import from_datetime, to_datetime
 
 _TZDATA = resources.files("tzdata")
@@ -76,7 +77,7 @@ class Shop:
     contributions (see ``Conversation.contrib``); only each week's emitted status is.
     """
 
-    __slots__ = ("shop_id", "tz", "vacation", "weeks", "_cur", "seen_ids", "seen_ts")
+    __slots__ = ("shop_id", "tz", "vacation", "weeks", "_cur", "seen_ids", "seen_ts", "floor")
 
     def __init__(self, shop_id: str, tz: str) -> None:
         self.shop_id = shop_id
@@ -84,8 +85,9 @@ class Shop:
         self.vacation = False
         self.weeks: dict[str, Week] = {}
         self._cur: Week | None = None  # the week of the latest lookup: nearly every lookup hits it
-        self.seen_ids: list[str] = []  # shop.event ids applied within the dedupe window (R1)
+        self.seen_ids: list[str | int] = []  # shop.event ids applied within the dedupe window (R1)
         self.seen_ts: list[int] = []
+        self.floor: int | None = None  # bounded dedupe memory, as a conversation's (sessions.py)
 
     def week_of(self, t: int, week_starts_on: int) -> tuple[Week, bool]:
         """The week containing ``t`` and whether it was created by this call."""
@@ -127,13 +129,17 @@ class Shop:
 
     def to_list(self) -> list:
         statuses = {label: [w.start, w.end, w.status, w.late] for label, w in self.weeks.items()}
-        return [self.shop_id, self.tz, self.vacation, self.seen_ids, self.seen_ts, statuses]
+        v = [self.shop_id, self.tz, self.vacation, self.seen_ids, self.seen_ts, statuses]
+        if self.floor is not None:  # only a shop past the id bound has one; older entries lack it
+            v.append(self.floor)
+        return v
 
     @classmethod
     def from_list(cls, v: list) -> "Shop":
         s = cls(v[0], v[1])
         s.vacation = v[2]
-        s.seen_ids, s.seen_ts = list(v[3]), list(v[4])
+        s.seen_ids, s.seen_ts = normalise_ids(list(v[3])), list(v[4])
+        s.floor = v[6] if len(v) > 6 else None
         for label, (start, end, status, late) in v[5].items():
             w = s.weeks[label] = Week(start, end, label)
             w.status, w.late = status, late

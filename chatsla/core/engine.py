@@ -38,7 +38,21 @@ How order is made deterministic (R6.2, R6.3):
   applied is counted as ``rejected_ticks``.
 * Duplicate ``event_id``s (R1) change nothing. Ids are remembered where the event was applied (its
   conversation, or its shop) for ``dedupe_window``, so a stored conversation knows by itself which
-  events it already contains: that is what makes a restart from partly written state safe.
+  events it already contains: that is what makes a restart from partly written state safe. At
+  most ``max_remembered_ids`` are kept per conversation or shop; past that bound the oldest are
+  forgotten and a ``floor`` time keeps replays out (``chatsla.core.sessions``, issue #10).
+
+State is bounded by what is live (issue #10 finding 3). A conversation without an open session
+carries an eviction deadline in its ``timer``. When the watermark passes it the conversation is
+evicted (removed from ``convs``, its key handed to adapters by :meth:`Engine.take_evicted` so they
+delete its stored entry) if it can no longer change any output or recognise a replay: every week
+it contributed to is forgotten by its shop (``week_retention`` after the week ended: such a
+conversation's contributions are dropped on restore anyway), and its last remembered event is
+more than ``dedupe_window`` behind. Otherwise the deadline moves to when that can first hold. A
+conversation that comes back after eviction starts afresh: its sessions are numbered from 1
+again (docs/rules.md, "Readings chatsla chose for R1-R8"). Eviction is a timer like any other, fired in time order
+and restored from the stored ``timer``, so it happens at the same point of the log in the audit,
+the worker and any restart (R6.1).
 """
 
 from __future__ import annotations
@@ -52,6 +66,7 @@ from chatsla.core.calendar import Shop, Week
 from chatsla.core.policy import Policy
 from chatsla.core.records import session_raw, to_record, week_raw
 from chatsla.core.sessions import (
+    INLINE_ID_CHARS,
     AUTO,
     AUTO_REPLY_RESOLVED,
     BUYER,
@@ -68,11 +83,15 @@ from chatsla.core.sessions import (
     N_FIELDS,
     SELLER_TIMEOUT,
     Conversation,
+    dedupe_key,
+    forget_before,
+    forget_oldest,
 )
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
 from schemas.events import ChatMessage, ShopEvent, new_chat_message
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
+assert INLINE_ID_CHARS == 40  # written as a literal in Engine._process
 
 SESSION = "session"
 ASSESSMENT = "assessment"
@@ -102,6 +121,9 @@ class EngineConfig:
     # larger step waits for a second opinion (see Engine "Time sanity"); a skewed producer
     # clock or a hand-written record can then never drag the watermark into the future.
     max_future: int | None = HOUR
+    # event ids remembered per conversation (and per shop) at most: bounds a stored entry far
+    # under Kafka's 1 MB record limit whatever the traffic (chatsla.core.sessions, issue #10)
+    max_remembered_ids: int = 1000
 
 
 def _rank(ev: ChatMessage | ShopEvent) -> int:
@@ -112,18 +134,14 @@ def _rank(ev: ChatMessage | ShopEvent) -> int:
     return _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
 
 
-def _remember(ids: list[str], ts: list[int], eid: str, t: int, cutoff: int) -> None:
+def _remember(ids: list, ts: list[int], eid: str | int, t: int, cutoff: int) -> None:
     ids.append(eid)
     ts.append(t)
     if ts[0] < cutoff:
         _forget_before(ids, ts, cutoff)
 
 
-def _forget_before(ids: list[str], ts: list[int], cutoff: int) -> None:
-    """Drop the remembered ids of events before ``cutoff`` (out of the dedupe window)."""
-    keep = [i for i, x in enumerate(ts) if x >= cutoff]
-    ids[:] = [ids[i] for i in keep]
-    ts[:] = [ts[i] for i in keep]
+_forget_before = forget_before
 
 
 class Engine:
@@ -180,6 +198,12 @@ class Engine:
         self._held_tick: int | None = None
         self._rejected: list[tuple[Hashable, ChatMessage | ShopEvent]] | None = [] if keep_rejected else None
         self._keep_ids = config.allowed_lateness + config.dedupe_window  # ids kept behind the frontier
+        self._max_ids = config.max_remembered_ids
+        self._dedupe_window = config.dedupe_window
+        self._retention = config.week_retention
+        self._ids_after_overflow = config.max_remembered_ids * 3 // 4  # forget a quarter at a time
+        # conversations evicted since the last take_evicted() (adapters delete their entries)
+        self._evicted: dict[tuple[str, str], Conversation] | None = {} if track_dirty else None
         # hot counters kept out of the Counter (plain int and dict updates); see :attr:`stats`
         self._valid = 0
         self._opened = 0
@@ -587,6 +611,9 @@ class Engine:
         if c.timer > when:  # the deadline moved later since this entry was pushed
             self._schedule(c)
             return
+        if c.opened_at is None:  # no open session: the eviction deadline
+            self._evict_or_wait(c, when)
+            return
         if self._dirty_convs is not None:
             self._dirty_convs.add(c.key)
         deadline, reason = self._close_deadline(c)
@@ -617,11 +644,16 @@ class Engine:
         if c is None:
             c = self.convs[key] = Conversation(shop_id, ev.conversation_id, key)
         eid = ev.event_id
+        if len(eid) > 40:  # INLINE_ID_CHARS, a constant here: this runs for every event
+            eid = dedupe_key(eid)
         seen_ids = c.seen_ids
         if eid in seen_ids:
             self.counters["duplicate"] += 1
             return
         t = ev.t
+        if c.floor is not None and t <= c.floor:  # not told apart from a forgotten id (sessions.py)
+            self._overflowed()
+            return
         # _remember and _cutoff inlined: this runs for every event
         seen_ts = c.seen_ts
         seen_ids.append(eid)
@@ -629,6 +661,8 @@ class Engine:
         f = self._frontier
         if f is not None and seen_ts[0] < f - self._keep_ids:
             _forget_before(seen_ids, seen_ts, f - self._keep_ids)
+        if len(seen_ids) > self._max_ids:
+            c.floor = forget_oldest(seen_ids, seen_ts, self._ids_after_overflow, c.floor)
         self._valid += 1
         if late:
             self.counters["late"] += 1
@@ -638,6 +672,7 @@ class Engine:
         if ev.kind == "close":  # R2.4 closed_by_seller / closed_by_platform
             if c.opened_at is None:
                 self.counters["outreach"] += 1
+                self._idle(c)
                 return
             if late:
                 c.late = True
@@ -674,10 +709,12 @@ class Engine:
             # starts nor stops a clock (seed 000 lists only the seller's and buyer's silences).
             if c.opened_at is None:
                 self.counters["outreach"] += 1
+                self._idle(c)
             return
         else:
             if c.opened_at is None:  # R2.2 outreach
                 self.counters["outreach"] += 1
+                self._idle(c)
                 return
             if sender == "seller":
                 if c.first_human is None or t < c.first_human:
@@ -699,10 +736,16 @@ class Engine:
 
     def _shop_event(self, ev: ShopEvent, late: bool) -> None:
         shop = self._shop(ev.shop_id)
-        if ev.event_id in shop.seen_ids:
+        eid = dedupe_key(ev.event_id)
+        if eid in shop.seen_ids:
             self.counters["duplicate"] += 1
             return
-        _remember(shop.seen_ids, shop.seen_ts, ev.event_id, ev.t, self._cutoff())
+        if shop.floor is not None and ev.t <= shop.floor:
+            self._overflowed()
+            return
+        _remember(shop.seen_ids, shop.seen_ts, eid, ev.t, self._cutoff())
+        if len(shop.seen_ids) > self._max_ids:
+            shop.floor = forget_oldest(shop.seen_ids, shop.seen_ts, self._ids_after_overflow, shop.floor)
         self._valid += 1
         if late:
             self.counters["late"] += 1
@@ -779,8 +822,26 @@ class Engine:
         self._evaluate(c, t, t > c.opened_at + self._window or c.past24, reason)
         self._closed[reason] += 1
         self._sink(SESSION, session_raw(c, t, reason))
+        # Its timer entries are now stale (dropped without firing); its eviction deadline replaces
+        # them. A close is frequent, so this is a cheap lower bound of _evict_at: a counted
+        # session's week ends after it opened and must be past retention; an excluded one's
+        # latest id must leave the dedupe window. _evict_or_wait then sets the exact deadline.
+        if not c.excluded:
+            at = c.opened_at + self._retention
+        else:
+            ts = c.seen_ts
+            at = ts[-1] + self._dedupe_window if ts else 0
         c.reset()
-        c.scheduled = None  # its timer entries are stale: dropped without firing
+        at = c.timer = c.scheduled = at + 1
+        slot = at // _BUCKET  # _push_timer inlined
+        if slot <= self._horizon:
+            _heappush(self._timers, (at, _TIMER_CONV, c.key, c))
+            return
+        bucket = self._far.get(slot)
+        if bucket is None:
+            bucket = self._far[slot] = []
+            _heappush(self._far_slots, slot)
+        bucket.append((at, _TIMER_CONV, c.key, c))
 
     def _close_deadline(self, c: Conversation) -> tuple[int, str]:
         """First platform closure of R2.4 (the 72 h clock wins a tie)."""
@@ -859,12 +920,71 @@ class Engine:
         for label in [k for k in c.contrib if k not in shop.weeks]:
             del c.contrib[label]
 
-    def _forget_old_weeks(self, shop: Shop, now: int) -> None:
-        """Weeks assessed longer ago than ``week_retention`` no longer take late events."""
+    def _forget_old_weeks(self, shop: Shop, now: int) -> int:
+        """Weeks assessed longer ago than ``week_retention`` no longer take late events; returns
+        how many were forgotten."""
         horizon = now - self.config.week_retention
-        for label in [k for k, w in shop.weeks.items() if w.end < horizon and w.status == "final"]:
+        old = [k for k, w in shop.weeks.items() if w.end < horizon and w.status == "final"]
+        for label in old:
             del shop.weeks[label]
         shop._cur = None
+        return len(old)
+
+    # ---------------------------------------------------------------- eviction
+    def _overflowed(self) -> None:
+        """An event at or before its conversation's (or shop's) floor whose id is not remembered:
+        dropped as a presumed replay (sessions.py), counted among the duplicates."""
+        self.counters["duplicate"] += 1
+        self.counters["dedupe_overflow"] += 1
+
+    def _idle(self, c: Conversation) -> None:
+        """Give a conversation without an open session its eviction deadline (module docstring),
+        unless it has one already."""
+        if c.timer is None:
+            c.timer = self._evict_at(c)
+            self._schedule(c)
+
+    def _evict_at(self, c: Conversation) -> int:
+        """The first instant at which ``c`` may be evicted, from its state alone: its last
+        remembered event out of the dedupe window, and each week it still contributes to past
+        ``week_retention``; both strictly, as :meth:`_evict_or_wait` and :meth:`_forget_old_weeks`
+        test them."""
+        ts = c.seen_ts
+        last = max(ts) if ts else c.floor
+        at = (last if last is not None else 0) + self.config.dedupe_window
+        shop = self.shops.get(c.shop_id)
+        if shop is not None:
+            retention = self.config.week_retention
+            for label in c.contrib:
+                w = shop.weeks.get(label)
+                if w is not None and w.end + retention > at:
+                    at = w.end + retention
+        return at + 1
+
+    def _evict_or_wait(self, c: Conversation, when: int) -> None:
+        """``c``'s eviction deadline ``when`` has passed: evict it if nothing it holds can still
+        matter, else move the deadline. A shop without new weeks would never forget its old ones
+        (that happens when one of its weeks ends): they are forgotten here, by the same rule."""
+        shop = self.shops.get(c.shop_id)
+        if shop is not None and c.contrib and self._forget_old_weeks(shop, when) and self._dirty_shops is not None:
+            self._dirty_shops.add(shop.shop_id)
+        if shop is not None and any(label in shop.weeks for label in c.contrib):
+            at = self._evict_at(c)
+            c.timer = at if at > when else when + DAY  # a week not final yet: look again in a day
+        else:
+            ts = c.seen_ts
+            last = max(ts) if ts else c.floor
+            if last is None or last + self.config.dedupe_window < when:
+                del self.convs[c.key]  # (its timer stays: a stored final state evicts again)
+                self.counters["evicted"] += 1
+                if self._dirty_convs is not None and self._evicted is not None:
+                    self._dirty_convs.discard(c.key)
+                    self._evicted[c.key] = c
+                return
+            c.timer = last + self.config.dedupe_window + 1
+        if self._dirty_convs is not None:
+            self._dirty_convs.add(c.key)
+        self._schedule(c)
 
     # ------------------------------------------------------------------ timers
     def _reschedule(self, c: Conversation) -> None:
@@ -944,6 +1064,29 @@ class Engine:
         self._dirty_shops.clear()
         return convs, shops
 
+    def settle(self) -> None:
+        """Fire the deadlines already behind the watermark: after a restore, those of conversations
+        evicted after their stored entry was written (an adapter deletes entries a checkpoint
+        late, streams/runtime.py), so they go before any late event could find them. Every other
+        stored deadline is ahead of the stored watermark, so nothing else happens here."""
+        wm = self.watermark
+        if wm is not None:
+            if wm >= self._horizon_end:
+                self._open_buckets(wm)
+            timers = self._timers
+            while timers and timers[0][0] < wm:
+                self._fire(_heappop(timers))
+
+    def take_evicted(self) -> list[Conversation]:
+        """The conversations evicted since the last call and not back since, in key order
+        (``track_dirty=True``), in their final state: adapters delete their stored entries
+        (streams/runtime.py stores that state first, then deletes it a checkpoint later)."""
+        if self._evicted is None:
+            raise RuntimeError("Engine(track_dirty=True) is needed for take_evicted()")
+        gone = [c for k, c in sorted(self._evicted.items(), key=lambda kc: kc[0]) if k not in self.convs]
+        self._evicted.clear()
+        return gone
+
     def conversation_entry(self, c: Conversation) -> list:
         """A conversation's stored form: its state, then the bounds of the weeks it contributes
         to. With the bounds a restart rebuilds those weeks exactly even when the shop's stored
@@ -958,6 +1101,8 @@ class Engine:
                 bounds[label] = [w.start, w.end]
         entry = c.to_list()
         entry.append(bounds)
+        if c.floor is not None:  # only past the id bound; entries without it load as before
+            entry.append(c.floor)
         return entry
 
     def meta(self) -> dict:
@@ -1021,6 +1166,8 @@ class Engine:
         for values in conversations:
             c = Conversation.from_list(values[:N_FIELDS])
             bounds = values[N_FIELDS] if len(values) > N_FIELDS else {}
+            if len(values) > N_FIELDS + 1:
+                c.floor = values[N_FIELDS + 1]
             e.convs[c.key] = c
             shop = e._shop(c.shop_id)
             for label, cc in list(c.contrib.items()):
@@ -1029,7 +1176,9 @@ class Engine:
                     b = bounds.get(label)
                     w = shop.week_with_bounds(label, b[0], b[1]) if b else shop.week_for_label(label)[0]
                     if horizon is not None and w.end < horizon:  # already forgotten (_forget_old_weeks)
-                        del shop.weeks[label], c.contrib[label]
+                        # The share stays with the conversation, as in an engine that ran through
+                        # (nothing reads it: the week is gone), so a restore changes no state.
+                        del shop.weeks[label]
                         continue
                 w.sessions += cc[C_SESSIONS]
                 w.replied += cc[C_REPLIED]
@@ -1038,6 +1187,8 @@ class Engine:
                 w.late = w.late or bool(cc[C_LATE])
             if c.timer is not None:
                 e._schedule(c)
+            elif c.opened_at is None:  # stored before eviction deadlines existed
+                e._idle(c)
         for shop in e.shops.values():
             for w in shop.weeks.values():
                 if w.status is None:

@@ -3,9 +3,35 @@
 One small ``__slots__`` object per conversation holds the open session, so the state of an open
 conversation stays well under 1 KB (BENCHMARKS.md). Times are integer microseconds. The
 transitions themselves live in :mod:`chatsla.core.engine`, which owns time and timers.
+
+Bounded dedupe memory (issue #10 finding 1). A conversation (and a shop, for shop events)
+remembers the ids of the events it applied so that a replayed or retried copy changes nothing
+(R1). That memory is bounded twice:
+
+* by time: ids older than the dedupe window (8 days behind the watermark) are forgotten; an
+  older copy is then a late event (R6.4);
+* by count: at most ``EngineConfig.max_remembered_ids`` (default 1,000). Past that, the oldest
+  quarter is forgotten at once (amortised cost), and ``floor`` becomes the largest event time
+  forgotten so far. Every remembered id is of an event after the floor. A later event whose id
+  is not remembered and whose time is at or before the floor cannot be told apart from a replay
+  of a forgotten one, so it is dropped and counted (``duplicate`` and ``dedupe_overflow``): a
+  crash replay never applies an event twice. An event after the floor is new. Only a
+  conversation with more than ~750 events inside 8 days has a floor, and only its events that
+  arrive late by more than the ~750 events before them can be dropped.
+
+Ids are remembered as they are when they have at most :data:`INLINE_ID_CHARS` characters (UUIDs,
+ULIDs, the simulator's ids); a longer id is remembered as a 64-bit BLAKE2b digest of its UTF-8
+bytes, an ``int`` (never equal to a ``str``). A stored entry therefore holds at most 1,000 ids of
+at most 242 JSON bytes each (40 characters, each escaped as six bytes at worst) and their
+times: under 300 KB whatever the producer sends, about 45 KB for ids of 20-odd characters, far
+under Kafka's 1 MB record limit; a normal conversation (a few events) keeps a few ids, as before.
+Hashing only long ids keeps the per-event cost of the common case at one ``len``. The chance
+that two different long ids of one conversation share a digest is about n^2 / 2^65.
 """
 
 from __future__ import annotations
+
+from hashlib import blake2b
 
 NONE, BUYER, SELLER, AUTO = 0, 1, 2, 3  # who sent the latest message of the open session
 
@@ -22,6 +48,7 @@ _FIELDS = (
     "week", "timer", "past24", "seen_ids", "seen_ts", "contrib",
 )
 N_FIELDS = len(_FIELDS)  # a stored entry may carry more after these (Engine.conversation_entry)
+INLINE_ID_CHARS = 40  # longer event ids are remembered as a digest (module docstring)
 _NOT_HELD = ("closed_at", "close_reason")  # stored fields without a slot (see Conversation)
 
 # contrib[week_start] = [sessions, replied, pending, buyer_messages, late] this conversation added
@@ -43,7 +70,7 @@ class Conversation:
     # ``closed_at`` and ``close_reason`` are stored (always None) but not held: a session is closed
     # and forgotten in one step (Engine._close passes them to its record), so they are class
     # constants here and an open conversation is two slots smaller.
-    __slots__ = tuple(f for f in _FIELDS if f not in _NOT_HELD) + ("scheduled", "key")
+    __slots__ = tuple(f for f in _FIELDS if f not in _NOT_HELD) + ("scheduled", "key", "floor")
     closed_at: None = None
     close_reason: None = None
 
@@ -65,10 +92,11 @@ class Conversation:
         self.week: str | None = None
         self.timer: int | None = None  # when this session next needs attention (R2.4 / R3)
         self.past24 = False
-        self.seen_ids: list[str] = []  # event_ids applied here within the dedupe window (R1)
+        self.seen_ids: list[str | int] = []  # dedupe keys of events applied here (R1, see dedupe_key)
         self.seen_ts: list[int] = []
         self.contrib: dict[str, list[int]] = {}
         self.scheduled: int | None = None  # earliest live entry in the engine's timer heap
+        self.floor: int | None = None  # largest time of an id forgotten for the count bound
 
     @property
     def session_id(self) -> str:
@@ -93,4 +121,47 @@ class Conversation:
                 setattr(c, f, v)
         c.scheduled = None
         c.key = (c.shop_id, c.conversation_id)
+        c.floor = None  # stored after the entry's week bounds (Engine.conversation_entry)
+        c.seen_ids = normalise_ids(c.seen_ids)
         return c
+
+
+def dedupe_key(event_id: str) -> str | int:
+    """What is remembered of an event id: itself if short, else a 64-bit digest (module doc)."""
+    if len(event_id) <= INLINE_ID_CHARS:
+        return event_id
+    return int.from_bytes(blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+
+
+def normalise_ids(ids: list) -> list:
+    """Stored ids in today's form: entries written before digests were introduced hold long ids
+    as they are, and a replayed copy is looked up by its digest (existing changelogs)."""
+    if any(type(i) is str and len(i) > INLINE_ID_CHARS for i in ids):
+        return [dedupe_key(i) if type(i) is str else i for i in ids]
+    return ids
+
+
+def forget_before(ids: list, ts: list[int], cutoff: int) -> None:
+    """Drop the remembered ids of events before ``cutoff`` (out of the dedupe window)."""
+    keep = [i for i, x in enumerate(ts) if x >= cutoff]
+    ids[:] = [ids[i] for i in keep]
+    ts[:] = [ts[i] for i in keep]
+
+
+def forget_oldest(ids: list, ts: list[int], keep: int, floor: int | None) -> int:
+    """Forget the oldest remembered ids so that at most ``keep`` remain; return the new floor,
+    the largest time forgotten. The ids at the instant where the cut falls are all kept when
+    possible, so an event at that instant applied next (same-instant events are applied in
+    order) is still after the floor; only a burst of one instant longer than the bound forgets
+    that instant too."""
+    k = len(ts) - keep
+    if k <= 0:
+        return floor  # type: ignore[return-value]
+    cut = sorted(ts)[k - 1]  # the k-th oldest time
+    drop = [x < cut for x in ts]
+    if not any(drop):  # everything oldest is at one instant: forget that instant too
+        drop = [x <= cut for x in ts]
+    forgotten = max(x for x, d in zip(ts, drop) if d)
+    ids[:] = [i for i, d in zip(ids, drop) if not d]
+    ts[:] = [x for x, d in zip(ts, drop) if not d]
+    return forgotten if floor is None or forgotten > floor else floor
