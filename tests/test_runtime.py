@@ -322,7 +322,7 @@ def jump_log() -> list[bytes]:
         # c1 and c2 come back (sessions #1 again), then the end
         tick(at(d=60, h=2)), ev("c1", "buyer", at(d=61)), ev("c2", "buyer", at(d=61, h=1)),
         tick(at(d=61, h=2)), ev("c1", "seller", at(d=61, h=3)),
-        tick(at(d=61, h=12)),
+        *(tick(at(d=61, h=h)) for h in range(4, 13)),  # the clock runs on, an hour a tick
     ]
 
 
