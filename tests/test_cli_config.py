@@ -297,3 +297,17 @@ def test_completion_completes_commands_and_options() -> None:
     result = run([], env={"_CHATSLA_COMPLETE": "bash_complete", "COMP_WORDS": "chatsla audit --allowed-l",
                           "COMP_CWORD": "2"})
     assert "plain,--allowed-lateness" in result.stdout.decode(), result.stdout.decode()
+
+
+def test_the_documented_example_file_is_valid_for_every_command(tmp_path: Path) -> None:
+    """docs/chatsla.example.toml, the file docs/cli.md shows, is accepted as it is."""
+    from tests.test_cli import REPO
+
+    example = REPO / "docs" / "chatsla.example.toml"
+    (tmp_path / "kafka.pass").write_text("x\n")
+    text = example.read_text().replace("/etc/chatsla/kafka.pass", str(tmp_path / "kafka.pass"))
+    (tmp_path / "c.toml").write_text(text)
+    result = run(["policies", "--config", "c.toml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    audit = run(["audit", str(SAMPLE), *UNTIL, "--config", "c.toml"], cwd=tmp_path)
+    assert audit.returncode == 0 and audit.stdout.startswith(b"{"), audit.stderr.decode()
