@@ -13,15 +13,20 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "chatsla needs Python 3.11, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@# setuptools prints a boxed "Editable installation" warning for every editable install; it is
+	@# about folders shadowing the package, which is the point here (imports come from the source tree)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[test,bench]'
 	@touch $@
 
+# pytest reports skipped tests and why (-ra in pyproject.toml): the browser test without Chromium
 test: install test-tools
 	$(BIN)/python -m pytest -q
 
-# Debian packages the tests drive: headless Chromium (appeal pack) and Prometheus/promtool (alerts)
+# Debian packages the tests drive: headless Chromium (appeal pack) and Prometheus/promtool (alerts).
+# Installed with apt-get as root or through passwordless sudo, never at a password prompt. Without
+# Chromium the browser test is skipped (the script says what to install by hand, in one line).
 test-tools:
-	bash scripts/ensure-chromium
+	@bash scripts/ensure-chromium || true
 	@if [ -x scripts/ensure-prometheus ]; then bash scripts/ensure-prometheus; fi
 
 test-unit: install

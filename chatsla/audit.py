@@ -154,16 +154,26 @@ def _why(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
+def read_records(f: BinaryIO, name: str = "input", max_bytes: int = MAX_RECORD_BYTES,
+                 on_block: Callable[[int], None] | None = None) -> Iterator[bytes]:
     """The lines of ``f`` without their ``\\n``, for :func:`run_audit`.
 
     A line longer than ``max_bytes`` is yielded cut to ``max_bytes + 1`` bytes (run_audit counts it
     ``too_large``); the rest of it is read and dropped block by block, so memory stays bounded by
     the block size plus ``max_bytes`` whatever the input holds. A byte order mark at the start
     of the input is skipped. A read error raises :class:`InputError` naming ``name`` and the line
-    being read.
+    being read. ``on_block`` (progress, chatsla/progress.py) is called with the size of each block
+    read: once per block, never per line, so it costs nothing measurable.
     """
     read = getattr(f, "read1", None) or f.read
+    if on_block is not None:
+        read_block = read
+
+        def read(n: int) -> bytes:
+            block = read_block(n)
+            on_block(len(block))
+            return block
+
     cap = max_bytes + 1
     tail = b""  # the unfinished last line of what has been read
     over = False  # tail is the first ``cap`` bytes of a too long line whose rest is being dropped

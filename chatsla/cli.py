@@ -11,6 +11,7 @@ closed pipe) and Ctrl-C into that line and code. Subcommands import their module
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
@@ -53,10 +54,15 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        from chatsla import config
+
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)  # type: ignore[arg-type]
+            cmd = getattr(importlib.import_module(module), attr)
+        else:
+            cmd = super().get_command(ctx, name)  # type: ignore[arg-type]
+        # every option gets its CHATSLA_* variables and every command --config (chatsla/config.py)
+        return None if cmd is None else config.configure(cmd, (name,))
 
     def invoke(self, ctx: click.Context) -> object:
         # click's own main turns EOFError and Ctrl-C into Abort after printing an empty line, and
@@ -92,12 +98,19 @@ def cli() -> None:
     """chatsla: live 24 h reply rate and penalty risk for marketplace sellers' chat."""
 
 
+def _label(name: str) -> str:
+    """``--until`` as the user gave it: the flag, a CHATSLA_* variable or a config file key."""
+    from chatsla.config import label
+
+    return label(name.lstrip("-").replace("-", "_"), name)
+
+
 def parse_time_option(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     t = parse_time(value)
     if t is None:
-        raise UsageError(f"{name} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
+        raise UsageError(f"{_label(name)} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
     return t
 
 
@@ -117,7 +130,7 @@ def duration_option(value: str, name: str) -> int:
     except (ValueError, OverflowError):  # OverflowError: "1e999s" is infinite
         us = -1
     if not 0 <= us <= _MAX_LATENESS_US:
-        raise UsageError(f"{name} must be a duration from 0 to 366d such as 2min, 30s or 1h; got {value!r}")
+        raise UsageError(f"{_label(name)} must be a duration from 0 to 366d such as 2min, 30s or 1h; got {value!r}")
     return us
 
 
@@ -127,7 +140,7 @@ def engine_config(allowed_lateness: str, default_timezone: str, max_future: str 
 
     lateness = duration_option(allowed_lateness, "--allowed-lateness")
     if not valid_timezone(default_timezone):
-        raise UsageError(f"--default-timezone: unknown IANA time zone {default_timezone!r} (e.g. Asia/Bangkok)")
+        raise UsageError(f"{_label('--default-timezone')}: unknown IANA time zone {default_timezone!r} (e.g. Asia/Bangkok)")
     future = None if max_future == "off" else duration_option(max_future, "--max-future")
     return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone, max_future=future)
 
@@ -198,8 +211,11 @@ POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla polici
               help="Longest line read as an event; a longer one is counted invalid (too_large) and skipped "
                    "without being held in memory.")
 @click.option("--max-future", default="1h", show_default=True, help=MAX_FUTURE_HELP)
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
+              "every 10 s once a run takes that long).")
 def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_spec: str, records: str,
-          allowed_lateness: str, default_timezone: str, max_record_bytes: int, max_future: str) -> None:
+          allowed_lateness: str, default_timezone: str, max_record_bytes: int, max_future: str,
+          quiet: bool = False) -> None:
     """Audit a JSONL export of chat and shop events: sessions, 24 h replies, weekly outcomes.
 
     EVENTS.jsonl holds one event per line in log order, both schemas mixed; '-' reads standard
@@ -220,9 +236,9 @@ def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], poli
         if err is not None:
             err.write(f"{events}:{line_no}: invalid event: {reason}\n")
 
-    with f:
-        result = run_audit(read_records(f, name, max_record_bytes), policy, config, until_t, shops or None,
-                           on_invalid, max_record_bytes)
+    with f, _input_progress(f, events, quiet) as on_block:
+        result = run_audit(read_records(f, name, max_record_bytes, on_block), policy, config, until_t,
+                           shops or None, on_invalid, max_record_bytes)
     if fmt == "json":
         write_stdout(render.to_json(result))
     elif fmt == "csv":
@@ -231,11 +247,42 @@ def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], poli
         render.print_table(result, stdout_console())
 
 
-def _kafka_options(f):
-    """Kafka connection flags shared by the commands that talk to a broker (env: CHATSLA_*)."""
-    opts = [
-        click.option("--bootstrap", envvar="CHATSLA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True,
-                     help="Kafka bootstrap servers, comma-separated."),
+@contextlib.contextmanager
+def _input_progress(f, path: str, quiet: bool):
+    """A per-block progress hook for ``audit``'s input (chatsla/progress.py): bytes of the file
+    (of the compressed file for .gz) against its size, or bytes read from standard input."""
+    from chatsla.progress import Progress
+
+    if quiet:
+        yield None
+        return
+    raw = getattr(f, "fileobj", None)  # a GzipFile's compressed file
+    total = None
+    if path != "-":
+        try:
+            total = os.path.getsize(path) or None
+        except OSError:
+            pass
+    with Progress("chatsla audit", "bytes", total) as progress:
+        seen = 0
+
+        def on_block(n: int) -> None:
+            nonlocal seen
+            seen += n
+            if raw is not None:
+                try:
+                    progress.update(raw.tell())
+                    return
+                except (OSError, ValueError):
+                    pass
+            progress.update(seen)
+
+        yield on_block
+
+
+def _kafka_security_options() -> list:
+    """Kafka security flags and client properties (env: CHATSLA_*; config file: [kafka])."""
+    return [
         click.option("--security-protocol", envvar="CHATSLA_SECURITY_PROTOCOL", default="PLAINTEXT",
                      type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), show_default=True,
                      help="How to connect to Kafka: TLS (SSL), a login (SASL_*), both, or neither."),
@@ -243,30 +290,109 @@ def _kafka_options(f):
                      type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
                      help="Login method the cluster expects (with --security-protocol SASL_*)."),
         click.option("--sasl-username", envvar="CHATSLA_SASL_USERNAME", help="Kafka login name (SASL_*)."),
+        click.option("--sasl-password-file", envvar="CHATSLA_SASL_PASSWORD_FILE", metavar="FILE",
+                     type=click.Path(dir_okay=False),
+                     help="Read the Kafka password (SASL_*) from this file (its first line). Preferred, with "
+                          "the CHATSLA_SASL_PASSWORD variable: a --sasl-password flag is visible to every "
+                          "user of the machine (ps)."),
         click.option("--sasl-password", envvar="CHATSLA_SASL_PASSWORD",
-                     help="Kafka password (SASL_*); prefer the CHATSLA_SASL_PASSWORD environment variable."),
+                     help="Kafka password (SASL_*). Visible in ps: prefer the CHATSLA_SASL_PASSWORD variable or "
+                          "--sasl-password-file."),
         click.option("--ssl-cafile", envvar="CHATSLA_SSL_CAFILE", type=click.Path(exists=True, dir_okay=False),
                      help="CA certificate (PEM) to trust for the brokers' TLS certificates."),
         click.option("--ssl-certfile", envvar="CHATSLA_SSL_CERTFILE", type=click.Path(exists=True, dir_okay=False),
                      help="Client certificate (PEM) when the cluster asks for one."),
         click.option("--ssl-keyfile", envvar="CHATSLA_SSL_KEYFILE", type=click.Path(exists=True, dir_okay=False),
                      help="Private key (PEM) of --ssl-certfile."),
+        click.option("-X", "--kafka-property", "kafka_property", multiple=True, metavar="KEY=VALUE",
+                     help="A Kafka client property by its Java/kcat name, e.g. -X ssl.key.password=... or "
+                          "-X metadata.max.age.ms=60000 (repeatable; adds to the config file's [kafka] table). "
+                          "docs/cli.md lists the properties chatsla takes."),
         click.option("--topic-prefix", envvar="CHATSLA_TOPIC_PREFIX", default="",
                      help="Prefix for every topic name (several deployments on one cluster)."),
+    ]
+
+
+def _kafka_options(f):
+    """Kafka connection flags shared by the commands that talk to a broker (env: CHATSLA_*)."""
+    opts = [
+        click.option("--bootstrap", envvar="CHATSLA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True,
+                     help="Kafka bootstrap servers, comma-separated."),
+        *_kafka_security_options(),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
+def kafka_security_options(f):
+    """The Kafka flags without --bootstrap (``simulate`` has its own: no --bootstrap, no Kafka)."""
+    for opt in reversed(_kafka_security_options()):
+        f = opt(f)
+    return f
+
+
+_SECURITY_FIELDS = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile",
+                    "ssl_certfile", "ssl_keyfile")
+
+
 def _security(kw: dict):
+    """The Kafka flags in ``kw`` (popped) as a KafkaSecurity.
+
+    -X properties (chatsla/kafka_properties.py) come from the config file's [kafka] tables, then
+    from CHATSLA_KAFKA_PROPERTY or the -X flags, later ones overriding earlier ones per key. A
+    security property is an alias of its flag: it fills the flag's place when the flag was not
+    given; both given with different values is a usage error. The password is read from
+    --sasl-password-file when given (never both it and a password)."""
+    from chatsla import kafka_properties as props
+    from chatsla.config import config_kafka_properties, label
     from streams.settings import KafkaSecurity
 
-    sec = KafkaSecurity(kw.pop("security_protocol"), kw.pop("sasl_mechanism"), kw.pop("sasl_username"),
-                        kw.pop("sasl_password"), kw.pop("ssl_cafile"), kw.pop("ssl_certfile"), kw.pop("ssl_keyfile"))
+    items = list(config_kafka_properties())
+    env = label("kafka_property", "-X")
+    flag_where = "-X" if env.startswith("-") else env  # the short flag is the one people type
+    for text in kw.pop("kafka_property", ()) or ():
+        key, value = props.split_flag(text, flag_where)
+        items.append((key, value, f"-X {key}" if flag_where == "-X" else f"{flag_where} ({key})"))
+    parsed = props.parse(items)
+    fields = {name.replace("security_protocol", "protocol"): kw.pop(name) for name in _SECURITY_FIELDS}
+    password_file = kw.pop("sasl_password_file", None)
+    ctx = click.get_current_context(silent=True)
+    for field, value in parsed.security.items():
+        flag = {"protocol": "security_protocol"}.get(field, field)
+        given = ctx is not None and ctx.get_parameter_source(flag) not in (None, click.core.ParameterSource.DEFAULT)
+        if field in fields and given and fields[field] != value:
+            raise UsageError(f"{label(flag)} and {parsed.labels[field]} disagree: give one of them")
+        if field in fields and not given or field not in fields:
+            fields[field] = value
+    if password_file:
+        if fields.get("sasl_password"):
+            raise UsageError(f"{label('sasl_password_file')} and a password ({label('sasl_password')}) "
+                             "were both given: give one of them")
+        fields["sasl_password"] = _read_secret(password_file, label("sasl_password_file"))
+    sec = KafkaSecurity(**fields, tuning=parsed.tuning)
     if sec.protocol.startswith("SASL") and not (sec.sasl_mechanism and sec.sasl_username):
         raise UsageError("--security-protocol SASL_* needs --sasl-mechanism and --sasl-username")
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile"):
+        path = getattr(sec, name)
+        if path and not os.path.isfile(path):  # flags are checked by click; -X and the config file here
+            raise UsageError(f"{parsed.labels.get(name, label(name))}: file not found: {path}")
     return sec
+
+
+def _read_secret(path: str, where: str) -> str:
+    """The first line of a password file, without its line end."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+    except FileNotFoundError:
+        raise UsageError(f"{where}: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{where}: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    secret = line.rstrip("\r\n")
+    if not secret:
+        raise UsageError(f"{where}: {path} is empty")
+    return secret
 
 
 def _topic_names(prefix: str):
@@ -521,6 +647,10 @@ def _exit_code(args: list[str]) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:  # usage errors (exit 2) and commands' own ClickExceptions
+        if isinstance(e, click.BadParameter):  # name the CHATSLA_* variable or config key it came from
+            from chatsla.config import relabel
+
+            relabel(e)
         ctx = getattr(e, "ctx", None)
         name = ctx.command_path if ctx is not None else _command_path(args)
         _say(f"{name}: error: {e.format_message()}")

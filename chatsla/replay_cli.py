@@ -23,6 +23,7 @@ from chatsla.cli import (
     POLICY_HELP,
     TIMEZONE_HELP,
     _kafka_options,
+    _label,
     _security,
     _topic_names,
     engine_config,
@@ -84,11 +85,11 @@ def _setup(kw: dict, engine: bool = True):
         try:
             lookback = parse_duration(lookback_text)
         except ValueError as e:
-            raise UsageError(f"--lookback: {e} (or 'all')") from None
+            raise UsageError(f"{_label('--lookback')}: {e} (or 'all')") from None
         except OverflowError:  # "1e999d"
-            raise UsageError(f"--lookback: not a finite duration: {lookback_text!r}") from None
+            raise UsageError(f"{_label('--lookback')}: not a finite duration: {lookback_text!r}") from None
         if lookback < 0:
-            raise UsageError("--lookback must not be negative")
+            raise UsageError(f"{_label('--lookback')} must not be negative")
     policy = policy_option(kw.pop("policy_spec")) if engine else None
     kw["parallel"] = {"auto": None, "on": True, "off": False}[kw.pop("reader_process", "auto")]
     config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))

@@ -19,7 +19,7 @@ import functools
 import os
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 
 import click
 import orjson
+
+from chatsla.cli import kafka_security_options
 
 __all__ = [
     "CHAT_TOPIC",
@@ -504,7 +506,7 @@ def _bad_record(rng: random.Random, template: bytes, number: int) -> bytes:
 # Public API
 
 
-def generate(config: SimConfig) -> list[Record]:
+def generate(config: SimConfig, on_shop: Callable[[int, int], None] | None = None) -> list[Record]:
     """All events of the simulated week in LOG ORDER as (topic, key, value) (R1).
 
     Delivery: a chat event is logged at ``sent_at + U(0, jitter_seconds)``, so any event is at
@@ -516,6 +518,8 @@ def generate(config: SimConfig) -> list[Record]:
     events: list[_Event] = []
     for number in range(1, config.shops + 1):
         events.extend(_ShopTraffic(config, number).play())
+        if on_shop is not None:  # progress (chatsla simulate): shops done, shops in all
+            on_shop(number, config.shops)
 
     jitter_rng, late_rng = _stream(config, "jitter"), _stream(config, "late")
     jitter, late_share = config.jitter_seconds, config.late_fraction
@@ -579,6 +583,10 @@ class _OneLineErrors(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
+            if isinstance(exc, click.BadParameter):  # name the CHATSLA_* variable or config key
+                from chatsla.config import relabel
+
+                relabel(exc)
             _fail(f"{info_name or 'simulate'}: {exc.format_message()}")
 
 
@@ -622,6 +630,9 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @_option("--chat-topic", str, "chat.messages", "With --bootstrap: topic for chat.message/v1 records.")
 @_option("--shop-topic", str, "shop.events", "With --bootstrap: topic for shop.event/v1 records.")
 @_option("--partitions", click.IntRange(min=1), 4, "With --bootstrap: partitions of topics created if missing.")
+@kafka_security_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
+              "every 10 s once a run takes that long).")
 def simulate(
     shops: int,
     conversations: int,
@@ -637,8 +648,20 @@ def simulate(
     chat_topic: str,
     shop_topic: str,
     partitions: int,
+    quiet: bool = False,
+    **kafka: Any,
 ) -> None:
-    """Generate a deterministic week of chat traffic (RULES R1) as JSONL."""
+    """Generate a deterministic week of chat traffic (RULES R1) as JSONL.
+
+    With --bootstrap the records go to Kafka instead, with the same security flags, -X
+    properties and --topic-prefix as the other Kafka commands (the prefix goes before
+    --chat-topic and --shop-topic).
+    """
+    from chatsla.cli import _security
+    from chatsla.progress import Progress
+
+    security = _security(kafka)  # checked with or without --bootstrap: a wrong flag is never ignored
+    prefix = kafka.pop("topic_prefix", "") or ""
     try:
         config = SimConfig(
             seed=seed,
@@ -652,15 +675,20 @@ def simulate(
         )
     except ValueError as exc:
         _fail(f"simulate: {exc}")
-    events = generate(config)
+    with Progress("chatsla simulate", "shops", config.shops, quiet=quiet) as progress:
+        events = generate(config, progress.update)
     if bootstrap is not None:
         from chatsla.produce import ProduceError, produce
         from streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
 
+        chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
         names = TopicNames(chat=chat_topic, shop=shop_topic)
+        client = security.kafka_python_kwargs()
         try:
-            ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)])
-            sent = produce(events, bootstrap, names, rate)
+            ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)],
+                          client_kwargs=client)
+            with Progress("chatsla simulate", "events", len(events), quiet=quiet) as progress:
+                sent = produce(events, bootstrap, names, rate, client, progress.update)
         except (ProduceError, TopicError) as exc:  # a run that failed, not bad arguments: exit 1
             click.echo(" ".join(f"simulate: {exc}".split()), err=True)
             raise click.exceptions.Exit(1) from None

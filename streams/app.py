@@ -61,13 +61,7 @@ def _credentials(settings: WorkerSettings):
     sec = settings.security
     if sec.protocol == "PLAINTEXT":
         return None
-    ssl_context = None
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        ssl_context = ssl.create_default_context(cafile=sec.ssl_cafile)
-        if sec.ssl_certfile:
-            ssl_context.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile)
+    ssl_context = sec.ssl_context()  # CA, client certificate, -X TLS properties (streams/settings.py)
     if sec.protocol.startswith("SASL"):
         return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password,
                                      mechanism=sec.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
@@ -156,6 +150,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
         Monitor=_Monitor,
+        **settings.security.faust_settings(),  # -X connection tuning (chatsla/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(names.chat, names.shop, **raw)

@@ -17,30 +17,64 @@ class KafkaSecurity:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    # Kafka client properties without a flag of their own (-X, chatsla/kafka_properties.py):
+    # TLS details and connection tuning, spelled here for each client (issue #13).
+    ssl_key_password: str | None = None
+    ssl_check_hostname: bool = True
+    ssl_crlfile: str | None = None
+    ssl_ciphers: str | None = None
+    tuning: tuple[tuple[str, int], ...] = ()  # (java name, value), e.g. ("metadata.max.age.ms", 60000)
+
+    def ssl_context(self):
+        """The TLS context every client gets (None without TLS): CA, client certificate and its
+        key password, CRL, ciphers and host name checking in one place."""
+        if self.protocol not in ("SSL", "SASL_SSL"):
+            return None
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=self.ssl_key_password)
+        if self.ssl_crlfile:
+            ctx.load_verify_locations(self.ssl_crlfile)
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        if self.ssl_ciphers:
+            ctx.set_ciphers(self.ssl_ciphers)
+        if not self.ssl_check_hostname:
+            ctx.check_hostname = False
+        return ctx
+
+    def _tuning_kwargs(self) -> dict:
+        from chatsla.kafka_properties import TUNING
+
+        return {TUNING[k][0]: v for k, v in self.tuning}
 
     def aiokafka_kwargs(self) -> dict:
         """Security arguments of aiokafka's clients (the replay reader, the output producer)."""
-        kw: dict = {"security_protocol": self.protocol}
+        kw: dict = {"security_protocol": self.protocol, **self._tuning_kwargs()}
         if self.protocol in ("SSL", "SASL_SSL"):
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=self.ssl_cafile)
-            if self.ssl_certfile:
-                ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-            kw["ssl_context"] = ctx
+            kw["ssl_context"] = self.ssl_context()
         if self.protocol.startswith("SASL"):
             kw.update(sasl_mechanism=self.sasl_mechanism or "PLAIN", sasl_plain_username=self.sasl_username,
                       sasl_plain_password=self.sasl_password)
         return kw
 
     def kafka_python_kwargs(self) -> dict:
-        kw: dict = {"security_protocol": self.protocol}
+        kw: dict = {"security_protocol": self.protocol, **self._tuning_kwargs()}
         if self.sasl_mechanism:
             kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
                       sasl_plain_password=self.sasl_password)
-        if self.ssl_cafile:
+        if self.protocol in ("SSL", "SASL_SSL"):
+            kw.update(ssl_context=self.ssl_context(), ssl_check_hostname=self.ssl_check_hostname)
+        elif self.ssl_cafile:
             kw.update(ssl_cafile=self.ssl_cafile, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
         return kw
+
+    def faust_settings(self) -> dict:
+        """Faust app settings for the connection tuning (its credentials come from the fields)."""
+        from chatsla.kafka_properties import TUNING
+
+        return {name: v for k, v in self.tuning for name in TUNING[k][1]}
 
 
 @dataclass(frozen=True)
