@@ -68,7 +68,8 @@ class Collector:
         if kind == ASSESSMENT:
             self.assessments[(raw[0], raw[1])] = raw
         else:
-            self.sessions[(raw[0], raw[1], raw[2])] = raw
+            # opened_at too: a conversation evicted and back later numbers its sessions from 1 again
+            self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw
 
     # The engine's sink. run_audit passes the bound method ``add``: calling an instance goes
     # through ``type.__call__`` in C, a bound method is a plain interpreter call.

@@ -511,7 +511,7 @@ class _PeriodCollector(Collector):
                 if w is not None:
                     self.week_bounds[key] = (w.start, w.end)
         else:
-            self.sessions[(raw[0], raw[1], raw[2])] = raw
+            self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw  # opened_at: numbers restart after eviction
 
 
 def empty_reason(value: bytes | None, ev: Invalid) -> str:

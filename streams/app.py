@@ -231,6 +231,21 @@ def create_app(settings: WorkerSettings) -> faust.App:
     n_partitions = settings.partitions
     max_future = settings.max_future_us
 
+    def rejected_to_dlq(topic: str, key: bytes, value: bytes, msg) -> None:  # type: ignore[no-untyped-def]
+        """An event the engine rejected as ``future_time`` (engine.py, "Time sanity"): far ahead of
+        everything its partition carried, and contradicted by what came after it. Its input
+        topic's DLQ gets it re-encoded (the original bytes were routed in a batch); delivered
+        before the checkpoint that records the rejection, as outputs are."""
+        target = dlq.get(topic)
+        if target is None:  # not an input of this worker (a source tag from another deployment)
+            log.warning("future_time event of unknown input %r dropped from the dead-letter path", topic)
+            return
+        metrics.events.labels("invalid").inc()
+        metrics.dlq.labels(target.get_topic_name()).inc()
+        where = f"{topic} (held and rejected in {msg.topic}/{msg.partition}@{msg.offset})"
+        target.send_soon(key=key, value=value, headers=[
+            ("chatsla-reason", b"future_time"), ("chatsla-source", where.encode())])
+
     def to_dlq(msg, reason: str, *headers: tuple[str, bytes]) -> None:  # type: ignore[no-untyped-def]
         """Send a record that cannot be processed to its topic's DLQ: the original key and bytes,
         the reason and where it came from in headers (R1), counted."""
@@ -391,6 +406,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
             unacked[p].append(event)
             for kind, key, value in rt.outputs():
                 writer.add(output_topics[kind], key, value)
+            for topic, key, value in rt.rejected():  # time sanity: a step nothing confirmed
+                rejected_to_dlq(topic, key, value, msg)
             writer.send()
             if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
                     or now - last_checkpoint[p] >= settings.checkpoint_interval):

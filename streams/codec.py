@@ -221,5 +221,22 @@ def split_poison(value: bytes) -> tuple[bytes | None, list[tuple[int, str]]]:
     return (encode_batch(good) if good else None), bad
 
 
+def event_json(ev: ChatMessage | ShopEvent) -> bytes:
+    """An event as its input schema's JSON (R1): what a dead-letter record carries for an event the
+    engine rejected after routing (``future_time``), whose original bytes stay on the input topic
+    at the offset its ``chatsla-source`` header names."""
+    from chatsla.core.timefmt import format_time
+
+    if type(ev) is ShopEvent:
+        obj: dict = {"schema": "shop.event/v1", "event_id": ev.event_id, "shop_id": ev.shop_id, "type": ev.type}
+        if ev.timezone is not None:
+            obj["timezone"] = ev.timezone
+        obj["at"] = format_time(ev.t)
+        return _dumps(obj)
+    return _dumps({"schema": "chat.message/v1", "event_id": ev.event_id, "shop_id": ev.shop_id,
+                   "conversation_id": ev.conversation_id, "platform": ev.platform, "sender": ev.sender,
+                   "kind": ev.kind, "message_type": ev.message_type, "sent_at": format_time(ev.t)})
+
+
 def encode_record(record: dict) -> bytes:
     return _dumps(record)

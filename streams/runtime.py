@@ -57,7 +57,7 @@ import orjson
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
-from streams.codec import FLUSH, TICK, decode_internal, encode_record
+from streams.codec import FLUSH, TICK, decode_internal, encode_record, event_json
 
 Key = tuple
 Table = MutableMapping[Key, bytes]
@@ -146,7 +146,7 @@ class PartitionRuntime:
             policy, config, meta,
             list(_of_partition(tables.conversations, partition)),
             [shops[k] for k in sorted(shops)],
-            sources=sources, track_dirty=True,
+            sources=sources, track_dirty=True, keep_rejected=True,
         )
         # The shops table may lack these (a crash before step 4): the next checkpoint, whose
         # meta replaces this one, must carry them again.
@@ -189,6 +189,17 @@ class PartitionRuntime:
             if observer is not None:
                 observer(kind, record)
             out.append((kind, raw[0].encode(), encode_record(record)))
+        return out
+
+    def rejected(self) -> list[tuple[str, bytes, bytes]]:
+        """``(input topic, key, value)`` of every event the engine rejected as ``future_time``
+        since the last call (time sanity: a step into the future that its own input partition
+        did not confirm), for the input's dead-letter topic; the source tag names the input."""
+        out = []
+        for source, ev in self.engine.take_rejected():
+            topic = str(source).rsplit("/", 1)[0] if source is not None else ""
+            key = getattr(ev, "conversation_id", None) or ev.shop_id
+            out.append((topic, key.encode(), event_json(ev)))
         return out
 
     def needs_checkpoint(self) -> bool:

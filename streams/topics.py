@@ -174,17 +174,32 @@ def read_values(bootstrap: str, topic: str) -> list[bytes]:
         c.close()
 
 
-def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int) -> None:
-    """Write a tick at event time ``t_us`` into every partition of the worker's input topic:
-    what the live ticker does with the wall clock, done explicitly (demos, tests, backfills)."""
+TICK_STEP_US = 30 * 60 * 1_000_000  # half the default --max-future
+
+
+def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int, since_us: int | None = None) -> None:
+    """Write ticks up to event time ``t_us`` into every partition of the worker's input topic:
+    what the live ticker does with the wall clock, done explicitly (demos, tests, backfills).
+
+    From ``since_us`` (the last event time) the ticks step ``TICK_STEP_US`` at a time, as a
+    running clock does: a single tick more than ``--max-future`` ahead of every event is held
+    until an event confirms it (time sanity, chatsla/core/engine.py), so a jump is walked."""
     from kafka import KafkaProducer
 
     from streams.codec import encode_tick
 
+    times = []
+    if since_us is not None:
+        t = since_us + TICK_STEP_US
+        while t < t_us:
+            times.append(t)
+            t += TICK_STEP_US
+    times.append(t_us)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", bootstrap_timeout_ms=10_000)
     try:
         for p in range(partitions):
-            producer.send(topic, value=encode_tick(t_us), partition=p)
+            for t in times:
+                producer.send(topic, value=encode_tick(t), partition=p)
         producer.flush(timeout=60)
     finally:
         producer.close()

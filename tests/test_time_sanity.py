@@ -179,3 +179,26 @@ def test_honest_input_within_the_lateness_gives_the_results_it_gave_without_the_
 
 def test_max_future_is_an_engine_setting() -> None:
     assert EngineConfig().max_future == HOUR and HOUR == 60 * MINUTE
+
+
+def test_the_worker_runtime_hands_rejected_events_to_the_dead_letter_path() -> None:
+    """Live, a rejected step goes to its input's dead-letter topic (streams/app.py): the runtime
+    names the input topic of its source and re-encodes the event as its input schema."""
+    from streams.codec import encode_event, encode_tick
+    from streams.runtime import PartitionRuntime, Tables
+
+    source = "chat.messages/1"
+    rt = PartitionRuntime.load(0, POLICY, EngineConfig(), [source], Tables({}, {}, {}))
+    bogus = decode(orjson.dumps(msg("c2", "buyer", "2030-01-01T00:00:00Z", eid="bogus")))
+    rt.handle(encode_event(decode(orjson.dumps(msg("c1", "buyer", at(h=10)))), source))
+    rt.handle(encode_event(bogus, source))
+    for m in (1, 2, 3):
+        rt.handle(encode_event(decode(orjson.dumps(msg(f"c{m + 2}", "buyer", at(h=10, m=m)))), source))
+    (topic, key, value), = rt.rejected()
+    assert (topic, key) == ("chat.messages", b"c2")
+    again = decode(value)
+    assert (again.event_id, again.shop_id, again.conversation_id, again.sender, again.t) == (
+        "bogus", "s1", "c2", "buyer", bogus.t)
+    assert rt.rejected() == []
+    rt.handle(encode_tick(parse_time(at(h=10, m=30))))
+    assert rt.engine.stats["invalid:future_time"] == 1

@@ -13,8 +13,7 @@ from pathlib import Path
 import orjson
 
 from chatsla.dev.broker import free_port
-from streams.codec import encode_tick
-from streams.topics import TopicNames, changelog_specs, ensure_topics, topic_specs
+from streams.topics import TopicNames, changelog_specs, ensure_topics, send_ticks, topic_specs
 from tests.integration.waiting import wait_for  # noqa: F401 - the tests' one condition wait, re-exported
 
 CHATSLA = str(Path(sys.executable).with_name("chatsla"))
@@ -70,14 +69,10 @@ class Deployment:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def send_ticks(self, t_us: int) -> None:
-        """What the live ticker does, at a chosen time: every partition reaches ``t_us``."""
-        from kafka import KafkaProducer
-
-        p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        for part in range(self.partitions):
-            p.send(self.names.events, value=encode_tick(t_us), partition=part)
-        p.flush()
+    def send_ticks(self, t_us: int, since_us: int | None = None) -> None:
+        """What the live ticker does, at a chosen time: every partition reaches ``t_us``, walked
+        from ``since_us`` (the last event time) as a running clock moves (streams.topics)."""
+        send_ticks(self.bootstrap, self.names.events, self.partitions, t_us, since_us)
         p.close()
 
 
