@@ -73,7 +73,6 @@ class Deployment:
         """What the live ticker does, at a chosen time: every partition reaches ``t_us``, walked
         from ``since_us`` (the last event time) as a running clock moves (streams.topics)."""
         send_ticks(self.bootstrap, self.names.events, self.partitions, t_us, since_us)
-        p.close()
 
 
 def read_topic(bootstrap: str, topic: str) -> list:
