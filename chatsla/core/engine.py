@@ -493,7 +493,11 @@ class Engine:
         (module docstring); an accepted tick confirms or rejects the events held before it."""
         if not screened and self._screening:
             ref = self.max_seen
-            if ref is not None and t > ref + self._max_future:
+            mf = self._max_future
+            if ref is not None and t > ref + mf and not any(
+                    t >= h[0].t - mf for queue in self._held.values() for h in queue):
+                # (a held event it comes within max_future of is a second opinion: the data and
+                # the clock agree, as after a backfill's jump of days; both are then applied)
                 if self._held_tick is not None:
                     self.counters["rejected_ticks"] += 1
                 self._held_tick = t
