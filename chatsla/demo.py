@@ -29,7 +29,7 @@ WORKER_GROUP = WorkerSettings().app_id  # the demo's worker runs with the defaul
 ALERTS = Path(__file__).resolve().parents[1] / "docker" / "prometheus" / "alerts.yml"  # in a source checkout
 EXAMPLE_QUERIES = (
     ("each shop's projected outcome this week (0 ok, 1 warning, 2 violation)", "chatsla_shop_penalty_risk"),
-    ("each shop's rolling 7-day 24 h reply rate", "chatsla_shop_reply_rate_24h"),
+    ("each shop's rolling 7-day 24 h reply rate", "chatsla_shop_rolling_7d_reply_ratio"),
     ("shops by projected outcome", "sum by (risk) (chatsla_shops)"),
     ("pending sessions with under 2 h left", "chatsla_sessions_at_risk"),
     ("alerts pending or firing", "ALERTS"),

@@ -42,7 +42,7 @@ from chatsla.dev.prometheus import PrometheusConfig, PrometheusError
 from chatsla.dev.prometheus import api as prometheus_api
 from chatsla.dev.prometheus import running as prometheus_running
 from tests.integration.waiting import wait_for
-from tests.promql import (ALERTS, ALERTS_TEST, DASHBOARDS, DOCKER, FLEET, GRAFANA, PROM, PROM_CONFIG, ROOT, SHOP,
+from tests.promql import (ALERTS, ALERTS_TEST, CONTRACT, DASHBOARDS, DOCKER, FLEET, GRAFANA, PROM, PROM_CONFIG, ROOT, SHOP,
                           alert_rules, evaluated_rule_groups, expressions, grafana_to_promql,
                           load_dashboard, panels)
 
@@ -51,59 +51,21 @@ ENSURE = ROOT / "scripts" / "ensure-prometheus"
 
 MISSING_TOOL = "{tool} not found on PATH: run scripts/ensure-prometheus (installs the Debian package 'prometheus')"
 
-# The worker's metric contract (streams/metrics.py): name -> label names. Counters carry their
-# `_total` suffix, histograms are listed by their exposed series.
-CONTRACT: dict[str, tuple[str, ...]] = {
-    # per selected shop (R8)
-    "chatsla_shop_reply_rate_24h": ("shop",),
-    "chatsla_shop_week_reply_rate": ("shop",),
-    "chatsla_shop_week_reply_rate_best": ("shop",),
-    "chatsla_shop_week_reply_rate_worst": ("shop",),
-    "chatsla_shop_projected_reply_rate": ("shop",),
-    "chatsla_shop_penalty_risk": ("shop",),
-    "chatsla_shop_sessions": ("shop", "state"),
-    "chatsla_shop_replies_needed": ("shop",),
-    "chatsla_shop_sessions_at_risk": ("shop",),
-    "chatsla_shop_buyer_wait_seconds": ("shop",),
-    "chatsla_shop_buyer_messages": ("shop",),
-    # fleet
-    "chatsla_shops": ("risk",),
-    "chatsla_fleet_reply_rate_bucket": ("le",),
-    "chatsla_fleet_reply_rate_sum": (),
-    "chatsla_fleet_reply_rate_count": (),
-    "chatsla_sessions_at_risk": (),
-    "chatsla_sessions_opened_total": (),
-    "chatsla_sessions_closed_total": ("reason",),
-    "chatsla_events_total": ("outcome",),
-    "chatsla_dlq_records_total": ("topic",),
-    "chatsla_dlq_topic_records": ("topic",),
-    "chatsla_poison_records_total": ("reason",),
-    "chatsla_rejected_ticks_total": (),
-    "chatsla_view_errors_total": (),
-    "chatsla_watermark_timestamp_seconds": ("partition",),
-    "chatsla_watermark_lag_seconds": ("partition",),
-    "chatsla_processing_latency_seconds_bucket": ("le",),
-    "chatsla_processing_latency_seconds_sum": (),
-    "chatsla_processing_latency_seconds_count": (),
-    "chatsla_consumer_lag_records": ("topic", "partition"),
-    "chatsla_owned_partitions": (),
-    "chatsla_info": ("version", "policy_id", "policy_version"),
-}
 # Labels Prometheus adds, and the ones of its own series the rules and panels use (up, ALERTS).
 TARGET_LABELS = ("job", "instance")
 OTHER_SERIES = {"up": TARGET_LABELS, "ALERTS": ("alertname", "alertstate", "severity", "shop")}
 
 FLEET_PANELS = {
     "Shops by projected outcome": {"chatsla_shops"},
-    "Mean rolling reply rate": {"chatsla_fleet_reply_rate_sum", "chatsla_fleet_reply_rate_count"},
+    "Mean rolling reply rate": {"chatsla_fleet_rolling_7d_reply_ratio_gsum", "chatsla_fleet_rolling_7d_reply_ratio_gcount"},
     "Sessions at risk": {"chatsla_sessions_at_risk"},
     "Workers up / partitions owned": {"up", "chatsla_owned_partitions"},
     "Policy in force": {"chatsla_info"},
     "Shops by projected outcome over time": {"chatsla_shops"},
-    "Distribution of shops' rolling 7-day reply rates": {"chatsla_fleet_reply_rate_bucket"},
-    "Shops' rolling reply rate: percentiles": {"chatsla_fleet_reply_rate_bucket"},
+    "Distribution of shops' rolling 7-day reply rates": {"chatsla_fleet_rolling_7d_reply_ratio_bucket"},
+    "Shops' rolling reply rate: percentiles": {"chatsla_fleet_rolling_7d_reply_ratio_bucket"},
     "Sessions at risk (< 2 h to the 24 h deadline)": {"chatsla_sessions_at_risk"},
-    "Shops with the lowest projected reply rate": {"chatsla_shop_projected_reply_rate", "chatsla_shop_penalty_risk"},
+    "Shops with the lowest projected reply rate": {"chatsla_shop_week_projected_reply_ratio", "chatsla_shop_penalty_risk"},
     "Most sessions at risk, by shop": {"chatsla_shop_sessions_at_risk"},
     "Sessions opened and closed per second": {"chatsla_sessions_opened_total", "chatsla_sessions_closed_total"},
     "Closures by reason": {"chatsla_sessions_closed_total"},
@@ -117,16 +79,16 @@ FLEET_PANELS = {
     "Partitions owned per worker": {"chatsla_owned_partitions"},
 }
 SHOP_PANELS = {
-    "Rolling 7-day reply rate": {"chatsla_shop_reply_rate_24h"},
-    "Projected this week": {"chatsla_shop_projected_reply_rate"},
+    "Rolling 7-day reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
+    "Projected this week": {"chatsla_shop_week_projected_reply_ratio"},
     "Projected outcome": {"chatsla_shop_penalty_risk"},
     "Replies needed for 90 %": {"chatsla_shop_replies_needed"},
     "Sessions at risk": {"chatsla_shop_sessions_at_risk"},
     "Longest buyer wait": {"chatsla_shop_buyer_wait_seconds"},
     "This week's reply rate: now, best case, worst case, projected": {
-        "chatsla_shop_week_reply_rate", "chatsla_shop_week_reply_rate_best",
-        "chatsla_shop_week_reply_rate_worst", "chatsla_shop_projected_reply_rate"},
-    "Rolling 7-day 24 h reply rate": {"chatsla_shop_reply_rate_24h"},
+        "chatsla_shop_week_reply_ratio", "chatsla_shop_week_reply_best_ratio",
+        "chatsla_shop_week_reply_worst_ratio", "chatsla_shop_week_projected_reply_ratio"},
+    "Rolling 7-day 24 h reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
     "Sessions this week by state": {"chatsla_shop_sessions"},
     "Replies needed and sessions at risk": {"chatsla_shop_replies_needed", "chatsla_shop_sessions_at_risk"},
     "Buyer messages this week": {"chatsla_shop_buyer_messages"},
@@ -259,8 +221,8 @@ def test_promql_uses_the_metric_contract(where, expr):
 def test_metric_name_extraction_finds_typos():
     """The contract check above would catch a misspelt series (guards the regex itself)."""
     assert _metric_names('sum by (topic) (rate(chatsla_dlq_records[5m]))') == {"chatsla_dlq_records"}
-    assert _metric_names('max(chatsla_shop_reply_rate_24h{shop="$shop"}) and on (shop) up offset 5m') == {
-        "chatsla_shop_reply_rate_24h", "up"}
+    assert _metric_names('max(chatsla_shop_rolling_7d_reply_ratio{shop="$shop"}) and on (shop) up offset 5m') == {
+        "chatsla_shop_rolling_7d_reply_ratio", "up"}
     assert _label_names('sum by (risk) (x{state="a", shop=~"b"})') == {"risk", "state", "shop"}
 
 
@@ -306,7 +268,7 @@ def test_fleet_dashboard_shows_the_r8_views():
     assert "histogram_quantile(0.95" in joined and "chatsla_processing_latency_seconds_bucket[$__rate_interval]" in joined
     assert "sum by (outcome) (rate(chatsla_events_total[$__rate_interval]))" in joined
     heat = [t for p in panels(load_dashboard(FLEET)) for t in p.get("targets", [])
-            if "chatsla_fleet_reply_rate_bucket" in t["expr"] and t.get("format") == "heatmap"]
+            if "chatsla_fleet_rolling_7d_reply_ratio_bucket" in t["expr"] and t.get("format") == "heatmap"]
     assert heat, "the reply-rate distribution must de-accumulate the histogram buckets (format: heatmap)"
 
 
@@ -315,9 +277,9 @@ def test_shop_dashboard_variable_and_filters():
     dash = load_dashboard(SHOP)
     (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
     assert var["type"] == "query" and var["datasource"]["uid"] == "prometheus"
-    assert var["definition"] == "label_values(chatsla_shop_reply_rate_24h, shop)"
+    assert var["definition"] == "label_values(chatsla_shop_rolling_7d_reply_ratio, shop)"
     assert var["query"]["query"] == var["definition"]
-    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_reply_rate_24h", "shop")
+    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_rolling_7d_reply_ratio", "shop")
     assert not var["multi"] and not var["includeAll"]
     for p in panels(dash):
         for t in p.get("targets", []):
@@ -354,8 +316,8 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
         type(self).scrapes += 1
         n = type(self).scrapes
         lines = []
-        fields = ("reply_rate_24h", "week_reply_rate", "week_reply_rate_best", "week_reply_rate_worst",
-                  "projected_reply_rate", "penalty_risk")
+        fields = ("rolling_7d_reply_ratio", "week_reply_ratio", "week_reply_best_ratio", "week_reply_worst_ratio",
+                  "week_projected_reply_ratio", "penalty_risk")
         for shop, v in SHOPS.items():
             for name, value in zip(fields, v[:6]):
                 lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
@@ -363,13 +325,16 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
                 lines.append(f'chatsla_shop_sessions{{shop="{shop}",state="{state}"}} {value}')
             for name, value in zip(("replies_needed", "sessions_at_risk", "buyer_wait_seconds", "buyer_messages"), v[9:]):
                 lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
+            lines.append(f'chatsla_shop_last_week_reply_ratio{{shop="{shop}"}} {v[1]}')
+            lines.append(f'chatsla_shop_last_week_info{{shop="{shop}",week_start="2026-11-02",status="final",'
+                         f'outcome="{("ok", "warning", "violation")[v[5]]}"}} 1')
         for risk, value in (("ok", 1), ("warning", 0), ("violation", 1), ("not_assessed", 0)):
             lines.append(f'chatsla_shops{{risk="{risk}"}} {value}')
         cumulative = 0
         for le, count in (("0.5", 0), ("0.7", 0), ("0.8", 0), ("0.85", 0), ("0.9", 1), ("0.95", 1), ("1.0", 0), ("+Inf", 0)):
             cumulative += count
-            lines.append(f'chatsla_fleet_reply_rate_bucket{{le="{le}"}} {cumulative}')
-        lines += ["chatsla_fleet_reply_rate_sum 1.81", "chatsla_fleet_reply_rate_count 2", "chatsla_sessions_at_risk 3",
+            lines.append(f'chatsla_fleet_rolling_7d_reply_ratio_bucket{{le="{le}"}} {cumulative}')
+        lines += ["chatsla_fleet_rolling_7d_reply_ratio_gsum 1.81", "chatsla_fleet_rolling_7d_reply_ratio_gcount 2", "chatsla_sessions_at_risk 3",
                   f"chatsla_sessions_opened_total {10 * n}"]
         for i, reason in enumerate(("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller",
                                     "closed_by_platform")):
@@ -441,7 +406,7 @@ def test_dashboard_query_returns_data(where, expr, live_prometheus):
 
 def test_shop_variable_lists_shops(live_prometheus):
     """The drill-down's `shop` variable (label_values of the rolling rate) lists the shops."""
-    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_reply_rate_24h"})
+    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_rolling_7d_reply_ratio"})
     assert values["data"] == sorted(SHOPS)
 
 

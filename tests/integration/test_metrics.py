@@ -21,10 +21,10 @@ def test_r8_metrics_and_shop_api_serve_every_shop(deployment: Deployment) -> Non
     first = deployment.start_worker()
     produce(records, deployment.bootstrap, deployment.names)
     finish_and_compare(deployment, records)
-    text = wait_for(lambda: (t := scrape(first.web_port)) and set(shop_series(t, "chatsla_shop_reply_rate_24h")) == shops
+    text = wait_for(lambda: (t := scrape(first.web_port)) and set(shop_series(t, "chatsla_shop_rolling_7d_reply_ratio")) == shops
                     and t, 60, "every shop's rolling rate on /metrics")
     assert "chatsla_sessions_closed_total" in text and 'chatsla_events_total{outcome="valid"}' in text
-    rates = shop_series(text, "chatsla_shop_reply_rate_24h")
+    rates = shop_series(text, "chatsla_shop_rolling_7d_reply_ratio")
     assert all(0.0 <= r <= 1.0 for r in rates.values())
     with urllib.request.urlopen(f"http://127.0.0.1:{first.web_port}/shops/shop-01", timeout=5) as r:
         body = json.loads(r.read())
