@@ -661,3 +661,52 @@ def test_ensure_prometheus_is_idempotent():
     r = _run([str(ENSURE)])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "already available" in r.stdout and "promtool" in r.stdout
+
+
+# --- the demo's example queries (issue #13) -----------------------------------------------------------
+
+def _demo_queries() -> list[tuple[str, str]]:
+    from chatsla.demo import EXAMPLE_QUERIES
+
+    return list(EXAMPLE_QUERIES)
+
+
+@pytest.mark.parametrize("query,meaning", _demo_queries(), ids=[f"demo-{i}" for i, _ in enumerate(_demo_queries())])
+def test_demo_example_queries_are_valid_and_explained(query, meaning, promtool, tmp_path):
+    """issue #13: every query `chatsla demo` prints parses, names only the worker's series, and
+    comes with a sentence saying what its numbers mean."""
+    rules = {"groups": [{"name": "demo", "rules": [{"record": "chatsla_check:demo", "expr": query}]}]}
+    path = tmp_path / "demo.yml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    r = _run([promtool, "check", "rules", str(path)])
+    assert r.returncode == 0, f"invalid PromQL {query!r}:\n{r.stdout}{r.stderr}"
+    assert not _metric_names(query) - set(CONTRACT) - set(OTHER_SERIES), query
+    assert len(meaning.split()) >= 8, f"say what the numbers of {query!r} mean"
+
+
+def test_demo_first_query_shows_the_finished_week():
+    """issue #13: the first example is the simulated (finished) week's outcome per shop, not the
+    new week's projection, which is all zero in the demo (docs/dashboards.md)."""
+    query, meaning = _demo_queries()[0]
+    assert "chatsla_shop_last_week_info" in query and "chatsla_shop_last_week_reply_ratio" in query
+    assert "outcome" in meaning and "24 h" in meaning
+    assert "penalty_risk" not in query and "chatsla_shops" not in query
+
+
+def test_changelog_lists_every_rename_and_no_old_name_is_left():
+    """issue #13: CHANGELOG.md lists each renamed series (old -> new, why); every new name is in
+    the worker's contract, and no old name is left in the dashboards, alerts, docs or demo."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(chatsla_\w+)`[^|]*\| `(chatsla_\w+)`[^|]*\| (.+) \|$", text, re.M)
+    renames = {old: new for old, new, why in rows if why.strip()}
+    assert {"chatsla_shop_reply_rate_24h", "chatsla_shop_week_reply_rate", "chatsla_shop_week_reply_rate_best",
+            "chatsla_shop_week_reply_rate_worst", "chatsla_shop_projected_reply_rate", "chatsla_fleet_reply_rate",
+            "chatsla_fleet_reply_rate_bucket", "chatsla_fleet_reply_rate_sum", "chatsla_fleet_reply_rate_count"} <= set(renames)
+    contract_families = set(CONTRACT) | {n.rsplit("_", 1)[0] for n in CONTRACT if n.endswith(("_bucket", "_gsum", "_gcount"))}
+    assert set(renames.values()) <= contract_families, set(renames.values()) - contract_families
+    shipped = [ALERTS, ALERTS_TEST, FLEET, SHOP, ROOT / "docs" / "dashboards.md", ROOT / "chatsla" / "demo.py",
+               ROOT / "streams" / "metrics.py", ROOT / "README.md"]
+    for path in shipped:
+        content = path.read_text(encoding="utf-8")
+        left = [old for old in renames if re.search(rf"\b{old}\b", content)]
+        assert not left, f"{path.relative_to(ROOT)} still names {left}"
