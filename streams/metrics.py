@@ -12,7 +12,7 @@ snapshots of the fleet (how many shops have which rolling ratio now) are a *gaug
 which may go down, never a counter histogram. ``_created`` series are off: every counter here
 is per process and Prometheus handles its resets, so they only doubled the series count.
 
-``/metrics`` is served by prometheus_client's own handler (:func:`serve_metrics`): content
+``/metrics`` is served by prometheus_client's own handler (:meth:`WorkerMetrics.serve`): content
 negotiation (OpenMetrics for Prometheus, the 0.0.4 text format otherwise), gzip when asked,
 ``name[]`` filtering; the standard process, platform and GC collectors are registered.
 
@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections import Counter as PyCounter
 from typing import TYPE_CHECKING, Callable, Collection, Iterable
 
-from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter,
-                               Gauge, GCCollector, Histogram, PlatformCollector, ProcessCollector,
-                               disable_created_metrics, make_asgi_app)
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector, disable_created_metrics, make_asgi_app)
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 
 import logging
@@ -48,7 +47,6 @@ log = logging.getLogger("chatsla.metrics")
 # series. A worker's counters all start with its process, which `process_start_time_seconds`
 # already says; the extra series only doubled what every scrape stores (issue #13).
 disable_created_metrics()
-del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # the default registry's; ours has its own
 CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller", "closed_by_platform")
 
 
