@@ -27,12 +27,26 @@ from streams.settings import WorkerSettings
 STATE = Path(".chatsla")
 WORKER_GROUP = WorkerSettings().app_id  # the demo's worker runs with the default app id (consumer group)
 ALERTS = Path(__file__).resolve().parents[1] / "docker" / "prometheus" / "alerts.yml"  # in a source checkout
+# (query, what its numbers mean). The first shows the week the demo simulated, as assessed: in the
+# demo the watermark has moved into the following week, whose week-to-date series are all zero.
 EXAMPLE_QUERIES = (
-    ("each shop's projected outcome this week (0 ok, 1 warning, 2 violation)", "chatsla_shop_penalty_risk"),
-    ("each shop's rolling 7-day 24 h reply rate", "chatsla_shop_reply_rate_24h"),
-    ("shops by projected outcome", "sum by (risk) (chatsla_shops)"),
-    ("pending sessions with under 2 h left", "chatsla_sessions_at_risk"),
-    ("alerts pending or firing", "ALERTS"),
+    ("chatsla_shop_last_week_reply_ratio * on (shop) group_left (week_start, status, outcome) "
+     "chatsla_shop_last_week_info",
+     "each shop's last finished week: the value is the share of its buyer chat sessions answered by a "
+     "person within 24 h (0.875 = 87.5 %); the labels give the week (its Monday), the assessment's "
+     "status (final) and outcome: ok from 90 %, warning under 90 %, violation under 85 %, "
+     "not_assessed under 5 buyer messages (a shop without any counted session is not listed)"),
+    ("chatsla_shop_rolling_7d_reply_ratio",
+     "each shop's rolling share, 0 to 1, of the sessions opened in the last 7 x 24 h that got a reply "
+     "within 24 h (it slides with event time, ignoring week boundaries)"),
+    ("sum by (outcome) (chatsla_shop_last_week_info)",
+     "how many shops ended their last week with each outcome"),
+    ("sum by (risk) (chatsla_shops)",
+     "how many shops this week's projection puts at ok, warning, violation or not_assessed (the new "
+     "week has no sessions yet in the demo: all not_assessed)"),
+    ("ALERTS",
+     "alerts pending or firing; ChatslaPipelineStalled fires about 11 min after the demo ends, as "
+     "expected for a backfill (the worker runs with --no-ticks)"),
 )
 
 
@@ -182,7 +196,7 @@ def _print_prometheus(url: str) -> None:
 
     def scraped() -> bool:
         try:
-            return bool(api(url, "query", query="chatsla_shop_penalty_risk").get("data", {}).get("result"))
+            return bool(api(url, "query", query="chatsla_shop_last_week_info").get("data", {}).get("result"))
         except PrometheusError:
             return False
 
@@ -192,9 +206,9 @@ def _print_prometheus(url: str) -> None:
     except DemoError:
         note = f" (no shop series scraped yet; see {url}/targets)"
     click.echo(f"Prometheus: {url}{note}\nExample queries (open the link, or paste the query at {url}/graph):")
-    for what, query in EXAMPLE_QUERIES:
+    for query, what in EXAMPLE_QUERIES:
         link = f"{url}/graph?" + urllib.parse.urlencode({"g0.expr": query, "g0.tab": "1"})
-        click.echo(f"  {query:<32} {what}\n  {'':<32} {link}")
+        click.echo(f"  {query}\n    {what}\n    {link}")
     click.echo(f"Alert rules and their state: {url}/alerts")
 
 

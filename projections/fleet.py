@@ -27,7 +27,8 @@ class ShopView:
 
     ``rolling_rate``: rolling 7-day rate, None when nothing in the window is decided;
     ``week``: current week's projection, None when the shop has no week yet; ``at_risk``: number
-    of at-risk sessions; ``longest_wait_us``: longest current buyer wait.
+    of at-risk sessions; ``longest_wait_us``: longest current buyer wait; ``last_week``: the
+    latest ended week's assessment, None before the shop's first week has ended.
     """
 
     shop_id: str
@@ -35,6 +36,23 @@ class ShopView:
     week: WeekProjection | None
     at_risk: int
     longest_wait_us: int
+    last_week: "EndedWeek | None" = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedWeek:
+    """The latest week of a shop that has ended: its assessment as the engine emitted it (R5.6).
+
+    ``status`` is ``provisional`` while sessions of the week are still pending and ``final`` once
+    all are decided; ``outcome`` and ``rate`` are the assessment's (``rate`` is None without a
+    counted session). Exported so that a dashboard (and the demo) can show the week a shop was
+    just judged on, not only the new week that has barely begun (issue #13).
+    """
+
+    week_start: str
+    status: str
+    outcome: str
+    rate: float | None
 
 
 @dataclass(frozen=True, slots=True)

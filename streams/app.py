@@ -195,9 +195,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        # prometheus_client's own handler: OpenMetrics or text by Accept, gzip, name[] (issue #13)
+        status, headers, body = await metrics.serve(request.method, request.headers.items(), request.query_string)
+        return web.bytes(body, status=status, headers=dict(headers))
 
     @app.page("/shops/{shop_id}")
     async def shop_page(web, request, shop_id: str):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Prometheus metrics and the read-only HTTP API of a worker (RULES R8; issue #4).
+"""Prometheus metrics and the read-only HTTP API of a worker (RULES R8; issues #4, #13).
 
 Per-shop series are built at scrape time from the partitions this worker owns *now* (a custom
 collector), so when a partition moves, its shops vanish from the old worker's ``/metrics`` at
@@ -6,7 +6,17 @@ once and no dashboard sees two values for one shop. Per-shop series are selectab
 (``all``, ``at-risk``, ``worst:K``, ``none``); fleet aggregates that stay small at any fleet size
 are always exported. No label ever names a conversation.
 
-Series per selected shop: 10 gauges plus 3 for ``chatsla_shop_sessions{state}`` = 13.
+Naming (issue #13, CHANGELOG.md lists every rename): a share in 0..1 ends in ``_ratio``; the
+rolling rate says ``rolling_7d`` (it covers 7 x 24 h of sessions, each judged on a 24 h reply);
+snapshots of the fleet (how many shops have which rolling ratio now) are a *gauge* histogram,
+which may go down, never a counter histogram. ``_created`` series are off: every counter here
+is per process and Prometheus handles its resets, so they only doubled the series count.
+
+``/metrics`` is served by prometheus_client's own handler (:meth:`WorkerMetrics.serve`): content
+negotiation (OpenMetrics for Prometheus, the 0.0.4 text format otherwise), gzip when asked,
+``name[]`` filtering; the standard process, platform and GC collectors are registered.
+
+Series per selected shop: 12 gauges plus 3 for ``chatsla_shop_sessions{state}`` = 15.
 """
 
 from __future__ import annotations
@@ -14,15 +24,17 @@ from __future__ import annotations
 from collections import Counter as PyCounter
 from typing import TYPE_CHECKING, Callable, Collection, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector, disable_created_metrics, make_asgi_app)
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily
 
 import logging
 
 from chatsla.clock import wall_clock_us
 from chatsla.core.calendar import week_bounds
+from chatsla.core.records import assessment_record, week_raw
 from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
-from projections.fleet import ShopView, fleet_summary, select_shops
+from projections.fleet import EndedWeek, ShopView, fleet_summary, select_shops
 from projections.risk import OpenSession, at_risk, longest_wait
 from projections.rolling import RollingRate
 from projections.weekly import project_week
@@ -31,6 +43,10 @@ if TYPE_CHECKING:
     from streams.runtime import PartitionRuntime
 
 log = logging.getLogger("chatsla.metrics")
+# Process-wide switch of prometheus_client (read at every collection): no `<counter>_created`
+# series. A worker's counters all start with its process, which `process_start_time_seconds`
+# already says; the extra series only doubled what every scrape stores (issue #13).
+disable_created_metrics()
 CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller", "closed_by_platform")
 
 
@@ -106,8 +122,22 @@ class ShopViews:
         format_opt(wm)
         for s in risky:
             format_opt(s.opened_at + policy.reply_window)
-        view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm))
+        view = ShopView(shop_id, rolling_rate, projection, len(risky), longest_wait(sessions, wm),
+                        self._ended_week(shop_id, shop, policy))
         return view, risky, wm
+
+    @staticmethod
+    def _ended_week(shop_id: str, shop, policy) -> EndedWeek | None:
+        """The latest week whose end the engine has processed (``status`` set, R5.6), judged by
+        the very function that writes the assessment record, so this equals the last record of
+        that week on ``chatsla.assessments``. Weeks are kept for ``week_retention`` after their
+        end (core/engine.py), so the week just judged is always still there."""
+        ended = [w for w in shop.weeks.values() if w.status is not None]
+        if not ended:
+            return None
+        w = max(ended, key=lambda w: w.week_start)
+        a = assessment_record(week_raw(shop_id, w), policy)
+        return EndedWeek(a["week_start"], a["status"], a["outcome"], a["rate"])
 
     def shop_json(self, shop_id: str) -> dict | None:
         reply_window = next(iter(self.runtimes.values())).engine.policy.reply_window if self.runtimes else 0
@@ -118,6 +148,9 @@ class ShopViews:
                     "shop_id": shop_id,
                     "watermark": format_opt(wm),
                     "rolling_reply_rate_7d": view.rolling_rate,
+                    "last_week": None if view.last_week is None else {
+                        k: getattr(view.last_week, k) for k in view.last_week.__dataclass_fields__  # type: ignore[attr-defined]
+                    },
                     "week": None if w is None else {
                         k: getattr(w, k) for k in w.__dataclass_fields__  # type: ignore[attr-defined]
                     },
@@ -146,9 +179,15 @@ class ShopCollector:
         for risk, n in sorted(summary.shops_by_outcome.items()):
             shops.add_metric([risk], n)
         yield shops
-        hist = HistogramMetricFamily("chatsla_fleet_reply_rate", "Shops' rolling 7-day 24 h reply rates (R8).")
-        hist.add_metric([], [("+Inf" if b == float("inf") else str(b), c) for b, c in summary.rate_buckets],
-                        summary.rate_sum)
+        # A snapshot: shops move between buckets as their rolling ratio changes, so a bucket goes
+        # down as well as up. A counter histogram must never go down (rate() and increase() read
+        # a drop as a reset); OpenMetrics' gauge histogram is the type for "how many now"
+        # (samples _bucket, _gcount, _gsum).
+        hist = GaugeHistogramMetricFamily(
+            "chatsla_fleet_rolling_7d_reply_ratio",
+            "Shops by their rolling 7-day 24 h reply ratio now (R8): shops with a ratio at or below each bound.",
+            buckets=[("+Inf" if b == float("inf") else str(b), c) for b, c in summary.rate_buckets],
+            gsum_value=summary.rate_sum)
         yield hist
         total = GaugeMetricFamily("chatsla_sessions_at_risk", "Pending sessions with under 2 h left (R8).")
         total.add_metric([], summary.at_risk_total)
@@ -159,24 +198,43 @@ class ShopCollector:
         yield errors
         selected = select_shops(views, self.mode)
         fams = {
-            "reply_rate_24h": GaugeMetricFamily("chatsla_shop_reply_rate_24h", "Rolling 7-day 24 h reply rate (R8).", labels=["shop"]),
-            "week_rate": GaugeMetricFamily("chatsla_shop_week_reply_rate", "Week-to-date reply rate now.", labels=["shop"]),
-            "best": GaugeMetricFamily("chatsla_shop_week_reply_rate_best", "Best case: every pending session answered in time.", labels=["shop"]),
-            "worst": GaugeMetricFamily("chatsla_shop_week_reply_rate_worst", "Worst case: no pending session answered in time.", labels=["shop"]),
-            "projected": GaugeMetricFamily("chatsla_shop_projected_reply_rate", "Projected reply rate of the week.", labels=["shop"]),
+            "rolling": GaugeMetricFamily("chatsla_shop_rolling_7d_reply_ratio",
+                                         "Share of the decided sessions opened in the last 7 x 24 h replied within 24 h (R8).",
+                                         labels=["shop"]),
+            "week_rate": GaugeMetricFamily("chatsla_shop_week_reply_ratio",
+                                           "This week so far: replied / decided sessions (R8).", labels=["shop"]),
+            "best": GaugeMetricFamily("chatsla_shop_week_reply_best_ratio",
+                                      "This week's best case: every pending session answered in time.", labels=["shop"]),
+            "worst": GaugeMetricFamily("chatsla_shop_week_reply_worst_ratio",
+                                       "This week's worst case: no pending session answered in time.", labels=["shop"]),
+            "projected": GaugeMetricFamily("chatsla_shop_week_projected_reply_ratio",
+                                           "This week's projected reply ratio (R8).", labels=["shop"]),
             "risk": GaugeMetricFamily("chatsla_shop_penalty_risk", "0 ok or not assessed, 1 warning (<90 %), 2 violation (<85 %).", labels=["shop"]),
             "sessions": GaugeMetricFamily("chatsla_shop_sessions", "Week-to-date sessions by state.", labels=["shop", "state"]),
             "needed": GaugeMetricFamily("chatsla_shop_replies_needed", "Pending sessions still needing an in-time reply to reach 90 %.", labels=["shop"]),
             "at_risk": GaugeMetricFamily("chatsla_shop_sessions_at_risk", "Pending sessions with under 2 h left.", labels=["shop"]),
             "wait": GaugeMetricFamily("chatsla_shop_buyer_wait_seconds", "Longest current buyer wait.", labels=["shop"]),
             "messages": GaugeMetricFamily("chatsla_shop_buyer_messages", "Week-to-date buyer messages (R4, R5.4).", labels=["shop"]),
+            "last_rate": GaugeMetricFamily("chatsla_shop_last_week_reply_ratio",
+                                           "The latest ended week's assessed reply ratio: replied / sessions (R5.3).",
+                                           labels=["shop"]),
+            "last_info": GaugeMetricFamily("chatsla_shop_last_week_info",
+                                           "Always 1: the latest ended week (its Monday, shop time), its assessment's "
+                                           "status (provisional, final) and outcome (ok, warning, violation, "
+                                           "not_assessed) (R5.5, R5.6).",
+                                           labels=["shop", "week_start", "status", "outcome"]),
         }
         for v in selected:
             s, w = [v.shop_id], v.week
             if v.rolling_rate is not None:
-                fams["reply_rate_24h"].add_metric(s, v.rolling_rate)
+                fams["rolling"].add_metric(s, v.rolling_rate)
             fams["at_risk"].add_metric(s, v.at_risk)
             fams["wait"].add_metric(s, v.longest_wait_us / SECOND)
+            ended = v.last_week
+            if ended is not None:
+                fams["last_info"].add_metric([v.shop_id, ended.week_start, ended.status, ended.outcome], 1)
+                if ended.rate is not None:
+                    fams["last_rate"].add_metric(s, ended.rate)
             if w is None:
                 continue
             for key, value in (("week_rate", w.rate_now), ("best", w.best_case), ("worst", w.worst_case),
@@ -231,6 +289,36 @@ class WorkerMetrics:
         self._last: dict[int, PyCounter] = {}
         self._lag_keys: set[tuple[str, int]] = set()
         r.register(ShopCollector(views, shop_mode))
+        # The standard collectors every Prometheus user expects of a Python process: CPU, memory,
+        # open files, start time (process_*), the Python version (python_info), GC (python_gc_*).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self._asgi = make_asgi_app(r)
+
+    async def serve(self, method: str, headers: Iterable[tuple[str, str]], query_string: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``/metrics`` through prometheus_client's own ASGI handler: (status, headers, body).
+
+        The handler does the content negotiation (OpenMetrics 1.0 when the ``Accept`` header asks
+        for it, as Prometheus does; the 0.0.4 text format otherwise), gzip when
+        ``Accept-Encoding`` allows it, and ``?name[]=`` filtering, so the worker answers exactly
+        like every other Python exporter. Only GET and HEAD reach it (HEAD: same headers, no body).
+        """
+        scope = {"type": "http", "method": "GET", "path": "/metrics", "query_string": query_string.encode("latin-1"),
+                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await self._asgi(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        out_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+        return start["status"], out_headers, b"" if method == "HEAD" else body
 
     def account(self, partition: int, stats: PyCounter) -> None:
         """Add what a partition's engine counted since the last call (counters stay monotonic)."""

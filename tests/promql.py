@@ -25,6 +25,47 @@ DASHBOARDS = GRAFANA / "dashboards"
 FLEET = DASHBOARDS / "fleet-overview.json"
 SHOP = DASHBOARDS / "shop-drilldown.json"
 
+# The worker's metric contract (streams/metrics.py): name -> label names. tests/test_metrics_views.py
+# checks that a real worker registry exports exactly these chatsla_* series. Counters carry their
+# `_total` suffix, histograms are listed by their exposed series.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    # per selected shop (R8)
+    "chatsla_shop_rolling_7d_reply_ratio": ("shop",),
+    "chatsla_shop_week_reply_ratio": ("shop",),
+    "chatsla_shop_week_reply_best_ratio": ("shop",),
+    "chatsla_shop_week_reply_worst_ratio": ("shop",),
+    "chatsla_shop_week_projected_reply_ratio": ("shop",),
+    "chatsla_shop_penalty_risk": ("shop",),
+    "chatsla_shop_sessions": ("shop", "state"),
+    "chatsla_shop_replies_needed": ("shop",),
+    "chatsla_shop_sessions_at_risk": ("shop",),
+    "chatsla_shop_buyer_wait_seconds": ("shop",),
+    "chatsla_shop_buyer_messages": ("shop",),
+    "chatsla_shop_last_week_reply_ratio": ("shop",),
+    "chatsla_shop_last_week_info": ("shop", "week_start", "status", "outcome"),
+    # fleet
+    "chatsla_shops": ("risk",),
+    "chatsla_fleet_rolling_7d_reply_ratio_bucket": ("le",),
+    "chatsla_fleet_rolling_7d_reply_ratio_gsum": (),
+    "chatsla_fleet_rolling_7d_reply_ratio_gcount": (),
+    "chatsla_sessions_at_risk": (),
+    "chatsla_sessions_opened_total": (),
+    "chatsla_sessions_closed_total": ("reason",),
+    "chatsla_events_total": ("outcome",),
+    "chatsla_dlq_records_total": ("topic",),
+    "chatsla_dlq_topic_records": ("topic",),
+    "chatsla_poison_records_total": ("reason",),
+    "chatsla_rejected_ticks_total": (),
+    "chatsla_view_errors_total": (),
+    "chatsla_watermark_timestamp_seconds": ("partition",),
+    "chatsla_watermark_lag_seconds": ("partition",),
+    "chatsla_processing_latency_seconds_bucket": ("le",),
+    "chatsla_processing_latency_seconds_sum": (),
+    "chatsla_processing_latency_seconds_count": (),
+    "chatsla_consumer_lag_records": ("topic", "partition"),
+    "chatsla_owned_partitions": (),
+    "chatsla_info": ("version", "policy_id", "policy_version"),
+}
 SHOP_VALUE = "shop-2"  # the default value of the drill-down's $shop in these checks
 LABEL_VALUES = re.compile(r"^label_values\(\s*(?P<selector>.+?)\s*,\s*(?P<label>\w+)\s*\)$")
 

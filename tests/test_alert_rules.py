@@ -20,13 +20,17 @@ tests); without them these tests fail with that hint, they are never skipped.
 
 from __future__ import annotations
 
+import enum
 import http.server
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import threading
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -42,7 +46,7 @@ from chatsla.dev.prometheus import PrometheusConfig, PrometheusError
 from chatsla.dev.prometheus import api as prometheus_api
 from chatsla.dev.prometheus import running as prometheus_running
 from tests.integration.waiting import wait_for
-from tests.promql import (ALERTS, ALERTS_TEST, DASHBOARDS, DOCKER, FLEET, GRAFANA, PROM, PROM_CONFIG, ROOT, SHOP,
+from tests.promql import (ALERTS, ALERTS_TEST, CONTRACT, DASHBOARDS, DOCKER, FLEET, GRAFANA, PROM, PROM_CONFIG, ROOT, SHOP,
                           alert_rules, evaluated_rule_groups, expressions, grafana_to_promql,
                           load_dashboard, panels)
 
@@ -51,59 +55,25 @@ ENSURE = ROOT / "scripts" / "ensure-prometheus"
 
 MISSING_TOOL = "{tool} not found on PATH: run scripts/ensure-prometheus (installs the Debian package 'prometheus')"
 
-# The worker's metric contract (streams/metrics.py): name -> label names. Counters carry their
-# `_total` suffix, histograms are listed by their exposed series.
-CONTRACT: dict[str, tuple[str, ...]] = {
-    # per selected shop (R8)
-    "chatsla_shop_reply_rate_24h": ("shop",),
-    "chatsla_shop_week_reply_rate": ("shop",),
-    "chatsla_shop_week_reply_rate_best": ("shop",),
-    "chatsla_shop_week_reply_rate_worst": ("shop",),
-    "chatsla_shop_projected_reply_rate": ("shop",),
-    "chatsla_shop_penalty_risk": ("shop",),
-    "chatsla_shop_sessions": ("shop", "state"),
-    "chatsla_shop_replies_needed": ("shop",),
-    "chatsla_shop_sessions_at_risk": ("shop",),
-    "chatsla_shop_buyer_wait_seconds": ("shop",),
-    "chatsla_shop_buyer_messages": ("shop",),
-    # fleet
-    "chatsla_shops": ("risk",),
-    "chatsla_fleet_reply_rate_bucket": ("le",),
-    "chatsla_fleet_reply_rate_sum": (),
-    "chatsla_fleet_reply_rate_count": (),
-    "chatsla_sessions_at_risk": (),
-    "chatsla_sessions_opened_total": (),
-    "chatsla_sessions_closed_total": ("reason",),
-    "chatsla_events_total": ("outcome",),
-    "chatsla_dlq_records_total": ("topic",),
-    "chatsla_dlq_topic_records": ("topic",),
-    "chatsla_poison_records_total": ("reason",),
-    "chatsla_rejected_ticks_total": (),
-    "chatsla_view_errors_total": (),
-    "chatsla_watermark_timestamp_seconds": ("partition",),
-    "chatsla_watermark_lag_seconds": ("partition",),
-    "chatsla_processing_latency_seconds_bucket": ("le",),
-    "chatsla_processing_latency_seconds_sum": (),
-    "chatsla_processing_latency_seconds_count": (),
-    "chatsla_consumer_lag_records": ("topic", "partition"),
-    "chatsla_owned_partitions": (),
-    "chatsla_info": ("version", "policy_id", "policy_version"),
-}
 # Labels Prometheus adds, and the ones of its own series the rules and panels use (up, ALERTS).
 TARGET_LABELS = ("job", "instance")
 OTHER_SERIES = {"up": TARGET_LABELS, "ALERTS": ("alertname", "alertstate", "severity", "shop")}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # the dashboards' datasource variable (issue #13)
+# What Grafana 11.3 (docker/compose.yaml pins grafana/grafana:11.3.1) writes when it saves a
+# dashboard: its last schema migration then was v40 (refresh always a string); 12.0 brought 41.
+GRAFANA_SCHEMA_VERSION = 40
 
 FLEET_PANELS = {
     "Shops by projected outcome": {"chatsla_shops"},
-    "Mean rolling reply rate": {"chatsla_fleet_reply_rate_sum", "chatsla_fleet_reply_rate_count"},
+    "Mean rolling reply rate": {"chatsla_fleet_rolling_7d_reply_ratio_gsum", "chatsla_fleet_rolling_7d_reply_ratio_gcount"},
     "Sessions at risk": {"chatsla_sessions_at_risk"},
     "Workers up / partitions owned": {"up", "chatsla_owned_partitions"},
     "Policy in force": {"chatsla_info"},
     "Shops by projected outcome over time": {"chatsla_shops"},
-    "Distribution of shops' rolling 7-day reply rates": {"chatsla_fleet_reply_rate_bucket"},
-    "Shops' rolling reply rate: percentiles": {"chatsla_fleet_reply_rate_bucket"},
+    "Distribution of shops' rolling 7-day reply rates": {"chatsla_fleet_rolling_7d_reply_ratio_bucket"},
+    "Shops' rolling reply rate: percentiles": {"chatsla_fleet_rolling_7d_reply_ratio_bucket"},
     "Sessions at risk (< 2 h to the 24 h deadline)": {"chatsla_sessions_at_risk"},
-    "Shops with the lowest projected reply rate": {"chatsla_shop_projected_reply_rate", "chatsla_shop_penalty_risk"},
+    "Shops with the lowest projected reply rate": {"chatsla_shop_week_projected_reply_ratio", "chatsla_shop_penalty_risk"},
     "Most sessions at risk, by shop": {"chatsla_shop_sessions_at_risk"},
     "Sessions opened and closed per second": {"chatsla_sessions_opened_total", "chatsla_sessions_closed_total"},
     "Closures by reason": {"chatsla_sessions_closed_total"},
@@ -117,16 +87,16 @@ FLEET_PANELS = {
     "Partitions owned per worker": {"chatsla_owned_partitions"},
 }
 SHOP_PANELS = {
-    "Rolling 7-day reply rate": {"chatsla_shop_reply_rate_24h"},
-    "Projected this week": {"chatsla_shop_projected_reply_rate"},
+    "Rolling 7-day reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
+    "Projected this week": {"chatsla_shop_week_projected_reply_ratio"},
     "Projected outcome": {"chatsla_shop_penalty_risk"},
     "Replies needed for 90 %": {"chatsla_shop_replies_needed"},
     "Sessions at risk": {"chatsla_shop_sessions_at_risk"},
     "Longest buyer wait": {"chatsla_shop_buyer_wait_seconds"},
     "This week's reply rate: now, best case, worst case, projected": {
-        "chatsla_shop_week_reply_rate", "chatsla_shop_week_reply_rate_best",
-        "chatsla_shop_week_reply_rate_worst", "chatsla_shop_projected_reply_rate"},
-    "Rolling 7-day 24 h reply rate": {"chatsla_shop_reply_rate_24h"},
+        "chatsla_shop_week_reply_ratio", "chatsla_shop_week_reply_best_ratio",
+        "chatsla_shop_week_reply_worst_ratio", "chatsla_shop_week_projected_reply_ratio"},
+    "Rolling 7-day 24 h reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
     "Sessions this week by state": {"chatsla_shop_sessions"},
     "Replies needed and sessions at risk": {"chatsla_shop_replies_needed", "chatsla_shop_sessions_at_risk"},
     "Buyer messages this week": {"chatsla_shop_buyer_messages"},
@@ -259,8 +229,8 @@ def test_promql_uses_the_metric_contract(where, expr):
 def test_metric_name_extraction_finds_typos():
     """The contract check above would catch a misspelt series (guards the regex itself)."""
     assert _metric_names('sum by (topic) (rate(chatsla_dlq_records[5m]))') == {"chatsla_dlq_records"}
-    assert _metric_names('max(chatsla_shop_reply_rate_24h{shop="$shop"}) and on (shop) up offset 5m') == {
-        "chatsla_shop_reply_rate_24h", "up"}
+    assert _metric_names('max(chatsla_shop_rolling_7d_reply_ratio{shop="$shop"}) and on (shop) up offset 5m') == {
+        "chatsla_shop_rolling_7d_reply_ratio", "up"}
     assert _label_names('sum by (risk) (x{state="a", shop=~"b"})') == {"risk", "state", "shop"}
 
 
@@ -269,10 +239,11 @@ def test_metric_name_extraction_finds_typos():
 @pytest.mark.parametrize("path,uid,expected", [(FLEET, "chatsla-fleet", FLEET_PANELS), (SHOP, "chatsla-shop", SHOP_PANELS)],
                          ids=["fleet-overview", "shop-drilldown"])
 def test_dashboard_structure(path, uid, expected):
-    """R8: each dashboard parses, has the expected panels, and reads the `prometheus` datasource."""
+    """R8: each dashboard parses, has the expected panels, and reads Prometheus through the
+    `${datasource}` variable (issue #13: no hard-coded datasource uid)."""
     dash = load_dashboard(path)
     assert dash["uid"] == uid
-    assert 36 <= dash["schemaVersion"] <= 41
+    assert dash["schemaVersion"] == GRAFANA_SCHEMA_VERSION
     assert dash["title"].startswith("chatsla / ")
     assert "chatsla" in dash["tags"]
     all_panels = panels(dash)
@@ -289,12 +260,154 @@ def test_dashboard_structure(path, uid, expected):
         assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24 and pos["h"] > 0, (path.name, p["title"])
         if p["type"] in ("row", "text"):
             continue
-        assert p["datasource"] == {"type": "prometheus", "uid": "prometheus"}, (path.name, p["title"])
+        assert p["datasource"] == DATASOURCE, (path.name, p["title"])
         assert p["targets"], (path.name, p["title"])
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), (path.name, p["title"])
         for t in p["targets"]:
-            assert t["datasource"]["uid"] == "prometheus" and t["expr"].strip(), (path.name, p["title"])
+            assert t["datasource"] == DATASOURCE and t["expr"].strip(), (path.name, p["title"])
+
+
+def _generator():
+    """docker/grafana/generate.py, the code the dashboards are generated from (issue #13)."""
+    spec = importlib.util.spec_from_file_location("chatsla_grafana_generate", GRAFANA / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _enum_errors(obj, where: str) -> list[str]:
+    """Enum-typed fields of an SDK model (recursively) whose value is not one of the enum's: the
+    SDK's Python models read any string back, so the schema's enums are checked here."""
+    errors: list[str] = []
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            errors += _enum_errors(item, f"{where}[{i}]")
+        return errors
+    if not hasattr(obj, "to_json") or not hasattr(type(obj), "__init__"):
+        return errors
+    try:
+        hints = typing.get_type_hints(type(obj))
+    except Exception:  # noqa: BLE001 - a model whose hints cannot be resolved is not checked deeper
+        return errors
+    for name, hint in hints.items():
+        value = getattr(obj, name, None)
+        if value is None:
+            continue
+        kinds = [a for a in (typing.get_args(hint) or (hint,)) if isinstance(a, type)]
+        enums = [k for k in kinds if issubclass(k, enum.Enum)]
+        if enums and not any(value in {m.value for m in e} or isinstance(value, e) for e in enums):
+            errors.append(f"{where}.{name}: {value!r} is none of {[m.value for e in enums for m in e]}")
+        errors += _enum_errors(value, f"{where}.{name}")
+    return errors
+
+
+def dashboard_problems(data: dict) -> list[str]:
+    """Why ``data`` is not a valid Grafana 11.3 dashboard by the Foundation SDK's schema types:
+    a key the schema does not know or in the wrong place is lost when the JSON is read into the
+    SDK's typed models (dashboard, each panel type's options and field config, each Prometheus
+    query) and written back; an enum field with a value the schema does not list is named."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog import runtime as cogruntime
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+    model = Dashboard.from_json(data)
+    back = json.loads(json.dumps(model, cls=JSONEncoder))
+    problems = [f"{path}: {a!r} != {b!r} after the SDK's models" for path, a, b in _differences(data, back)
+                if path != ".id"]
+    for p in panels(data):
+        if p["type"] == "row":
+            continue
+        options = cogruntime.panelcfg_options_from_json(p.get("options", {}), p["type"])
+        raw_custom = p.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
+        custom = cogruntime.panelcfg_field_config_from_json(raw_custom, p["type"])
+        for part, typed, raw in (("options", options, p.get("options", {})),
+                                 ("fieldConfig.defaults.custom", custom, raw_custom)):
+            if isinstance(typed, dict):
+                continue  # a panel type without typed options (text's code block is in its options)
+            again = json.loads(json.dumps(typed, cls=JSONEncoder))
+            problems += [f"panel {p['title']!r} {part}{path}: {a!r} != {b!r} after the SDK's models"
+                         for path, a, b in _differences(raw, again)]
+            problems += _enum_errors(typed, f"panel {p['title']!r} {part}")
+    problems += _enum_errors(model, "dashboard")
+    return problems
+
+
+def _differences(a, b, path: str = "") -> list[tuple[str, object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k, "<absent>"), b.get(k, "<absent>"),
+                                                                        f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [(path, a, b)]
+
+
+@pytest.mark.parametrize("name", ["fleet-overview.json", "shop-drilldown.json"])
+def test_dashboards_are_generated_from_code(name):
+    """issue #13: the committed dashboards are what docker/grafana/generate.py (Grafana Foundation
+    SDK for Grafana 11.3) writes; edit the code and run it, never the JSON."""
+    generator = _generator()
+    assert (DASHBOARDS / name).read_text(encoding="utf-8") == generator.render(generator.DASHBOARDS[name]), (
+        f"{name} differs from docker/grafana/generate.py's output: run .venv/bin/python docker/grafana/generate.py")
+
+
+@pytest.mark.parametrize("path", [FLEET, SHOP], ids=["fleet-overview", "shop-drilldown"])
+def test_dashboards_are_valid_for_grafana_11_3(path):
+    """issue #13: each committed dashboard passes the Foundation SDK's schema types (pinned to
+    Grafana 11.3, the compose stack's version): no unknown or misplaced key, no invalid enum."""
+    problems = dashboard_problems(load_dashboard(path))
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_an_invalid_dashboard_is_caught():
+    """The validator above fails on the kinds of mistakes a hand edit makes (guards the test)."""
+    good = load_dashboard(FLEET)
+    assert not dashboard_problems(good)
+    stat_panel = next(i for i, p in enumerate(good["panels"]) if p["type"] == "stat")
+    ts_panel = next(i for i, p in enumerate(good["panels"]) if p["type"] == "timeseries")
+    for mutate, what in (
+        (lambda d: d["panels"][stat_panel]["fieldConfig"]["defaults"].update(unti="s"), "misspelt key"),
+        (lambda d: d["panels"][stat_panel]["options"].update(colorMode="valu"), "enum value"),
+        (lambda d: d["panels"][ts_panel]["fieldConfig"]["defaults"]["custom"].update(drawStyle="curvy"), "enum value"),
+        (lambda d: d["panels"][ts_panel]["options"]["legend"].update(placment="right"), "misspelt nested key"),
+        (lambda d: d.update(refreshh="1m"), "misspelt top-level key"),
+        (lambda d: d["templating"]["list"][0].update(type="datasauce"), "variable type"),
+    ):
+        bad = json.loads(json.dumps(good))
+        mutate(bad)
+        assert dashboard_problems(bad), f"not caught: {what}"
+
+
+def test_dashboard_sdk_and_grafana_versions_agree():
+    """issue #13: the SDK the dashboards are built with is its Grafana 11.3 build, the compose
+    stack runs Grafana 11.3.x, and both dashboards say schemaVersion 40 (what 11.3 saves)."""
+    from importlib.metadata import version
+
+    assert version("grafana-foundation-sdk").endswith("!11.3.0")
+    image = yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))["services"]["grafana"]["image"]
+    assert re.fullmatch(r"grafana/grafana:11\.3\.\d+", image), image
+    assert {load_dashboard(p)["schemaVersion"] for p in (FLEET, SHOP)} == {GRAFANA_SCHEMA_VERSION}
+
+
+@pytest.mark.parametrize("path", [FLEET, SHOP], ids=["fleet-overview", "shop-drilldown"])
+def test_dashboard_links_variables_and_datasource(path):
+    """issue #13: a `datasource` variable (Prometheus, default the stack's `prometheus`) that every
+    query uses instead of a hard-coded uid; dashboard links with tooltips; no variable left
+    without a valid current value."""
+    dash = load_dashboard(path)
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    assert ds["current"] == {"selected": True, "text": "Prometheus", "value": "prometheus"}
+    provisioned = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text(encoding="utf-8"))
+    assert ds["current"]["value"] in {d["uid"] for d in provisioned["datasources"]}
+    for v in variables.values():
+        assert v["current"].get("text") and v["current"].get("value"), v["name"]
+    assert dash["links"] and all(link.get("tooltip") for link in dash["links"]), dash["links"]
+    text = json.dumps(dash)
+    assert '"uid": "prometheus"' not in text, "a hard-coded datasource uid"
 
 
 def test_fleet_dashboard_shows_the_r8_views():
@@ -306,7 +419,7 @@ def test_fleet_dashboard_shows_the_r8_views():
     assert "histogram_quantile(0.95" in joined and "chatsla_processing_latency_seconds_bucket[$__rate_interval]" in joined
     assert "sum by (outcome) (rate(chatsla_events_total[$__rate_interval]))" in joined
     heat = [t for p in panels(load_dashboard(FLEET)) for t in p.get("targets", [])
-            if "chatsla_fleet_reply_rate_bucket" in t["expr"] and t.get("format") == "heatmap"]
+            if "chatsla_fleet_rolling_7d_reply_ratio_bucket" in t["expr"] and t.get("format") == "heatmap"]
     assert heat, "the reply-rate distribution must de-accumulate the histogram buckets (format: heatmap)"
 
 
@@ -314,11 +427,13 @@ def test_shop_dashboard_variable_and_filters():
     """R8 per-shop view: a `shop` variable from label_values, and every query filtered by it."""
     dash = load_dashboard(SHOP)
     (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
-    assert var["type"] == "query" and var["datasource"]["uid"] == "prometheus"
-    assert var["definition"] == "label_values(chatsla_shop_reply_rate_24h, shop)"
-    assert var["query"]["query"] == var["definition"]
-    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_reply_rate_24h", "shop")
+    assert var["type"] == "query" and var["datasource"] == DATASOURCE
+    assert var["query"]["query"] == "label_values(chatsla_shop_rolling_7d_reply_ratio, shop)"
+    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_rolling_7d_reply_ratio", "shop")
     assert not var["multi"] and not var["includeAll"]
+    # issue #13: a valid default (a VariableOption with text and value, not `{}`): the first shop
+    # of `chatsla simulate` and the demo; Grafana selects the first listed shop where it is absent.
+    assert var["current"] == {"selected": True, "text": "shop-01", "value": "shop-01"}
     for p in panels(dash):
         for t in p.get("targets", []):
             assert 'shop="$shop"' in t["expr"], f"{p['title']}: query not filtered by $shop: {t['expr']}"
@@ -333,8 +448,8 @@ def test_docs_walk_through_every_panel_and_alert():
                if f"**{p['title']}**" not in section]
     assert not missing, f"panels not in the docs/dashboards.md walk-through: {missing}"
     assert all(f"`{name}`" in section for name in ALERT_NAMES), "every alert is in docs/dashboards.md's alert table"
-    variable = load_dashboard(SHOP)["templating"]["list"][0]
-    assert f"`{variable['definition']}`" in section
+    (variable,) = [v for v in load_dashboard(SHOP)["templating"]["list"] if v["name"] == "shop"]
+    assert f"`{variable['query']['query']}`" in section
 
 
 # --- a real Prometheus against contract-shaped metrics ----------------------------------------------
@@ -354,8 +469,8 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
         type(self).scrapes += 1
         n = type(self).scrapes
         lines = []
-        fields = ("reply_rate_24h", "week_reply_rate", "week_reply_rate_best", "week_reply_rate_worst",
-                  "projected_reply_rate", "penalty_risk")
+        fields = ("rolling_7d_reply_ratio", "week_reply_ratio", "week_reply_best_ratio", "week_reply_worst_ratio",
+                  "week_projected_reply_ratio", "penalty_risk")
         for shop, v in SHOPS.items():
             for name, value in zip(fields, v[:6]):
                 lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
@@ -363,13 +478,16 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
                 lines.append(f'chatsla_shop_sessions{{shop="{shop}",state="{state}"}} {value}')
             for name, value in zip(("replies_needed", "sessions_at_risk", "buyer_wait_seconds", "buyer_messages"), v[9:]):
                 lines.append(f'chatsla_shop_{name}{{shop="{shop}"}} {value}')
+            lines.append(f'chatsla_shop_last_week_reply_ratio{{shop="{shop}"}} {v[1]}')
+            lines.append(f'chatsla_shop_last_week_info{{shop="{shop}",week_start="2026-11-02",status="final",'
+                         f'outcome="{("ok", "warning", "violation")[v[5]]}"}} 1')
         for risk, value in (("ok", 1), ("warning", 0), ("violation", 1), ("not_assessed", 0)):
             lines.append(f'chatsla_shops{{risk="{risk}"}} {value}')
         cumulative = 0
         for le, count in (("0.5", 0), ("0.7", 0), ("0.8", 0), ("0.85", 0), ("0.9", 1), ("0.95", 1), ("1.0", 0), ("+Inf", 0)):
             cumulative += count
-            lines.append(f'chatsla_fleet_reply_rate_bucket{{le="{le}"}} {cumulative}')
-        lines += ["chatsla_fleet_reply_rate_sum 1.81", "chatsla_fleet_reply_rate_count 2", "chatsla_sessions_at_risk 3",
+            lines.append(f'chatsla_fleet_rolling_7d_reply_ratio_bucket{{le="{le}"}} {cumulative}')
+        lines += ["chatsla_fleet_rolling_7d_reply_ratio_gsum 1.81", "chatsla_fleet_rolling_7d_reply_ratio_gcount 2", "chatsla_sessions_at_risk 3",
                   f"chatsla_sessions_opened_total {10 * n}"]
         for i, reason in enumerate(("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller",
                                     "closed_by_platform")):
@@ -441,7 +559,7 @@ def test_dashboard_query_returns_data(where, expr, live_prometheus):
 
 def test_shop_variable_lists_shops(live_prometheus):
     """The drill-down's `shop` variable (label_values of the rolling rate) lists the shops."""
-    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_reply_rate_24h"})
+    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_rolling_7d_reply_ratio"})
     assert values["data"] == sorted(SHOPS)
 
 
@@ -543,3 +661,52 @@ def test_ensure_prometheus_is_idempotent():
     r = _run([str(ENSURE)])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "already available" in r.stdout and "promtool" in r.stdout
+
+
+# --- the demo's example queries (issue #13) -----------------------------------------------------------
+
+def _demo_queries() -> list[tuple[str, str]]:
+    from chatsla.demo import EXAMPLE_QUERIES
+
+    return list(EXAMPLE_QUERIES)
+
+
+@pytest.mark.parametrize("query,meaning", _demo_queries(), ids=[f"demo-{i}" for i, _ in enumerate(_demo_queries())])
+def test_demo_example_queries_are_valid_and_explained(query, meaning, promtool, tmp_path):
+    """issue #13: every query `chatsla demo` prints parses, names only the worker's series, and
+    comes with a sentence saying what its numbers mean."""
+    rules = {"groups": [{"name": "demo", "rules": [{"record": "chatsla_check:demo", "expr": query}]}]}
+    path = tmp_path / "demo.yml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    r = _run([promtool, "check", "rules", str(path)])
+    assert r.returncode == 0, f"invalid PromQL {query!r}:\n{r.stdout}{r.stderr}"
+    assert not _metric_names(query) - set(CONTRACT) - set(OTHER_SERIES), query
+    assert len(meaning.split()) >= 8, f"say what the numbers of {query!r} mean"
+
+
+def test_demo_first_query_shows_the_finished_week():
+    """issue #13: the first example is the simulated (finished) week's outcome per shop, not the
+    new week's projection, which is all zero in the demo (docs/dashboards.md)."""
+    query, meaning = _demo_queries()[0]
+    assert "chatsla_shop_last_week_info" in query and "chatsla_shop_last_week_reply_ratio" in query
+    assert "outcome" in meaning and "24 h" in meaning
+    assert "penalty_risk" not in query and "chatsla_shops" not in query
+
+
+def test_changelog_lists_every_rename_and_no_old_name_is_left():
+    """issue #13: CHANGELOG.md lists each renamed series (old -> new, why); every new name is in
+    the worker's contract, and no old name is left in the dashboards, alerts, docs or demo."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(chatsla_\w+)`[^|]*\| `(chatsla_\w+)`[^|]*\| (.+) \|$", text, re.M)
+    renames = {old: new for old, new, why in rows if why.strip()}
+    assert {"chatsla_shop_reply_rate_24h", "chatsla_shop_week_reply_rate", "chatsla_shop_week_reply_rate_best",
+            "chatsla_shop_week_reply_rate_worst", "chatsla_shop_projected_reply_rate", "chatsla_fleet_reply_rate",
+            "chatsla_fleet_reply_rate_bucket", "chatsla_fleet_reply_rate_sum", "chatsla_fleet_reply_rate_count"} <= set(renames)
+    contract_families = set(CONTRACT) | {n.rsplit("_", 1)[0] for n in CONTRACT if n.endswith(("_bucket", "_gsum", "_gcount"))}
+    assert set(renames.values()) <= contract_families, set(renames.values()) - contract_families
+    shipped = [ALERTS, ALERTS_TEST, FLEET, SHOP, ROOT / "docs" / "dashboards.md", ROOT / "chatsla" / "demo.py",
+               ROOT / "streams" / "metrics.py", ROOT / "README.md"]
+    for path in shipped:
+        content = path.read_text(encoding="utf-8")
+        left = [old for old in renames if re.search(rf"\b{old}\b", content)]
+        assert not left, f"{path.relative_to(ROOT)} still names {left}"

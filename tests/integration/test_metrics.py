@@ -7,9 +7,10 @@ import urllib.request
 from collections import Counter
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatsla.produce import produce
-from tests.integration.harness import Deployment, scrape, shop_series, wait_for
+from tests.integration.harness import Deployment, latest_outputs, scrape, shop_series, wait_for
 from tests.integration.test_pipeline import finish_and_compare, week
 
 pytestmark = pytest.mark.integration
@@ -21,14 +22,31 @@ def test_r8_metrics_and_shop_api_serve_every_shop(deployment: Deployment) -> Non
     first = deployment.start_worker()
     produce(records, deployment.bootstrap, deployment.names)
     finish_and_compare(deployment, records)
-    text = wait_for(lambda: (t := scrape(first.web_port)) and set(shop_series(t, "chatsla_shop_reply_rate_24h")) == shops
+    text = wait_for(lambda: (t := scrape(first.web_port)) and set(shop_series(t, "chatsla_shop_rolling_7d_reply_ratio")) == shops
                     and t, 60, "every shop's rolling rate on /metrics")
     assert "chatsla_sessions_closed_total" in text and 'chatsla_events_total{outcome="valid"}' in text
-    rates = shop_series(text, "chatsla_shop_reply_rate_24h")
+    rates = shop_series(text, "chatsla_shop_rolling_7d_reply_ratio")
     assert all(0.0 <= r <= 1.0 for r in rates.values())
     with urllib.request.urlopen(f"http://127.0.0.1:{first.web_port}/shops/shop-01", timeout=5) as r:
         body = json.loads(r.read())
     assert body["shop_id"] == "shop-01" and body["rolling_reply_rate_7d"] == rates["shop-01"]
+
+    # issue #13: the week just judged, per shop, is on /metrics as the assessment topic has it
+    # (R5.6); the demo's first example query reads these two series.
+    assessments = latest_outputs(deployment.bootstrap, deployment.names)[1].values()
+    last = {}
+    for a in sorted(assessments, key=lambda a: a["week_start"]):
+        last[a["shop_id"]] = a
+    assert set(last) == shops
+    info = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == "chatsla_shop_last_week_info":
+                info[sample.labels["shop"]] = (sample.labels["week_start"], sample.labels["status"],
+                                               sample.labels["outcome"], sample.value)
+    assert info == {s: (a["week_start"], a["status"], a["outcome"], 1.0) for s, a in last.items()}
+    ratios = shop_series(text, "chatsla_shop_last_week_reply_ratio")
+    assert ratios == {s: a["rate"] for s, a in last.items() if a["rate"] is not None}
 
 
 def _owners(workers: list) -> list[set[str]]:
