@@ -19,16 +19,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 import logging
 
-from chatsla.clock import wall_clock_us
+from chatsla.streams.clock import wall_clock_us
 from chatsla.core.calendar import week_bounds
 from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
-from projections.fleet import ShopView, fleet_summary, select_shops
-from projections.risk import OpenSession, at_risk, longest_wait
-from projections.rolling import RollingRate
-from projections.weekly import project_week
+from chatsla.projections.fleet import ShopView, fleet_summary, select_shops
+from chatsla.projections.risk import OpenSession, at_risk, longest_wait
+from chatsla.projections.rolling import RollingRate
+from chatsla.projections.weekly import project_week
 
 if TYPE_CHECKING:
-    from streams.runtime import PartitionRuntime
+    from chatsla.streams.runtime import PartitionRuntime
 
 log = logging.getLogger("chatsla.metrics")
 CLOSE_REASONS = ("seller_timeout", "buyer_timeout", "auto_reply_resolved", "closed_by_seller", "closed_by_platform")

@@ -14,7 +14,7 @@ from chatsla.audit import run_audit
 from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.report import to_json
-from schemas.decode import decode
+from chatsla.schemas.decode import decode
 from tests.builders import MONDAY
 
 POLICY = load_policy()

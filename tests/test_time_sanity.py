@@ -202,3 +202,17 @@ def test_the_worker_runtime_hands_rejected_events_to_the_dead_letter_path() -> N
     assert rt.rejected() == []
     rt.handle(encode_tick(parse_time(at(h=10, m=30))))
     assert rt.engine.stats["invalid:future_time"] == 1
+
+
+def test_a_held_event_and_a_tick_that_agree_confirm_each_other() -> None:
+    """A backfill whose data jumps days ahead on its last event, then ticks walked from it (the
+    end of input): the tick and the held event are within max_future of each other, two
+    independent opinions, so both apply and the deadlines before them fire."""
+    engine = Engine(POLICY)
+    engine.apply(decode(orjson.dumps(msg("c1", "buyer", at(h=0)))))
+    engine.apply(decode(orjson.dumps(msg("c2", "buyer", at(d=50)))))
+    assert engine._held
+    engine.advance(parse_time(at(d=50, m=30)))
+    assert not engine._held and engine._held_tick is None
+    assert engine.watermark == parse_time(at(d=50, m=28))
+    assert ("s1", "c2") in engine.convs
