@@ -21,7 +21,7 @@ from chatsla.audit import run_audit
 from chatsla.core.engine import Engine
 from chatsla.core.policy import load_policy
 from chatsla.simulate import SimConfig, generate
-from schemas.events import ChatMessage
+from chatsla.core.events import ChatMessage
 
 
 def best_of(repeat: int, fn) -> float:

@@ -47,8 +47,8 @@ from chatsla.replay import (  # noqa: E402
     replay_async,
 )
 from chatsla.simulate import SimConfig, generate  # noqa: E402
-from schemas.decode import decode  # noqa: E402
-from streams.topics import TopicNames, ensure_topics, topic_specs  # noqa: E402
+from chatsla.schemas.decode import decode  # noqa: E402
+from chatsla.streams.topics import TopicNames, ensure_topics, topic_specs  # noqa: E402
 
 
 async def plain_loop(bootstrap: str, topics: list[str]) -> tuple[int, float]:

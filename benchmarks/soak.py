@@ -40,7 +40,7 @@ from chatsla.core.timefmt import parse_time
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
 from chatsla.produce import produce
 from chatsla.simulate import DEFAULT_WEEK_START, SimConfig, generate
-from streams.topics import TopicNames, TopicSpec, changelog_specs, committed_lag, ensure_topics, topic_specs
+from chatsla.streams.topics import TopicNames, TopicSpec, changelog_specs, committed_lag, ensure_topics, topic_specs
 
 PARTITIONS = 4
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
 from chatsla.produce import produce
 from chatsla.simulate import SimConfig, generate
-from streams.topics import TopicNames, committed_lag, ensure_topics, topic_size, topic_specs
+from chatsla.streams.topics import TopicNames, committed_lag, ensure_topics, topic_size, topic_specs
 
 PARTITIONS = 4
 

@@ -11,7 +11,7 @@ more memory than a block and is counted as invalid, reason ``too_large``. A UTF-
 at the very start of the input (as some Windows tools write) is skipped; anywhere else it is part
 of its line, which is then not JSON. A record that names a key twice is ``duplicate_key``
 (``schemas/decode.py``). An input that cannot be read to its end (a corrupt or truncated ``.gz``,
-an I/O error) stops the audit with an :class:`~chatsla.errors.InputError` naming the file and line.
+an I/O error) stops the audit with an :class:`~chatsla.core.errors.InputError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
-from chatsla.errors import InputError
-from schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
-from schemas.events import CHAT_SCHEMA, Invalid
+from chatsla.core.errors import InputError
+from chatsla.schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
+from chatsla.core.events import CHAT_SCHEMA, Invalid
 
 InvalidHook = Callable[[int, str], None]
 _TOO_LARGE = Invalid("too_large")  # stands in for a line longer than max_record_bytes

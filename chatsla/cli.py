@@ -1,9 +1,9 @@
 """The ``chatsla`` command line (click).
 
 Every failure is one plain line on stderr, ``chatsla <command>: error: <what>``, and a documented
-exit code (chatsla/errors.py, README "Command line"): 2 for a wrong command line, 1 for a run that
+exit code (chatsla/core/errors.py, docs/cli.md): 2 for a wrong command line, 1 for a run that
 failed (an input that cannot be read, an output that cannot be written, a broker that cannot be
-reached), 130 when interrupted; never a traceback. Code raises :mod:`chatsla.errors` exceptions;
+reached), 130 when interrupted; never a traceback. Code raises :mod:`chatsla.core.errors` exceptions;
 :func:`main` is the one place that turns them, click's own errors, ``OSError`` (a full disk, a
 closed pipe) and Ctrl-C into that line and code. Subcommands import their modules lazily so
 ``chatsla audit`` does not pay for Faust or Kafka imports.
@@ -23,8 +23,8 @@ import click
 
 from chatsla.core.policy import DEFAULT_POLICY, load_policy
 from chatsla.core.timefmt import parse_duration, parse_time
-from schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
-from chatsla.errors import (
+from chatsla.schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
+from chatsla.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     BrokerError,
@@ -34,7 +34,7 @@ from chatsla.errors import (
     UsageError,
 )
 
-# The command modules raise chatsla.errors.UsageError; the old name stays for code not yet moved.
+# The command modules raise chatsla.core.errors.UsageError; the old name stays for code not yet moved.
 CliError = UsageError
 
 
@@ -98,7 +98,7 @@ def cli() -> None:
     """chatsla: live 24 h reply rate and penalty risk for marketplace sellers' chat."""
 
 
-def _label(name: str) -> str:
+def option_label(name: str) -> str:
     """``--until`` as the user gave it: the flag, a CHATSLA_* variable or a config file key."""
     from chatsla.config import label
 
@@ -110,7 +110,7 @@ def parse_time_option(value: str | None, name: str) -> int | None:
         return None
     t = parse_time(value)
     if t is None:
-        raise UsageError(f"{_label(name)} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
+        raise UsageError(f"{option_label(name)} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-09T00:10:00Z; got {value!r}")
     return t
 
 
@@ -130,17 +130,17 @@ def duration_option(value: str, name: str) -> int:
     except (ValueError, OverflowError):  # OverflowError: "1e999s" is infinite
         us = -1
     if not 0 <= us <= _MAX_LATENESS_US:
-        raise UsageError(f"{_label(name)} must be a duration from 0 to 366d such as 2min, 30s or 1h; got {value!r}")
+        raise UsageError(f"{option_label(name)} must be a duration from 0 to 366d such as 2min, 30s or 1h; got {value!r}")
     return us
 
 
 def engine_config(allowed_lateness: str, default_timezone: str, max_future: str = "1h"):
     from chatsla.core.engine import EngineConfig
-    from schemas.decode import valid_timezone
+    from chatsla.schemas.decode import valid_timezone
 
     lateness = duration_option(allowed_lateness, "--allowed-lateness")
     if not valid_timezone(default_timezone):
-        raise UsageError(f"{_label('--default-timezone')}: unknown IANA time zone {default_timezone!r} (e.g. Asia/Bangkok)")
+        raise UsageError(f"{option_label('--default-timezone')}: unknown IANA time zone {default_timezone!r} (e.g. Asia/Bangkok)")
     future = None if max_future == "off" else duration_option(max_future, "--max-future")
     return EngineConfig(allowed_lateness=lateness, default_timezone=default_timezone, max_future=future)
 
@@ -313,7 +313,7 @@ def _kafka_security_options() -> list:
     ]
 
 
-def _kafka_options(f):
+def kafka_options(f):
     """Kafka connection flags shared by the commands that talk to a broker (env: CHATSLA_*)."""
     opts = [
         click.option("--bootstrap", envvar="CHATSLA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True,
@@ -336,17 +336,17 @@ _SECURITY_FIELDS = ("security_protocol", "sasl_mechanism", "sasl_username", "sas
                     "ssl_certfile", "ssl_keyfile")
 
 
-def _security(kw: dict):
+def security_settings(kw: dict):
     """The Kafka flags in ``kw`` (popped) as a KafkaSecurity.
 
-    -X properties (chatsla/kafka_properties.py) come from the config file's [kafka] tables, then
+    -X properties (streams/kafka_properties.py) come from the config file's [kafka] tables, then
     from CHATSLA_KAFKA_PROPERTY or the -X flags, later ones overriding earlier ones per key. A
     security property is an alias of its flag: it fills the flag's place when the flag was not
     given; both given with different values is a usage error. The password is read from
     --sasl-password-file when given (never both it and a password)."""
-    from chatsla import kafka_properties as props
+    from chatsla.streams import kafka_properties as props
     from chatsla.config import config_kafka_properties, label
-    from streams.settings import KafkaSecurity
+    from chatsla.streams.settings import KafkaSecurity
 
     items = list(config_kafka_properties())
     env = label("kafka_property", "-X")
@@ -395,8 +395,8 @@ def _read_secret(path: str, where: str) -> str:
     return secret
 
 
-def _topic_names(prefix: str):
-    from streams.topics import TopicNames
+def topic_names(prefix: str):
+    from chatsla.streams.topics import TopicNames
 
     base = TopicNames()
     return TopicNames(*(prefix + getattr(base, f) for f in ("chat", "shop", "events", "sessions", "assessments")))
@@ -413,7 +413,7 @@ def _worker_duration(value: str, name: str) -> int:
 
 
 @cli.command()
-@_kafka_options
+@kafka_options
 @click.option("--app-id", envvar="CHATSLA_APP_ID", default="chatsla", show_default=True,
               help="Consumer group and table namespace; workers with the same id share the work.")
 @click.option("--partitions", envvar="CHATSLA_PARTITIONS", type=click.IntRange(min=1), default=4, show_default=True,
@@ -453,10 +453,10 @@ def worker(**kw: object) -> None:
     """Run a live worker: validate, sessionise, assess (RULES R1-R6) on Kafka."""
     from pathlib import Path
 
-    from streams.settings import WorkerSettings
-    from streams.topics import TopicError, changelog_specs, ensure_topics, topic_specs
+    from chatsla.streams.settings import WorkerSettings
+    from chatsla.streams.topics import TopicError, changelog_specs, ensure_topics, topic_specs
 
-    security = _security(kw)
+    security = security_settings(kw)
     policy_option(kw["policy_spec"])  # fail early, in one line
     config = engine_config(kw["allowed_lateness"], kw["default_timezone"])
     if kw["store"] == "rocksdb":
@@ -464,13 +464,13 @@ def worker(**kw: object) -> None:
             import rocksdict  # noqa: F401
         except ImportError:
             raise CliError("--store rocksdb needs the rocksdict package: pip install 'chatsla[rocksdb]'") from None
-    from projections.fleet import select_shops
+    from chatsla.projections.fleet import select_shops
 
     try:
         select_shops([], kw["shop_metrics"])
     except ValueError as e:
         raise CliError(f"--shop-metrics: {e}") from None
-    names = _topic_names(kw["topic_prefix"])
+    names = topic_names(kw["topic_prefix"])
     settings = WorkerSettings(
         bootstrap=kw["bootstrap"], app_id=kw["app_id"], topics=names, partitions=kw["partitions"],
         replication=kw["replication"], store=f"{kw['store']}://", data_dir=Path(kw["data_dir"]),
@@ -488,7 +488,7 @@ def worker(**kw: object) -> None:
             raise BrokerError(str(e)) from None
         if created:
             click.echo(f"created topics: {', '.join(created)}", err=True)
-    from streams.app import run_worker
+    from chatsla.streams.app import run_worker
 
     click.echo(f"chatsla worker {settings.app_id} on {settings.bootstrap}; "
                f"metrics at http://{settings.web_host}:{settings.web_port}/metrics", err=True)
@@ -513,7 +513,7 @@ def policies(fmt: str) -> None:
 
 def _policy_json(p) -> dict:
     """A policy as JSON: durations in seconds, thresholds as decimal strings (exact, "0.9")."""
-    from chatsla.core.policy import _WEEKDAYS
+    from chatsla.core.policy import WEEKDAYS
 
     def seconds(us: int) -> int | float:
         return us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
@@ -527,7 +527,7 @@ def _policy_json(p) -> dict:
         "ref": p.ref, "id": p.id, "version": p.version, "platform": p.platform, "source": p.source,
         "seller_timeout_s": seconds(p.seller_timeout), "buyer_timeout_s": seconds(p.buyer_timeout),
         "auto_reply_timeout_s": seconds(p.auto_reply_timeout), "reply_window_s": seconds(p.reply_window),
-        "period_days": p.period_days, "week_starts_on": _WEEKDAYS[p.week_starts_on],
+        "period_days": p.period_days, "week_starts_on": WEEKDAYS[p.week_starts_on],
         "min_buyer_messages": p.min_buyer_messages, "warning_below": decimal(p.warning_below),
         "violation_below": decimal(p.violation_below), "violation_points": p.violation_points,
     }
@@ -702,7 +702,7 @@ def _output_target(args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """The ``chatsla`` entry point: exit codes as documented in chatsla/errors.py."""
+    """The ``chatsla`` entry point: exit codes as documented in chatsla/core/errors.py."""
     _guard_std_streams()
     args = sys.argv[1:] if argv is None else list(argv)
     sys.exit(_exit_code(args))

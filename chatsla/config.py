@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import click
 from click.core import ParameterSource
 
-from chatsla.errors import UsageError
+from chatsla.core.errors import UsageError
 
 PREFIX = "CHATSLA_"
 CONFIG_PARAM = "config_file"

@@ -22,7 +22,7 @@ import click
 import orjson
 
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
-from streams.settings import WorkerSettings
+from chatsla.streams.settings import WorkerSettings
 
 STATE = Path(".chatsla")
 WORKER_GROUP = WorkerSettings().app_id  # the demo's worker runs with the default app id (consumer group)
@@ -124,9 +124,9 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     from chatsla.produce import produce
     from chatsla.report import print_assessments
     from chatsla.simulate import SimConfig, generate
-    from schemas.decode import decode
-    from schemas.events import Invalid
-    from streams.topics import TopicNames, committed_lag, ensure_topics, read_values, send_ticks, topic_size, topic_specs
+    from chatsla.schemas.decode import decode
+    from chatsla.core.events import Invalid
+    from chatsla.streams.topics import TopicNames, committed_lag, ensure_topics, read_values, send_ticks, topic_size, topic_specs
 
     broker = BrokerConfig(data_dir=STATE / "kafka")
     if not answers(broker.host, broker.port):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from streams.topics import TopicNames
+from chatsla.streams.topics import TopicNames
 
 
 class ProduceError(RuntimeError):

@@ -90,11 +90,11 @@ from chatsla.core.calendar import week_bounds_of
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.timefmt import DAY, MS, format_time
-from schemas.decode import decode
-from schemas.events import ChatMessage, Invalid, ShopEvent
-from streams.codec import source_tag
-from streams.settings import KafkaSecurity
-from streams.topics import TopicNames
+from chatsla.schemas.decode import decode
+from chatsla.core.events import ChatMessage, Invalid, ShopEvent
+from chatsla.streams.codec import source_tag
+from chatsla.streams.settings import KafkaSecurity
+from chatsla.streams.topics import TopicNames
 
 DEFAULT_LOOKBACK = 9 * DAY
 FETCH_RECORDS = 10_000  # records per getmany: large batches keep the per-call overhead small

@@ -3,7 +3,7 @@
 Registered lazily by :class:`chatsla.cli.LazyGroup`. They take the same Kafka flags as
 ``chatsla worker`` and read the input topics with a private consumer (no group id, no commits): a
 replay never touches the live app's consumer group, tables or output topics. What is read and
-reported is documented in :mod:`chatsla.replay`. Errors are :mod:`chatsla.errors` exceptions,
+reported is documented in :mod:`chatsla.replay`. Errors are :mod:`chatsla.core.errors` exceptions,
 which ``chatsla.cli.main`` prints as one plain line: exit code 2 for a wrong command line, 1 for a
 broker that cannot be reached or an output that cannot be written; ``verify`` exits 1 when it finds
 differences.
@@ -22,10 +22,10 @@ from chatsla.cli import (
     LATENESS_HELP,
     POLICY_HELP,
     TIMEZONE_HELP,
-    _kafka_options,
-    _label,
-    _security,
-    _topic_names,
+    kafka_options,
+    option_label,
+    security_settings,
+    topic_names,
     engine_config,
     parse_time_option,
     policy_option,
@@ -33,7 +33,7 @@ from chatsla.cli import (
     write_stdout,
 )
 from chatsla.core.policy import DEFAULT_POLICY
-from chatsla.errors import BrokerError, OutputError, UsageError
+from chatsla.core.errors import BrokerError, OutputError, UsageError
 
 _FORMATS = ("table", "json", "csv", "html")
 
@@ -85,16 +85,16 @@ def _setup(kw: dict, engine: bool = True):
         try:
             lookback = parse_duration(lookback_text)
         except ValueError as e:
-            raise UsageError(f"{_label('--lookback')}: {e} (or 'all')") from None
+            raise UsageError(f"{option_label('--lookback')}: {e} (or 'all')") from None
         except OverflowError:  # "1e999d"
-            raise UsageError(f"{_label('--lookback')}: not a finite duration: {lookback_text!r}") from None
+            raise UsageError(f"{option_label('--lookback')}: not a finite duration: {lookback_text!r}") from None
         if lookback < 0:
-            raise UsageError(f"{_label('--lookback')} must not be negative")
+            raise UsageError(f"{option_label('--lookback')} must not be negative")
     policy = policy_option(kw.pop("policy_spec")) if engine else None
     kw["parallel"] = {"auto": None, "on": True, "off": False}[kw.pop("reader_process", "auto")]
     config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))
-    security = _security(kw)
-    kin = KafkaInput(kw.pop("bootstrap"), _topic_names(kw.pop("topic_prefix")), security, kw.pop("timeout"))
+    security = security_settings(kw)
+    kin = KafkaInput(kw.pop("bootstrap"), topic_names(kw.pop("topic_prefix")), security, kw.pop("timeout"))
     return kin, Period(start, end, lookback), policy, config, kw.pop("parallel")
 
 
@@ -176,7 +176,7 @@ def _write_out(path: str, write) -> None:
 
 
 @click.command()
-@_kafka_options
+@kafka_options
 @_period_options
 @_engine_options
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
@@ -253,7 +253,7 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
 
 
 @click.command()
-@_kafka_options
+@kafka_options
 @_period_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE.jsonl[.gz]",
               help="Where to write the records (gzip when the name ends in .gz).")
@@ -289,7 +289,7 @@ def export(out: str, **kw: object) -> None:
 
 
 @click.command()
-@_kafka_options
+@kafka_options
 @_period_options
 @_engine_options
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Verify only this shop (repeatable).")

@@ -657,10 +657,10 @@ def simulate(
     properties and --topic-prefix as the other Kafka commands (the prefix goes before
     --chat-topic and --shop-topic).
     """
-    from chatsla.cli import _security
+    from chatsla.cli import security_settings
     from chatsla.progress import Progress
 
-    security = _security(kafka)  # checked with or without --bootstrap: a wrong flag is never ignored
+    security = security_settings(kafka)  # checked with or without --bootstrap: a wrong flag is never ignored
     prefix = kafka.pop("topic_prefix", "") or ""
     try:
         config = SimConfig(
@@ -679,7 +679,7 @@ def simulate(
         events = generate(config, progress.update)
     if bootstrap is not None:
         from chatsla.produce import ProduceError, produce
-        from streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
+        from chatsla.streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
 
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
         names = TopicNames(chat=chat_topic, shop=shop_topic)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from chatsla.core.records import NOT_ASSESSED, OK, VIOLATION, WARNING
-from projections.weekly import WeekProjection
+from chatsla.projections.weekly import WeekProjection
 
 OUTCOMES = (OK, WARNING, VIOLATION, NOT_ASSESSED)
 # Upper bounds ("le") of the rolling reply rate histogram; the thresholds of R5.5 are bounds so

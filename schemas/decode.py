@@ -29,8 +29,8 @@ import json
 import orjson
 
 from chatsla.core.calendar import IANA_ZONES
-from chatsla.core.timefmt import _MIN_SEC_UTC, _hour_cache, parse_time
-from schemas.events import (
+from chatsla.core.timefmt import MIN_SEC_UTC, hour_cache, parse_time
+from chatsla.core.events import (
     CHAT_SCHEMA,
     DEFAULT_PLATFORM,
     KINDS,
@@ -92,10 +92,10 @@ def _decode_chat(obj: dict, raw: bytes | None = None) -> ChatMessage | Invalid:
             and type(sent_at) is str and type(sender) is str and event_id and shop_id and conversation_id and sender in SENDERS):
         return _explain_chat(obj)
     # parse_time's fast path for ``YYYY-MM-DDTHH:MM:SSZ`` inlined: its hour cache holds valid
-    # ``YYYY-MM-DDTHH`` prefixes only, and _MIN_SEC_UTC exactly the valid ``:MM:SSZ`` tails, so two
+    # ``YYYY-MM-DDTHH`` prefixes only, and MIN_SEC_UTC exactly the valid ``:MM:SSZ`` tails, so two
     # lookups validate and convert the whole string; anything else goes through parse_time.
-    base = _hour_cache.get(sent_at[:13])
-    rest = _MIN_SEC_UTC.get(sent_at[13:])
+    base = hour_cache.get(sent_at[:13])
+    rest = MIN_SEC_UTC.get(sent_at[13:])
     if base is not None and rest is not None:
         t = base + rest
     else:

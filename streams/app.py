@@ -38,20 +38,20 @@ import mode
 from faust.sensors import Monitor
 from faust.web.base import BlueprintManager
 
-from chatsla.clock import wall_clock_us
+from chatsla.streams.clock import wall_clock_us
 from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
-from schemas.decode import decode
-from schemas.events import Invalid
-from streams import logs
-from streams.codec import (
+from chatsla.schemas.decode import decode
+from chatsla.core.events import Invalid
+from chatsla.streams import logs
+from chatsla.streams.codec import (
     BATCH, TICK, PoisonRecord, batch_records, decode_internal, encode_event, encode_flush, encode_tick, source_tag,
     split_poison,
 )
-from streams.metrics import ShopViews, WorkerMetrics
-from streams.outputs import OutputWriter, default_partition
-from streams.runtime import PartitionRuntime, Tables
-from streams.settings import WorkerSettings
+from chatsla.streams.metrics import ShopViews, WorkerMetrics
+from chatsla.streams.outputs import OutputWriter, default_partition
+from chatsla.streams.runtime import PartitionRuntime, Tables
+from chatsla.streams.settings import WorkerSettings
 
 log = logging.getLogger("chatsla.worker")
 GC_THRESHOLDS = (50_000, 10, 10)
@@ -150,7 +150,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
         Monitor=_Monitor,
-        **settings.security.faust_settings(),  # -X connection tuning (chatsla/kafka_properties.py)
+        **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(names.chat, names.shop, **raw)

@@ -21,8 +21,8 @@ from typing import Iterator
 import orjson
 
 from chatsla.core.calendar import zone
-from chatsla.core.engine import _event_to_list
-from schemas.events import KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, ChatMessage, ShopEvent, new_chat_message
+from chatsla.core.engine import event_to_list
+from chatsla.core.events import KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, ChatMessage, ShopEvent, new_chat_message
 
 TICK = "tick"
 FLUSH = "flush"  # asks the owner of the partition to checkpoint now (no effect on results)
@@ -62,7 +62,7 @@ def source_tag(topic: str, partition: int) -> str:
 
 
 def encode_event(ev: ChatMessage | ShopEvent, source: str) -> bytes:
-    return _dumps([source, _event_to_list(ev)])
+    return _dumps([source, event_to_list(ev)])
 
 
 BATCH_BYTES = 256 * 1024  # a batch record stays far below Kafka's default 1 MB message limit

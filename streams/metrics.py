@@ -30,17 +30,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFami
 
 import logging
 
-from chatsla.clock import wall_clock_us
+from chatsla.streams.clock import wall_clock_us
 from chatsla.core.calendar import week_bounds
 from chatsla.core.records import assessment_record, week_raw
 from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
-from projections.fleet import EndedWeek, ShopView, fleet_summary, select_shops
-from projections.risk import OpenSession, at_risk, longest_wait
-from projections.rolling import RollingRate
-from projections.weekly import project_week
+from chatsla.projections.fleet import EndedWeek, ShopView, fleet_summary, select_shops
+from chatsla.projections.risk import OpenSession, at_risk, longest_wait
+from chatsla.projections.rolling import RollingRate
+from chatsla.projections.weekly import project_week
 
 if TYPE_CHECKING:
-    from streams.runtime import PartitionRuntime
+    from chatsla.streams.runtime import PartitionRuntime
 
 log = logging.getLogger("chatsla.metrics")
 # Process-wide switch of prometheus_client (read at every collection): no `<counter>_created`

@@ -57,7 +57,7 @@ import orjson
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
-from streams.codec import FLUSH, TICK, decode_internal, encode_record, event_json
+from chatsla.streams.codec import FLUSH, TICK, decode_internal, encode_record, event_json
 
 Key = tuple
 Table = MutableMapping[Key, bytes]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.topics import TopicNames
+from chatsla.streams.topics import TopicNames
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class KafkaSecurity:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    # Kafka client properties without a flag of their own (-X, chatsla/kafka_properties.py):
+    # Kafka client properties without a flag of their own (-X, streams/kafka_properties.py):
     # TLS details and connection tuning, spelled here for each client (issue #13).
     ssl_key_password: str | None = None
     ssl_check_hostname: bool = True
@@ -45,7 +45,7 @@ class KafkaSecurity:
         return ctx
 
     def _tuning_kwargs(self) -> dict:
-        from chatsla.kafka_properties import TUNING
+        from chatsla.streams.kafka_properties import TUNING
 
         return {TUNING[k][0]: v for k, v in self.tuning}
 
@@ -72,7 +72,7 @@ class KafkaSecurity:
 
     def faust_settings(self) -> dict:
         """Faust app settings for the connection tuning (its credentials come from the fields)."""
-        from chatsla.kafka_properties import TUNING
+        from chatsla.streams.kafka_properties import TUNING
 
         return {name: v for k, v in self.tuning for name in TUNING[k][1]}
 

@@ -186,7 +186,7 @@ def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int, since_us:
     until an event confirms it (time sanity, chatsla/core/engine.py), so a jump is walked."""
     from kafka import KafkaProducer
 
-    from streams.codec import encode_tick
+    from chatsla.streams.codec import encode_tick
 
     times = []
     if since_us is not None:

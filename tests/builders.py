@@ -62,7 +62,7 @@ def week(report: Report, week_start: str, shop: str = "s1") -> dict:
 
 def emitted(events: list[dict], until: str | None = None, policy: Policy | None = None) -> list[tuple[str, dict]]:
     """Every record the engine emits, in order (what the live topics would carry)."""
-    from schemas.decode import decode
+    from chatsla.schemas.decode import decode
 
     engine = Engine(policy or load_policy())
     for raw in lines(events):

@@ -20,8 +20,8 @@ from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.sessions import N_FIELDS
 from chatsla.core.timefmt import DAY, HOUR, MINUTE, SECOND, parse_time
-from schemas.decode import decode
-from schemas.events import ChatMessage, new_chat_message
+from chatsla.schemas.decode import decode
+from chatsla.core.events import ChatMessage, new_chat_message
 from tests.builders import at, msg
 from tests.test_properties import SETTINGS, outputs_only, streams
 
@@ -259,6 +259,12 @@ SMALL = EngineConfig(allowed_lateness=120 * SECOND, dedupe_window=DAY, week_rete
                      max_remembered_ids=3)
 
 
+def _latest(records: list) -> dict:
+    """Latest record per output key: sessions by (shop, conversation, number, opened_at), weeks by
+    (shop, week)."""
+    return {(kind, r[:2] if kind == "assessment" else r[:4]): r for kind, r in records}
+
+
 def _engine_run(events: list[dict], cuts: list[int], config: EngineConfig) -> tuple[list, dict]:
     out: list = []
     engine = Engine(POLICY, config, sink=lambda k, r: out.append((k, r)))
@@ -277,8 +283,16 @@ def _engine_run(events: list[dict], cuts: list[int], config: EngineConfig) -> tu
 @given(streams(), st.data())
 def test_issue_10_r6_1_snapshot_restore_anywhere_gives_the_same_records_with_eviction(events: list[dict],
                                                                                        data: st.DataObject) -> None:
+    """The latest record per key (what a consumer of the compacted output topics keeps) and the
+    counters are those of an uninterrupted run. A restore may repeat an identical record: a week
+    forgotten by its shop after a time-zone change is rebuilt from a conversation's share in the
+    zone of the day, which can end after the retention horizon, so its (unchanged, final)
+    assessment is emitted again before it is forgotten once more (the at-least-once contract,
+    docs/pipeline.md, "Crash safety")."""
     cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=6))
-    assert _engine_run(events, cuts, SMALL) == _engine_run(events, [], SMALL)
+    got, want = _engine_run(events, cuts, SMALL), _engine_run(events, [], SMALL)
+    assert _latest(got[0]) == _latest(want[0]) and got[1] == want[1]
+    assert set(got[0]) == set(want[0])  # nothing but repeats
 
 
 @SETTINGS

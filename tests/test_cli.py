@@ -3,7 +3,7 @@ traceback (issue #10 finding 9, issue #11 "one exception hierarchy", issue #13 "
 
 Every test runs the installed ``chatsla`` entry point in a subprocess, as a user or a script does:
 the exit code, the streams and what the shell did to them (closed, a full disk, a reader that goes
-away) are the real ones. Exit codes (chatsla/errors.py, README "Command line"): 0 success, 1 a run
+away) are the real ones. Exit codes (chatsla/core/errors.py, docs/cli.md): 0 success, 1 a run
 that failed, 2 a wrong command line, 130 interrupted.
 """
 

@@ -17,11 +17,11 @@ import click
 import orjson
 import pytest
 
-from chatsla import kafka_properties
-from chatsla.cli import _security, cli
+from chatsla.streams import kafka_properties
+from chatsla.cli import security_settings, cli
 from chatsla.config import _all_commands, iter_env_names
-from chatsla.errors import UsageError
-from streams.settings import KafkaSecurity
+from chatsla.core.errors import UsageError
+from chatsla.streams.settings import KafkaSecurity
 from tests.test_cli import SAMPLE, chatsla_exe, one_error_line
 
 UNTIL = ["--until", "2026-11-17T00:10:00Z"]
@@ -244,7 +244,7 @@ def security(**kw) -> KafkaSecurity:
     base = {"security_protocol": "PLAINTEXT", "sasl_mechanism": None, "sasl_username": None, "sasl_password": None,
             "ssl_cafile": None, "ssl_certfile": None, "ssl_keyfile": None, "sasl_password_file": None,
             "kafka_property": ()}
-    return _security({**base, **kw})
+    return security_settings({**base, **kw})
 
 
 def test_the_password_comes_from_a_file(tmp_path: Path) -> None:

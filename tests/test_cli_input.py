@@ -15,8 +15,8 @@ import orjson
 
 from chatsla.audit import read_records, run_audit
 from chatsla.core.policy import load_policy
-from schemas.decode import MAX_RECORD_BYTES, decode
-from schemas.events import ChatMessage, Invalid
+from chatsla.schemas.decode import MAX_RECORD_BYTES, decode
+from chatsla.core.events import ChatMessage, Invalid
 from tests.test_cli import chatsla_exe
 
 POLICY = load_policy()

@@ -105,8 +105,11 @@ def test_a_skipped_test_shows_its_reason_in_the_summary(tmp_path: Path) -> None:
 
 
 def test_the_editable_install_imports_from_the_source_tree() -> None:
-    """The quiet editable install (Makefile) still imports the working tree, not a copy."""
-    code = "import chatsla, streams, schemas, projections; print(chatsla.__file__, streams.__file__)"
+    """The quiet editable install (Makefile) still imports the working tree, not a copy, under the
+    chatsla namespace only (the folders install as chatsla.streams, ...: nothing generic)."""
+    code = ("import chatsla, chatsla.streams, chatsla.schemas, chatsla.projections, importlib.util; "
+            "assert all(importlib.util.find_spec(n) is None for n in ('streams', 'schemas', 'projections')); "
+            "print(chatsla.__file__, chatsla.streams.__file__, chatsla.schemas.__file__)")
     import sys
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd="/")

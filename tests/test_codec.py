@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatsla.core.engine import _event_to_list
-from schemas.decode import decode
-from streams.codec import (
+from chatsla.core.engine import event_to_list
+from chatsla.schemas.decode import decode
+from chatsla.streams.codec import (
     FLUSH, TICK, PoisonRecord, batch_records, decode_internal, encode_batch, encode_event, encode_flush, encode_tick,
     split_poison,
 )
@@ -28,7 +28,7 @@ def test_r6_2_batch_record_keeps_every_event_its_source_and_order() -> None:
     got = decode_internal(encode_batch(items))
     assert [(src, ev.event_id) for src, ev in got] == [(f"chat.messages/{i % 2}", f"e{i}") for i in range(5)]
     singles = [decode_internal(item)[0] for item in items]  # the same as one record each
-    assert [(src, _event_to_list(ev)) for src, ev in got] == [(src, _event_to_list(ev)) for src, ev in singles]
+    assert [(src, event_to_list(ev)) for src, ev in got] == [(src, event_to_list(ev)) for src, ev in singles]
 
 
 def test_r6_2_single_records_still_decode() -> None:
@@ -139,6 +139,6 @@ def test_finding_2_split_poison_keeps_the_good_items_of_a_batch_in_order() -> No
 def test_finding_2_strict_decode_gives_the_same_events_as_before() -> None:
     items = [encode_event(decode(_chat(i)), f"chat.messages/{i % 2}") for i in range(5)]
     got = decode_internal(encode_batch(items))
-    assert [_event_to_list(ev) for _, ev in got] == [orjson.loads(item)[1] for item in items]
+    assert [event_to_list(ev) for _, ev in got] == [orjson.loads(item)[1] for item in items]
     (src, ev), = decode_internal(orjson.dumps(_SHOP_ITEM))
-    assert _event_to_list(ev) == _SHOP_ITEM[1]
+    assert event_to_list(ev) == _SHOP_ITEM[1]

@@ -355,8 +355,8 @@ def test_r1_every_prefix_of_a_valid_event_is_invalid(raw: bytes) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(valid_lines, bad_lines), max_size=20))
 def test_r1_decode_never_raises_and_reasons_follow_the_grammar(lines: list[bytes]) -> None:
-    from schemas.decode import decode
-    from schemas.events import Invalid
+    from chatsla.schemas.decode import decode
+    from chatsla.core.events import Invalid
 
     for raw in lines:
         for variant in (raw, bytearray(raw), memoryview(raw)):
@@ -502,7 +502,7 @@ def test_has_duplicate_keys_agrees_with_a_parser_that_sees_every_pair(data: st.D
     exactly when the standard library parser, seeing every pair, finds one: at any depth, with
     escaped quotes in values, keys spelt with \\u escapes, whitespace anywhere, numbers and
     nested values that change the count of string tokens."""
-    from schemas.decode import has_duplicate_keys
+    from chatsla.schemas.decode import has_duplicate_keys
 
     tree = data.draw(_pair_trees.filter(lambda t: isinstance(t, (Pairs, list))))
     text = _json_text(tree, data.draw)

@@ -16,11 +16,11 @@ from prometheus_client import generate_latest
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
-from schemas.decode import decode
-from streams.codec import encode_event
-from streams.logs import RepeatFilter, RepeatLimiter
-from streams.metrics import ShopViews, WorkerMetrics
-from streams.runtime import PartitionRuntime, Tables
+from chatsla.schemas.decode import decode
+from chatsla.streams.codec import encode_event
+from chatsla.streams.logs import RepeatFilter, RepeatLimiter
+from chatsla.streams.metrics import ShopViews, WorkerMetrics
+from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg
 
 

@@ -15,10 +15,10 @@ from prometheus_client import generate_latest
 from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
-from schemas.decode import decode
-from streams.codec import encode_event, encode_tick
-from streams.metrics import ShopCollector, ShopViews, WorkerMetrics
-from streams.runtime import PartitionRuntime, Tables
+from chatsla.schemas.decode import decode
+from chatsla.streams.codec import encode_event, encode_tick
+from chatsla.streams.metrics import ShopCollector, ShopViews, WorkerMetrics
+from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg
 from tests.promql import CONTRACT
 

@@ -12,7 +12,7 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.outputs import OutputWriter
+from chatsla.streams.outputs import OutputWriter
 
 
 class _Batch:

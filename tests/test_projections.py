@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
-from projections import (OpenSession, RollingRate, ShopView, WeekProjection, at_risk, fleet_summary, longest_wait,
+from chatsla.projections import (OpenSession, RollingRate, ShopView, WeekProjection, at_risk, fleet_summary, longest_wait,
                          project_week, select_shops)
 
 POLICY = load_policy("tiktok_shop@2023-11")

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
-from schemas.decode import decode
-from streams.codec import encode_event, encode_tick
-from streams.runtime import PartitionRuntime, Tables
+from chatsla.schemas.decode import decode
+from chatsla.streams.codec import encode_event, encode_tick
+from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg, shop_event
 
 POLICY = load_policy()

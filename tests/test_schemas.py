@@ -30,9 +30,9 @@ from chatsla.audit import run_audit
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
 from chatsla.report import to_json
-from schemas.decode import decode
-from schemas.events import ChatMessage, Invalid, ShopEvent
-from schemas.registry import SCHEMA_NAMES, load_schema
+from chatsla.schemas.decode import decode
+from chatsla.core.events import ChatMessage, Invalid, ShopEvent
+from chatsla.schemas.registry import SCHEMA_NAMES, load_schema
 from tests.builders import at, lines, msg, shop_event
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -599,7 +599,7 @@ def test_r1_r6_1_valid_timezone_is_exactly_the_iana_list() -> None:
     machine's TZPATH holds (R6.1: the same verdict on every machine)."""
     import zoneinfo
 
-    from schemas.decode import valid_timezone
+    from chatsla.schemas.decode import valid_timezone
 
     on_this_machine = zoneinfo.available_timezones()
     for path in zoneinfo.TZPATH:  # extra files an IANA installation may carry

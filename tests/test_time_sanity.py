@@ -19,7 +19,7 @@ from chatsla.audit import run_audit
 from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import DAY, HOUR, MINUTE, parse_time
-from schemas.decode import decode
+from chatsla.schemas.decode import decode
 from tests.builders import at, audit, msg, session
 from tests.test_properties import SETTINGS, outputs_only, streams
 
@@ -184,8 +184,8 @@ def test_max_future_is_an_engine_setting() -> None:
 def test_the_worker_runtime_hands_rejected_events_to_the_dead_letter_path() -> None:
     """Live, a rejected step goes to its input's dead-letter topic (streams/app.py): the runtime
     names the input topic of its source and re-encodes the event as its input schema."""
-    from streams.codec import encode_event, encode_tick
-    from streams.runtime import PartitionRuntime, Tables
+    from chatsla.streams.codec import encode_event, encode_tick
+    from chatsla.streams.runtime import PartitionRuntime, Tables
 
     source = "chat.messages/1"
     rt = PartitionRuntime.load(0, POLICY, EngineConfig(), [source], Tables({}, {}, {}))

@@ -88,7 +88,7 @@ from chatsla.core.sessions import (
     forget_oldest,
 )
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
-from schemas.events import ChatMessage, ShopEvent, new_chat_message
+from chatsla.core.events import ChatMessage, ShopEvent, new_chat_message
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
 assert INLINE_ID_CHARS == 40  # written as a literal in Engine._process
@@ -664,7 +664,13 @@ class Engine:
         seen_ts.append(t)
         f = self._frontier
         if f is not None and seen_ts[0] < f - self._keep_ids:
-            _forget_before(seen_ids, seen_ts, f - self._keep_ids)
+            # Out of the dedupe window: forgotten, and the floor keeps their copies out, so a
+            # conversation stored after the watermark jumped still refuses an event that a
+            # replay from the previous checkpoint delivers again (R6.1). An event that old and
+            # not remembered cannot be told from a copy: dropped and counted (dedupe_overflow).
+            gone = _forget_before(seen_ids, seen_ts, f - self._keep_ids)
+            if gone is not None and (c.floor is None or gone > c.floor):
+                c.floor = gone
         if len(seen_ids) > self._max_ids:
             c.floor = forget_oldest(seen_ids, seen_ts, self._ids_after_overflow, c.floor)
         self._valid += 1
@@ -1116,9 +1122,9 @@ class Engine:
             "policy": self.policy.ref,
             "max_seen": self.max_seen,
             "sources": [[s, t] for s, t in self._src_max.items()],
-            "buffer": [_event_to_list(e[3]) for e in sorted((*self._inorder, *self._buffer), key=lambda e: e[:3])],
+            "buffer": [event_to_list(e[3]) for e in sorted((*self._inorder, *self._buffer), key=lambda e: e[:3])],
             "counters": dict(sorted(self.stats.items())),
-            "held": [[s, [[_event_to_list(ev), n] for ev, n in q]] for s, q in self._held.items()],
+            "held": [[s, [[event_to_list(ev), n] for ev, n in q]] for s, q in self._held.items()],
             "held_tick": self._held_tick,
         }
 
@@ -1161,7 +1167,7 @@ class Engine:
             if e._src_max:
                 e._frontier = e._min_source()
             for s, values in meta.get("held", ()):
-                e._held[s if not isinstance(s, list) else tuple(s)] = [[_event_from_list(v), n] for v, n in values]
+                e._held[s if not isinstance(s, list) else tuple(s)] = [[event_from_list(v), n] for v, n in values]
             e._held_tick = meta.get("held_tick")
         for values in shops:
             shop = Shop.from_list(values)
@@ -1205,7 +1211,7 @@ class Engine:
                     w.status = "provisional" if w.pending else "final"
         if meta is not None:
             for values in meta["buffer"]:
-                ev = _event_from_list(values)
+                ev = event_from_list(values)
                 if ev.event_id in e._buffered:  # (t, rank, event_id) keys are unique, as in apply
                     e.counters["duplicate"] += 1
                     continue
@@ -1215,13 +1221,13 @@ class Engine:
         return e
 
 
-def _event_to_list(ev: ChatMessage | ShopEvent) -> list:
+def event_to_list(ev: ChatMessage | ShopEvent) -> list:
     if type(ev) is ShopEvent:
         return ["s", ev.event_id, ev.shop_id, ev.type, ev.t, ev.timezone]
     return ["c", ev.event_id, ev.shop_id, ev.conversation_id, ev.sender, ev.t, ev.kind, ev.message_type, ev.platform]
 
 
-def _event_from_list(v: list) -> ChatMessage | ShopEvent:
+def event_from_list(v: list) -> ChatMessage | ShopEvent:
     if v[0] == "s":
         return ShopEvent(v[1], v[2], v[3], v[4], v[5])
     return new_chat_message(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])

@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 
 from chatsla.core.timefmt import parse_duration
-from chatsla.errors import UsageError
+from chatsla.core.errors import UsageError
 
 DEFAULT_POLICY = "tiktok_shop@2023-11"
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class PolicyError(UsageError, ValueError):
@@ -98,7 +98,7 @@ class Policy:
     def from_dict(cls, d: dict, origin: str = "policy") -> "Policy":
         try:
             week_start = str(d.get("week_starts_on", "monday")).lower()
-            if week_start not in _WEEKDAYS:
+            if week_start not in WEEKDAYS:
                 raise ValueError(f"week_starts_on must be a weekday name, not {week_start!r}")
             policy = cls(
                 id=str(d["id"]),
@@ -109,7 +109,7 @@ class Policy:
                 auto_reply_timeout=_duration(d, "auto_reply_timeout", origin),
                 reply_window=_duration(d, "reply_window", origin),
                 period_days=_count({"period_days": 7, **d}, "period_days", origin),
-                week_starts_on=_WEEKDAYS.index(week_start),
+                week_starts_on=WEEKDAYS.index(week_start),
                 min_buyer_messages=_count(d, "min_buyer_messages", origin),
                 warning_below=_share(d, "warning_below", origin),
                 violation_below=_share(d, "violation_below", origin),

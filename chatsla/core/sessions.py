@@ -8,16 +8,17 @@ Bounded dedupe memory (issue #10 finding 1). A conversation (and a shop, for sho
 remembers the ids of the events it applied so that a replayed or retried copy changes nothing
 (R1). That memory is bounded twice:
 
-* by time: ids older than the dedupe window (8 days behind the watermark) are forgotten; an
-  older copy is then a late event (R6.4);
+* by time: ids older than the dedupe window (8 days behind the watermark) are forgotten, and
+  ``floor`` (below) rises to the latest of them, so an older copy is still refused;
 * by count: at most ``EngineConfig.max_remembered_ids`` (default 1,000). Past that, the oldest
   quarter is forgotten at once (amortised cost), and ``floor`` becomes the largest event time
   forgotten so far. Every remembered id is of an event after the floor. A later event whose id
   is not remembered and whose time is at or before the floor cannot be told apart from a replay
   of a forgotten one, so it is dropped and counted (``duplicate`` and ``dedupe_overflow``): a
-  crash replay never applies an event twice. An event after the floor is new. Only a
-  conversation with more than ~750 events inside 8 days has a floor, and only its events that
-  arrive late by more than the ~750 events before them can be dropped.
+  crash replay never applies an event twice. An event after the floor is new. By count, only a
+  conversation with more than ~750 events inside 8 days gets a floor; by time, an event that
+  arrives more than 8 days late into a conversation that has forgotten ids that old is dropped
+  (R6.4 applies late events up to that bound: beyond it a late event cannot be told from a copy).
 
 Ids are remembered as they are when they have at most :data:`INLINE_ID_CHARS` characters (UUIDs,
 ULIDs, the simulator's ids); a longer id is remembered as a 64-bit BLAKE2b digest of its UTF-8
@@ -141,11 +142,14 @@ def normalise_ids(ids: list) -> list:
     return ids
 
 
-def forget_before(ids: list, ts: list[int], cutoff: int) -> None:
-    """Drop the remembered ids of events before ``cutoff`` (out of the dedupe window)."""
+def forget_before(ids: list, ts: list[int], cutoff: int) -> int | None:
+    """Drop the remembered ids of events before ``cutoff`` (out of the dedupe window); return the
+    largest time forgotten (None if nothing was)."""
+    forgotten = max((x for x in ts if x < cutoff), default=None)
     keep = [i for i, x in enumerate(ts) if x >= cutoff]
     ids[:] = [ids[i] for i in keep]
     ts[:] = [ts[i] for i in keep]
+    return forgotten
 
 
 def forget_oldest(ids: list, ts: list[int], keep: int, floor: int | None) -> int:

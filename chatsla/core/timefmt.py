@@ -20,7 +20,7 @@ DAY = 24 * HOUR
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_US = timedelta(microseconds=1)
-_hour_cache: dict[str, int] = {}
+hour_cache: dict[str, int] = {}
 _HOUR_CACHE_MAX = 100_000
 
 
@@ -70,14 +70,14 @@ def _hour(prefix: str) -> int | None:
     """µs of ``YYYY-MM-DDTHH`` read as UTC, or None if invalid; cached, because consecutive events
     share their hour and :func:`_parse_slow` costs as much as a whole event. Only valid prefixes
     are cached, so a hit also proves the prefix is ASCII RFC 3339."""
-    base = _hour_cache.get(prefix)
+    base = hour_cache.get(prefix)
     if base is None:
         base = _parse_slow(prefix + ":00:00Z")
         if base is None:
             return None
-        if len(_hour_cache) >= _HOUR_CACHE_MAX:
-            _hour_cache.clear()
-        _hour_cache[prefix] = base
+        if len(hour_cache) >= _HOUR_CACHE_MAX:
+            hour_cache.clear()
+        hour_cache[prefix] = base
     return base
 
 
@@ -87,7 +87,7 @@ def _hour(prefix: str) -> int | None:
 _MIN_SEC = {f":{m:02d}:{s:02d}": m * MINUTE + s * SECOND for m in range(60) for s in range(60)}
 # ``:MM:SSZ`` -> µs: the whole tail of ``YYYY-MM-DDTHH:MM:SSZ`` in one lookup, which also proves
 # its length and the ``Z`` (the decoder's fast path, schemas/decode.py)
-_MIN_SEC_UTC = {k + "Z": v for k, v in _MIN_SEC.items()}
+MIN_SEC_UTC = {k + "Z": v for k, v in _MIN_SEC.items()}
 _OFFSETS = {f"{sign}{h:02d}:{m:02d}": (1 if sign == "+" else -1) * (h * HOUR + m * MINUTE)
             for sign in "+-" for h in range(24) for m in range(60)}
 
@@ -96,7 +96,7 @@ def parse_time(s: str) -> int | None:
     """RFC 3339 string -> microseconds, or None when it is not a valid RFC 3339 timestamp."""
     n = len(s)
     if n == 20 and s[19] in "Zz" and s[10] in "Tt":  # YYYY-MM-DDTHH:MM:SSZ
-        base = _hour_cache.get(s[:13])
+        base = hour_cache.get(s[:13])
         if base is None:
             base = _hour(s[:13])
             if base is None:
@@ -107,7 +107,7 @@ def parse_time(s: str) -> int | None:
         offset = _OFFSETS.get(s[19:])
         if offset is None:  # a bad offset, or another form of this length (fractions)
             return None if s[19] in "+-" and s[22] == ":" else _parse_other(s)
-        base = _hour_cache.get(s[:13])  # _hour's cache lookup inlined: a call less for most
+        base = hour_cache.get(s[:13])  # _hour's cache lookup inlined: a call less for most
         if base is None:
             base = _hour(s[:13])
         rest = _MIN_SEC.get(s[13:19])
@@ -123,7 +123,7 @@ def _parse_other(s: str) -> int | None:
     m = _rfc3339(s)
     if m is None:
         return None
-    base = _hour_cache.get(s[:13])
+    base = hour_cache.get(s[:13])
     if base is None:
         base = _hour(s[:13])
         if base is None:  # not a calendar date

@@ -1,6 +1,6 @@
 """``chatsla dev up|down|status``: the local Kafka broker for development (see broker.py).
 
-Errors are :mod:`chatsla.errors` exceptions, one plain line on stderr: exit code 2 for a bad
+Errors are :mod:`chatsla.core.errors` exceptions, one plain line on stderr: exit code 2 for a bad
 option (a port in use included: choose another), 1 when the broker cannot be started or stopped.
 The group also runs on its own (``python -c "from chatsla.dev.cli import dev; dev()"``), where
 click prints them. ``CHATSLA_KAFKA_PORT``,
@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from chatsla.dev.broker import BrokerAlreadyRunning, BrokerConfig, BrokerError, PortInUse, start, status, stop
-from chatsla.errors import BrokerError as BrokerFailure
-from chatsla.errors import ChatslaError, UsageError
+from chatsla.core.errors import BrokerError as BrokerFailure
+from chatsla.core.errors import ChatslaError, UsageError
 
 
 class DevError(BrokerFailure):

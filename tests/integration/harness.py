@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from chatsla.dev.broker import free_port
-from streams.topics import TopicNames, changelog_specs, ensure_topics, send_ticks, topic_specs
+from chatsla.streams.topics import TopicNames, changelog_specs, ensure_topics, send_ticks, topic_specs
 from tests.integration.waiting import wait_for  # noqa: F401 - the tests' one condition wait, re-exported
 
 CHATSLA = str(Path(sys.executable).with_name("chatsla"))
@@ -112,7 +112,7 @@ def count(bootstrap: str, topic: str) -> int:
 def routed_ids(bootstrap: str, topic: str) -> set[str]:
     """Event ids forwarded to the internal events topic so far. After a crash the router forwards
     some events again, so a record count overstates progress; this does not."""
-    from streams.codec import TICK, FLUSH, decode_internal, split_poison
+    from chatsla.streams.codec import TICK, FLUSH, decode_internal, split_poison
 
     ids = set()
     for r in read_topic(bootstrap, topic):

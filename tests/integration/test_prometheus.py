@@ -31,10 +31,10 @@ from chatsla.dev.broker import free_port
 from chatsla.dev.prometheus import Prometheus, PrometheusConfig, PrometheusError, running
 from chatsla.produce import produce
 from chatsla.simulate import DEFAULT_TIMEZONES, SimConfig, generate
-from projections.weekly import PENALTY_RISK
-from schemas.decode import decode
-from schemas.events import Invalid
-from streams.topics import committed_lag
+from chatsla.projections.weekly import PENALTY_RISK
+from chatsla.schemas.decode import decode
+from chatsla.core.events import Invalid
+from chatsla.streams.topics import committed_lag
 from tests.integration.harness import Deployment, wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions
 

@@ -30,8 +30,8 @@ from chatsla.core.timefmt import HOUR, MINUTE, SECOND, format_time, parse_time
 from chatsla.dev.broker import free_port
 from chatsla.produce import produce
 from chatsla.simulate import SimConfig, generate
-from schemas.decode import decode
-from schemas.events import Invalid
+from chatsla.schemas.decode import decode
+from chatsla.core.events import Invalid
 from tests.integration.harness import CHATSLA, Deployment, latest_outputs, read_topic, routed_ids, wait_for
 
 pytestmark = pytest.mark.integration

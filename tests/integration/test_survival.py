@@ -17,13 +17,13 @@ import urllib.request
 import orjson
 import pytest
 
-from chatsla.clock import wall_clock_us
+from chatsla.streams.clock import wall_clock_us
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
 from chatsla.produce import produce
-from schemas.decode import decode
-from schemas.events import Invalid
-from streams.codec import encode_batch, encode_event, encode_tick, source_tag
-from streams.outputs import default_partition
+from chatsla.schemas.decode import decode
+from chatsla.core.events import Invalid
+from chatsla.streams.codec import encode_batch, encode_event, encode_tick, source_tag
+from chatsla.streams.outputs import default_partition
 from tests.integration.harness import Deployment, count, read_topic, scrape, wait_for
 from tests.integration.test_pipeline import finish_and_compare, week
 

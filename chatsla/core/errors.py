@@ -3,7 +3,7 @@
 Code anywhere in chatsla raises one of these with a one-line message that names the problem and
 the file, option or broker concerned; ``chatsla.cli.main`` is the one place that turns them (and
 ``OSError``, a closed pipe, Ctrl-C) into that line on stderr and the exit code. The exit codes are
-part of the command line's contract (README, "Command line"):
+part of the command line's contract (docs/cli.md, "Errors and exit codes"):
 
 ==== ================================================================================
 0    success
