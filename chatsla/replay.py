@@ -826,8 +826,8 @@ def period_notes(result: ReplayResult) -> tuple[list[WeekNote], str | None]:
 
     Returns the :class:`WeekNote` of every week (of a reported shop that the engine holds) that
     overlaps the period without being reported final, or with ``--week`` of every shop's own
-    week; and a warning when ``to`` lies beyond the newest event read, so that the replay's
-    watermark ran ahead of the data (module docs: Replay by week).
+    week; and a warning when ``to`` lies beyond every event of the input (none was found past
+    it), so that the replay's watermark ran ahead of the data (module docs: Replay by week).
     """
     period, policy, lateness = result.period, result.policy, result.allowed_lateness
     scope = result.report.stats.get("shops")
@@ -854,7 +854,9 @@ def period_notes(result: ReplayResult) -> tuple[list[WeekNote], str | None]:
                 continue
             notes.append(WeekNote(shop, zone, label, start, end, status, kind, final_to))
     warning = None
-    if result.newest is not None and result.newest < period.end:
+    # the data reaches --to when a partition holds an event beyond it (the reader stopped there)
+    beyond = any(r.stop is not None for r in result.ranges)
+    if result.newest is not None and result.newest < period.end and not beyond:
         warning = (f"the newest event read is at {format_time(result.newest)}, before --to {format_time(period.end)}: "
                    f"the watermark was moved on to --to without data, so a session the data leaves "
                    f"undecided counts as missed; replay a week once it is over")
