@@ -427,3 +427,15 @@ def test_the_appeal_pack_of_a_week_shows_the_shops_own_counts_and_local_times(de
     assert '<b data-field="zone">Asia/Jakarta</b> (UTC+07:00' in html
     assert "69.87 %" in html and "0.6987951807228916<" not in html  # 58 / 83, as a percentage
     assert 'data-local="2026-11-0' in html and "+07:00" in html
+    # shop-02 has invalid records of its own (bad_type:schema, bad_type:sender): the reader process
+    # (fetch and decode in a child) hands them over with their shop, so both paths count the same
+    pages = []
+    for mode in ("off", "on"):
+        page = tmp_path / f"appeal-shop-02-{mode}.html"
+        result = chatsla("replay", *kafka_flags(dep), "--shop", "shop-02", "--week", WEEK, "--format", "html",
+                         "--out", str(page), "--reader-process", mode)
+        assert result.returncode == 0, result.stderr.decode()
+        pages.append(page.read_bytes())
+    assert pages[0] == pages[1]
+    bad = [v for v in read if names_shop(v, "shop-02") and type(decode(v)) is Invalid]
+    assert len(bad) == 2 and f'data-field="shop.invalid" data-value="2"'.encode() in pages[0]
