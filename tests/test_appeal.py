@@ -258,7 +258,7 @@ def test_every_number_on_the_page_equals_the_json_report(counted) -> None:
             assert any(c["session"] == sid and c["field"] == field for c in page.cells), (sid, field)
 
 
-_LOCAL = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d")
+_LOCAL = re.compile(r"(?:\d{4}-)?\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d(?::\d\d)?")
 _CITATION = re.compile(r"\bR\d+(?:\.\d+)*")
 
 
@@ -393,7 +393,7 @@ def test_the_page_names_the_time_zone_and_shows_local_times_beside_utc() -> None
         if cell["field"] in TIME_FIELDS and cell["value"] != "null":
             utc = orjson.loads(cell["value"])
             local = datetime.fromisoformat(utc.replace("Z", "+00:00")).astimezone(jakarta)
-            assert cell["text"] == utc + local.strftime("%Y-%m-%d %H:%M:%S") + " +07:00", cell
+            assert cell["text"] == utc + local.strftime("%m-%d %H:%M:%S") + " +07", cell
             seen += 1
     assert seen >= 7
     assert page.rows["sessions"][0] == "j0#1"  # the week is Jakarta's: j9 (Sunday local) is not in it
