@@ -44,6 +44,46 @@ The engine runs over everything read and its watermark is finished at ``to``
 * the assessments of the weeks that **start** in ``[from, to)`` (the shop's local Monday 00:00 in
   the time zone in force, R5.1), which exist only for weeks that ended before ``to``;
 
+A week that overlaps ``[from, to)`` without being reported (it starts before ``from``, has not
+ended by ``to``, or is still provisional there) is named by :func:`period_notes`, with the
+period that would report it: a ``--from``/``--to`` range in UTC cuts shops of different time
+zones at different local times, so one range rarely holds every shop's week.
+
+Replay by week (``--week``)
+===========================
+
+:func:`week_period` turns a week label (a local Monday, ``YYYY-MM-DD``) into the period that holds
+**every shop's own** week of that label, whatever its time zone, and makes it final:
+
+* ``from`` is that Monday 00:00 in the easternmost time zone of the tz database (the earliest
+  instant any shop's week can start; UTC+14 in 2026), so no shop's week starts before it;
+* ``to`` is the latest zone's week end (the next Monday 00:00, UTC-12 in 2026) plus the
+  policy's reply window, plus its auto-reply timeout, plus the allowed lateness. A week is final
+  once every session of it is decided, at the latest its end + reply window + auto-reply timeout
+  (R3, R5.6: Tuesday 00:10 local for ``tiktok_shop``); the live pipeline's watermark passes
+  that instant when the wall clock is the allowed lateness later (R6.2). So every shop's
+  assessment of the week is final at ``to`` whatever its zone.
+
+The report then keeps the sessions and assessments whose ``week_start`` is the label: each shop's
+own week, in the zone the engine filed it in (R5.1, R5.2). Zones are not looked up before the
+replay (a zone is set by ``shop.events`` of any age, read with everything else), which is why the
+bounds span every zone: a few hours more input than one zone would need, and no shop left out.
+``stats`` are the whole replay's, as always.
+
+The week's ``to`` may lie beyond the newest event of the input (a week replayed before it is
+over, or a quiet log): ``finish(until=to)`` then decides what the data has not (an unanswered
+session becomes missed). :func:`period_notes` says so, naming the newest event time.
+
+Shop counters (the appeal pack)
+===============================
+
+``stats`` count the whole input. The appeal pack is about one shop, so with ``shop_counts=True``
+the engine is a :class:`ShopCountingEngine`, which also counts, per chosen shop, what ``stats``
+counts for the whole input (records read, valid, duplicate, invalid by reason, late, outreach,
+sessions opened and closed). An invalid record is the shop's when it is a JSON object whose
+``shop_id`` is a string naming it; other invalid records (not JSON, no shop) are counted apart
+as naming no shop.
+
 ``stats`` are those of the whole replay (every record read, lookback included), exactly as
 ``chatsla audit`` computes them. A full week is therefore audited with ``--from`` at (or before)
 its Monday 00:00 and ``--to`` after its end; the assessment is final once ``to`` is past
@@ -86,7 +126,7 @@ from typing import AsyncIterator, BinaryIO, Callable, Iterable
 import orjson
 
 from chatsla.audit import Collector, Report, engine_stats
-from chatsla.core.calendar import week_bounds_of
+from chatsla.core.calendar import IANA_ZONES, week_bounds_of
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.timefmt import DAY, MS, format_time
@@ -131,6 +171,7 @@ class Period:
     start: int
     end: int
     lookback: int | None = DEFAULT_LOOKBACK  # None: from the beginning of the topic
+    week: str | None = None  # a week label (--week): report each shop's own week of it (module docs)
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -144,6 +185,51 @@ class Period:
 
     def __contains__(self, t: object) -> bool:
         return isinstance(t, int) and self.start <= t < self.end
+
+
+def week_extent(label: str) -> tuple[int, int]:
+    """The earliest start and the latest end (µs) of the week ``label`` over every IANA time zone.
+
+    A shop's week is Monday 00:00 to Monday 00:00 local (R5.1); across zones these instants span
+    about 26 hours. Computed from the tz database itself rather than fixed offsets, so a zone that
+    moves (Pacific islands have crossed the date line) is covered on the dates it applies.
+    """
+    bounds = [week_bounds_of(label, name) for name in sorted(IANA_ZONES)]
+    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+
+
+def final_after(week_end: int, policy: Policy, allowed_lateness: int) -> int:
+    """The replay ``--to`` (and live wall-clock time) from which a week ending at ``week_end`` is final.
+
+    Every session of the week is decided by its end + reply window + auto-reply timeout (R3:
+    opened before the end, decided at the latest 24 h + 10 min after opening; R5.6 "at the
+    latest Tuesday 00:10"); the watermark passes that instant once event time is the allowed
+    lateness beyond it (R6.2).
+    """
+    return week_end + policy.reply_window + policy.auto_reply_timeout + allowed_lateness
+
+
+def week_label(text: str) -> str:
+    """``text`` as a week label: an ISO date that is a Monday (R5.1); ValueError saying why not."""
+    from datetime import date
+
+    try:
+        d = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date of the form YYYY-MM-DD: {text!r}") from None
+    if len(text) != 10:
+        raise ValueError(f"not a date of the form YYYY-MM-DD: {text!r}")
+    if d.weekday() != 0:
+        raise ValueError(f"{text} is a {d.strftime('%A')}; a week starts on a Monday (R5.1), "
+                         f"e.g. {(d.fromordinal(d.toordinal() - d.weekday())).isoformat()}")
+    return d.isoformat()
+
+
+def week_period(label: str, policy: Policy, allowed_lateness: int,
+                lookback: int | None = DEFAULT_LOOKBACK) -> Period:
+    """The period of ``--week label``: every shop's own week ``label``, final (module docs)."""
+    start, end = week_extent(week_label(label))
+    return Period(start, final_after(end, policy, allowed_lateness), lookback, week=label)
 
 
 @dataclass
@@ -197,6 +283,13 @@ class ReplayResult:
     late: list[LateEvent] = field(default_factory=list)
     elapsed: float = 0.0  # seconds, connecting to the report
     read_elapsed: float = 0.0  # seconds from the first fetch to the end of the input
+    # every week the engine still held at the end, per shop: label -> (start, end, status)
+    shop_weeks: dict[str, dict[str, tuple[int, int, str | None]]] = field(default_factory=dict)
+    newest: int | None = None  # the newest event time read (before the watermark was finished at ``to``)
+    allowed_lateness: int = 0
+    # with shop_counts: each chosen shop's own counters (shop_stats), and the invalid records naming no shop
+    shop_counts: dict[str, dict] = field(default_factory=dict)
+    unnamed_invalid: int = 0
 
     @property
     def records(self) -> int:
@@ -514,6 +607,104 @@ class _PeriodCollector(Collector):
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw  # opened_at: numbers restart after eviction
 
 
+class ShopCountingEngine(Engine):
+    """The core's engine, also counting each chosen shop's own input and processing counters.
+
+    ``Engine.stats`` count the whole stream; an appeal pack shows one shop's (issue #13). The
+    counts are taken where the engine counts, by extending the methods that do (``apply``,
+    ``_process``, ``_open``, ``_close``, ``_reject``): the engine's results are unchanged, and
+    nothing is counted a second way that could disagree with it. This leans on the engine's
+    internals, so ``tests/test_appeal.py`` runs a week with every shop chosen and checks that the
+    shops' counts add up to the engine's own ``stats``: a change in where the core counts fails
+    there. Slower than the plain engine, so the replay uses it only when asked (``shop_counts``).
+    """
+
+    def __init__(self, *args: object, shops: Iterable[str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.shop_counters: dict[str, Counter[str]] = {s: Counter() for s in shops}
+        self.unnamed_invalid = 0  # invalid records naming no shop (not JSON, no shop_id)
+        self._attributed = 0  # duplicates already counted for some shop (or for none, untracked)
+
+    def count_invalid(self, shop_id: str | None, reason: str) -> None:
+        """An input record that decoding rejected (R1), with the shop it names, if any."""
+        if shop_id is None:
+            self.unnamed_invalid += 1
+            return
+        c = self.shop_counters.get(shop_id)
+        if c is not None:
+            c["read"] += 1
+            c["invalid:" + reason] += 1
+
+    def apply(self, ev: ChatMessage | ShopEvent, source: object = None, screened: bool = False) -> None:
+        c = self.shop_counters.get(ev.shop_id)
+        if c is not None and not screened:  # screened: a held event applied again, read once
+            c["read"] += 1
+        counters = self.counters
+        dup, attributed = counters["duplicate"], self._attributed
+        super().apply(ev, source, screened)
+        own = counters["duplicate"] - dup - (self._attributed - attributed)
+        if own:  # a copy of a buffered or held event, dropped before _process
+            self._attributed += own
+            if c is not None:
+                c["duplicate"] += own
+
+    def _process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
+        counters = self.counters
+        dup = counters["duplicate"]
+        c = self.shop_counters.get(ev.shop_id)
+        if c is None:
+            super()._process(ev, late)
+            self._attributed += counters["duplicate"] - dup
+            return
+        valid, lt, outreach = self._valid, counters["late"], counters["outreach"]
+        super()._process(ev, late)
+        d = counters["duplicate"] - dup
+        self._attributed += d
+        c["duplicate"] += d
+        c["valid"] += self._valid - valid
+        c["late"] += counters["late"] - lt
+        c["outreach"] += counters["outreach"] - outreach
+
+    def _open(self, c, t, shop, w, late) -> None:  # type: ignore[no-untyped-def]
+        sc = self.shop_counters.get(c.shop_id)
+        if sc is not None:
+            sc["sessions_opened"] += 1
+        super()._open(c, t, shop, w, late)
+
+    def _close(self, c, t: int, reason: str) -> None:  # type: ignore[no-untyped-def]
+        sc = self.shop_counters.get(c.shop_id)
+        if sc is not None:
+            sc["closed:" + reason] += 1
+        super()._close(c, t, reason)
+
+    def _reject(self, ev: ChatMessage | ShopEvent, source: object) -> None:
+        c = self.shop_counters.get(ev.shop_id)
+        if c is not None:
+            c["invalid:future_time"] += 1
+        super()._reject(ev, source)
+
+    def shop_stats(self, shop_id: str) -> dict:
+        """The shop's counters, keyed as ``stats`` are (read = valid + duplicate + invalid)."""
+        c = self.shop_counters[shop_id]
+        invalid = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("invalid:") and v}
+        closed = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("closed:") and v}
+        return {"read": c["read"], "valid": c["valid"], "duplicate": c["duplicate"], "invalid": sum(invalid.values()),
+                "invalid_by_reason": invalid, "late": c["late"], "outreach": c["outreach"],
+                "sessions_opened": c["sessions_opened"], "sessions_closed": closed}
+
+
+def named_shop(value: bytes | None) -> str | None:
+    """The shop an invalid record names: its ``shop_id`` if it is a JSON object with a string there."""
+    if not value:
+        return None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    shop = obj.get("shop_id") if isinstance(obj, dict) else None
+    return shop if isinstance(shop, str) else None
+
+
 def empty_reason(value: bytes | None, ev: Invalid) -> str:
     """The audit's reason for an invalid line: a blank record is ``empty_line`` (docs/rules.md, readings)."""
     return "empty_line" if not value or not value.strip() else ev.reason
@@ -521,8 +712,12 @@ def empty_reason(value: bytes | None, ev: Invalid) -> str:
 
 async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
                        shops: Iterable[str] | None = None, progress: Progress | None = None,
-                       track_late: bool = False, parallel: bool | None = None) -> ReplayResult:
+                       track_late: bool = False, parallel: bool | None = None,
+                       shop_counts: bool = False) -> ReplayResult:
     """Run the period's input through one engine and build the period's report (module docs).
+
+    ``shop_counts``: also count each of ``shops``' own counters (:class:`ShopCountingEngine`),
+    for :attr:`ReplayResult.shop_counts`.
 
     ``parallel``: fetch, decode and merge in a child process (:class:`_ChildInput`) while this
     one runs the engine, so the two halves of the work use two cores; ``False`` does everything
@@ -547,7 +742,11 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
     else:
         source = _LocalInput(reader)
     async with source:
-        engine = Engine(policy, config, sink=collector, session_updates=False, sources=source.chat_sources)
+        if shop_counts and shops:
+            engine: Engine = ShopCountingEngine(policy, config, sink=collector, session_updates=False,
+                                                sources=source.chat_sources, shops=shops)
+        else:
+            engine = Engine(policy, config, sink=collector, session_updates=False, sources=source.chat_sources)
         collector.engine = engine
         gc_was_enabled = gc.isenabled()
         gc.disable()  # as in the audit: the core's state is acyclic (BENCHMARKS.md)
@@ -558,6 +757,7 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
                 if progress is not None:
                     progress(read, source.planned)
             read_elapsed = time.perf_counter() - first
+            newest = engine.max_seen  # before finish() moves it to ``to``
             engine.finish(period.end)
         finally:
             if gc_was_enabled:
@@ -565,14 +765,104 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
         late.extend(source.late)
         ranges = source.ranges
     stats = engine_stats(engine, read, invalid, shops)
-    keep_sessions = {k: r for k, r in collector.sessions.items() if period.start <= r[3] < period.end}
-    keep_weeks = {k: r for k, r in collector.assessments.items()
-                  if k in collector.week_bounds and period.start <= collector.week_bounds[k][0] < period.end}
+    if period.week is None:
+        keep_sessions = {k: r for k, r in collector.sessions.items() if period.start <= r[3] < period.end}
+        keep_weeks = {k: r for k, r in collector.assessments.items()
+                      if k in collector.week_bounds and period.start <= collector.week_bounds[k][0] < period.end}
+    else:  # each shop's own week of the label (R5.1, R5.2): the session's and the assessment's week_start
+        keep_sessions = {k: r for k, r in collector.sessions.items() if r[12] == period.week}
+        keep_weeks = {k: r for k, r in collector.assessments.items() if k[1] == period.week}
     collector.sessions, collector.assessments = keep_sessions, keep_weeks
     report = collector.report(stats, policy, shops)
     zones = {s: shop.tz for s, shop in engine.shops.items()}
+    shop_weeks = {s: {label: (w.start, w.end, w.status) for label, w in sorted(shop.weeks.items())}
+                  for s, shop in sorted(engine.shops.items())}
+    counts: dict[str, dict] = {}
+    unnamed = 0
+    if isinstance(engine, ShopCountingEngine):
+        counts = {s: engine.shop_stats(s) for s in sorted(engine.shop_counters)}
+        unnamed = engine.unnamed_invalid
     return ReplayResult(report, period, policy, ranges, collector.week_bounds, zones, late,
-                        time.perf_counter() - began, read_elapsed)
+                        time.perf_counter() - began, read_elapsed, shop_weeks, newest, config.allowed_lateness,
+                        counts, unnamed)
+
+
+@dataclass(frozen=True)
+class WeekNote:
+    """A shop's week that the period cuts, or (``--week``) the week reported: what and why.
+
+    ``kind``: ``before_from`` (starts before ``from``: left out), ``not_ended`` (ends at or after
+    ``to``: no assessment yet), ``provisional`` (reported, but some sessions still pending at
+    ``to``), ``week`` (``--week``: the shop's own week, reported). ``final_to`` is the ``--to``
+    from which the week is final (:func:`final_after`).
+    """
+
+    shop_id: str
+    zone: str
+    label: str
+    start: int
+    end: int
+    status: str | None
+    kind: str
+    final_to: int
+
+    def text(self) -> str:
+        head = (f"{self.shop_id} ({self.zone}): week {self.label} runs {format_time(self.start)} .. "
+                f"{format_time(self.end)}")
+        final = format_time(self.final_to)
+        if self.kind == "before_from":
+            return (f"{head}, starting before --from: left out of this report; --week {self.label} "
+                    f"reports every shop's own week {self.label}")
+        if self.kind == "not_ended":
+            return (f"{head}, not ended before --to: no assessment yet; it is final with --to {final} "
+                    f"or later (or --week {self.label})")
+        if self.kind == "provisional":
+            return f"{head}: provisional at --to (sessions still pending); final with --to {final} or later"
+        return f"{head}; {self.status or 'not assessed'}, final from --to {final}"
+
+
+def period_notes(result: ReplayResult) -> tuple[list[WeekNote], str | None]:
+    """What a reader of the report needs to know about the shops' weeks and the data's end.
+
+    Returns the :class:`WeekNote` of every week (of a reported shop that the engine holds) that
+    overlaps the period without being reported final, or with ``--week`` of every shop's own
+    week; and a warning when ``to`` lies beyond every event of the input (none was found past
+    it), so that the replay's watermark ran ahead of the data (module docs: Replay by week).
+    """
+    period, policy, lateness = result.period, result.policy, result.allowed_lateness
+    scope = result.report.stats.get("shops")
+    notes: list[WeekNote] = []
+    for shop, weeks in sorted(result.shop_weeks.items()):
+        if scope and shop not in scope:
+            continue
+        zone = result.shop_zones.get(shop, "UTC")
+        for label, (start, end, status) in weeks.items():
+            final_to = final_after(end, policy, lateness)
+            if period.week is not None:
+                if label == period.week:
+                    notes.append(WeekNote(shop, zone, label, start, end, status, "week", final_to))
+                continue
+            if end <= period.start or start >= period.end:
+                continue
+            if start < period.start:
+                kind = "before_from"
+            elif status is None:
+                kind = "not_ended"
+            elif status == "provisional":
+                kind = "provisional"
+            else:
+                continue
+            notes.append(WeekNote(shop, zone, label, start, end, status, kind, final_to))
+    warning = None
+    # the data reaches --to when a partition holds an event beyond it (the reader stopped there)
+    beyond = any(r.stop is not None for r in result.ranges)
+    if result.newest is not None and result.newest < period.end and not beyond:
+        warning = (f"the newest event read is at {format_time(result.newest)}, before --to {format_time(period.end)}: "
+                   f"the watermark was moved on to --to without data, so a session the data leaves "
+                   f"undecided counts as missed; replay a week once it is over")
+    elif result.newest is None:
+        warning = "no event was read: nothing to report"
+    return notes, warning
 
 
 def replay(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
@@ -613,12 +903,19 @@ class _LocalInput:
     async def feed(self, engine: Engine, invalid: Counter, late: list[LateEvent] | None) -> AsyncIterator[int]:
         """Apply every record to ``engine``; yields the number of records after each batch."""
         apply, counters, _Invalid = engine.apply, engine.counters, Invalid
+        count_invalid = engine.count_invalid if isinstance(engine, ShopCountingEngine) else None
         async for batch in self.reader.batches():
-            if late is not None:
+            if late is not None or count_invalid is not None:
                 for rec in batch:
                     ev = rec[7]
                     if type(ev) is _Invalid:
-                        invalid[empty_reason(rec[6], ev)] += 1
+                        reason = empty_reason(rec[6], ev)
+                        invalid[reason] += 1
+                        if count_invalid is not None:
+                            count_invalid(named_shop(rec[6]), reason)
+                        continue
+                    if late is None:
+                        apply(ev, rec[5])
                         continue
                     before = counters["late"]
                     apply(ev, rec[5])
@@ -637,8 +934,8 @@ class _LocalInput:
 # Records cross the process boundary as plain tuples, which pickle several times faster than the
 # event objects: (source index, offset, 0, event_id, shop_id, conversation_id, sender, t, kind,
 # message_type, platform) for a chat message, (source index, offset, 1, event_id, shop_id, type,
-# t, timezone) for a shop event, (source index, offset, 2, reason) for an invalid record. Each
-# message on the child's data pipe is a 4-byte big-endian length and a pickle.
+# t, timezone) for a shop event, (source index, offset, 2, reason, named shop or None) for an
+# invalid record. Each message on the child's data pipe is a 4-byte big-endian length and a pickle.
 CHUNK_RECORDS = 5_000
 PARALLEL_MIN_RECORDS = 200_000
 _CHILD = "from chatsla.replay import _child_entry; _child_entry()"
@@ -723,6 +1020,7 @@ class _ChildInput:
 
     async def feed(self, engine: Engine, invalid: Counter, late: list[LateEvent] | None) -> AsyncIterator[int]:
         apply, counters, srcs = engine.apply, engine.counters, self.sources
+        count_invalid = engine.count_invalid if isinstance(engine, ShopCountingEngine) else None
         _Chat, _Shop = ChatMessage, ShopEvent
         while True:
             msg = await self._receive()
@@ -738,6 +1036,8 @@ class _ChildInput:
                     ev = _Shop(r[3], r[4], r[5], r[6], r[7])
                 else:
                     invalid[r[3]] += 1
+                    if count_invalid is not None:
+                        count_invalid(r[4], r[3])
                     continue
                 if late is None:
                     apply(ev, srcs[r[0]])
@@ -820,7 +1120,7 @@ async def _child_serve(send: Callable[[bytes], None], kin: KafkaInput, period: P
                         append((index[rec[5]], rec[4], 0, ev.event_id, ev.shop_id, ev.conversation_id, ev.sender,
                                 ev.t, ev.kind, ev.message_type, ev.platform))
                     elif t is _Invalid:
-                        append((index[rec[5]], rec[4], 2, empty_reason(rec[6], ev)))
+                        append((index[rec[5]], rec[4], 2, empty_reason(rec[6], ev), named_shop(rec[6])))
                     else:
                         append((index[rec[5]], rec[4], 1, ev.event_id, ev.shop_id, ev.type, ev.t, ev.timezone))
                 payload = dumps(("batch", out), proto)

@@ -38,11 +38,12 @@ from chatsla.core.errors import BrokerError, OutputError, UsageError
 _FORMATS = ("table", "json", "csv", "html")
 
 
-def _period_options(f):
+def _period_options(f, required: bool = True):
+    """--from/--to and the reading flags; ``required=False`` for replay, where --week can replace them."""
     opts = [
-        click.option("--from", "from_", required=True, metavar="RFC3339",
+        click.option("--from", "from_", required=required, metavar="RFC3339",
                      help="Start of the period (inclusive), e.g. 2026-11-02T00:00:00Z."),
-        click.option("--to", "to", required=True, metavar="RFC3339",
+        click.option("--to", "to", required=required, metavar="RFC3339",
                      help="End of the period (exclusive); the watermark is finished here."),
         click.option("--lookback", default="9d", show_default=True,
                      help="How far before --from chat.messages is read to rebuild open sessions and "
@@ -175,9 +176,16 @@ def _write_out(path: str, write) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def _replay_period_options(f):
+    return _period_options(f, required=False)
+
+
 @click.command()
 @kafka_options
-@_period_options
+@_replay_period_options
+@click.option("--week", metavar="YYYY-MM-DD",
+              help="Instead of --from/--to: the week starting on this Monday, each shop's own (its local "
+                   "Monday 00:00 to the next), read until every shop's assessment of it is final.")
 @_engine_options
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="table", show_default=True,
@@ -185,44 +193,63 @@ def _write_out(path: str, write) -> None:
 @click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
               show_default=True, help="Which records --format csv prints.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
-def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw: object) -> None:
+def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, week: str | None,
+           **kw: object) -> None:
     """Rebuild a period's sessions and assessments from the raw input topics.
 
     Prints the report of `chatsla audit` for the sessions opened in [--from, --to) and the
-    weeks starting in it, with the watermark finished at --to. --format html writes the appeal
-    pack of one shop's week: --shop ID, --from at the shop's local Monday 00:00, --to after
-    that week's end (past Tuesday 00:10 for a final assessment).
+    weeks starting in it, with the watermark finished at --to; the shops' weeks that the range
+    cuts are named, with why they are left out. --week YYYY-MM-DD reports every shop's own week
+    of that Monday instead, each in its time zone, final. --format html writes the appeal pack
+    of one shop's week: --shop ID with --week (or --from at the shop's local Monday 00:00 and
+    --to after that week is final).
     """
+    import dataclasses
+
     from chatsla import report as render
-    from chatsla.replay import replay_async
+    from chatsla.core.timefmt import format_time
+    from chatsla.replay import period_notes, replay_async, week_label, week_period
 
     if fmt == "html" and len(shops) != 1:
         raise UsageError("--format html is the appeal pack of one shop's week: give exactly one --shop")
+    label = None
+    if week is not None:
+        if kw.get("from_") is not None or kw.get("to") is not None:
+            raise UsageError("--week replaces --from and --to: give either --week or both --from and --to")
+        try:
+            label = week_label(week.strip())
+        except ValueError as e:
+            raise UsageError(f"--week: {e}") from None
+        # the policy's reply window and the lateness set how long the week takes to be final
+        lateness = engine_config(kw["allowed_lateness"], kw.get("default_timezone", "UTC")).allowed_lateness
+        wp = week_period(label, policy_option(kw["policy_spec"]), lateness)
+        kw["from_"], kw["to"] = format_time(wp.start), format_time(wp.end)
+    elif kw.get("from_") is None or kw.get("to") is None:
+        raise UsageError("give --week YYYY-MM-DD (every shop's own week), or both --from and --to")
     kin, period, policy, config, parallel = _setup(kw)
+    if label is not None:
+        period = dataclasses.replace(period, week=label)
     with _progress("replay") as progress:
-        result = _run(replay_async(kin, period, policy, config, shops or None, progress, parallel=parallel))
+        result = _run(replay_async(kin, period, policy, config, shops or None, progress, parallel=parallel,
+                                   shop_counts=fmt == "html"))
     report = result.report
+    notes, warning = period_notes(result)
     if fmt == "html":
         from chatsla.appeal import render_appeal
-        from chatsla.core.timefmt import format_time
 
         shop = shops[0]
-        weeks = sorted(label for (s, label), (start, _) in result.week_bounds.items()
-                       if s == shop and start == period.start)
+        zone = result.shop_zones.get(shop)
+        if zone is None:
+            raise UsageError(f"shop {shop!r} has no events in the replayed input")
+        if label is not None:
+            weeks = [label] if any(a["week_start"] == label for a in report.assessments) else []
+        else:
+            weeks = sorted(lbl for (s, lbl), (start, _) in result.week_bounds.items()
+                           if s == shop and start == period.start)
         if not weeks:
-            zone = result.shop_zones.get(shop)
-            if zone is None:
-                raise UsageError(f"shop {shop!r} has no events in the replayed input")
-            weeks_of_shop = sorted((abs(start - period.start), start, label)
-                                   for (s, label), (start, _) in result.week_bounds.items() if s == shop)
-            hint = ""
-            if weeks_of_shop:
-                _, start, label = weeks_of_shop[0]
-                hint = f"; its week {label} starts at {format_time(start)}"
-            raise UsageError(f"no assessed week of shop {shop!r} starts at --from {format_time(period.start)} "
-                           f"(its time zone is {zone}{hint}); --from must be the shop's local Monday 00:00 "
-                           f"and --to after that week's end")
-        text = render_appeal(report, shop, weeks[0], policy)
+            raise UsageError(_no_appeal_week(result, shop, zone, label))
+        text = render_appeal(report, shop, weeks[0], policy, counts=result.shop_counts[shop], zone=zone,
+                             bounds=result.week_of(shop, weeks[0]), unnamed_invalid=result.unnamed_invalid)
         data = text.encode("utf-8")
     elif fmt == "json":
         data = render.to_json(report)
@@ -232,12 +259,18 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
         from rich.console import Console
 
         f = _open_out(out, binary=False)
+        no_weeks = (f"No shop has an assessment of the week {label} in this input." if label is not None else
+                    "No week starting in [--from, --to) has ended by --to (see below).")
         if f is None:
-            render.print_table(report, stdout_console())
+            console = stdout_console()
+            render.print_table(report, console, no_weeks)
+            _print_notes(console, notes, warning, label)
         else:
             def table() -> None:
                 with f:
-                    render.print_table(report, Console(file=f, width=120))
+                    console = Console(file=f, width=120)
+                    render.print_table(report, console, no_weeks)
+                    _print_notes(console, notes, warning, label)
 
             _write_out(out, table)  # type: ignore[arg-type]
         return
@@ -250,6 +283,45 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, **kw
                 f.write(data)
 
         _write_out(out, write)  # type: ignore[arg-type]
+    # json, csv and html are for programs and files: the notes go to stderr, the data stays as it is
+    for n in notes:
+        if n.kind != "week":
+            click.echo(f"note: {n.text()}", err=True)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _print_notes(console, notes: list, warning: str | None, label: str | None) -> None:
+    """Under the table: each shop's own week (--week), or the weeks the --from/--to range cuts, and why."""
+    from rich.markup import escape
+
+    if label is not None and notes:
+        console.print(f"Each shop's own week {label} (UTC bounds; final from --to):", highlight=False)
+    elif notes:
+        console.print("Weeks this range cuts (not in the table above):", highlight=False)
+    for n in notes:
+        console.print(escape("  " + n.text()), soft_wrap=True, highlight=False)
+    if warning:
+        console.print(escape(f"warning: {warning}"), soft_wrap=True, highlight=False)
+
+
+def _no_appeal_week(result, shop: str, zone: str, label: str | None) -> str:
+    """Why there is no appeal pack for the shop's week, and the flags that give one."""
+    from chatsla.core.timefmt import format_time
+
+    period = result.period
+    if label is not None:
+        return (f"shop {shop!r} ({zone}) has no assessment of the week {label} in the input "
+                f"(no buyer message that week, or its topics hold no data of it)")
+    weeks_of_shop = sorted((abs(start - period.start), start, lbl)
+                           for (s, lbl), (start, _) in result.week_bounds.items() if s == shop)
+    hint = ""
+    if weeks_of_shop:
+        _, start, lbl = weeks_of_shop[0]
+        hint = f"; its week {lbl} starts at {format_time(start)}: use --week {lbl}"
+    return (f"no assessed week of shop {shop!r} starts at --from {format_time(period.start)} "
+            f"(its time zone is {zone}{hint}); --from must be the shop's local Monday 00:00 "
+            f"and --to after that week's end")
 
 
 @click.command()

@@ -72,10 +72,14 @@ def print_assessments(assessments: list[dict], console: Console) -> None:
     console.print(assessments_table(assessments, f"Weekly 24 h reply rate, live ({', '.join(policies)})"))
 
 
-def print_table(report: Report, console: Console) -> None:
+NO_WEEK_ENDED = "No week has ended by the watermark yet: assessments appear once a week is over."
+
+
+def print_table(report: Report, console: Console, no_weeks: str = NO_WEEK_ENDED) -> None:
     """The assessments as a table and the counters below it, one list per line (a long line is
     left to the terminal to wrap, not cut by rich in the middle of a list). An input without a
-    single valid event says so in one line instead of showing an empty table."""
+    single valid event says so in one line instead of showing an empty table; ``no_weeks`` is
+    the line for a table without assessments (a replay says why in its own words)."""
     s = report.stats
     if s["valid"] == 0:
         console.print(f"No valid event was read ({s['read']} lines, {s['invalid']} invalid): nothing to assess.",
@@ -84,7 +88,7 @@ def print_table(report: Report, console: Console) -> None:
         console.print(assessments_table(report.assessments,
                                         f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})"))
         if not report.assessments:
-            console.print("No week has ended by the watermark yet: assessments appear once a week is over.")
+            console.print(no_weeks)
     lines = [f"events read {s['read']}, valid {s['valid']}, duplicate {s['duplicate']}, late {s['late']}, "
              f"invalid {s['invalid']}"]
     if s["invalid_by_reason"]:

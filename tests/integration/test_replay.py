@@ -9,7 +9,9 @@ their own group-less consumer:
 (b) an event produced long after its ``sent_at`` (beyond the allowed lateness) is the one and only
     difference ``verify`` reports, marked late;
 (c) bad arguments give one plain line and a non-zero exit;
-(d) the HTML appeal pack renders in headless Chromium (screenshot kept under ``artifacts/``).
+(d) the HTML appeal pack renders in headless Chromium (screenshot kept under ``artifacts/``);
+(e) ``chatsla replay --week`` on the demo's mixed-time-zone week reports every shop's own week,
+    final, and a ``--from``/``--to`` range in UTC names the shops' weeks it cuts (issue #13).
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ def test_the_appeal_pack_renders_in_headless_chromium(late, tmp_path) -> None:
                      "--shop", "shop-01", "--format", "html", "--out", str(html_path))
     assert result.returncode == 0, result.stderr.decode()
     html = html_path.read_text(encoding="utf-8")
-    assert f'data-session="{LATE_CONV}#1"' in html and "LATE" in html and "vacation mode (R4)" in html
+    assert f'data-session="{LATE_CONV}#1"' in html and "LATE" in html and "vacation mode (R4 “Vacation mode”)" in html
     for bad in ("http://", "https://", "src=", "<script"):
         assert bad not in html.lower()
     report = orjson.loads(chatsla("replay", *kafka_flags(dep), "--from", "2026-11-02T00:00:00Z", "--to", to,
@@ -313,3 +315,128 @@ def test_the_appeal_pack_renders_in_headless_chromium(late, tmp_path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1200, 1600)
+
+
+# ------------------------------------------------------------------------------------------ (e)
+
+WEEK = "2026-11-02"
+# --week 2026-11-02 reads from that Monday 00:00 at UTC+14 (the easternmost zone) and finishes the
+# watermark at the next Monday 00:00 at UTC-12 (the westernmost) + 24 h + 10 min + 2 min: every
+# shop's own week is final there, whatever its zone (chatsla.replay: Replay by week)
+WEEK_FROM, WEEK_TO = "2026-11-01T10:00:00Z", "2026-11-10T12:12:00Z"
+SAMPLE = ROOT / "samples" / "week.jsonl"
+
+
+@pytest.fixture(scope="module")
+def demo_week(kafka_broker, tmp_path_factory):
+    """The demo's week (``make demo``: seed 7, the same as samples/week.jsonl) in the input topics
+    of a deployment with the demo's 4 partitions; no worker: replay reads only the input topics."""
+    dep = Deployment(kafka_broker.bootstrap, partitions=4, tmp=tmp_path_factory.mktemp("replay-week"))
+    records = generate(SimConfig(seed=7, shops=5, conversations_per_shop=200, jitter_seconds=60,
+                                 bad_fraction=0.002))
+    assert [v for _, _, v in records] == SAMPLE.read_bytes().splitlines()  # the README's demo data
+    produce(records, dep.bootstrap, dep.names)
+    yield dep, records
+
+
+def names_shop(value: bytes, shop: str) -> bool:
+    """Whether a record is the shop's: a JSON object whose shop_id is ``shop`` (valid or not)."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.get("shop_id") == shop
+
+
+def test_replay_week_reports_every_shops_own_week_final(demo_week, tmp_path) -> None:
+    """Issue #13: on the demo week (shops in UTC, Asia/Bangkok, Asia/Jakarta, Europe/London and
+    America/Los_Angeles), ``replay --week`` reports each shop's own local week, final (R5.1, R5.6),
+    equal to the audit of the export of the same period restricted to that week, and to the
+    offline audit of samples/week.jsonl (the README's numbers)."""
+    dep, records = demo_week
+    got = chatsla("replay", *kafka_flags(dep), "--week", WEEK, "--format", "json")
+    assert got.returncode == 0, got.stderr.decode()
+    assert b"warning" not in got.stderr, got.stderr.decode()  # the data reaches the week's final watermark
+    report = orjson.loads(got.stdout)
+    weeks = {a["shop_id"]: a for a in report["assessments"]}
+    assert {s: (a["week_start"], a["outcome"], a["status"]) for s, a in weeks.items()} == {
+        "shop-01": (WEEK, "ok", "final"), "shop-02": (WEEK, "warning", "final"),
+        "shop-03": (WEEK, "violation", "final"), "shop-04": (WEEK, "not_assessed", "final"),
+        "shop-05": (WEEK, "ok", "final")}
+    offline = run_audit(SAMPLE.read_bytes().splitlines(), load_policy(), until=parse_time("2026-11-17T00:10:00Z"))
+    assert report["assessments"] == [a for a in offline.assessments if a["week_start"] == WEEK]
+
+    out = tmp_path / "week.jsonl"
+    export = chatsla("export", *kafka_flags(dep), "--from", WEEK_FROM, "--to", WEEK_TO, "--out", str(out))
+    assert export.returncode == 0, export.stderr.decode()
+    audit = orjson.loads(chatsla("audit", str(out), "--until", WEEK_TO, "--format", "json").stdout)
+    assert report["stats"] == audit["stats"]
+    assert report["sessions"] == [s for s in audit["sessions"] if s["week_start"] == WEEK]
+    assert report["assessments"] == [a for a in audit["assessments"] if a["week_start"] == WEEK]
+    # each shop's sessions lie in its own local week: Bangkok's starts 2026-11-01T17:00:00Z
+    bangkok = [parse_time(s["opened_at"]) for s in report["sessions"] if s["shop_id"] == "shop-02"]
+    assert parse_time("2026-11-01T17:00:00Z") <= min(bangkok) and max(bangkok) < parse_time("2026-11-08T17:00:00Z")
+
+    table = chatsla("replay", *kafka_flags(dep), "--week", WEEK)
+    assert table.returncode == 0, table.stderr.decode()
+    text = table.stdout.decode()
+    for shop, zone, start, end in (("shop-01", "UTC", "2026-11-02T00:00:00Z", "2026-11-09T00:00:00Z"),
+                                   ("shop-02", "Asia/Bangkok", "2026-11-01T17:00:00Z", "2026-11-08T17:00:00Z"),
+                                   ("shop-03", "Asia/Jakarta", "2026-11-01T17:00:00Z", "2026-11-08T17:00:00Z"),
+                                   ("shop-05", "America/Los_Angeles", "2026-11-02T08:00:00Z", "2026-11-09T08:00:00Z")):
+        assert f"{shop} ({zone}): week {WEEK} runs {start} .. {end}" in text, text
+    assert "No week" not in text and "violation" in text
+
+
+def test_a_utc_range_names_the_shops_weeks_it_cuts(demo_week) -> None:
+    """Issue #13: the README's former ``--from 2026-11-02T00:00:00Z --to 2026-11-09T00:00:00Z``
+    said only "No week has ended by the watermark yet" and silently left out the Bangkok and
+    Jakarta shops, whose Monday starts before --from. Each cut week is named, with why."""
+    dep, _ = demo_week
+    result = chatsla("replay", *kafka_flags(dep), "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-09T00:00:00Z")
+    assert result.returncode == 0, result.stderr.decode()
+    text = " ".join(result.stdout.decode().split())  # rich may wrap a long line
+    for shop, zone in (("shop-02", "Asia/Bangkok"), ("shop-03", "Asia/Jakarta")):
+        assert f"{shop} ({zone}): week {WEEK} runs 2026-11-01T17:00:00Z .. 2026-11-08T17:00:00Z, starting " \
+               f"before --from: left out of this report; --week {WEEK}" in text, text
+    assert (f"shop-01 (UTC): week {WEEK} runs 2026-11-02T00:00:00Z .. 2026-11-09T00:00:00Z, not ended before "
+            f"--to: no assessment yet; it is final with --to 2026-11-10T00:12:00Z or later") in text, text
+    assert "No week has ended by the watermark yet" not in text
+    js = chatsla("replay", *kafka_flags(dep), "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-09T00:00:00Z",
+                 "--format", "json")
+    assert js.returncode == 0 and orjson.loads(js.stdout)["assessments"] == []
+    assert b"note: shop-02 (Asia/Bangkok)" in js.stderr  # machine formats keep stdout clean
+
+
+def test_the_appeal_pack_of_a_week_shows_the_shops_own_counts_and_local_times(demo_week, tmp_path) -> None:
+    """Issue #13: ``replay --shop shop-03 --week 2026-11-02 --format html`` (the README's appeal
+    pack): the shop's own counters (its records of the input, not the whole input's), its time
+    zone, local times and the rate as a percentage."""
+    dep, records = demo_week
+    path = tmp_path / "appeal.html"
+    result = chatsla("replay", *kafka_flags(dep), "--shop", "shop-03", "--week", WEEK, "--format", "html",
+                     "--out", str(path))
+    assert result.returncode == 0, result.stderr.decode()
+    html = path.read_text(encoding="utf-8")
+    # what the replay read: the records of its export (the same period), shop-03's and every shop's
+    export = tmp_path / "week.jsonl"
+    assert chatsla("export", *kafka_flags(dep), "--from", WEEK_FROM, "--to", WEEK_TO, "--out", str(export)).returncode == 0
+    read = export.read_bytes().splitlines()
+    mine = [v for v in read if names_shop(v, "shop-03")]
+    assert f'data-field="shop.read" data-value="{len(mine)}"' in html
+    assert f'data-field="stats.read" data-value="{len(read)}"' in html and 0 < len(mine) < len(read)
+    assert '<b data-field="zone">Asia/Jakarta</b> (UTC+07:00' in html
+    assert "69.87 %" in html and "0.6987951807228916<" not in html  # 58 / 83, as a percentage
+    assert 'data-local="11-0' in html and ' +07</span>' in html
+    # shop-02 has invalid records of its own (bad_type:schema, bad_type:sender): the reader process
+    # (fetch and decode in a child) hands them over with their shop, so both paths count the same
+    pages = []
+    for mode in ("off", "on"):
+        page = tmp_path / f"appeal-shop-02-{mode}.html"
+        result = chatsla("replay", *kafka_flags(dep), "--shop", "shop-02", "--week", WEEK, "--format", "html",
+                         "--out", str(page), "--reader-process", mode)
+        assert result.returncode == 0, result.stderr.decode()
+        pages.append(page.read_bytes())
+    assert pages[0] == pages[1]
+    bad = [v for v in read if names_shop(v, "shop-02") and type(decode(v)) is Invalid]
+    assert len(bad) == 2 and f'data-field="shop.invalid" data-value="2"'.encode() in pages[0]
