@@ -181,9 +181,11 @@ def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int, since_us:
     """Write ticks up to event time ``t_us`` into every partition of the worker's input topic:
     what the live ticker does with the wall clock, done explicitly (demos, tests, backfills).
 
-    From ``since_us`` (the last event time) the ticks step ``TICK_STEP_US`` at a time, as a
-    running clock does: a single tick more than ``--max-future`` ahead of every event is held
-    until an event confirms it (time sanity, chatsla/core/engine.py), so a jump is walked."""
+    From ``since_us`` the ticks step ``TICK_STEP_US`` at a time, as a running clock does: a single
+    tick more than ``--max-future`` ahead of every event of a partition is held until an event
+    confirms it (time sanity, chatsla/core/engine.py), so a jump is walked. Give the earliest
+    time any partition may stand at (the first event's): a tick behind a partition's clock does
+    nothing."""
     from kafka import KafkaProducer
 
     from chatsla.streams.codec import encode_tick

@@ -123,9 +123,10 @@ def test_a_held_tick_is_applied_when_an_event_confirms_it() -> None:
     assert [r["close_reason"] for r in closes] == ["seller_timeout"]
 
 
-def test_an_accepted_tick_settles_held_events_by_the_wall_clock() -> None:
-    """Live mode: the wall clock confirms a held event it comes within max_future of, and rejects
-    one it does not reach."""
+def test_an_accepted_tick_confirms_the_held_events_it_reaches_and_leaves_the_others_held() -> None:
+    """A tick confirms a held event it comes within max_future of; one it does not reach stays
+    held (ticks walked through a backfill are no wall clock; live, the router refuses events
+    ahead of the wall clock before they reach the engine)."""
     engine = Engine(POLICY)
     engine.apply(decode(orjson.dumps(msg("c1", "buyer", at(h=0)))))
     near = decode(orjson.dumps(msg("c2", "buyer", at(h=1, m=30))))
@@ -136,7 +137,7 @@ def test_an_accepted_tick_settles_held_events_by_the_wall_clock() -> None:
     assert engine._src_max[None] == near.t and not engine._held
     engine.apply(far)
     engine.advance(parse_time(at(h=1, m=31)))
-    assert engine.stats["invalid:future_time"] == 1 and not engine._held
+    assert engine.stats["invalid:future_time"] == 0 and engine._held[None][0][0] is far
 
 
 def test_held_events_and_ticks_survive_snapshot_and_restore() -> None:
@@ -216,3 +217,17 @@ def test_a_held_event_and_a_tick_that_agree_confirm_each_other() -> None:
     assert not engine._held and engine._held_tick is None
     assert engine.watermark == parse_time(at(d=50, m=28))
     assert ("s1", "c2") in engine.convs
+
+
+def test_a_tick_behind_the_clock_gives_no_opinion_on_held_events() -> None:
+    """End-of-input ticks walked from the first event of a backfill pass partitions whose clocks
+    stand later: such a tick changes nothing, and must not reject a held step it does not reach."""
+    engine = Engine(POLICY)
+    engine.apply(decode(orjson.dumps(msg("c1", "buyer", at(d=5, h=14)))))
+    reply = decode(orjson.dumps(msg("c1", "seller", at(d=5, h=19))))
+    engine.apply(reply)  # a step of five hours in a sparse partition: held
+    engine.advance(parse_time(at(d=0, h=1)))  # a stale tick
+    assert engine._held and engine.stats["invalid:future_time"] == 0
+    for h in range(15, 21):  # the walk reaches it: confirmed, applied
+        engine.advance(parse_time(at(d=5, h=h)))
+    assert not engine._held and engine.convs[("s1", "c1")].first_human == reply.t

@@ -28,9 +28,10 @@ How order is made deterministic (R6.2, R6.3):
   steps themselves) have carried on more than ``max_future`` before it, it is rejected as
   ``future_time``: counted as invalid, and sent to the dead-letter topic by the worker. Other
   sources never contradict it (a partition read ahead of the others is normal, R6.2), and a late
-  record gives no opinion. An accepted tick (the wall clock, in live mode) confirms the held
-  events it comes within ``max_future`` of and rejects the others; at the end of input the events
-  still held are applied (nothing decided against them). So honest input gives the results it
+  record gives no opinion. An accepted tick confirms the held events it comes within
+  ``max_future`` of (the others stay held: ticks walked through a backfill are no wall clock, and
+  the live router refuses events ahead of the real one); at the end of input the events still
+  held are applied (nothing decided against them). So honest input gives the results it
   always gave (a confirmed step is applied a record later, before anything that depends on it),
   and one event dated years ahead is rejected instead of closing every session and making every
   later event late. A tick more than ``max_future`` ahead of every event is held until an event
@@ -447,17 +448,26 @@ class Engine:
         return out
 
     def _release_held(self, t: int | None) -> None:
-        """Settle every held event against an accepted tick at ``t`` (the wall clock: a step it
-        does not reach by ``max_future`` is rejected) or, with None, at the end of input (nothing
-        decisively contradicted them: applied). In arrival order per source."""
+        """Apply the held events that an accepted tick at ``t`` comes within ``max_future`` of
+        (the clock has reached them) or, with None, every held event (the end of input: nothing
+        decided against them). The others stay held: a tick only confirms (ticks walked through
+        a backfill are no wall clock, and the router already refuses events ahead of the real
+        one). In arrival order per source."""
         mf = self._max_future
         for source, queue in list(self._held.items()):
-            del self._held[source]
-            for ev, _ in queue:
-                if t is None or t >= ev.t - mf:
-                    self.apply(ev, source, True)
+            keep = []
+            for h in queue:
+                if t is None or t >= h[0].t - mf:
+                    if keep:  # (an earlier one still held: keep arrival order)
+                        keep.append(h)
+                        continue
+                    self.apply(h[0], source, True)
                 else:
-                    self._reject(ev, source)
+                    keep.append(h)
+            if keep:
+                self._held[source] = keep
+            else:
+                del self._held[source]
 
     def _hold(self, entry: tuple) -> None:
         """Buffer an entry that is not later than the latest one. It usually belongs among the
@@ -505,7 +515,7 @@ class Engine:
             if self._held_tick is not None and self._held_tick <= t:
                 self.counters["rejected_ticks"] += 1  # time caught up with it unconfirmed
                 self._held_tick = None
-            if self._held:
+            if self._held and (ref is None or t >= ref):  # a tick behind the clock gives no opinion
                 self._release_held(t)
         src_max = self._src_max
         for s in (self._sources or ()):

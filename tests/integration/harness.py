@@ -71,7 +71,7 @@ class Deployment:
 
     def send_ticks(self, t_us: int, since_us: int | None = None) -> None:
         """What the live ticker does, at a chosen time: every partition reaches ``t_us``, walked
-        from ``since_us`` (the last event time) as a running clock moves (streams.topics)."""
+        from ``since_us`` (the first event time) as a running clock moves (streams.topics)."""
         send_ticks(self.bootstrap, self.names.events, self.partitions, t_us, since_us)
 
 

@@ -102,7 +102,7 @@ def test_issue_10_finding_3_evicted_conversations_stay_deleted_across_a_restart(
     from tests.integration.harness import wait_for
 
     # the tombstones go out with the checkpoint after the eviction's (streams/runtime.py): more input
-    deployment.send_ticks(T0 + 51 * 24 * HOUR, since_us=T0 + 50 * 24 * HOUR)
+    deployment.send_ticks(T0 + 51 * 24 * HOUR, since_us=T0)
     wait_for(lambda: tombstones() >= 20, 120, "tombstones for the evicted conversations in the changelog")
     deployment.kill(worker)
     second = _conversations(52, "w8") + [_message("later", "conv-other", "buyer", T0 + 60 * 24 * HOUR)]

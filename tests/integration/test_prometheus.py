@@ -100,7 +100,7 @@ def test_r8_r5_prometheus_shows_each_shops_rate_and_outcome_as_the_audit(deploym
     inputs = [deployment.names.chat, deployment.names.shop]
     wait_for(lambda: committed_lag(deployment.bootstrap, deployment.app_id, inputs) == 0, 180, "all events routed")
     # every partition's watermark becomes `watermark` (R6.2), the clock walked from the last event
-    deployment.send_ticks(watermark + LATENESS, since_us=max(decode(v).t for _, _, v in records))
+    deployment.send_ticks(watermark + LATENESS, since_us=min(decode(v).t for _, _, v in records))
 
     # Every partition checkpointed at the new watermark, and that scrape holds every shop's series
     # (they are computed at scrape time from the same engine state, so they are final too).
