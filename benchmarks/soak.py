@@ -15,7 +15,7 @@ which a run of a few minutes never reaches; this benchmark creates them itself, 
 worker starts, with 1 MiB segments and an eager cleaner, so the few minutes of the run stand for
 the weeks they simulate.
 
-    .venv/bin/python benchmarks/soak.py [--weeks 12] [--conversations 9000] [--warmup 3]
+    .venv/bin/python benchmarks/soak.py [--weeks 14] [--conversations 9000] [--warmup 7]
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ class Worker:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weeks", type=int, default=12)
-    ap.add_argument("--warmup", type=int, default=3, help="weeks read before the first measurement")
+    ap.add_argument("--weeks", type=int, default=14)
+    ap.add_argument("--warmup", type=int, default=7, help="weeks read before the first measurement (past the 35-day retention, so eviction has begun)")
     ap.add_argument("--conversations", type=int, default=9000, help="new conversations per shop and week (5 shops)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
