@@ -24,6 +24,7 @@ from chatsla.schemas.decode import decode
 from chatsla.core.events import ChatMessage, new_chat_message
 from tests.builders import at, msg
 from tests.test_properties import SETTINGS, outputs_only, streams
+from tests.test_properties import engine_run as properties_engine_run
 
 POLICY = load_policy()
 T0 = parse_time(at())
@@ -266,17 +267,9 @@ def _latest(records: list) -> dict:
 
 
 def _engine_run(events: list[dict], cuts: list[int], config: EngineConfig) -> tuple[list, dict]:
-    out: list = []
-    engine = Engine(POLICY, config, sink=lambda k, r: out.append((k, r)))
-    start = 0
-    for cut in sorted(cuts) + [len(events)]:
-        for e in events[start:cut]:
-            engine.apply(decode(orjson.dumps(e)))
-        start = max(start, cut)
-        blob = orjson.dumps(engine.snapshot())
-        engine = Engine.restore(POLICY, config, orjson.loads(blob), sink=lambda k, r: out.append((k, r)))
-    engine.finish(engine.max_seen + 30 * DAY if engine.max_seen is not None else None)
-    return out, dict(engine.stats)
+    """tests/test_properties.py's batched snapshot/restore run, ending the input 30 days after
+    the last event so that evictions fall inside it."""
+    return properties_engine_run(events, cuts, config, finish_after=30 * DAY)
 
 
 @SETTINGS

@@ -106,19 +106,21 @@ def _secs(ev: dict) -> int:
     return parse_time(ev.get("sent_at") or ev["at"]) // 1_000_000 - BASE_S
 
 
-def _engine_run(events: list[dict], cuts: list[int]) -> tuple[list, dict]:
+def engine_run(events: list[dict], cuts: list[int], config: EngineConfig = CONFIG,
+                finish_after: int | None = None) -> tuple[list, dict]:
     """Feed ``events`` in batches; between batches the engine is snapshotted to JSON bytes and
-    restored, as a worker restarting from its changelog would be."""
+    restored, as a worker restarting from its changelog would be. ``finish_after``: end the input
+    that long after the last event time (default: at it)."""
     out: list = []
-    engine = Engine(POLICY, CONFIG, sink=lambda k, r: out.append((k, r)))
+    engine = Engine(POLICY, config, sink=lambda k, r: out.append((k, r)))
     start = 0
     for cut in sorted(cuts) + [len(events)]:
         for e in events[start:cut]:
             engine.apply(decode(orjson.dumps(e)))
         start = max(start, cut)
         blob = orjson.dumps(engine.snapshot())
-        engine = Engine.restore(POLICY, CONFIG, orjson.loads(blob), sink=lambda k, r: out.append((k, r)))
-    engine.finish()
+        engine = Engine.restore(POLICY, config, orjson.loads(blob), sink=lambda k, r: out.append((k, r)))
+    engine.finish(None if finish_after is None or engine.max_seen is None else engine.max_seen + finish_after)
     return out, dict(engine.stats)
 
 
@@ -126,7 +128,7 @@ def _engine_run(events: list[dict], cuts: list[int]) -> tuple[list, dict]:
 @given(streams(), st.data())
 def test_r6_1_any_batching_with_snapshot_restore_gives_the_same_records(events: list[dict], data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=6))
-    assert _engine_run(events, cuts) == _engine_run(events, [])
+    assert engine_run(events, cuts) == engine_run(events, [])
 
 
 @settings(max_examples=30, deadline=None)
@@ -188,7 +190,7 @@ def test_r6_2_sources_read_at_any_relative_speed_give_the_time_sorted_result(eve
         engine.apply(decode(orjson.dumps(queues[s][positions[s]])), s)
         positions[s] += 1
     engine.finish()
-    reference, _ = _engine_run(events, [])
+    reference, _ = engine_run(events, [])
     assert engine.stats["late"] == 0
     assert _latest(out) == _latest(reference)
 
@@ -209,7 +211,7 @@ def test_r6_5_latest_live_record_equals_the_audit_state(events: list[dict]) -> N
     record per key; that view must equal the audit's final states, or live and audit disagree."""
     from chatsla.core.records import to_record
 
-    live, _ = _engine_run(events, [])
+    live, _ = engine_run(events, [])
     latest = {(k, to_record(k, r, POLICY)["shop_id"], r[1], r[2]): to_record(k, r, POLICY)
               for k, r in live}
     report = run(events)
