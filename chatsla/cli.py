@@ -508,7 +508,7 @@ def policies(fmt: str) -> None:
     if fmt == "json":
         write_stdout(orjson.dumps([_policy_json(p) for p in loaded], option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        write_stdout("".join(f"{p.ref}\t{p.source}\n" for p in loaded).encode("utf-8"))
+        write_stdout("".join(f"{p.ref}\t{p.model}\t{p.source}\n" for p in loaded).encode("utf-8"))
 
 
 def _policy_json(p) -> dict:
@@ -523,8 +523,21 @@ def _policy_json(p) -> dict:
 
         return str(Decimal(f.numerator) / Decimal(f.denominator))
 
+    if p.model != "chat_sessions":  # the R9 / R10 policies (RULES A.3): their own fields
+        from dataclasses import asdict
+
+        out = {"ref": p.ref, "model": p.model}
+        for k, v in asdict(p).items():
+            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period"):
+                k, v = k + "_s", ({c: seconds(x) for c, x in v.items()} if type(v) is dict else seconds(v))
+            elif k == "week_starts_on":
+                v = WEEKDAYS[v]
+            elif k in ("handled_results", "window_days", "periods", "percentiles"):
+                v = sorted(v) if type(v) is frozenset else [str(x) if type(x) not in (int, str) else x for x in v]
+            out[k] = v
+        return out
     return {
-        "ref": p.ref, "id": p.id, "version": p.version, "platform": p.platform, "source": p.source,
+        "ref": p.ref, "model": p.model, "id": p.id, "version": p.version, "platform": p.platform, "source": p.source,
         "seller_timeout_s": seconds(p.seller_timeout), "buyer_timeout_s": seconds(p.buyer_timeout),
         "auto_reply_timeout_s": seconds(p.auto_reply_timeout), "reply_window_s": seconds(p.reply_window),
         "period_days": p.period_days, "week_starts_on": WEEKDAYS[p.week_starts_on],

@@ -38,9 +38,15 @@ from chatsla.core.events import (
     SENDERS,
     SHOP_EVENT_TYPES,
     SHOP_SCHEMA,
+    TICKET_PLATFORM,
+    TICKET_PRIORITIES,
+    TICKET_RESULTS,
+    TICKET_SCHEMA,
+    TICKET_TYPES,
     ChatMessage,
     Invalid,
     ShopEvent,
+    TicketEvent,
     new_chat_message,
 )
 
@@ -201,7 +207,80 @@ def _decode_shop(obj: dict) -> ShopEvent | Invalid:
     return ShopEvent(obj["event_id"], obj["shop_id"], typ, t, tz)
 
 
-def decode_obj(obj: object) -> ChatMessage | ShopEvent | Invalid:
+# The largest sla_minutes a ticket may carry: a year (the policies' own bound on durations). Beyond
+# it a deadline is surely a typo, and the service-clock walk would leave datetime's range (RULES
+# R9.1 only says "positive integer": this bound is chatsla's reading, docs/rules.md).
+MAX_SLA_MINUTES = 366 * 24 * 60
+
+
+def _decode_ticket(obj: dict) -> TicketEvent | Invalid:
+    """A parsed ``ticket.event/v1`` object -> event (RULES R9.1). Reasons beyond R1's generic ones:
+    ``missing_field:priority`` (a ``created`` without it), ``missing_field:sla_minutes`` (an
+    ``agreed`` without it), ``missing_field:result`` (a ``handled`` without it),
+    ``bad_value:sla_minutes`` (not an integer from 1 to :data:`MAX_SLA_MINUTES`; JSON ``true`` is no
+    integer), ``bad_value:due_at`` (not RFC 3339 with an offset, or before ``at``). A field that does
+    not belong to the event's type is ignored, unchecked (R9.1)."""
+    for field in ("event_id", "shop_id", "ticket_id"):
+        r = _required_id(obj, field)
+        if type(r) is Invalid:
+            return r
+    typ = obj.get("type")
+    if typ is None:
+        return Invalid("missing_field:type")
+    if type(typ) is not str:
+        return Invalid("bad_type:type")
+    if typ not in TICKET_TYPES:
+        return Invalid("bad_value:type")
+    at = obj.get("at")
+    if type(at) is not str:
+        return Invalid("missing_field:at" if at is None else "bad_type:at")
+    t = parse_time(at)
+    if t is None or not (MIN_TIME <= t <= MAX_TIME):
+        return Invalid("bad_time:at", at[:64])
+    platform = obj.get("platform", _ABSENT)
+    if platform is _ABSENT:
+        platform = TICKET_PLATFORM
+    elif type(platform) is not str or not platform:
+        return Invalid("bad_type:platform")
+    priority = category = sla = due = result = None
+    if typ == "created":
+        priority = obj.get("priority")
+        if priority is None:
+            return Invalid("missing_field:priority")
+        if type(priority) is not str:
+            return Invalid("bad_type:priority")
+        if priority not in TICKET_PRIORITIES:
+            return Invalid("bad_value:priority")
+        category = obj.get("category", _ABSENT)
+        if category is _ABSENT:
+            category = None
+        elif type(category) is not str or not category:
+            return Invalid("bad_type:category")
+        sla = obj.get("sla_minutes", _ABSENT)
+        if sla is _ABSENT:
+            if priority == "agreed":
+                return Invalid("missing_field:sla_minutes")
+            sla = None
+        elif type(sla) is not int or not 1 <= sla <= MAX_SLA_MINUTES:
+            return Invalid("bad_value:sla_minutes", str(sla)[:64])
+        due_raw = obj.get("due_at", _ABSENT)
+        if due_raw is not _ABSENT:
+            due = parse_time(due_raw) if type(due_raw) is str else None
+            if due is None or not (t <= due <= MAX_TIME):
+                return Invalid("bad_value:due_at", str(due_raw)[:64])
+    elif typ == "handled":
+        result = obj.get("result")
+        if result is None:
+            return Invalid("missing_field:result")
+        if type(result) is not str:
+            return Invalid("bad_type:result")
+        if result not in TICKET_RESULTS:
+            return Invalid("bad_value:result")
+    return TicketEvent(obj["event_id"], obj["shop_id"], obj["ticket_id"], typ, t, priority, category, sla, due,
+                       result, platform)
+
+
+def decode_obj(obj: object) -> ChatMessage | ShopEvent | TicketEvent | Invalid:
     """Validate an already-parsed JSON value (used by the Kafka adapters' deserialisers too)."""
     if type(obj) is not dict:
         return Invalid("not_object")
@@ -210,6 +289,8 @@ def decode_obj(obj: object) -> ChatMessage | ShopEvent | Invalid:
         return _decode_chat(obj)
     if schema == SHOP_SCHEMA:
         return _decode_shop(obj)
+    if schema == TICKET_SCHEMA:
+        return _decode_ticket(obj)
     if schema is None:
         return Invalid("missing_field:schema")
     if type(schema) is not str:
@@ -324,7 +405,7 @@ def _record_bytes(raw: bytes | bytearray | memoryview | str) -> int:
 
 
 def decode(raw: bytes | bytearray | memoryview | str,
-           max_bytes: int = MAX_RECORD_BYTES) -> ChatMessage | ShopEvent | Invalid:
+           max_bytes: int = MAX_RECORD_BYTES) -> ChatMessage | ShopEvent | TicketEvent | Invalid:
     """One record's bytes -> event or :class:`Invalid`; never raises.
 
     A record longer than ``max_bytes`` is ``too_large`` without being parsed; one that repeats a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 CHAT_SCHEMA = "chat.message/v1"
 SHOP_SCHEMA = "shop.event/v1"
+TICKET_SCHEMA = "ticket.event/v1"
 
 SENDERS = frozenset({"buyer", "seller", "auto_reply", "system"})
 KINDS = frozenset({"message", "close"})
@@ -85,7 +86,50 @@ class ShopEvent:
         return f"ShopEvent({self.event_id!r}, {self.shop_id!r}, {self.type!r}, t={self.t}, tz={self.timezone!r})"
 
 
-Event = ChatMessage | ShopEvent
+TICKET_TYPES = frozenset({"created", "handled", "closed"})
+TICKET_PRIORITIES = frozenset({"normal", "urgent", "agreed"})
+TICKET_RESULTS = frozenset({"resolved", "unresolved", "returned"})
+TICKET_PLATFORM = "douyin"  # R9.1: the default platform of a ticket.event/v1
+
+
+class TicketEvent:
+    """``ticket.event/v1`` (RULES R9.1); ``t`` is ``at`` in microseconds, ``due_at`` the platform's
+    deadline in µs or None. Fields that do not belong to the event's ``type`` are None (R9.1: they
+    are ignored), so two copies of one event compare equal whatever extras they carried."""
+
+    __slots__ = ("event_id", "shop_id", "ticket_id", "platform", "type", "t", "priority", "category",
+                 "sla_minutes", "due_at", "result")
+
+    def __init__(self, event_id: str, shop_id: str, ticket_id: str, type: str, t: int,
+                 priority: str | None = None, category: str | None = None, sla_minutes: int | None = None,
+                 due_at: int | None = None, result: str | None = None, platform: str = TICKET_PLATFORM) -> None:
+        self.event_id = event_id
+        self.shop_id = shop_id
+        self.ticket_id = ticket_id
+        self.platform = platform
+        self.type = type
+        self.t = t
+        self.priority = priority
+        self.category = category
+        self.sla_minutes = sla_minutes
+        self.due_at = due_at
+        self.result = result
+
+    def __repr__(self) -> str:
+        return f"TicketEvent({self.event_id!r}, {self.shop_id!r}, {self.ticket_id!r}, {self.type!r}, t={self.t})"
+
+
+def ticket_to_list(ev: TicketEvent) -> list:
+    """A ticket event as a JSON-friendly list tagged ``"t"`` (the runner's buffer and snapshots)."""
+    return ["t", ev.event_id, ev.shop_id, ev.ticket_id, ev.type, ev.t, ev.priority, ev.category,
+            ev.sla_minutes, ev.due_at, ev.result, ev.platform]
+
+
+def ticket_from_list(v: list) -> TicketEvent:
+    return TicketEvent(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11])
+
+
+Event = ChatMessage | ShopEvent | TicketEvent
 
 
 class Invalid:

@@ -7,7 +7,7 @@ Every output record names ``policy_id`` and ``policy_version``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -94,8 +94,15 @@ class Policy:
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
 
+    @property
+    def model(self) -> str:
+        """What the policy computes (RULES A.3): always ``chat_sessions`` for this class."""
+        return CHAT_SESSIONS
+
     @classmethod
     def from_dict(cls, d: dict, origin: str = "policy") -> "Policy":
+        if d.get("model", CHAT_SESSIONS) != CHAT_SESSIONS:
+            raise PolicyError(f"{origin}: model: expected {CHAT_SESSIONS!r} for a chat policy, got {_json(d.get('model'))}")
         try:
             week_start = str(d.get("week_starts_on", "monday")).lower()
             if week_start not in WEEKDAYS:
@@ -129,14 +136,218 @@ class Policy:
         return policy
 
 
+# ------------------------------------------------------------------ models (RULES A.3)
+CHAT_SESSIONS, SERVICE_TICKETS, IM_WAITS, AFTERSALE = "chat_sessions", "service_tickets", "im_waits", "aftersale"
+MODELS = (CHAT_SESSIONS, SERVICE_TICKETS, IM_WAITS)  # the models chatsla computes today
+PERIODS = ("day", "week")  # the periods R9.6 / R10.5 report ("month" is R11's, not built)
+HANDLED_RESULTS = ("resolved", "unresolved", "returned")
+_HHMM = __import__("re").compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
+
+
+def _bad(origin: str, field: str, expected: str, value: object) -> PolicyError:
+    """The one-line message of a wrong policy field: ``<policy>: <field>: expected X, got Y``."""
+    return PolicyError(f"{origin}: {field}: expected {expected}, got {_json(value)}")
+
+
+def _req(d: dict, key: str, origin: str, prefix: str = "") -> object:
+    if key not in d:
+        raise PolicyError(f"{origin}: {prefix}{key}: missing")
+    return d[key]
+
+
+def _dur(value: object, field: str, origin: str) -> int:
+    """A duration string such as ``"24h"`` (positive, at most a year) in µs."""
+    us = -1
+    if type(value) is str:
+        try:
+            us = parse_duration(value)
+        except (ValueError, OverflowError):
+            us = -1
+    if not 0 < us <= _MAX_DURATION_DAYS * 86_400_000_000:
+        raise _bad(origin, field, f'a positive duration of at most {_MAX_DURATION_DAYS} days such as "24h"', value)
+    return us
+
+
+def _bool(value: object, field: str, origin: str) -> bool:
+    if type(value) is not bool:
+        raise _bad(origin, field, "true or false", value)
+    return value
+
+
+def _common(d: dict, origin: str) -> dict:
+    """The fields every non-chat policy has (RULES "Fields every new policy needs")."""
+    for key in ("id", "version"):
+        if type(d.get(key)) is not str or not d.get(key):
+            raise _bad(origin, key, "a non-empty string", d.get(key))
+    tz = d.get("default_timezone")
+    if tz is not None:
+        from chatsla.core.calendar import IANA_ZONES  # calendar imports sessions, not policy: no cycle
+
+        if type(tz) is not str or tz not in IANA_ZONES:
+            raise _bad(origin, "default_timezone", "an IANA time zone name such as \"Asia/Shanghai\"", tz)
+    periods = d.get("periods", list(PERIODS))
+    if type(periods) is not list or not periods or any(p not in PERIODS for p in periods) or len(set(periods)) != len(periods):
+        raise _bad(origin, "periods", 'a list of distinct "day", "week"', periods)
+    week_start = d.get("week_starts_on", "monday")
+    if week_start not in WEEKDAYS:
+        raise _bad(origin, "week_starts_on", "a weekday name such as \"monday\"", week_start)
+    if d.get("assessment") is not None:
+        raise _bad(origin, "assessment", f"null (no assessment exists under model {d.get('model')})", d.get("assessment"))
+    if _bool(d.get("vacation_excludes", False), "vacation_excludes", origin):
+        raise _bad(origin, "vacation_excludes", f"false (vacation mode does not apply to {d.get('model')}, R9.4.9 / R10.5.6)", True)
+    return {"id": d["id"], "version": d["version"], "platform": str(d.get("platform", d["id"])),
+            "source": str(d.get("source", "")), "default_timezone": tz, "periods": tuple(periods),
+            "week_starts_on": WEEKDAYS.index(week_start)}
+
+
+def _hhmm(value: object, field: str, origin: str) -> int:
+    if type(value) is not str or _HHMM.fullmatch(value) is None:
+        raise _bad(origin, field, "HH:MM", value)
+    h, m = value.split(":")
+    return int(h) * 60 + int(m)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketPolicy:
+    """A ``service_tickets`` policy (RULES R9, R9.9; "Policy fields beyond ..."). Durations in µs."""
+
+    id: str
+    version: str
+    platform: str
+    source: str
+    default_timezone: str | None  # the zone of a shop never told its zone (N9); None: the engine's
+    periods: tuple[str, ...]
+    week_starts_on: int  # 0 = Monday
+    window_start: int  # minutes after local midnight (R9.2.1, 09:00 = 540)
+    window_end: int  # minutes, up to 1440 (24:00)
+    window_timezone: str  # "shop" or an IANA zone
+    window_days: tuple[int, ...]  # service weekdays, 0 = Monday
+    ticket_sla: dict = field(hash=False)  # priority -> µs of service time (R9.3.4)
+    agreed_sla_min: int = 0  # µs (R9.9)
+    category_sla: dict = field(default_factory=dict, hash=False)  # category code -> µs (R9.3.3)
+    handled_results: frozenset = frozenset(HANDLED_RESULTS)  # R9.4.1
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def model(self) -> str:
+        return SERVICE_TICKETS
+
+    @classmethod
+    def from_dict(cls, d: dict, origin: str = "policy") -> "TicketPolicy":
+        common = _common(d, origin)
+        sw = _req(d, "service_window", origin)
+        if type(sw) is not dict:
+            raise _bad(origin, "service_window", "an object {start, end, timezone, days}", sw)
+        start = _hhmm(_req(sw, "start", origin, "service_window."), "service_window.start", origin)
+        end = _hhmm(_req(sw, "end", origin, "service_window."), "service_window.end", origin)
+        if not start < end:
+            raise _bad(origin, "service_window.end", f"a time after start {sw['start']}", sw["end"])
+        wtz = sw.get("timezone", "shop")
+        if wtz != "shop":
+            from chatsla.core.calendar import IANA_ZONES
+
+            if type(wtz) is not str or wtz not in IANA_ZONES:
+                raise _bad(origin, "service_window.timezone", '"shop" or an IANA time zone name', wtz)
+        days = sw.get("days", list(WEEKDAYS))
+        if type(days) is not list or not days or any(x not in WEEKDAYS for x in days) or len(set(days)) != len(days):
+            raise _bad(origin, "service_window.days", "a non-empty list of distinct weekday names", days)
+        sla = _req(d, "ticket_sla", origin)
+        if type(sla) is not dict or set(sla) != {"normal", "urgent"}:
+            raise _bad(origin, "ticket_sla", 'an object {"normal": duration, "urgent": duration}', sla)
+        ticket_sla = {k: _dur(v, f"ticket_sla.{k}", origin) for k, v in sla.items()}
+        cats = d.get("category_sla", {})
+        if type(cats) is not dict:
+            raise _bad(origin, "category_sla", "an object {category code: duration}", cats)
+        category_sla = {k: _dur(v, f"category_sla.{k}", origin) for k, v in cats.items()}
+        results = d.get("handled_results", list(HANDLED_RESULTS))
+        if type(results) is not list or not results or any(r not in HANDLED_RESULTS for r in results):
+            raise _bad(origin, "handled_results", 'a non-empty list of "resolved", "unresolved", "returned"', results)
+        return cls(**common, window_start=start, window_end=end, window_timezone=wtz,
+                   window_days=tuple(sorted(WEEKDAYS.index(x) for x in days)), ticket_sla=ticket_sla,
+                   agreed_sla_min=_dur(_req(d, "agreed_sla_min", origin), "agreed_sla_min", origin),
+                   category_sla=category_sla, handled_results=frozenset(results))
+
+
+MEASURES = ("last_buyer_message", "first_unanswered")
+
+
+@dataclass(frozen=True, slots=True)
+class WaitPolicy:
+    """An ``im_waits`` policy (RULES R10, R10.6; "Policy fields beyond ..."). Durations in µs."""
+
+    id: str
+    version: str
+    platform: str
+    source: str
+    default_timezone: str | None
+    periods: tuple[str, ...]
+    week_starts_on: int
+    wait_measured_from: str = "last_buyer_message"  # R10.3.3
+    auto_reply_ends_wait: bool = False  # R10.2.4 (N20)
+    auto_reply_period: int = 86_400_000_000  # R10.4.1, µs
+    percentiles: tuple = (50, 90, 99)  # R10.5.2-3: ints, or Fractions when not whole
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def model(self) -> str:
+        return IM_WAITS
+
+    @classmethod
+    def from_dict(cls, d: dict, origin: str = "policy") -> "WaitPolicy":
+        common = _common(d, origin)
+        measure = d.get("wait_measured_from", "last_buyer_message")
+        if measure not in MEASURES:
+            raise _bad(origin, "wait_measured_from", '"last_buyer_message" or "first_unanswered"', measure)
+        ps = _req(d, "percentiles", origin)
+        out = []
+        if type(ps) is not list or not ps:
+            raise _bad(origin, "percentiles", "a non-empty list of numbers in (0, 100]", ps)
+        for i, p in enumerate(ps):
+            if type(p) not in (int, float) or not 0 < p <= 100:
+                raise _bad(origin, f"percentiles[{i}]", "a number in (0, 100]", p)
+            f = Fraction(str(p))
+            out.append(int(f) if f.denominator == 1 else f)
+        if len(set(out)) != len(out):
+            raise _bad(origin, "percentiles", "distinct numbers", ps)
+        return cls(**common, wait_measured_from=measure,
+                   auto_reply_ends_wait=_bool(d.get("auto_reply_ends_wait", False), "auto_reply_ends_wait", origin),
+                   auto_reply_period=_dur(_req(d, "auto_reply_period", origin), "auto_reply_period", origin),
+                   percentiles=tuple(out))
+
+
+AnyPolicy = Policy | TicketPolicy | WaitPolicy
+
+
+def policy_from_dict(d: dict, origin: str = "policy") -> AnyPolicy:
+    """The policy a JSON object describes, by its ``model`` (absent: ``chat_sessions``, RULES A.3)."""
+    model = d.get("model", CHAT_SESSIONS)
+    if model == CHAT_SESSIONS:
+        return Policy.from_dict(d, origin)
+    if model == SERVICE_TICKETS:
+        return TicketPolicy.from_dict(d, origin)
+    if model == IM_WAITS:
+        return WaitPolicy.from_dict(d, origin)
+    if model == AFTERSALE:
+        raise PolicyError(f"{origin}: model: {AFTERSALE!r} (RULES R11) is not built yet")
+    raise _bad(origin, "model", "one of " + ", ".join(f'"{m}"' for m in MODELS), model)
+
+
 def available() -> list[str]:
     """References of the bundled policies, e.g. ``tiktok_shop@2023-11``."""
     folder = resources.files("chatsla") / "policies"
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_policy(spec: str = DEFAULT_POLICY) -> Policy:
-    """``id@version`` of a bundled policy, a bare ``id`` (its newest version), or a JSON file path."""
+def load_policy(spec: str = DEFAULT_POLICY) -> AnyPolicy:
+    """``id@version`` of a bundled policy, a bare ``id`` (its newest version), or a JSON file path.
+    The result's class follows the file's ``model`` (RULES A.3); every one has ``.id``,
+    ``.version``, ``.ref``, ``.model`` and ``.platform``."""
     if spec.endswith(".json") or "/" in spec:
         path = Path(spec)
         try:
@@ -149,7 +360,7 @@ def load_policy(spec: str = DEFAULT_POLICY) -> Policy:
             raise PolicyError(f"policy file {spec} is not valid JSON: {e}") from None
         if type(data) is not dict:
             raise PolicyError(f"policy file {spec} must hold a JSON object")
-        return Policy.from_dict(data, origin=spec)
+        return policy_from_dict(data, origin=spec)
     refs = available()
     if "@" not in spec:
         versions = [r for r in refs if r.split("@", 1)[0] == spec]
@@ -161,4 +372,4 @@ def load_policy(spec: str = DEFAULT_POLICY) -> Policy:
     if spec not in refs:
         raise PolicyError(f"unknown policy {spec!r}; available: {', '.join(refs)}")
     raw = (resources.files("chatsla") / "policies" / f"{spec}.json").read_bytes()
-    return Policy.from_dict(orjson.loads(raw), origin=spec)
+    return policy_from_dict(orjson.loads(raw), origin=spec)
