@@ -1,0 +1,486 @@
+"""Douyin service tickets (RULES R9): deadlines on the service clock, handling, per-ticket and
+per-period records, live projections. A model of the runner (docs: the Model contract of
+``chatsla/core/models``): built as ``ServiceTickets(policy, config, host)``, fed events in
+``(t, rank, event_id)`` order through :meth:`process`, and called back through :meth:`fire` for
+the deadlines it scheduled with ``host.schedule``.
+
+State per ticket is one :class:`Ticket` (a few ints and strings, well under 1 KB stored). A ticket's
+outcome is *derived* from its earliest handling, earliest close, deadline and whether the watermark
+passed the deadline (:func:`outcome`), never accumulated, so any order of its events within the
+lateness gives the same record (R6.3) and a late earlier handling simply re-derives it (R9.4.4).
+Per-period counts are kept as sums: a change subtracts the ticket's old contribution and adds the
+new one (R9.6.2).
+
+Readings where RULES is silent (also in docs/rules.md, "Readings chatsla chose for R9-R10"):
+- a ``handled`` event whose result is not in ``handled_results`` handles nothing (counted as
+  ``result_not_handling``);
+- a ticket's record is emitted whenever it changes (creation, decision, handling, closing, late
+  change); a ``handled`` that changes nothing (R9.4.5, ``rehandled``) emits nothing;
+- held orphans (R9.4.7) are applied right after their ``created`` and flag the ticket ``late``;
+  orphans still held at the end of input are neither counted nor applied (they may still match);
+- a period's record exists once a ticket belongs to it; its status is re-derived at every change
+  (``provisional`` while ``pending > 0``), so a late ticket can turn a ``final`` period back to
+  ``provisional``; ``late`` is sticky once a late event changed an emitted record (as R5.6);
+- shop events only set the shop's zone here (R9.4.9: no vacation); the runner counts them once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import ClassVar, Hashable
+
+from chatsla.core.events import ShopEvent, TicketEvent, ticket_from_list, ticket_to_list
+from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.policy import TicketPolicy
+from chatsla.core.service_clock import ServiceClock, clock_for
+from chatsla.core.timefmt import HOUR, MINUTE, format_time
+
+RANKS = {"created": 1, "handled": 2, "closed": 3}  # R9.1: shop events 0, then these
+CLOSED_UNHANDLED = "closed_unhandled"
+# contribution of a ticket to its periods' counts (R9.6.2), in record order
+COUNTS = ("tickets", "normal", "urgent", "agreed", "handled_in_time", "missed", "handled_late", "pending",
+          "excluded", "returned", "unresolved")
+_N = len(COUNTS)
+_ZERO = (0,) * _N
+_PRIO = {"normal": 1, "urgent": 2, "agreed": 3}
+_RES = {"returned": 9, "unresolved": 10}
+_DEFAULT_AT_RISK = HOUR  # R9.8 ticket_at_risk (an engine setting; EngineConfig may carry it)
+
+
+def _fmt(us: int | None) -> str | None:
+    return None if us is None else format_time(us)
+
+
+class Ticket:
+    """One ticket's state (R9.3-R9.5). ``clock_tz``: the zone of its service clock, fixed at
+    creation (R9.2.2); ``past_due``: the watermark passed ``due_at`` (R9.4.3)."""
+
+    __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
+                 "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
+                 "day", "week", "week_end", "clock_tz", "ids", "last_t")
+
+    def to_list(self) -> list:
+        return [getattr(self, k) for k in Ticket.__slots__]
+
+    @classmethod
+    def from_list(cls, v: list) -> "Ticket":
+        tk = cls.__new__(cls)
+        for k, x in zip(Ticket.__slots__, v):
+            setattr(tk, k, x)
+        tk.ids = list(tk.ids)
+        return tk
+
+
+def outcome(tk: Ticket) -> tuple[bool, bool | None, int | None]:
+    """(excluded, handled_in_time, decided_at) from the ticket's events (R9.4.2, R9.4.3, R9.4.6).
+
+    Excluded: closed at or before due_at while not handled before the close (a handling at the
+    close's instant comes first, R9.1 order). In time: handled at or before due_at. Missed: handled
+    after due_at, closed after it, or the watermark passed it; decided at due_at."""
+    h, k, d = tk.handled_at, tk.closed_at, tk.due_at
+    if k is not None and k <= d and (h is None or h > k):
+        return True, None, None
+    if h is not None and h <= d:
+        return False, True, h
+    if tk.past_due or h is not None or (k is not None and k > d):
+        return False, False, d
+    return False, None, None
+
+
+def contribution(tk: Ticket) -> tuple:
+    excluded, in_time, _ = outcome(tk)
+    if excluded:
+        return (0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0)
+    v = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    v[_PRIO[tk.priority]] = 1
+    if in_time is None:
+        v[7] = 1
+    elif in_time:
+        v[4] = 1
+    else:
+        v[5] = 1
+        if tk.handled_at is not None:
+            v[6] = 1
+    r = _RES.get(tk.result) if tk.handled_at is not None else None
+    if r is not None:
+        v[r] = 1
+    return tuple(v)
+
+
+class Period:
+    __slots__ = ("shop_id", "kind", "label", "start", "end", "counts", "status", "late")
+
+    def __init__(self, shop_id: str, kind: str, label: str, start: int, end: int) -> None:
+        self.shop_id, self.kind, self.label, self.start, self.end = shop_id, kind, label, start, end
+        self.counts = [0] * _N
+        self.status: str | None = None  # None until the period ends (R9.6.3)
+        self.late = False
+
+    def to_list(self) -> list:
+        return [self.shop_id, self.kind, self.label, self.start, self.end, self.counts, self.status, self.late]
+
+    @classmethod
+    def from_list(cls, v: list) -> "Period":
+        p = cls(v[0], v[1], v[2], v[3], v[4])
+        p.counts, p.status, p.late = list(v[5]), v[6], v[7]
+        return p
+
+
+class ServiceTickets:
+    """The ``service_tickets`` model (RULES R9). See the module docstring."""
+
+    kind: ClassVar[str] = "service_tickets"
+
+    def __init__(self, policy: TicketPolicy, config: object, host: object) -> None:
+        self.policy = policy
+        self.config = config
+        self.host = host
+        self.counters: Counter[str] = Counter()
+        self.tickets: dict[str, dict[str, Ticket]] = {}  # shop_id -> ticket_id -> Ticket
+        self.shop_tz: dict[str, str] = {}  # shops told their zone (R1 shop.event timezone)
+        self.shop_ids: dict[str, list] = {}  # shop_id -> [[event_id, t], ...] of shop events applied
+        self.periods: dict[tuple[str, str, str], Period] = {}
+        self.orphans: dict[tuple[str, str], list[TicketEvent]] = {}  # R9.4.7, held
+        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
+        self._dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
+        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + self._dedupe
+        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
+        self._max_ids = getattr(config, "max_remembered_ids", 1000)
+        self._at_risk = getattr(config, "ticket_at_risk", _DEFAULT_AT_RISK)
+
+    # ------------------------------------------------------------ contract
+    def rank(self, ev: TicketEvent | ShopEvent) -> int:
+        """Same-instant order (R9.1): shop events, then created, handled, closed."""
+        return 0 if type(ev) is ShopEvent else RANKS[ev.type]
+
+    def stats(self) -> Counter[str]:
+        """valid, duplicate, late (ticket events only: the runner counts shop events once), orphan,
+        conflict, rehandled, agreed_sla_below_min, result_not_handling."""
+        return Counter({k: v for k, v in self.counters.items() if v})
+
+    def clock(self, tz: str) -> ServiceClock:
+        p = self.policy
+        return clock_for(tz, p.window_start, p.window_end, p.window_days)
+
+    def process(self, ev: TicketEvent | ShopEvent, late: bool) -> None:
+        if type(ev) is ShopEvent:
+            self._shop_event(ev)
+            return
+        shop = self.tickets.get(ev.shop_id)
+        tk = shop.get(ev.ticket_id) if shop is not None else None
+        if tk is None:
+            okey = (ev.shop_id, ev.ticket_id)
+            held = self.orphans.get(okey)
+            if held is not None and any(h.event_id == ev.event_id for h in held):
+                self.counters["duplicate"] += 1
+                return
+            self.counters["valid"] += 1
+            if late:
+                self.counters["late"] += 1
+            if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
+                if held is None:
+                    held = self.orphans[okey] = []
+                    self.host.schedule(ev.t + self._dedupe, self, ("O", ev.shop_id, ev.ticket_id))
+                held.append(ev)
+                return
+            tk = self._create(ev, late)
+            if held is not None:
+                del self.orphans[okey]
+                for h in sorted(held, key=lambda e: (e.t, RANKS[e.type], e.event_id)):
+                    tk.ids.append(h.event_id)
+                    self._apply(tk, h, True)
+            return
+        if ev.event_id in tk.ids:
+            self.counters["duplicate"] += 1
+            return
+        tk.ids.append(ev.event_id)
+        if len(tk.ids) > self._max_ids:
+            del tk.ids[0]
+        self.counters["valid"] += 1
+        if late:
+            self.counters["late"] += 1
+        if ev.type == "created":  # R9.4.7: a second created with another event_id
+            self.counters["conflict"] += 1
+            return
+        self._apply(tk, ev, late)
+
+    def fire(self, when: int, key: Hashable) -> None:
+        tag = key[0]
+        if tag == "D":
+            tk = self.tickets.get(key[1], {}).get(key[2])
+            if tk is None or tk.due_at != when or tk.past_due:
+                return
+            old = contribution(tk)
+            tk.past_due = True
+            new = contribution(tk)
+            if new != old:  # the miss is decided at due_at (R9.4.3)
+                self._emit_ticket(tk)
+                self._bump(tk, old, new, False)
+        elif tag == "P":
+            p = self.periods.get((key[1], key[2], key[3]))
+            if p is None or p.end != when or p.status is not None:
+                return
+            p.status = "provisional" if p.counts[7] else "final"
+            self._emit_period(p)
+            self.host.schedule(p.end + self._retention, self, ("F", key[1], key[2], key[3]))
+        elif tag == "F":
+            p = self.periods.get((key[1], key[2], key[3]))
+            if p is not None and p.end + self._retention <= when:
+                del self.periods[(key[1], key[2], key[3])]
+        elif tag == "O":
+            okey = (key[1], key[2])
+            held = self.orphans.get(okey)
+            if not held:
+                return
+            keep = [h for h in held if h.t + self._dedupe > when]
+            self.counters["orphan"] += len(held) - len(keep)
+            if keep:
+                self.orphans[okey] = keep
+                self.host.schedule(min(h.t for h in keep) + self._dedupe, self, key)
+            else:
+                del self.orphans[okey]
+        elif tag == "E":
+            shop = self.tickets.get(key[1])
+            tk = shop.get(key[2]) if shop is not None else None
+            if tk is None:
+                return
+            at = self._evict_at(tk)
+            if at > when:
+                self.host.schedule(at, self, key)
+                return
+            del shop[key[2]]
+            if not shop:
+                del self.tickets[key[1]]
+
+    def finish(self, until: int) -> None:
+        """End of input: every record is emitted as it changes; held orphans stay held (they
+        might still meet their ``created`` in a later run) and are not counted."""
+
+    def snapshot(self) -> dict:
+        return {
+            "v": 1,
+            "policy": self.policy.ref,
+            "counters": dict(sorted(self.stats().items())),
+            "shop_tz": dict(sorted(self.shop_tz.items())),
+            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "tickets": [tk.to_list() for shop in self.tickets.values() for tk in shop.values()],
+            "periods": [p.to_list() for p in self.periods.values()],
+            "orphans": [[ticket_to_list(e) for e in held] for held in self.orphans.values()],
+        }
+
+    @classmethod
+    def restore(cls, policy: TicketPolicy, config: object, host: object, snap: dict) -> "ServiceTickets":
+        """The model a snapshot describes, its deadlines scheduled again with ``host``."""
+        m = cls(policy, config, host)
+        m.counters.update(snap["counters"])
+        m.shop_tz = dict(snap["shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
+        for v in snap["tickets"]:
+            tk = Ticket.from_list(v)
+            m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
+            if not tk.past_due:
+                host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))
+            host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))
+        for v in snap["periods"]:
+            p = Period.from_list(v)
+            m.periods[(p.shop_id, p.kind, p.label)] = p
+            if p.status is None:
+                host.schedule(p.end, m, ("P", p.shop_id, p.kind, p.label))
+            else:
+                host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
+        for held in snap["orphans"]:
+            evs = [ticket_from_list(x) for x in held]
+            m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
+            host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))
+        return m
+
+    def view(self, shop_id: str, watermark: int) -> dict:
+        """R9.8 at ``watermark``: open tickets by priority; at-risk pending tickets (remaining
+        service time under ``ticket_at_risk``), least remaining first; overdue unhandled tickets,
+        earliest due first; the day- and week-to-date counts and rate (R9.6)."""
+        open_by = {"normal": 0, "urgent": 0, "agreed": 0}
+        at_risk, overdue = [], []
+        for tk in self.tickets.get(shop_id, {}).values():
+            excluded, _, _ = outcome(tk)
+            if excluded or tk.handled_at is not None or tk.closed_at is not None:
+                continue
+            open_by[tk.priority] += 1
+            if tk.due_at < watermark:
+                overdue.append((tk.due_at, tk.ticket_id, tk))
+            else:
+                left = self.clock(tk.clock_tz).remaining(watermark, tk.due_at)
+                if left < self._at_risk:
+                    at_risk.append((left, tk.ticket_id, tk))
+        tz = self.shop_tz.get(shop_id, self._default_tz)
+        to_date = {}
+        for kind in (DAY, WEEK):
+            start, end, label = period_bounds(kind, watermark, tz, self.policy.week_starts_on)
+            p = self.periods.get((shop_id, kind, label))
+            to_date[kind] = self._period_record(p if p is not None else Period(shop_id, kind, label, start, end))
+        return {
+            "shop_id": shop_id,
+            "watermark": format_time(watermark),
+            "open": open_by,
+            "at_risk": [{"ticket_id": tid, "priority": tk.priority, "due_at": format_time(tk.due_at),
+                         "remaining": seconds(left)} for left, tid, tk in sorted(at_risk, key=lambda x: x[:2])],
+            "overdue": [{"ticket_id": tid, "priority": tk.priority, "due_at": format_time(due),
+                         "overdue_for": seconds(watermark - due)} for due, tid, tk in sorted(overdue, key=lambda x: x[:2])],
+            "day": to_date[DAY],
+            "week": to_date[WEEK],
+        }
+
+    # ------------------------------------------------------------ transitions
+    def _shop_event(self, ev: ShopEvent) -> None:
+        ids = self.shop_ids.setdefault(ev.shop_id, [])
+        if any(x[0] == ev.event_id for x in ids):
+            return
+        ids.append([ev.event_id, ev.t])
+        if len(ids) > self._max_ids:
+            del ids[0]
+        if ev.type == "timezone":
+            self.shop_tz[ev.shop_id] = ev.timezone
+
+    def _create(self, ev: TicketEvent, late: bool) -> Ticket:
+        """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record."""
+        p = self.policy
+        tz = self.shop_tz.get(ev.shop_id, self._default_tz)
+        clock_tz = tz if p.window_timezone == "shop" else p.window_timezone
+        clock = self.clock(clock_tz)
+        c = ev.t
+        if ev.sla_minutes is not None:
+            sla, source = ev.sla_minutes * MINUTE, "event"
+            if ev.priority == "agreed" and sla < p.agreed_sla_min:
+                self.counters["agreed_sla_below_min"] += 1  # taken as given (R9.9, N15)
+        elif ev.category is not None and ev.category in p.category_sla:
+            sla, source = p.category_sla[ev.category], "category"
+        else:
+            sla, source = p.ticket_sla[ev.priority], "priority"
+        computed = clock.due(c, sla)
+        tk = Ticket.__new__(Ticket)
+        tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
+        tk.created_at, tk.clock_start, tk.sla = c, clock.clock_start(c), sla
+        tk.computed_due_at = computed
+        if ev.due_at is not None:
+            tk.due_at, tk.due_source = ev.due_at, "platform"
+        else:
+            tk.due_at, tk.due_source = computed, source
+        tk.handled_at = tk.result = tk.closed_at = None
+        tk.past_due = False
+        tk.late = late
+        tk.clock_tz = clock_tz
+        tk.ids = [ev.event_id]
+        tk.last_t = c
+        _, _, tk.day = period_bounds(DAY, c, tz)
+        _, tk.week_end, tk.week = period_bounds(WEEK, c, tz, p.week_starts_on)
+        self.tickets.setdefault(ev.shop_id, {})[ev.ticket_id] = tk
+        self.host.schedule(tk.due_at, self, ("D", tk.shop_id, tk.ticket_id))
+        self.host.schedule(self._evict_at(tk), self, ("E", tk.shop_id, tk.ticket_id))
+        self._emit_ticket(tk)
+        self._bump(tk, _ZERO, contribution(tk), late, tz)
+        return tk
+
+    def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
+        """A handled or closed event of a known ticket (R9.4)."""
+        before = (tk.handled_at, tk.result, tk.closed_at)
+        old = contribution(tk)
+        if ev.t > tk.last_t:
+            tk.last_t = ev.t
+        if ev.type == "handled":
+            if ev.result not in self.policy.handled_results:
+                self.counters["result_not_handling"] += 1
+                return
+            if tk.handled_at is None or ev.t < tk.handled_at:  # the earliest handling counts (R9.4.4)
+                if tk.handled_at is not None:
+                    self.counters["rehandled"] += 1  # the later one becomes a further handling
+                tk.handled_at, tk.result = ev.t, ev.result
+            else:
+                self.counters["rehandled"] += 1  # R9.4.5
+        elif tk.closed_at is None or ev.t < tk.closed_at:
+            tk.closed_at = ev.t
+        new = contribution(tk)
+        if (tk.handled_at, tk.result, tk.closed_at) == before and new == old:
+            return
+        if late:
+            tk.late = True
+        self._emit_ticket(tk)
+        if new != old:
+            self._bump(tk, old, new, late)
+
+    def _period(self, shop_id: str, kind: str, label: str, tz: str | None) -> Period:
+        key = (shop_id, kind, label)
+        p = self.periods.get(key)
+        if p is None:
+            start, end = period_bounds_of(kind, label, tz or self.shop_tz.get(shop_id, self._default_tz))
+            p = self.periods[key] = Period(shop_id, kind, label, start, end)
+            self.host.schedule(end, self, ("P", shop_id, kind, label))
+        return p
+
+    def _bump(self, tk: Ticket, old: tuple, new: tuple, late: bool, tz: str | None = None) -> None:
+        """Move the ticket's contribution from ``old`` to ``new`` in its day and week (R9.6)."""
+        for kind in self.policy.periods:
+            p = self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz)
+            counts = p.counts
+            for i in range(_N):
+                counts[i] += new[i] - old[i]
+            if p.status is not None:  # already emitted: re-emit on change (R9.6.3)
+                p.status = "provisional" if counts[7] else "final"
+                if late:
+                    p.late = True
+                self._emit_period(p)
+
+    def _evict_at(self, tk: Ticket) -> int:
+        """When a ticket can no longer change an output nor recognise a copy of its events: its
+        week is forgotten, and its deadline and last event are out of the dedupe window."""
+        return max(tk.week_end + self._retention, tk.due_at + self._keep, tk.last_t + self._keep)
+
+    # ------------------------------------------------------------ records
+    def ticket_record(self, tk: Ticket) -> dict:
+        """R9.5, keys in order."""
+        excluded, in_time, decided_at = outcome(tk)
+        h = tk.handled_at
+        clock = self.clock(tk.clock_tz)
+        return {
+            "ticket_id": tk.ticket_id,
+            "shop_id": tk.shop_id,
+            "priority": tk.priority,
+            "category": tk.category,
+            "created_at": format_time(tk.created_at),
+            "clock_start": format_time(tk.clock_start),
+            "sla": seconds(tk.sla),
+            "due_at": format_time(tk.due_at),
+            "computed_due_at": format_time(tk.computed_due_at),
+            "due_source": tk.due_source,
+            "handled_at": _fmt(h),
+            "result": tk.result if h is not None else None,
+            "handled_in_time": in_time,
+            "decided_at": _fmt(decided_at),
+            "handled_late": h is not None and h > tk.due_at,
+            "service_time_to_handle": None if h is None else seconds(clock.service(tk.created_at, h)),
+            "wall_time_to_handle": None if h is None else seconds(h - tk.created_at),
+            "closed_at": _fmt(tk.closed_at),
+            "excluded": CLOSED_UNHANDLED if excluded else None,
+            "late": tk.late,
+            "day": tk.day,
+            "week_start": tk.week,
+            "policy_id": self.policy.id,
+            "policy_version": self.policy.version,
+        }
+
+    def _period_record(self, p: Period) -> dict:
+        """R9.6.2, keys in order (9-P)."""
+        c = p.counts
+        rec: dict = {"shop_id": p.shop_id, "period": p.kind, "start": p.label}
+        for name, v in zip(COUNTS, c):
+            rec[name] = v
+        rec["rate"] = c[4] / c[0] if c[0] else None
+        rec["status"] = p.status
+        rec["late"] = p.late
+        rec["policy_id"] = self.policy.id
+        rec["policy_version"] = self.policy.version
+        return rec
+
+    def _emit_ticket(self, tk: Ticket) -> None:
+        self.host.emit("ticket", self.ticket_record(tk))
+
+    def _emit_period(self, p: Period) -> None:
+        self.host.emit("period", self._period_record(p))
