@@ -1,0 +1,456 @@
+"""AliExpress IM buyer waits (RULES R10): waits, the unreplied-conversations view, the 24 h
+auto-reply periods and the day / week period records. A model of the runner (the Model contract
+of ``chatsla/core/models``): built as ``ImWaits(policy, config, host)``, fed ``chat.message/v1``
+events with ``platform: "aliexpress"`` (and every shop event) in ``(t, rank, event_id)`` order.
+
+State per conversation is one :class:`WaitConv`: the open wait (if any), the current auto-reply
+period and the remembered event ids; per shop and period, the counts of R10.5.2 and the answered
+waits' two measures (exact µs, for the nearest-rank percentiles of R10.5.3).
+
+Readings where RULES is silent (also in docs/rules.md, "Readings chatsla chose for R9-R10"):
+- a period's record is emitted once the watermark reaches its end: the model schedules it at
+  ``end - 1 µs``, which fires before any event at ``end`` is applied, so ``open_at_end`` and the
+  oldest waits are measured on exactly the events before the end (a reply at the end instant
+  belongs to the next period, R10.5.2); buyer messages at the end instant are not in ``last_at``;
+- a period record exists for every period in which something was counted (a wait opened or
+  ended, an eligible message, an auto-reply); a day without any of these has no record, even if a
+  wait stays open through it;
+- R10.5.2 lists no ``status`` key (10-G has none): every period record is final when emitted, and
+  a late event re-emits it with ``late: true``; a late event does not revise ``open_at_end`` and the
+  oldest waits of a period already emitted (they are measured at the end instant);
+- a late event is applied at once against the current state, as R6.4 does for sessions: a late
+  buyer message joins the open wait (``first_at`` becomes the earlier of the two) or opens one;
+- ``seller_messages_no_wait`` counts human seller messages and auto-replies with no open wait;
+  system messages do nothing (R10.2.4) and a close with no open wait is counted ``closes_no_wait``;
+- a conversation with no open wait is forgotten once its last event is older than the dedupe
+  window and the week retention, and its auto-reply period has ended; if it comes back its waits
+  are numbered from 1 again (as sessions, docs/rules.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from fractions import Fraction
+from math import ceil
+from typing import ClassVar, Hashable
+
+from chatsla.core.events import ChatMessage, ShopEvent
+from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.policy import WaitPolicy
+from chatsla.core.timefmt import HOUR, MINUTE, format_time
+
+_RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3  # R10.2.6 (R6.3)
+ANSWERED, CLOSED = "answered", "closed"
+
+
+def _fmt(us: int | None) -> str | None:
+    return None if us is None else format_time(us)
+
+
+def nearest_rank(sorted_values: list[int], p: int | Fraction) -> int | None:
+    """R10.5.3: the value at 1-based rank ceil(p x n / 100) of the ascending values; None if n = 0."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    return sorted_values[max(1, ceil(Fraction(p) * n / 100)) - 1]
+
+
+def _pname(p: int | Fraction) -> str:
+    return str(p) if type(p) is int else str(float(p))
+
+
+class WaitConv:
+    """One conversation: its open wait (``first_at`` None when there is none, R10.2), the current
+    auto-reply period ``[ar_start, ar_end)`` and whether it had its auto-reply (R10.4)."""
+
+    __slots__ = ("shop_id", "conversation_id", "n", "first_at", "last_at", "buyer_messages", "auto_replied_at",
+                 "wait_late", "ar_start", "ar_end", "ar_has", "ids", "last_t")
+
+    def __init__(self, shop_id: str, conversation_id: str) -> None:
+        self.shop_id, self.conversation_id = shop_id, conversation_id
+        self.n = 0
+        self.first_at: int | None = None
+        self.last_at: int | None = None
+        self.buyer_messages = 0
+        self.auto_replied_at: int | None = None
+        self.wait_late = False
+        self.ar_start: int | None = None
+        self.ar_end: int | None = None
+        self.ar_has = False
+        self.ids: list[list] = []  # [event_id, t] remembered for the dedupe window
+        self.last_t = 0
+
+    def to_list(self) -> list:
+        return [getattr(self, k) for k in WaitConv.__slots__]
+
+    @classmethod
+    def from_list(cls, v: list) -> "WaitConv":
+        c = cls.__new__(cls)
+        for k, x in zip(WaitConv.__slots__, v):
+            setattr(c, k, x)
+        c.ids = [list(x) for x in c.ids]
+        return c
+
+
+_INTS = ("closed_unanswered", "opened", "open_at_end", "oldest", "oldest_ff", "eligible", "period_ar", "extra_ar",
+         "unprompted_ar")
+
+
+class WaitPeriod:
+    __slots__ = ("shop_id", "kind", "label", "start", "end", "waited", "from_first", *_INTS, "emitted", "late")
+
+    def __init__(self, shop_id: str, kind: str, label: str, start: int, end: int) -> None:
+        self.shop_id, self.kind, self.label, self.start, self.end = shop_id, kind, label, start, end
+        self.waited: list[int] = []
+        self.from_first: list[int] = []
+        for k in _INTS:
+            setattr(self, k, 0)
+        self.oldest = self.oldest_ff = None
+        self.emitted = False
+        self.late = False
+
+    def to_list(self) -> list:
+        return [getattr(self, k) for k in WaitPeriod.__slots__]
+
+    @classmethod
+    def from_list(cls, v: list) -> "WaitPeriod":
+        p = cls.__new__(cls)
+        for k, x in zip(WaitPeriod.__slots__, v):
+            setattr(p, k, x)
+        return p
+
+
+class ImWaits:
+    """The ``im_waits`` model (RULES R10). See the module docstring."""
+
+    kind: ClassVar[str] = "im_waits"
+
+    def __init__(self, policy: WaitPolicy, config: object, host: object) -> None:
+        self.policy = policy
+        self.config = config
+        self.host = host
+        self.counters: Counter[str] = Counter()
+        self.convs: dict[str, dict[str, WaitConv]] = {}  # shop_id -> conversation_id -> state
+        self.shop_tz: dict[str, str] = {}
+        self.shop_ids: dict[str, list] = {}
+        self.periods: dict[tuple[str, str, str], WaitPeriod] = {}
+        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
+        dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
+        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + dedupe
+        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
+        self._max_ids = getattr(config, "max_remembered_ids", 1000)
+        self._ar_period = policy.auto_reply_period
+        self._by_first = policy.wait_measured_from == "first_unanswered"
+
+    # ------------------------------------------------------------ contract
+    def rank(self, ev: ChatMessage | ShopEvent) -> int:
+        """R10.2.6: shop events, buyer messages, seller-side messages, closes."""
+        if type(ev) is ShopEvent:
+            return _RANK_SHOP
+        if ev.kind == "close":
+            return _RANK_CLOSE
+        return _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
+
+    def stats(self) -> Counter[str]:
+        """valid, duplicate, late (chat events only: the runner counts shop events once),
+        seller_messages_no_wait, closes_no_wait, waits_opened, waits_answered, waits_closed."""
+        return Counter({k: v for k, v in self.counters.items() if v})
+
+    def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
+        if type(ev) is ShopEvent:
+            self._shop_event(ev)
+            return
+        shop = self.convs.get(ev.shop_id)
+        if shop is None:
+            shop = self.convs[ev.shop_id] = {}
+        c = shop.get(ev.conversation_id)
+        if c is None:
+            c = shop[ev.conversation_id] = WaitConv(ev.shop_id, ev.conversation_id)
+            self.host.schedule(ev.t + self._evict_after(), self, ("E", ev.shop_id, ev.conversation_id))
+        eid, t = ev.event_id, ev.t
+        ids = c.ids
+        for x in ids:
+            if x[0] == eid:
+                self.counters["duplicate"] += 1
+                return
+        ids.append([eid, t])
+        f = self.host.frontier
+        if len(ids) > self._max_ids or (f is not None and ids[0][1] < f - self._keep):
+            cutoff = -(1 << 62) if f is None else f - self._keep
+            c.ids = ids = [x for x in ids if x[1] >= cutoff][-self._max_ids:]
+        if t > c.last_t:
+            c.last_t = t
+        self.counters["valid"] += 1
+        if late:
+            self.counters["late"] += 1
+        sender = ev.sender
+        if ev.kind == "close":
+            if c.first_at is None:
+                self.counters["closes_no_wait"] += 1
+                return
+            self._end(c, t, CLOSED, late)
+            return
+        if sender == "buyer":
+            self._buyer(c, t, late)
+        elif sender == "seller":
+            if c.first_at is None:
+                self.counters["seller_messages_no_wait"] += 1  # R10.2.5
+            else:
+                self._end(c, t, ANSWERED, late)
+        elif sender == "auto_reply":
+            self._auto_reply(c, t, late)
+        # system messages do nothing (R10.2.4)
+
+    def fire(self, when: int, key: Hashable) -> None:
+        tag = key[0]
+        if tag == "P":
+            p = self.periods.get((key[1], key[2], key[3]))
+            if p is None or p.end - 1 != when or p.emitted:
+                return
+            self._measure_end(p)
+            p.emitted = True
+            self._emit_period(p)
+            self.host.schedule(p.end + self._retention, self, ("F", key[1], key[2], key[3]))
+        elif tag == "F":
+            p = self.periods.get((key[1], key[2], key[3]))
+            if p is not None and p.end + self._retention <= when:
+                del self.periods[(key[1], key[2], key[3])]
+        elif tag == "E":
+            shop = self.convs.get(key[1])
+            c = shop.get(key[2]) if shop is not None else None
+            if c is None:
+                return
+            at = self._evict_at(c)
+            if c.first_at is not None or at > when:
+                self.host.schedule(max(at, when + 1), self, key)
+                return
+            del shop[key[2]]
+            if not shop:
+                del self.convs[key[1]]
+
+    def finish(self, until: int) -> None:
+        """End of input: waits still open have had their opening record; nothing more to emit."""
+
+    def snapshot(self) -> dict:
+        return {
+            "v": 1,
+            "policy": self.policy.ref,
+            "counters": dict(sorted(self.stats().items())),
+            "shop_tz": dict(sorted(self.shop_tz.items())),
+            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "convs": [c.to_list() for shop in self.convs.values() for c in shop.values()],
+            "periods": [p.to_list() for p in self.periods.values()],
+        }
+
+    @classmethod
+    def restore(cls, policy: WaitPolicy, config: object, host: object, snap: dict) -> "ImWaits":
+        m = cls(policy, config, host)
+        m.counters.update(snap["counters"])
+        m.shop_tz = dict(snap["shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
+        for v in snap["convs"]:
+            c = WaitConv.from_list(v)
+            m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
+            host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))
+        for v in snap["periods"]:
+            p = WaitPeriod.from_list(v)
+            m.periods[(p.shop_id, p.kind, p.label)] = p
+            if p.emitted:
+                host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
+            else:
+                host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))
+        return m
+
+    def view(self, shop_id: str, watermark: int) -> dict:
+        """R10.3 at ``watermark``: one row per unreplied conversation (an open wait), sorted by
+        the policy's primary measure (``waiting`` = W - last_at by default), longest first, then
+        by conversation_id; the count and the longest of both measures."""
+        rows = []
+        for c in self.convs.get(shop_id, {}).values():
+            if c.first_at is None:
+                continue
+            rows.append({"conversation_id": c.conversation_id, "wait_id": f"{c.conversation_id}#{c.n}",
+                         "first_at": format_time(c.first_at), "last_at": format_time(c.last_at),
+                         "buyer_messages": c.buyer_messages, "auto_replied": c.auto_replied_at is not None,
+                         "waiting": watermark - c.last_at, "waiting_from_first": watermark - c.first_at})
+        primary = "waiting_from_first" if self._by_first else "waiting"
+        rows.sort(key=lambda r: (-r[primary], r["conversation_id"]))
+        longest = max((r["waiting"] for r in rows), default=None)
+        longest_ff = max((r["waiting_from_first"] for r in rows), default=None)
+        for r in rows:
+            r["waiting"], r["waiting_from_first"] = seconds(r["waiting"]), seconds(r["waiting_from_first"])
+        return {"shop_id": shop_id, "watermark": format_time(watermark), "measured_from": self.policy.wait_measured_from,
+                "unreplied": len(rows), "longest_waiting": seconds(longest),
+                "longest_waiting_from_first": seconds(longest_ff), "conversations": rows}
+
+    # ------------------------------------------------------------ transitions
+    def _shop_event(self, ev: ShopEvent) -> None:
+        ids = self.shop_ids.setdefault(ev.shop_id, [])
+        if any(x[0] == ev.event_id for x in ids):
+            return
+        ids.append([ev.event_id, ev.t])
+        if len(ids) > self._max_ids:
+            del ids[0]
+        if ev.type == "timezone":
+            self.shop_tz[ev.shop_id] = ev.timezone
+
+    def _buyer(self, c: WaitConv, t: int, late: bool) -> None:
+        # R10.4.1: the first buyer message at or after the current period's end opens the next
+        # (a late message before the current period is not re-segmented: it opens none)
+        if c.ar_end is None or t >= c.ar_end:
+            c.ar_start, c.ar_end, c.ar_has = t, t + self._ar_period, False
+            self._count(c.shop_id, t, "eligible", late)
+        if c.first_at is None:  # R10.2.1: opens a wait
+            c.n += 1
+            c.first_at = c.last_at = t
+            c.buyer_messages = 1
+            c.auto_replied_at = None
+            c.wait_late = late
+            self.counters["waits_opened"] += 1
+            self._count(c.shop_id, t, "opened", late)
+            self.host.emit("wait", self._wait_record(c, None, None))
+            return
+        c.buyer_messages += 1
+        if t > c.last_at:
+            c.last_at = t
+        if t < c.first_at:
+            c.first_at = t
+        if late:
+            c.wait_late = True
+            self.host.emit("wait", self._wait_record(c, None, None))
+
+    def _auto_reply(self, c: WaitConv, t: int, late: bool) -> None:
+        if c.ar_start is not None and c.ar_start <= t < c.ar_end:  # R10.4.2
+            if c.ar_has:
+                self._count(c.shop_id, t, "extra_ar", late)
+            else:
+                c.ar_has = True
+                self._count(c.shop_id, t, "period_ar", late)
+        else:
+            self._count(c.shop_id, t, "unprompted_ar", late)
+        if c.first_at is None:
+            self.counters["seller_messages_no_wait"] += 1
+            return
+        if self.policy.auto_reply_ends_wait:
+            self._end(c, t, ANSWERED, late)
+            return
+        if c.auto_replied_at is None or (late and t < c.auto_replied_at):
+            c.auto_replied_at = t  # R10.2.4: recorded, not a reply
+            if late:
+                c.wait_late = True
+                self.host.emit("wait", self._wait_record(c, None, None))
+
+    def _end(self, c: WaitConv, t: int, reason: str, late: bool) -> None:
+        """R10.2.3: the open wait ends at ``t``; answered waits get their two measures (R10.2.7)."""
+        if late:
+            c.wait_late = True
+        self.host.emit("wait", self._wait_record(c, t, reason))
+        if reason == ANSWERED:
+            self.counters["waits_answered"] += 1
+            for p in self._periods_at(c.shop_id, t):
+                p.waited.append(t - c.last_at)
+                p.from_first.append(t - c.first_at)
+                self._changed(p, late)
+        else:
+            self.counters["waits_closed"] += 1
+            self._count(c.shop_id, t, "closed_unanswered", late)
+        c.first_at = c.last_at = c.auto_replied_at = None
+        c.buyer_messages = 0
+        c.wait_late = False
+
+    # ------------------------------------------------------------ periods
+    def _periods_at(self, shop_id: str, t: int) -> list[WaitPeriod]:
+        tz = self.shop_tz.get(shop_id, self._default_tz)
+        out = []
+        for kind in self.policy.periods:
+            start, end, label = period_bounds(kind, t, tz, self.policy.week_starts_on)
+            key = (shop_id, kind, label)
+            p = self.periods.get(key)
+            if p is None:
+                p = self.periods[key] = WaitPeriod(shop_id, kind, label, start, end)
+                self.host.schedule(end - 1, self, ("P", shop_id, kind, label))
+            out.append(p)
+        return out
+
+    def _count(self, shop_id: str, t: int, field: str, late: bool) -> None:
+        for p in self._periods_at(shop_id, t):
+            setattr(p, field, getattr(p, field) + 1)
+            self._changed(p, late)
+
+    def _changed(self, p: WaitPeriod, late: bool) -> None:
+        if p.emitted:  # R10.5.4: late events re-emit it with late: true
+            p.late = True
+            self._emit_period(p)
+
+    def _measure_end(self, p: WaitPeriod) -> None:
+        """open_at_end and the oldest waits at the end instant (fired at end - 1 µs: every event
+        before the end is applied, none at or after it)."""
+        end = p.end
+        n, oldest, oldest_ff = 0, None, None
+        for c in self.convs.get(p.shop_id, {}).values():
+            if c.first_at is not None and c.first_at < end:
+                n += 1
+                w, wf = end - c.last_at, end - c.first_at
+                oldest = w if oldest is None or w > oldest else oldest
+                oldest_ff = wf if oldest_ff is None or wf > oldest_ff else oldest_ff
+        p.open_at_end, p.oldest, p.oldest_ff = n, oldest, oldest_ff
+
+    def _evict_after(self) -> int:
+        return max(self._keep, self._retention)
+
+    def _evict_at(self, c: WaitConv) -> int:
+        return max(c.last_t + self._evict_after(), c.ar_end or 0)
+
+    # ------------------------------------------------------------ records
+    def _wait_record(self, c: WaitConv, ended_at: int | None, reason: str | None) -> dict:
+        """R10.5.1, keys in order; ``day`` / ``week_start`` are those of ``ended_at``."""
+        answered = reason == ANSWERED
+        if ended_at is None:
+            day = week = None
+        else:
+            tz = self.shop_tz.get(c.shop_id, self._default_tz)
+            day = period_bounds(DAY, ended_at, tz)[2]
+            week = period_bounds(WEEK, ended_at, tz, self.policy.week_starts_on)[2]
+        return {
+            "wait_id": f"{c.conversation_id}#{c.n}",
+            "shop_id": c.shop_id,
+            "conversation_id": c.conversation_id,
+            "first_at": format_time(c.first_at),
+            "last_at": format_time(c.last_at),
+            "buyer_messages": c.buyer_messages,
+            "auto_replied_at": _fmt(c.auto_replied_at),
+            "ended_at": _fmt(ended_at),
+            "end_reason": reason,
+            "waited": seconds(ended_at - c.last_at) if answered else None,
+            "waited_from_first": seconds(ended_at - c.first_at) if answered else None,
+            "day": day,
+            "week_start": week,
+            "late": c.wait_late,
+            "policy_id": self.policy.id,
+            "policy_version": self.policy.version,
+        }
+
+    def period_record(self, p: WaitPeriod) -> dict:
+        """R10.5.2, keys in order (10-G)."""
+        waited, ff = sorted(p.waited), sorted(p.from_first)
+        rec: dict = {"shop_id": p.shop_id, "period": p.kind, "start": p.label, "answered": len(waited)}
+        for name, vals in (("waited", waited), ("from_first", ff)):
+            for q in self.policy.percentiles:
+                rec[f"{name}_p{_pname(q)}"] = seconds(nearest_rank(vals, q))
+            rec[f"{name}_max"] = seconds(vals[-1]) if vals else None
+        rec["closed_unanswered"] = p.closed_unanswered
+        rec["opened"] = p.opened
+        rec["open_at_end"] = p.open_at_end
+        rec["oldest_waiting_at_end"] = seconds(p.oldest)
+        rec["oldest_waiting_from_first_at_end"] = seconds(p.oldest_ff)
+        rec["eligible_messages"] = p.eligible
+        rec["period_auto_replies"] = p.period_ar
+        rec["extra_auto_replies"] = p.extra_ar
+        rec["unprompted_auto_replies"] = p.unprompted_ar
+        rec["late"] = p.late
+        rec["policy_id"] = self.policy.id
+        rec["policy_version"] = self.policy.version
+        return rec
+
+    def _emit_period(self, p: WaitPeriod) -> None:
+        self.host.emit("period", self.period_record(p))
