@@ -77,18 +77,20 @@ class WaitConv:
         self.ar_start: int | None = None
         self.ar_end: int | None = None
         self.ar_has = False
-        self.ids: list[list] = []  # [event_id, t] remembered for the dedupe window
+        self.ids: dict[str, int] = {}  # event_id -> t, remembered for the dedupe window
         self.last_t = 0
 
     def to_list(self) -> list:
-        return [getattr(self, k) for k in WaitConv.__slots__]
+        v = [getattr(self, k) for k in WaitConv.__slots__]
+        v[WaitConv.__slots__.index("ids")] = list(self.ids.items())  # insertion (= arrival) order
+        return v
 
     @classmethod
     def from_list(cls, v: list) -> "WaitConv":
         c = cls.__new__(cls)
         for k, x in zip(WaitConv.__slots__, v):
             setattr(c, k, x)
-        c.ids = [list(x) for x in c.ids]
+        c.ids = dict(c.ids)
         return c
 
 
@@ -169,15 +171,16 @@ class ImWaits:
             self.host.schedule(ev.t + self._evict_after(), self, ("E", ev.shop_id, ev.conversation_id))
         eid, t = ev.event_id, ev.t
         ids = c.ids
-        for x in ids:
-            if x[0] == eid:
-                self.counters["duplicate"] += 1
-                return
-        ids.append([eid, t])
+        if eid in ids:
+            self.counters["duplicate"] += 1
+            return
+        ids[eid] = t
         f = self.host.frontier
-        if len(ids) > self._max_ids or (f is not None and ids[0][1] < f - self._keep):
+        if len(ids) > self._max_ids or (f is not None and t < f - self._keep) or (
+                f is not None and next(iter(ids.values())) < f - self._keep):
             cutoff = -(1 << 62) if f is None else f - self._keep
-            c.ids = ids = [x for x in ids if x[1] >= cutoff][-self._max_ids:]
+            kept = [(k, v) for k, v in ids.items() if v >= cutoff or k == eid][-self._max_ids:]
+            c.ids = dict(kept)
         if t > c.last_t:
             c.last_t = t
         self.counters["valid"] += 1

@@ -147,6 +147,9 @@ class ServiceTickets:
         self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
         self._max_ids = getattr(config, "max_remembered_ids", 1000)
         self._at_risk = getattr(config, "ticket_at_risk", _DEFAULT_AT_RISK)
+        self._clocks: dict[str, ServiceClock] = {}
+        # per zone, the day and week of the latest creation: nearly every ticket falls in them
+        self._cur: dict[str, tuple] = {}
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -159,8 +162,21 @@ class ServiceTickets:
         return Counter({k: v for k, v in self.counters.items() if v})
 
     def clock(self, tz: str) -> ServiceClock:
-        p = self.policy
-        return clock_for(tz, p.window_start, p.window_end, p.window_days)
+        c = self._clocks.get(tz)
+        if c is None:
+            p = self.policy
+            c = self._clocks[tz] = clock_for(tz, p.window_start, p.window_end, p.window_days)
+        return c
+
+    def _day_week(self, t: int, tz: str) -> tuple[str, str, int]:
+        """(day label, week label, week end) of ``t`` in ``tz`` (R9.6.1), cached per zone."""
+        cur = self._cur.get(tz)
+        if cur is not None and cur[0] <= t < cur[1] and cur[3] <= t < cur[4]:
+            return cur[2], cur[5], cur[4]
+        ds, de, day = period_bounds(DAY, t, tz)
+        ws, we, week = period_bounds(WEEK, t, tz, self.policy.week_starts_on)
+        self._cur[tz] = (ds, de, day, ws, we, week)
+        return day, week, we
 
     def process(self, ev: TicketEvent | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
@@ -370,8 +386,7 @@ class ServiceTickets:
         tk.clock_tz = clock_tz
         tk.ids = [ev.event_id]
         tk.last_t = c
-        _, _, tk.day = period_bounds(DAY, c, tz)
-        _, tk.week_end, tk.week = period_bounds(WEEK, c, tz, p.week_starts_on)
+        tk.day, tk.week, tk.week_end = self._day_week(c, tz)
         self.tickets.setdefault(ev.shop_id, {})[ev.ticket_id] = tk
         self.host.schedule(tk.due_at, self, ("D", tk.shop_id, tk.ticket_id))
         self.host.schedule(self._evict_at(tk), self, ("E", tk.shop_id, tk.ticket_id))
