@@ -120,16 +120,8 @@ class Engine(Runner):
                         **kwargs: object) -> "Engine":
         """Several models: each restored from its own parts and counters, in the stored order."""
         e = cls._empty(policy, config, sink, **kwargs)
-        refs = [p.ref for p in e.policies]  # type: ignore[attr-defined]
-        if refs != snap["policies"]:
-            raise ValueError(f"state was made under {snap['policies']}, not {refs}")
-        e.restore_meta(snap)
-        for p in e.policies:
-            kind = model_kind(p)
-            e.restore_model(model_class(kind), p, dict(snap, counters=Runner.model_counters(snap, kind, 2)))
+        e.restore_models([(model_class(model_kind(p)), p) for p in e.policies], snap)
         e._bind_chat()
-        e.restore_counters(snap)
-        e.restore_buffer(snap)
         return e
 
     @classmethod

@@ -756,6 +756,28 @@ class Runner:
             snap.update(parts)
         return snap
 
+    @classmethod
+    def from_snapshot(cls, config: EngineConfig, models: Iterable[tuple[type, Any]], snap: dict,
+                      sink: Sink | None = None, **kwargs: Any) -> "Runner":
+        """A runner hosting ``models`` (``(class, policy)`` pairs, in the stored order) restored from
+        :meth:`snapshot` (R6.1: it continues exactly where that one stood)."""
+        runner = cls(config, sink, **kwargs)
+        runner.restore_models(list(models), snap)
+        return runner
+
+    def restore_models(self, models: list[tuple[type, Any]], snap: dict) -> None:
+        """Restore the envelope, then each model from its own parts and counters, then the
+        buffer (its ranks are the models')."""
+        refs = [p.ref for _, p in models]
+        stored = snap.get("policies") or [snap.get("policy")]
+        if refs != stored:
+            raise ValueError(f"state was made under {', '.join(map(str, stored))}, not {', '.join(refs)}")
+        self.restore_meta(snap)
+        for cls, policy in models:
+            self.restore_model(cls, policy, dict(snap, counters=self.model_counters(snap, cls.kind, len(models))))
+        self.restore_counters(snap)
+        self.restore_buffer(snap)
+
     def restore_meta(self, meta: dict) -> None:
         """The envelope of a snapshot, before the models are restored (their restore reads
         ``frontier``)."""
@@ -797,14 +819,42 @@ class Runner:
         heapq.heapify(self._buffer)
 
 
-def event_to_list(ev: ChatMessage | ShopEvent) -> list:
-    """An event's stored form (snapshots, buffers): a tagged list."""
-    if type(ev) is ShopEvent:
+# Other event types' list codecs (e.g. "t" for TicketEvent): type -> (tag, to_list); tag -> from_list.
+# to_list gives the whole tagged list (its first item the tag).
+_ENCODERS: dict[type, Callable[[Any], list]] = {}
+_DECODERS: dict[str, Callable[[list], Any]] = {}
+
+
+def register_event_codec(tag: str, cls: type, to_list: Callable[[Any], list], from_list: Callable[[list], Any]) -> None:
+    """Let snapshots store events of ``cls`` (buffered or held) as lists tagged ``tag``: the
+    models' own event types plug in here (chat messages ``c`` and shop events ``s`` are built in)."""
+    if tag in ("c", "s") or _DECODERS.get(tag, from_list) is not from_list:
+        raise ValueError(f"event list tag {tag!r} is taken")
+    _ENCODERS[cls] = to_list
+    _DECODERS[tag] = from_list
+
+
+def event_to_list(ev: Any) -> list:
+    """An event's stored form (snapshots, buffers): a list tagged by its type."""
+    tp = type(ev)
+    if tp is ShopEvent:
         return ["s", ev.event_id, ev.shop_id, ev.type, ev.t, ev.timezone]
-    return ["c", ev.event_id, ev.shop_id, ev.conversation_id, ev.sender, ev.t, ev.kind, ev.message_type, ev.platform]
+    if tp is ChatMessage:
+        return ["c", ev.event_id, ev.shop_id, ev.conversation_id, ev.sender, ev.t, ev.kind, ev.message_type,
+                ev.platform]
+    try:
+        return _ENCODERS[tp](ev)
+    except KeyError:
+        raise TypeError(f"no list codec for {tp.__name__} (register_event_codec)") from None
 
 
-def event_from_list(v: list) -> ChatMessage | ShopEvent:
-    if v[0] == "s":
+def event_from_list(v: list) -> Any:
+    tag = v[0]
+    if tag == "s":
         return ShopEvent(v[1], v[2], v[3], v[4], v[5])
-    return new_chat_message(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+    if tag == "c":
+        return new_chat_message(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+    try:
+        return _DECODERS[tag](v)
+    except KeyError:
+        raise ValueError(f"unknown event list tag {tag!r}") from None
