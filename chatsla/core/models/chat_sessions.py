@@ -10,7 +10,7 @@ counters change after it ended.
 * Ranks (R6.3): at one instant shop events come first (vacation from ``at`` on, R4), then buyer
   messages, then seller-side messages, then closes (an event at a deadline still belongs to the
   session, R2.5).
-* Deadlines: the 72 h / 6 h / 10 min closures (R2.4, precedence in :func:`first_closure`), the
+* Deadlines: the 72 h / 6 h / 10 min closures (R2.4, precedence in :func:`closure_rule`), the
   24 h decision (R3), week ends (R5) and eviction, each on a timer channel of the runner; a
   conversation's timer entries carry the conversation itself (the channel is ``supersedable``: an
   entry whose ``c.scheduled`` moved on is stale and dropped unfired).
@@ -45,7 +45,7 @@ by wrapping :meth:`process`, :meth:`_open` and :meth:`_close` of this instance o
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, ClassVar, Iterable
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
 from chatsla.core.calendar import Shop, Week
 from chatsla.core.policy import Policy
@@ -98,27 +98,35 @@ def rank(ev: ChatMessage | ShopEvent) -> int:
     return RANK_BUYER if ev.sender == "buyer" else RANK_SELLER_SIDE
 
 
-def first_closure(c: Conversation, seller_timeout: int, buyer_timeout: int,
-                  auto_timeout: int) -> tuple[int | None, str | None]:
-    """The first platform closure of R2.4 that ``c``'s clocks lead to, and its reason: the seller's
-    72 h from the buyer's first unanswered message, the buyer's 6 h after a human seller reply,
-    10 min after an auto-reply; the 72 h clock wins a tie. (None, None): no clock runs. The one
-    place this precedence is written (the deadline :meth:`ChatSessions._reschedule` schedules and
-    the reason :meth:`ChatSessions._fire_conv` closes with)."""
-    if c.wait_start is not None:
-        best, reason = c.wait_start + seller_timeout, SELLER_TIMEOUT
-    else:
-        best, reason = None, None
-    side = c.last_side
-    if side == SELLER:
-        d = c.last_seller_at + buyer_timeout
-        if best is None or d < best:
-            best, reason = d, BUYER_TIMEOUT
-    elif side == AUTO:
-        d = c.last_seller_at + auto_timeout
-        if best is None or d < best:
-            best, reason = d, AUTO_REPLY_RESOLVED
-    return best, reason
+def closure_rule(seller_timeout: int, buyer_timeout: int,
+                 auto_timeout: int) -> Callable[[Conversation], tuple[int | None, str | None]]:
+    """R2.4's first platform closure under these timeouts, as a function of a conversation: its
+    deadline and reason. The seller's clock runs 72 h from the buyer's first unanswered message;
+    the buyer's 6 h after a human seller's reply, or 10 min after an auto-reply (the last
+    seller-side message decides which); the seller's 72 h wins a tie. (None, None): no clock
+    runs. The one place this precedence is written: the deadline :meth:`ChatSessions._reschedule`
+    schedules and the reason :meth:`ChatSessions._fire_conv` closes with both come from here
+    (a closure over the timeouts: called for nearly every event, it reads no attributes but the
+    conversation's)."""
+
+    def first_closure(c: Conversation) -> tuple[int | None, str | None]:
+        ws = c.wait_start
+        side = c.last_side
+        if side == SELLER:
+            d = c.last_seller_at + buyer_timeout
+            if ws is not None and ws + seller_timeout <= d:
+                return ws + seller_timeout, SELLER_TIMEOUT
+            return d, BUYER_TIMEOUT
+        if side == AUTO:
+            d = c.last_seller_at + auto_timeout
+            if ws is not None and ws + seller_timeout <= d:
+                return ws + seller_timeout, SELLER_TIMEOUT
+            return d, AUTO_REPLY_RESOLVED
+        if ws is not None:
+            return ws + seller_timeout, SELLER_TIMEOUT
+        return None, None
+
+    return first_closure
 
 
 def _remember(ids: list, ts: list[int], eid: str | int, t: int, cutoff: int) -> None:
@@ -149,9 +157,7 @@ class ChatSessions:
         self._conv_ch = host.timer_channel(self._fire_conv, CH_CONV, supersedable=True)
         self._week_ch = host.timer_channel(self._fire_week, CH_WEEK)
         self._window = policy.reply_window
-        self._seller_timeout = policy.seller_timeout
-        self._buyer_timeout = policy.buyer_timeout
-        self._auto_timeout = policy.auto_reply_timeout
+        self._first_closure = closure_rule(policy.seller_timeout, policy.buyer_timeout, policy.auto_reply_timeout)
         self._keep_ids = config.allowed_lateness + config.dedupe_window  # ids kept behind the frontier
         self._max_ids = config.max_remembered_ids
         self._dedupe_window = config.dedupe_window
@@ -233,7 +239,7 @@ class ChatSessions:
             return
         if self._dirty_convs is not None:
             self._dirty_convs.add(c.key)
-        deadline, reason = first_closure(c, self._seller_timeout, self._buyer_timeout, self._auto_timeout)
+        deadline, reason = self._first_closure(c)
         if deadline <= when:
             self._close(c, deadline, reason)
             return
@@ -596,7 +602,7 @@ class ChatSessions:
         """Set ``c.timer`` to when the session next needs attention (R2.4 closures, the R3 24 h
         mark). An entry is pushed only when that is earlier than the conversation's earliest
         live entry; a later deadline is pushed when that entry fires (see :meth:`_fire_conv`)."""
-        deadline = first_closure(c, self._seller_timeout, self._buyer_timeout, self._auto_timeout)[0]
+        deadline = self._first_closure(c)[0]
         if c.decided_at is None and not c.past24:
             d24 = c.opened_at + self._window
             if d24 < deadline:
