@@ -108,7 +108,7 @@ class Engine(Runner):
             e.restore_meta(meta)
         counters = Runner.model_counters(meta, CHAT_SESSIONS, 1) if meta is not None else None
         e._building = 0
-        e._host(ChatSessions.from_parts(policy, config, e, counters, conversations, shops))
+        e._host(ChatSessions.from_parts(policy, config, e._proxy, counters, conversations, shops))
         e._bind_chat()
         if meta is not None:
             e.restore_counters(meta)

@@ -63,6 +63,7 @@ of its kind, and a shop event to every hosted model (``lead``, the first, counts
 from __future__ import annotations
 
 import heapq
+import weakref
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
@@ -106,6 +107,86 @@ class EngineConfig:
     max_remembered_ids: int = 1000
 
 
+def _collector(out: list) -> Sink:
+    def collect(kind: str, record: tuple) -> None:
+        out.append((kind, record))
+
+    return collect
+
+
+class StreamTime:
+    """The stream's frontier and its timer queue, shared by the runner and its models.
+
+    It refers to neither (the channels' handlers stay with the runner, and models reach the
+    runner through a weak proxy), so a runner and its models form no reference cycle: a dropped
+    engine is freed at once by reference counting, as the one-piece engine was, and the audit's
+    ``gc.disable()`` leaves nothing behind (BENCHMARKS.md)."""
+
+    __slots__ = ("frontier", "heap", "far", "far_slots", "horizon", "horizon_end", "supersedable")
+
+    def __init__(self) -> None:
+        self.frontier: int | None = None  # the smallest source maximum: what the watermark follows
+        # Deadlines within the current bucket of the watermark live in a heap; later ones wait in
+        # buckets until the watermark reaches them (module docstring).
+        self.heap: list[tuple] = []
+        self.far: dict[int, list[tuple]] = {}
+        self.far_slots: list[int] = []
+        self.horizon = -1  # bucket index up to which deadlines go straight into the heap
+        self.horizon_end = 0  # start of the bucket after it: a watermark there opens buckets
+        self.supersedable: list[bool] = []  # per channel
+
+    def push(self, entry: tuple) -> None:
+        """Queue a timer entry ``(when, channel, key, obj)`` (see :meth:`Runner.timer_channel`)."""
+        slot = entry[0] // BUCKET
+        if slot <= self.horizon:
+            _heappush(self.heap, entry)
+            return
+        bucket = self.far.get(slot)
+        if bucket is None:
+            bucket = self.far[slot] = []
+            _heappush(self.far_slots, slot)
+        bucket.append(entry)
+
+    def open_buckets(self, wm: int) -> None:
+        """Move every bucket up to the watermark's into the heap, dropping superseded entries."""
+        slot = wm // BUCKET
+        self.horizon = slot
+        self.horizon_end = (slot + 1) * BUCKET
+        far_slots, timers, supersedable, far = self.far_slots, self.heap, self.supersedable, self.far
+        while far_slots and far_slots[0] <= slot:
+            for entry in far.pop(_heappop(far_slots)):
+                if supersedable[entry[1]] and entry[3].scheduled != entry[0]:
+                    continue  # superseded by an earlier entry for the same object
+                _heappush(timers, entry)
+
+
+class _Router:
+    """Several models hosted: each event to its own model (``chatsla.core.models.route``), a shop
+    event to every model."""
+
+    __slots__ = ("models", "by_kind", "counters")
+
+    def __init__(self, models: list, by_kind: dict[str, Any], counters: Counter[str]) -> None:
+        self.models, self.by_kind, self.counters = models, by_kind, counters
+
+    def process(self, ev: Event, late: bool) -> None:
+        if type(ev) is ShopEvent:
+            for m in self.models:
+                m.process(ev, late)
+            return
+        m = self.by_kind.get(route(ev))
+        if m is None:
+            self.counters["unrouted"] += 1  # (no model of its kind hosted here)
+            return
+        m.process(ev, late)
+
+    def rank(self, ev: Event) -> int:
+        if type(ev) is ShopEvent:
+            return 0  # R6.3, R9.1
+        m = self.by_kind.get(route(ev))
+        return m.rank(ev) if m is not None else 0
+
+
 class Runner:
     """One ordered input stream (a file, or one Kafka partition), hosting one model per kind.
 
@@ -130,14 +211,18 @@ class Runner:
         self.max_seen: int | None = None  # largest event time of any source
         self.counters: Counter[str] = Counter()  # the runner's counters, and models' cold ones
         self.out: list[tuple[str, tuple]] = []
-        self.emit: Sink = sink if sink is not None else self._collect  # models' output (host.emit)
+        # models' output (host.emit); the default collects into ``out`` (no reference to self)
+        self.emit: Sink = sink if sink is not None else _collector(self.out)
+        self.time = StreamTime()
+        self.push = self.time.push  # (host.push: a model may keep it, it holds no runner)
+        # what models are handed as their host: a runner is owned by its caller, not its models
+        self._proxy = weakref.proxy(self)
         self.models: list = []
         self.lead = None  # the first hosted model: it counts shop events (a shop event counts once)
         self._by_kind: dict[str, Any] = {}
         self._building = 0  # index of the model being built or restored (its timer channels)
         self._src_max: dict[Hashable, int] = {}
         self._sources = tuple(sources) if sources is not None else None
-        self.frontier: int | None = None  # smallest source maximum: what the watermark follows
         # Buffered events wait as (t, rank, event_id, event) entries, applied in key order. Nearly
         # every event is later than all buffered ones, so it is appended to ``_inorder``, which
         # stays sorted; only the others go into the ``_buffer`` heap. Releasing merges the two.
@@ -147,15 +232,9 @@ class Runner:
         # ids of buffered events: a copy arriving while its original still waits in the buffer
         # (a producer retry, a router replaying after a crash) is a duplicate, not a late event
         self._buffered: set[str] = set()
-        # Timers (module docstring): (when, channel, key, obj) entries; a heap for the current
-        # bucket, later buckets apart until the watermark reaches them.
-        self._timers: list[tuple] = []
-        self._far: dict[int, list[tuple]] = {}
-        self._far_slots: list[int] = []
-        self._horizon = -1  # bucket index up to which deadlines go straight into the heap
-        self._horizon_end = 0  # start of the bucket after it: a watermark there opens buckets
+        # Timers (module docstring): (when, channel, key, obj) entries in self.time's queue
+        self._timers = self.time.heap  # (never rebound)
         self._handlers: list[Callable[[tuple], None] | None] = []  # per channel: fire(entry)
-        self._supersedable: list[bool] = []
         self._lateness = config.allowed_lateness
         self._screening = config.max_future is not None
         self._max_future = config.max_future if config.max_future is not None else 1 << 62
@@ -167,21 +246,23 @@ class Runner:
         self.shop_counters: dict[str, Counter[str]] | None = (
             {s: Counter() for s in shop_stats} if shop_stats is not None else None)
         self.unnamed_invalid = 0  # invalid records naming no shop (count_invalid)
-        # how an event reaches its model: the one model's own methods when only one is hosted
-        self._process: Callable[[Event, bool], None] = self._route_process
-        self._rank: Callable[[Event], int] = self._route_rank
+        # how an event reaches its model: the one model's own methods when only one is hosted,
+        # else the router's (an object apart: the runner keeps no bound method of its own)
+        self._router = _Router(self.models, self._by_kind, self.counters)
+        self._process: Callable[[Event, bool], None] = self._router.process
+        self._rank: Callable[[Event], int] = self._router.rank
 
     # ----------------------------------------------------------------- models
     def add_model(self, cls: type, policy: object) -> Any:
         """Build and host a model of ``cls`` (``cls(policy, config, host)``)."""
         self._building = len(self.models)
-        return self._host(cls(policy, self.config, self))
+        return self._host(cls(policy, self.config, self._proxy))
 
     def restore_model(self, cls: type, policy: object, snap: dict) -> Any:
         """Host a model restored from a snapshot (``cls.restore(policy, config, host, snap)``);
         it re-schedules its own deadlines."""
         self._building = len(self.models)
-        return self._host(cls.restore(policy, self.config, self, snap))
+        return self._host(cls.restore(policy, self.config, self._proxy, snap))
 
     def _host(self, model: Any) -> Any:
         kind = model.kind
@@ -194,33 +275,12 @@ class Runner:
         if len(self.models) == 1:  # no routing: the model's own bound methods, as fast as can be
             self._process, self._rank = model.process, model.rank
         else:
-            self._process, self._rank = self._route_process, self._route_rank
+            self._process, self._rank = self._router.process, self._router.rank
         return model
 
     def model(self, kind: str) -> Any:
         """The hosted model of ``kind``, or None."""
         return self._by_kind.get(kind)
-
-    def _model_for(self, ev: Event) -> Any:
-        return self._by_kind.get(route(ev))
-
-    def _route_process(self, ev: Event, late: bool) -> None:
-        """Several models: the event's own model, or every model for a shop event."""
-        if type(ev) is ShopEvent:
-            for m in self.models:
-                m.process(ev, late)
-            return
-        m = self._model_for(ev)
-        if m is None:
-            self.counters["unrouted"] += 1  # (no model of its kind hosted here)
-            return
-        m.process(ev, late)
-
-    def _route_rank(self, ev: Event) -> int:
-        if type(ev) is ShopEvent:
-            return 0  # R6.3, R9.1
-        m = self._model_for(ev)
-        return m.rank(ev) if m is not None else 0
 
     # ------------------------------------------------------------------ timers
     def timer_channel(self, fire: Callable[[tuple], None], sub: int = 0, supersedable: bool = False) -> int:
@@ -239,9 +299,9 @@ class Runner:
         handlers = self._handlers
         while len(handlers) <= ch:
             handlers.append(None)
-            self._supersedable.append(False)
+            self.time.supersedable.append(False)
         handlers[ch] = fire
-        self._supersedable[ch] = supersedable
+        self.time.supersedable[ch] = supersedable
 
     def schedule(self, when: int, model: Any, key: Hashable) -> None:
         """Have ``model.fire(when, key)`` called once the watermark passes ``when`` (the model
@@ -256,29 +316,10 @@ class Runner:
             self._open_channel(ch, lambda e, m=model: m.fire(e[0], e[2]), False)
         self.push((when, ch, key, None))
 
-    def push(self, entry: tuple) -> None:
-        """Queue a timer entry ``(when, channel, key, obj)`` (see :meth:`timer_channel`)."""
-        slot = entry[0] // BUCKET
-        if slot <= self._horizon:
-            _heappush(self._timers, entry)
-            return
-        bucket = self._far.get(slot)
-        if bucket is None:
-            bucket = self._far[slot] = []
-            _heappush(self._far_slots, slot)
-        bucket.append(entry)
-
-    def _open_buckets(self, wm: int) -> None:
-        """Move every bucket up to the watermark's into the heap, dropping superseded entries."""
-        slot = wm // BUCKET
-        self._horizon = slot
-        self._horizon_end = (slot + 1) * BUCKET
-        far_slots, timers, supersedable = self._far_slots, self._timers, self._supersedable
-        while far_slots and far_slots[0] <= slot:
-            for entry in self._far.pop(_heappop(far_slots)):
-                if supersedable[entry[1]] and entry[3].scheduled != entry[0]:
-                    continue  # superseded by an earlier entry for the same object
-                _heappush(timers, entry)
+    @property
+    def frontier(self) -> int | None:
+        """The smallest source maximum: what the watermark follows (``self.time.frontier``)."""
+        return self.time.frontier
 
     def _fire(self, entry: tuple) -> None:
         self._handlers[entry[1]](entry)  # type: ignore[misc]
@@ -296,7 +337,8 @@ class Runner:
     @property
     def watermark(self) -> int | None:
         """Everything before this instant has been applied and every deadline before it fired."""
-        return None if self.frontier is None else self.frontier - self._lateness
+        f = self.time.frontier
+        return None if f is None else f - self._lateness
 
     def apply(self, ev: Event, source: Hashable = None, screened: bool = False) -> None:
         """Take one valid event in log order, read from ``source`` (an input partition).
@@ -322,8 +364,8 @@ class Runner:
         if prev is not None and t <= prev:  # not ahead of its source
             if t < prev - self._lateness:  # behind its source's watermark
                 self._process(ev, True)
-                if self.frontier is not None:
-                    self._drain(self.frontier - self._lateness, False)  # deadlines it put behind us
+                if self.time.frontier is not None:
+                    self._drain(self.time.frontier - self._lateness, False)  # deadlines it put behind us
                 return
             buffered.add(eid)
             self._hold((t, self._rank(ev), eid, ev))
@@ -340,9 +382,9 @@ class Runner:
         if self.max_seen is None or t > self.max_seen:
             self.max_seen = t
         if self._sources is None and len(src_max) == 1:
-            self.frontier = t
+            self.time.frontier = t
             wm = t - self._lateness
-            if self._buffer or wm >= self._horizon_end:
+            if self._buffer or wm >= self.time.horizon_end:
                 self._drain(wm, False)
                 return
             # One source and nothing in the heap, as for nearly every event: _drain's loop over
@@ -361,10 +403,10 @@ class Runner:
                 fired = _heappop(timers)
                 handlers[fired[1]](fired)
             return
-        if prev is None or prev == self.frontier:
-            frontier = self.frontier = self._min_source()
+        if prev is None or prev == self.time.frontier:
+            frontier = self.time.frontier = self._min_source()
         else:
-            frontier = self.frontier
+            frontier = self.time.frontier
         if frontier is not None:
             self._drain(frontier - self._lateness, False)
 
@@ -392,7 +434,8 @@ class Runner:
         # methods are read again after apply and _drain too (hosting never happens in between,
         # but it costs nothing).
         prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
-        horizon_end = self._horizon_end
+        clock = self.time
+        horizon_end = clock.horizon_end
         process, rank_of = self._process, self._rank
         # the largest time an event may have and still take the fast path: not a step of more
         # than max_future, nothing held (time sanity, see the module docstring)
@@ -409,20 +452,20 @@ class Runner:
                     self._tail, self.max_seen = tail, max_seen
                     apply(ev)
                     prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
-                    horizon_end = self._horizon_end
+                    horizon_end = clock.horizon_end
                     limit = -1 if held else (max_seen if max_seen is not None else 1 << 62) + max_future
                     continue
                 # the source moves on: apply's fast path
                 add(eid)
                 append((t, rank_of(ev), eid, ev))
-                self.frontier = prev = tail = t  # one source: its maximum is the frontier
+                clock.frontier = prev = tail = t  # one source: its maximum is the frontier
                 if max_seen is None or t > max_seen:
                     max_seen = t
                 limit = max_seen + max_future
                 wm = t - lateness
                 if buf or wm >= horizon_end:
                     self._drain(wm, False)
-                    horizon_end = self._horizon_end
+                    horizon_end = clock.horizon_end
                     continue
                 # _drain's loop over _inorder alone; the entry just appended is later than ``wm``
                 while True:
@@ -607,9 +650,9 @@ class Runner:
                 src_max[s] = t
         if self.max_seen is None or t > self.max_seen:
             self.max_seen = t
-        self.frontier = self._min_source()
-        if self.frontier is not None:
-            self._drain(self.frontier - self._lateness, False)
+        frontier = self.time.frontier = self._min_source()
+        if frontier is not None:
+            self._drain(frontier - self._lateness, False)
 
     def finish(self, until: int | None = None) -> None:
         """End of input: apply everything buffered and fire deadlines before ``until``, then
@@ -638,8 +681,8 @@ class Runner:
         stored deadline is ahead of the stored watermark, so nothing else happens here."""
         wm = self.watermark
         if wm is not None:
-            if wm >= self._horizon_end:
-                self._open_buckets(wm)
+            if wm >= self.time.horizon_end:
+                self.time.open_buckets(wm)
             timers, handlers = self._timers, self._handlers
             while timers and timers[0][0] < wm:
                 fired = _heappop(timers)
@@ -649,10 +692,10 @@ class Runner:
     def _drain(self, wm: int, flush: bool) -> None:
         """Apply buffered events before ``wm`` (all of them when ``flush``) and fire deadlines
         before ``wm``, in time order; a deadline fires before an event only if strictly earlier."""
-        if wm >= self._horizon_end:  # wm // BUCKET > self._horizon, without a division
-            self._open_buckets(wm)
+        if wm >= self.time.horizon_end:  # wm // BUCKET > horizon, without a division
+            self.time.open_buckets(wm)
         inorder, buf, timers, buffered = self._inorder, self._buffer, self._timers, self._buffered
-        pop, popleft, handlers = _heappop, inorder.popleft, self._handlers
+        pop, popleft, handlers, process = _heappop, inorder.popleft, self._handlers, self._process
         while inorder or buf:
             # the smaller head of the two (keys are unique: one entry per buffered event_id)
             if buf and (not inorder or buf[0] < inorder[0]):
@@ -673,18 +716,16 @@ class Runner:
             else:
                 popleft()
             buffered.discard(entry[2])
-            self._process(entry[3], False)
+            process(entry[3], False)
         while timers and timers[0][0] < wm:
             fired = pop(timers)
             handlers[fired[1]](fired)
 
     # ----------------------------------------------------------------- outputs
-    def _collect(self, kind: str, record: tuple) -> None:
-        self.out.append((kind, record))
-
     def take(self) -> list[tuple[str, tuple]]:
         """Hand over the raw records emitted since the last call (for adapters that batch)."""
-        out, self.out = self.out, []
+        out = self.out[:]  # (the default sink appends to this very list)
+        self.out.clear()
         return out
 
     def take_records(self) -> list[tuple[str, dict]]:
@@ -785,7 +826,7 @@ class Runner:
         for s, t in meta["sources"]:
             self._src_max[s if not isinstance(s, list) else tuple(s)] = t
         if self._src_max:
-            self.frontier = self._min_source()
+            self.time.frontier = self._min_source()
         for s, values in meta.get("held", ()):
             self._held[s if not isinstance(s, list) else tuple(s)] = [[event_from_list(v), n] for v, n in values]
         self._held_tick = meta.get("held_tick")

@@ -224,3 +224,29 @@ def test_snapshot_and_restore_continue_exactly_where_the_runner_stood() -> None:
         assert out + second.take() == want, cut
         assert second.stats == whole.stats
         assert second.snapshot() == whole.snapshot()
+
+
+def test_a_dropped_engine_is_freed_at_once_without_the_cycle_collector() -> None:
+    """The audit and the replay run with the garbage collector off (BENCHMARKS.md): a runner and
+    its models must form no reference cycle (models get a weak proxy of their host), so dropping
+    an engine frees its whole state at once by reference counting."""
+    import gc
+    import weakref
+
+    from chatsla.core.engine import Engine
+    from chatsla.core.policy import load_policy
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        engine = Engine(load_policy())
+        engine.apply(msg("a", 10 * S))
+        engine.apply(msg("b", 20 * S, "seller"))
+        fake = runner((Fake, POLICY), (FakeTickets, POLICY2))
+        fake.apply(msg("d1", 10 * S))
+        refs = [weakref.ref(x) for x in (engine, engine.chat, fake, *fake.models)]
+        del engine, fake
+        assert [r() for r in refs] == [None] * len(refs)
+    finally:
+        if was:
+            gc.enable()

@@ -154,6 +154,7 @@ class ChatSessions:
         self.counters: Counter[str] = host.counters
         self._sink = host.emit
         self._push = host.push
+        self._time = host.time  # the stream's frontier (read for nearly every event)
         self._conv_ch = host.timer_channel(self._fire_conv, CH_CONV, supersedable=True)
         self._week_ch = host.timer_channel(self._fire_week, CH_WEEK)
         self._window = policy.reply_window
@@ -249,7 +250,7 @@ class ChatSessions:
 
     # ------------------------------------------------------------- transitions
     def _cutoff(self) -> int:
-        f = self.host.frontier
+        f = self._time.frontier
         return -(1 << 62) if f is None else f - self._keep_ids
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
@@ -282,7 +283,7 @@ class ChatSessions:
         seen_ts = c.seen_ts
         seen_ids.append(eid)
         seen_ts.append(t)
-        f = self.host.frontier
+        f = self._time.frontier
         if f is not None and seen_ts[0] < f - self._keep_ids:
             # Out of the dedupe window: forgotten, and the floor keeps their copies out, so a
             # conversation stored after the watermark jumped still refuses an event that a
