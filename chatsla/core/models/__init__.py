@@ -4,7 +4,10 @@ A *model* turns ordered events and due deadlines into state and records for one 
 level: ``chat_sessions`` (RULES R2-R5), and the models added after it. The runner
 (``chatsla.core.runner``) owns everything model-independent: ordering, watermarks, lateness, time
 sanity, the buffer, the timer queue and the snapshot envelope. A model is built as
-``Cls(policy, config, host)``, the host being the runner. What the host gives it:
+``Cls(policy, config, host)``, the host being a weak proxy of the runner (the runner owns its
+models, not the other way round: no reference cycle, so a dropped engine is freed at once; a
+model keeps no bound method of the host either, but ``host.push`` and ``host.emit`` hold no
+runner and may be kept). What the host gives it:
 
 - ``host.schedule(when, model, key)``: ``model.fire(when, key)`` once the watermark passes
   ``when`` (a deadline fires before an event at the same instant only if strictly earlier). The
@@ -14,7 +17,8 @@ sanity, the buffer, the timer queue and the snapshot envelope. A model is built 
   is called with the entry (chat sessions use two: conversations, then week ends).
 - ``host.emit(kind, record)``: an output record (kinds: ``session``, ``assessment``; the other
   models' own).
-- ``host.frontier`` / ``host.watermark`` (int | None), ``host.counters`` (the stream's shared
+- ``host.frontier`` / ``host.watermark`` (int | None; on hot paths read ``host.time.frontier``
+  from a kept ``host.time``), ``host.counters`` (the stream's shared
   counters; what a model adds there is counted in ``stats`` once), ``host.lead`` (the first
   hosted model: the one that counts a shop event), ``host.session_updates``, ``host.track_dirty``,
   ``host.shop_counters`` (None, or per chosen shop a Counter the model adds its counts to).
