@@ -45,7 +45,7 @@ How order is made deterministic (R6.2, R6.3):
 
 Timers. A model schedules a deadline with :meth:`Runner.schedule` (``model.fire(when, key)`` once
 the watermark passes ``when``) or, on its hot paths, pushes a ready-made entry ``(when, channel,
-key, obj)`` with :meth:`Runner.push` on a channel it opened with :meth:`Runner.timer_channel`.
+key, obj)`` with ``host.push`` on a channel it opened with :meth:`Runner.timer_channel`.
 Entries at one instant fire in (channel, key) order; channels are numbered by the model's place
 among the hosted models, so that order is the same in every run and after every restore (R6.1).
 Deadlines within the current ten minutes of the watermark live in a heap; later ones wait in
