@@ -12,7 +12,7 @@ What the seller reads (issue #13):
 
 * **The shop's own counts.** The report's ``stats`` count the whole replayed input, every shop
   of it; the counters box shows the shop's (``counts``, from
-  :class:`chatsla.replay.ShopCountingEngine`), and the whole input's totals only as such, in
+  ``chatsla.core.engine.Engine(shop_stats=...)``), and the whole input's totals only as such, in
   one line below it.
 * **Local times beside UTC.** The page names the shop's time zone (the IANA name and its UTC
   offset) and shows every instant in UTC, as the report has it, with the shop's local time
@@ -248,7 +248,7 @@ def render_appeal(report: Report, shop_id: str, week_start: str, policy: Policy,
 
     ``report`` must hold that week's assessment and its sessions (a replay or audit covering the
     whole week); ``policy`` is the one the report names. ``counts`` are the shop's own counters
-    (keys as the report's ``stats``: :meth:`chatsla.replay.ShopCountingEngine.shop_stats`),
+    (keys as the report's ``stats``: :meth:`chatsla.core.runner.Runner.shop_stats`),
     ``zone`` its IANA time zone, ``bounds`` the week's start and end (µs) as the engine filed it
     (default: the week in ``zone``), ``unnamed_invalid`` the invalid records of the input that
     name no shop. Raises ``ValueError`` when the report lacks the week or names another policy.

@@ -78,7 +78,7 @@ Shop counters (the appeal pack)
 ===============================
 
 ``stats`` count the whole input. The appeal pack is about one shop, so with ``shop_counts=True``
-the engine is a :class:`ShopCountingEngine`, which also counts, per chosen shop, what ``stats``
+the engine is built with ``shop_stats`` (``Engine.shop_stats``), so it also counts, per chosen shop, what ``stats``
 counts for the whole input (records read, valid, duplicate, invalid by reason, late, outreach,
 sessions opened and closed). An invalid record is the shop's when it is a JSON object whose
 ``shop_id`` is a string naming it; other invalid records (not JSON, no shop) are counted apart
@@ -607,92 +607,6 @@ class _PeriodCollector(Collector):
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw  # opened_at: numbers restart after eviction
 
 
-class ShopCountingEngine(Engine):
-    """The core's engine, also counting each chosen shop's own input and processing counters.
-
-    ``Engine.stats`` count the whole stream; an appeal pack shows one shop's (issue #13). The
-    counts are taken where the engine counts, by extending the methods that do (``apply``,
-    ``_process``, ``_open``, ``_close``, ``_reject``): the engine's results are unchanged, and
-    nothing is counted a second way that could disagree with it. This leans on the engine's
-    internals, so ``tests/test_appeal.py`` runs a week with every shop chosen and checks that the
-    shops' counts add up to the engine's own ``stats``: a change in where the core counts fails
-    there. Slower than the plain engine, so the replay uses it only when asked (``shop_counts``).
-    """
-
-    def __init__(self, *args: object, shops: Iterable[str], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.shop_counters: dict[str, Counter[str]] = {s: Counter() for s in shops}
-        self.unnamed_invalid = 0  # invalid records naming no shop (not JSON, no shop_id)
-        self._attributed = 0  # duplicates already counted for some shop (or for none, untracked)
-
-    def count_invalid(self, shop_id: str | None, reason: str) -> None:
-        """An input record that decoding rejected (R1), with the shop it names, if any."""
-        if shop_id is None:
-            self.unnamed_invalid += 1
-            return
-        c = self.shop_counters.get(shop_id)
-        if c is not None:
-            c["read"] += 1
-            c["invalid:" + reason] += 1
-
-    def apply(self, ev: ChatMessage | ShopEvent, source: object = None, screened: bool = False) -> None:
-        c = self.shop_counters.get(ev.shop_id)
-        if c is not None and not screened:  # screened: a held event applied again, read once
-            c["read"] += 1
-        counters = self.counters
-        dup, attributed = counters["duplicate"], self._attributed
-        super().apply(ev, source, screened)
-        own = counters["duplicate"] - dup - (self._attributed - attributed)
-        if own:  # a copy of a buffered or held event, dropped before _process
-            self._attributed += own
-            if c is not None:
-                c["duplicate"] += own
-
-    def _process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
-        counters = self.counters
-        dup = counters["duplicate"]
-        c = self.shop_counters.get(ev.shop_id)
-        if c is None:
-            super()._process(ev, late)
-            self._attributed += counters["duplicate"] - dup
-            return
-        valid, lt, outreach = self._valid, counters["late"], counters["outreach"]
-        super()._process(ev, late)
-        d = counters["duplicate"] - dup
-        self._attributed += d
-        c["duplicate"] += d
-        c["valid"] += self._valid - valid
-        c["late"] += counters["late"] - lt
-        c["outreach"] += counters["outreach"] - outreach
-
-    def _open(self, c, t, shop, w, late) -> None:  # type: ignore[no-untyped-def]
-        sc = self.shop_counters.get(c.shop_id)
-        if sc is not None:
-            sc["sessions_opened"] += 1
-        super()._open(c, t, shop, w, late)
-
-    def _close(self, c, t: int, reason: str) -> None:  # type: ignore[no-untyped-def]
-        sc = self.shop_counters.get(c.shop_id)
-        if sc is not None:
-            sc["closed:" + reason] += 1
-        super()._close(c, t, reason)
-
-    def _reject(self, ev: ChatMessage | ShopEvent, source: object) -> None:
-        c = self.shop_counters.get(ev.shop_id)
-        if c is not None:
-            c["invalid:future_time"] += 1
-        super()._reject(ev, source)
-
-    def shop_stats(self, shop_id: str) -> dict:
-        """The shop's counters, keyed as ``stats`` are (read = valid + duplicate + invalid)."""
-        c = self.shop_counters[shop_id]
-        invalid = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("invalid:") and v}
-        closed = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("closed:") and v}
-        return {"read": c["read"], "valid": c["valid"], "duplicate": c["duplicate"], "invalid": sum(invalid.values()),
-                "invalid_by_reason": invalid, "late": c["late"], "outreach": c["outreach"],
-                "sessions_opened": c["sessions_opened"], "sessions_closed": closed}
-
-
 def named_shop(value: bytes | None) -> str | None:
     """The shop an invalid record names: its ``shop_id`` if it is a JSON object with a string there."""
     if not value:
@@ -716,7 +630,7 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
                        shop_counts: bool = False) -> ReplayResult:
     """Run the period's input through one engine and build the period's report (module docs).
 
-    ``shop_counts``: also count each of ``shops``' own counters (:class:`ShopCountingEngine`),
+    ``shop_counts``: also count each of ``shops``' own counters (``Engine(shop_stats=...)``),
     for :attr:`ReplayResult.shop_counts`.
 
     ``parallel``: fetch, decode and merge in a child process (:class:`_ChildInput`) while this
@@ -742,11 +656,8 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
     else:
         source = _LocalInput(reader)
     async with source:
-        if shop_counts and shops:
-            engine: Engine = ShopCountingEngine(policy, config, sink=collector, session_updates=False,
-                                                sources=source.chat_sources, shops=shops)
-        else:
-            engine = Engine(policy, config, sink=collector, session_updates=False, sources=source.chat_sources)
+        engine = Engine(policy, config, sink=collector, session_updates=False, sources=source.chat_sources,
+                        shop_stats=shops if shop_counts and shops else None)
         collector.engine = engine
         gc_was_enabled = gc.isenabled()
         gc.disable()  # as in the audit: the core's state is acyclic (BENCHMARKS.md)
@@ -779,7 +690,7 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
                   for s, shop in sorted(engine.shops.items())}
     counts: dict[str, dict] = {}
     unnamed = 0
-    if isinstance(engine, ShopCountingEngine):
+    if engine.shop_counters is not None:
         counts = {s: engine.shop_stats(s) for s in sorted(engine.shop_counters)}
         unnamed = engine.unnamed_invalid
     return ReplayResult(report, period, policy, ranges, collector.week_bounds, zones, late,
@@ -903,7 +814,7 @@ class _LocalInput:
     async def feed(self, engine: Engine, invalid: Counter, late: list[LateEvent] | None) -> AsyncIterator[int]:
         """Apply every record to ``engine``; yields the number of records after each batch."""
         apply, counters, _Invalid = engine.apply, engine.counters, Invalid
-        count_invalid = engine.count_invalid if isinstance(engine, ShopCountingEngine) else None
+        count_invalid = engine.count_invalid if engine.shop_counters is not None else None
         async for batch in self.reader.batches():
             if late is not None or count_invalid is not None:
                 for rec in batch:
@@ -1020,7 +931,7 @@ class _ChildInput:
 
     async def feed(self, engine: Engine, invalid: Counter, late: list[LateEvent] | None) -> AsyncIterator[int]:
         apply, counters, srcs = engine.apply, engine.counters, self.sources
-        count_invalid = engine.count_invalid if isinstance(engine, ShopCountingEngine) else None
+        count_invalid = engine.count_invalid if engine.shop_counters is not None else None
         _Chat, _Shop = ChatMessage, ShopEvent
         while True:
             msg = await self._receive()

@@ -2,7 +2,7 @@
 or the shop's own counters'.
 
 No Kafka: the report comes from the core over a small hand-made week with a vacation (excluded)
-session (R4) and a late event (R6.4), run through :class:`chatsla.replay.ShopCountingEngine` as
+session (R4) and a late event (R6.4), run through an engine counting its shops (``Engine(shop_stats=...)``) as
 ``chatsla replay --format html`` does; the input also holds another shop and records naming no
 shop, so the whole input's totals differ from the shop's. The HTML is parsed with ``html.parser``.
 
@@ -26,10 +26,10 @@ import pytest
 
 from chatsla.appeal import RULE_TITLES, percent_text, rate_text, render_appeal, value_text
 from chatsla.audit import Collector, engine_stats, run_audit
-from chatsla.core.engine import EngineConfig
+from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
-from chatsla.replay import ShopCountingEngine, named_shop
+from chatsla.replay import named_shop
 from chatsla.report import to_json
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
@@ -83,7 +83,7 @@ def other_shop_events() -> list[dict]:
 def run_counted(raw: list[bytes], shops: list[str], until: str | None = UNTIL, config: EngineConfig = EngineConfig()):
     """The replay's counting path without Kafka: (report, shop counters, invalid records naming no shop)."""
     collector = Collector()
-    engine = ShopCountingEngine(POLICY, config, sink=collector.add, session_updates=False, shops=shops)
+    engine = Engine(POLICY, config, sink=collector.add, session_updates=False, shop_stats=shops)
     invalid: Counter[str] = Counter()
     for line in raw:
         ev = decode(line)
@@ -376,7 +376,7 @@ def test_the_counters_box_shows_the_shops_own_counts_not_the_whole_inputs(counte
 
 
 def test_shop_counts_add_up_to_the_engines_own_stats_and_change_no_result() -> None:
-    """The counting engine counts where the core counts (chatsla.replay.ShopCountingEngine): over
+    """The engine counts each shop where it counts (``Engine(shop_stats=...)``, issue #13): over
     the sample week plus duplicates, late events and a rejected future step, with every shop
     chosen, the shops' counts add up to the engine's stats, each shop's read = valid + duplicate +
     invalid, and the report is byte for byte the audit's. A change in where the core counts

@@ -69,7 +69,7 @@ class Conversation:
     """
 
     # ``closed_at`` and ``close_reason`` are stored (always None) but not held: a session is closed
-    # and forgotten in one step (Engine._close passes them to its record), so they are class
+    # and forgotten in one step (ChatSessions._close passes them to its record), so they are class
     # constants here and an open conversation is two slots smaller.
     __slots__ = tuple(f for f in _FIELDS if f not in _NOT_HELD) + ("scheduled", "key", "floor")
     closed_at: None = None
