@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatsla.core.policy import load_policy  # noqa: E402
 from chatsla.core.timefmt import DAY, parse_time  # noqa: E402
-from chatsla.produce import produce  # noqa: E402
+from chatsla.streams.producer import produce  # noqa: E402
 from chatsla.replay import (  # noqa: E402
     FETCH_BYTES,
     FETCH_RECORDS,

@@ -121,7 +121,7 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         _stop()
         return
     from chatsla.dev.broker import BrokerConfig, BrokerError, answers, start
-    from chatsla.produce import produce
+    from chatsla.streams.producer import produce
     from chatsla.report import print_assessments
     from chatsla.simulate import SimConfig, generate
     from chatsla.schemas.decode import decode

@@ -678,7 +678,7 @@ def simulate(
     with Progress("chatsla simulate", "shops", config.shops, quiet=quiet) as progress:
         events = generate(config, progress.update)
     if bootstrap is not None:
-        from chatsla.produce import ProduceError, produce
+        from chatsla.streams.producer import ProduceError, produce
         from chatsla.streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
 
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic

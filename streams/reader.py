@@ -25,7 +25,7 @@ into one deterministic order. What it does, in the order records meet it:
   partition far ahead of the others cannot fill the memory.
 
 Records are tuples ``(ts, t, topic, partition, offset, source, value, event)`` (the indexes are
-named ``OFFSET``, ``SOURCE``, ``VALUE``, ``EVENT`` below); ``event`` is what ``decode`` made of
+named ``TOPIC``, ``OFFSET``, ``SOURCE``, ``VALUE``, ``EVENT`` below); ``event`` is what ``decode`` made of
 the value (an event with a ``t``, or :class:`~chatsla.core.events.Invalid`), or
 :data:`NOT_DECODED` when the reader was given no decoder (verify reads the output topics).
 
@@ -54,7 +54,7 @@ PENDING_LIMIT = 200_000  # records buffered for the merge per partition before i
 IDLE_TIMEOUT = 60.0  # seconds without any progress before the read is abandoned
 
 # indexes into a record tuple
-OFFSET, SOURCE, VALUE, EVENT = 4, 5, 6, 7
+TOPIC, OFFSET, SOURCE, VALUE, EVENT = 2, 4, 5, 6, 7
 
 EMPTY = Invalid("not_json")  # an empty (or null) record value
 NOT_DECODED = Invalid("not_decoded")  # every record's event when the reader has no decoder
@@ -179,7 +179,7 @@ class InputReader:
     def __init__(self, kin: KafkaInput, topics: Sequence[str], *, start_times: dict[str, int | None] | None = None,
                  decode: Callable[[bytes], object] | None = None, horizon: int | None = None,
                  tail: bool = False, late_before: int | None = None, ranges: list[PartitionRange] | None = None,
-                 client_id: str = "chatsla-replay", missing: str = "(check --topic-prefix)") -> None:
+                 client_id: str = "chatsla-replay", missing: str = " (check --topic-prefix)") -> None:
         self.kin = kin
         self.topics = list(topics)
         self.start_times = dict(start_times or {})
@@ -221,7 +221,7 @@ class InputReader:
                                   f"no metadata from Kafka at {kin.bootstrap}")
             for t in self.topics:
                 if t not in cluster.topics():
-                    raise ReaderError(f"topic {t!r} does not exist on {kin.bootstrap} {self.missing}".rstrip())
+                    raise ReaderError(f"topic {t!r} does not exist on {kin.bootstrap}{self.missing}")
             tps = []
             for t in self.topics:
                 for p in sorted(cluster.partitions_for_topic(t) or ()):
@@ -369,7 +369,7 @@ async def cluster_metadata(consumer: object) -> object:
     The one use of a private aiokafka attribute in chatsla: ``AIOKafkaConsumer.topics()`` fetches
     this same metadata but returns only the topic names, and ``partitions_for_topic`` answers
     from the client's cached metadata, which does not hold topics the consumer has not yet
-    subscribed to or been assigned (it returns None for them). aiokafka has no public call that
+    subscribed to or been assigned (it may return None for them). aiokafka has no public call that
     returns the fetched cluster metadata (checked with aiokafka 0.14.0).
     """
     return await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]

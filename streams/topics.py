@@ -9,6 +9,9 @@ vacation and time zone, and its weekly counters live in one partition, owned by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
+
+from chatsla.streams.codec import source_tag
 
 FOREVER = "-1"
 DAY_MS = 24 * 3600 * 1000
@@ -38,6 +41,18 @@ class TopicNames:
     @property
     def dlqs(self) -> tuple[str, ...]:
         return (self.chat_dlq, self.shop_dlq, self.events_dlq)
+
+
+def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list[str]:
+    """The engine's watermark sources: one per ``chat.messages`` partition (R6.2, R6.3).
+
+    The watermark waits for every chat.messages partition; shop.events partitions do not hold it
+    back (shop events are rare: an idle one would stall a backfill and grow the buffer without
+    bound). A shop event routed more than the allowed lateness after younger chat events is
+    therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark". The live
+    worker (streams/app.py) and the replay (chatsla/replay) both take their sources from here.
+    """
+    return [source_tag(names.chat, p) for p in chat_partitions]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from chatsla.audit import run_audit
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import HOUR, MINUTE
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid

@@ -1,4 +1,4 @@
-"""Producing records to Kafka from the CLI (``chatsla simulate --bootstrap``).
+"""Producing records to Kafka from the CLI (``chatsla simulate --bootstrap``, ``chatsla demo``).
 
 kafka-python rather than aiokafka: the CLI is synchronous, and a plain producer with batching
 keeps a simulated week at full speed simple. Pacing (``rate``) is for live demos only.
