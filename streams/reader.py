@@ -113,6 +113,54 @@ class PartitionState:
         self.stopped = False  # past the horizon: only the tail is read (tail=True)
         self.paused = False
 
+    def take(self, recs: Iterable, decode: Callable[[bytes], object], horizon: int, tail: bool,
+             late_before: int, tail_events: list[tuple[object, str, int]]) -> None:
+        """Decode fetched records (objects with ``offset``, ``timestamp``, ``value``, in log order)
+        and append them to ``pending`` with their merge key, up to the end offset and the horizon.
+
+        The key is the running maximum of (Kafka timestamp, event time) over the partition
+        (module docs); an invalid record takes the event time of the record before it. The first
+        valid event beyond ``horizon`` sets ``range.stop`` and stops the partition; with ``tail``
+        the records after it are only counted, and the valid events among them with a time
+        before ``late_before`` go to ``tail_events`` as ``(event, source, offset)``.
+        """
+        rng = self.range
+        stop_at = rng.end
+        pend = self.pending
+        clock, tclock, topic, p, src = self.clock, self.tclock, rng.topic, rng.partition, self.source
+        nxt = self.next
+        before = len(pend)
+        _Invalid = Invalid
+        for r in recs:
+            off = r.offset
+            if off >= stop_at:
+                break
+            nxt = off + 1
+            v = r.value
+            ev = decode(v) if v else EMPTY
+            if self.stopped:  # the tail after the horizon (tail=True only)
+                rng.tail += 1
+                if type(ev) is not _Invalid and ev.t < late_before:
+                    tail_events.append((ev, src, off))
+                continue
+            if type(ev) is not _Invalid and ev.t > horizon:
+                rng.stop = off
+                self.stopped = True
+                if not tail:
+                    break
+                rng.tail += 1
+                continue
+            # merge key: the running maximum of (Kafka timestamp, event time)
+            ts = r.timestamp
+            t = tclock if type(ev) is _Invalid else ev.t
+            if ts > clock:
+                clock, tclock = ts, t
+            elif ts == clock and t > tclock:
+                tclock = t
+            pend.append((clock, tclock, topic, p, off, src, v, ev))
+        rng.read += len(pend) - before
+        self.clock, self.tclock, self.next = clock, tclock, nxt
+
 
 def merge_ready(states: Sequence[PartitionState]) -> list[tuple]:
     """Every pending record that no unfinished partition can precede any more, in merge order.
@@ -284,10 +332,7 @@ class InputReader:
         by_tp = {st.tp: st for st in states}
         horizon, tail, late_before = self.horizon, self.tail, self.late_before
         last_progress = time.monotonic()
-        _decode, _Invalid = self.decode, Invalid
-        if _decode is None:
-            def _decode(value: bytes) -> Invalid:
-                return NOT_DECODED
+        _decode = self.decode or _not_decoded
         while True:
             active = [st for st in states if not st.done]
             if active:
@@ -300,42 +345,8 @@ class InputReader:
                     if st.done or not recs:
                         continue
                     last_progress = time.monotonic()
-                    rng = st.range
-                    stop_at = rng.end
-                    pend = st.pending
-                    clock, tclock, topic, p, src = st.clock, st.tclock, tp.topic, tp.partition, st.source
-                    nxt = st.next
-                    before = len(pend)
-                    for r in recs:
-                        off = r.offset
-                        if off >= stop_at:
-                            break
-                        nxt = off + 1
-                        v = r.value
-                        ev = _decode(v) if v else EMPTY
-                        if st.stopped:  # the tail after the horizon (tail=True only)
-                            rng.tail += 1
-                            if type(ev) is not _Invalid and ev.t < late_before:
-                                self.tail_events.append((ev, src, off))
-                            continue
-                        if type(ev) is not _Invalid and ev.t > horizon:
-                            rng.stop = off
-                            st.stopped = True
-                            if not tail:
-                                break
-                            rng.tail += 1
-                            continue
-                        # merge key: the running maximum of (Kafka timestamp, event time)
-                        ts = r.timestamp
-                        t = tclock if type(ev) is _Invalid else ev.t
-                        if ts > clock:
-                            clock, tclock = ts, t
-                        elif ts == clock and t > tclock:
-                            tclock = t
-                        pend.append((clock, tclock, topic, p, off, src, v, ev))
-                    rng.read += len(pend) - before
-                    st.clock, st.tclock, st.next = clock, tclock, nxt
-                    if nxt >= stop_at or (st.stopped and not tail):
+                    st.take(recs, _decode, horizon, tail, late_before, self.tail_events)
+                    if st.next >= st.range.end or (st.stopped and not tail):
                         self._finish(st)
                 # partitions that returned nothing may be at their end (control records, gaps)
                 for st in active:
@@ -361,6 +372,10 @@ class InputReader:
         if not st.paused:
             self._consumer.pause(st.tp)
             st.paused = True
+
+
+def _not_decoded(value: bytes) -> Invalid:
+    return NOT_DECODED
 
 
 async def cluster_metadata(consumer: object) -> object:
