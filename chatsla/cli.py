@@ -466,7 +466,8 @@ def worker(**kw: object) -> None:
     from pathlib import Path
 
     from chatsla.streams.settings import WorkerSettings
-    from chatsla.streams.topics import TopicError, changelog_specs, ensure_topics, topic_specs
+    from chatsla.streams.topics import changelog_specs, topic_specs
+    from chatsla.streams.admin import TopicError, ensure_topics
 
     security = security_settings(kw)
     policy_option(kw["policy_spec"])  # fail early, in one line

@@ -126,7 +126,9 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     from chatsla.simulate import SimConfig, generate
     from chatsla.schemas.decode import decode
     from chatsla.core.events import Invalid
-    from chatsla.streams.topics import TopicNames, committed_lag, ensure_topics, read_values, send_ticks, topic_size, topic_specs
+    from chatsla.streams.topics import TopicNames, topic_specs
+    from chatsla.streams.admin import committed_lag, ensure_topics, read_values, topic_size
+    from chatsla.streams.producer import send_ticks
 
     broker = BrokerConfig(data_dir=STATE / "kafka")
     if not answers(broker.host, broker.port):

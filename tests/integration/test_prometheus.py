@@ -34,7 +34,7 @@ from chatsla.simulate import DEFAULT_TIMEZONES, SimConfig, generate
 from chatsla.projections.weekly import PENALTY_RISK
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
-from chatsla.streams.topics import committed_lag
+from chatsla.streams.admin import committed_lag
 from tests.integration.harness import Deployment, wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions
 
