@@ -2,7 +2,8 @@
 
 The same :class:`~chatsla.core.engine.Engine` runs here as in the live worker and the replay, so a
 report is evidence for the live numbers. Reading is line-at-a-time; bad lines are counted by
-reason and reported, never fatal (R1).
+reason and reported, never fatal (R1). Decoding, screening and applying are the one feeding loop
+the replay uses too (:class:`chatsla.feed.Feeder`).
 
 Input limits (issue #10 finding 10): a line is one record, its size counted without the line end.
 :func:`read_records` reads the input in blocks and never holds more than ``max_bytes + 1`` bytes of

@@ -248,10 +248,6 @@ class InputReader:
     def planned(self) -> int:
         return sum(r.end - r.start for r in self.ranges)
 
-    def sources(self, topic: str) -> list[str]:
-        """The source tags of ``topic``'s partitions, in partition order."""
-        return [r.source for r in self.ranges if r.topic == topic]
-
     async def __aenter__(self) -> "InputReader":
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.errors import KafkaError

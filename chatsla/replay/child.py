@@ -176,11 +176,11 @@ def child_main() -> None:
     try:
         asyncio.run(child_serve(send, *args))
     except ReaderError as e:
-        try_call(send, pickle.dumps(("error", str(e))))
+        _try(send, pickle.dumps(("error", str(e))))
     except (BrokenPipeError, KeyboardInterrupt):
         pass  # the parent has gone
     except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
-        try_call(send, pickle.dumps(("error", f"replay reader failed: {type(e).__name__}: {one_line(e)}")))
+        _try(send, pickle.dumps(("error", f"replay reader failed: {type(e).__name__}: {one_line(e)}")))
     finally:
         try:
             out.close()
@@ -188,7 +188,8 @@ def child_main() -> None:
             pass
 
 
-def try_call(fn: Callable, *args: object) -> None:
+def _try(fn: Callable, *args: object) -> None:
+    """``fn(*args)``, ignoring a closed pipe (the parent may be gone)."""
     try:
         fn(*args)
     except OSError:
