@@ -116,36 +116,36 @@ class Feeder:
         self.read = read
         return read
 
-    def feed(self, records: Iterable[tuple]) -> int:
+    def feed(self, records: list[tuple]) -> int:
         """Apply decoded records (``chatsla.streams.reader`` tuples), each with its source; returns
         the number of records in ``records``.
 
         ``on_invalid`` gets the record's offset; ``on_late`` every event the engine counted late.
+        The tuple indexes are literals (``_EVENT`` is 7, ``_SOURCE`` 5, ``_OFFSET`` 4): this loop
+        runs once per record read.
         """
         engine = self.engine
         apply, counters = engine.apply, engine.counters
-        invalid, on_invalid, on_late = self.invalid, self.on_invalid, self.on_late
+        on_late = self.on_late
         _Invalid = Invalid
-        n = 0
         if on_late is None:
             for rec in records:
-                n += 1
-                ev = rec[_EVENT]
+                ev = rec[7]
                 if type(ev) is _Invalid:
                     self._invalid(rec, ev)
                     continue
-                apply(ev, rec[_SOURCE])
+                apply(ev, rec[5])
         else:
             for rec in records:
-                n += 1
-                ev = rec[_EVENT]
+                ev = rec[7]
                 if type(ev) is _Invalid:
                     self._invalid(rec, ev)
                     continue
                 before = counters["late"]
-                apply(ev, rec[_SOURCE])
+                apply(ev, rec[5])
                 if counters["late"] != before:
-                    on_late(ev, rec[_SOURCE], rec[_OFFSET])
+                    on_late(ev, rec[5], rec[4])
+        n = len(records)
         self.read += n
         return n
 
