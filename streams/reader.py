@@ -378,10 +378,11 @@ async def cluster_metadata(consumer: object) -> object:
     """The cluster's full metadata (every topic and its partitions), without creating any topic.
 
     The one use of a private aiokafka attribute in chatsla: ``AIOKafkaConsumer.topics()`` fetches
-    this same metadata but returns only the topic names, and ``partitions_for_topic`` answers
-    from the client's cached metadata, which does not hold topics the consumer has not yet
-    subscribed to or been assigned (it may return None for them). aiokafka has no public call that
-    returns the fetched cluster metadata (checked with aiokafka 0.14.0).
+    this same metadata but returns only the topic names, and ``partitions_for_topic`` answers from
+    the client's cached metadata, which is refreshed only for the topics the consumer is assigned
+    or subscribed to (the partitions are needed before assigning them). aiokafka (0.14.0) has no
+    public call returning the fetched cluster metadata; an admin client would be a second
+    connection for the same request.
     """
     return await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
 
