@@ -37,18 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatsla.core.policy import load_policy  # noqa: E402
 from chatsla.core.timefmt import DAY, parse_time  # noqa: E402
-from chatsla.produce import produce  # noqa: E402
-from chatsla.replay import (  # noqa: E402
-    FETCH_BYTES,
-    FETCH_RECORDS,
-    PARTITION_FETCH_BYTES,
-    KafkaInput,
-    Period,
-    replay_async,
-)
+from chatsla.streams.producer import produce  # noqa: E402
+from chatsla.replay import KafkaInput, Period, replay_async  # noqa: E402
+from chatsla.streams.reader import FETCH_BYTES, FETCH_RECORDS, PARTITION_FETCH_BYTES  # noqa: E402
 from chatsla.simulate import SimConfig, generate  # noqa: E402
 from chatsla.schemas.decode import decode  # noqa: E402
-from chatsla.streams.topics import TopicNames, ensure_topics, topic_specs  # noqa: E402
+from chatsla.streams.topics import TopicNames, topic_specs  # noqa: E402
+from chatsla.streams.admin import ensure_topics  # noqa: E402
 
 
 async def plain_loop(bootstrap: str, topics: list[str]) -> tuple[int, float]:

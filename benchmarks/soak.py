@@ -38,9 +38,10 @@ import orjson
 
 from chatsla.core.timefmt import parse_time
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import DEFAULT_WEEK_START, SimConfig, generate
-from chatsla.streams.topics import TopicNames, TopicSpec, changelog_specs, committed_lag, ensure_topics, topic_specs
+from chatsla.streams.topics import TopicNames, TopicSpec, changelog_specs, topic_specs
+from chatsla.streams.admin import committed_lag, ensure_topics
 
 PARTITIONS = 4
 

@@ -22,9 +22,10 @@ import uuid
 from pathlib import Path
 
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
-from chatsla.streams.topics import TopicNames, committed_lag, ensure_topics, topic_size, topic_specs
+from chatsla.streams.topics import TopicNames, topic_specs
+from chatsla.streams.admin import committed_lag, ensure_topics, topic_size
 
 PARTITIONS = 4
 

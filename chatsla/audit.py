@@ -2,7 +2,8 @@
 
 The same :class:`~chatsla.core.engine.Engine` runs here as in the live worker and the replay, so a
 report is evidence for the live numbers. Reading is line-at-a-time; bad lines are counted by
-reason and reported, never fatal (R1).
+reason and reported, never fatal (R1). Decoding, screening and applying are the one feeding loop
+the replay uses too (:class:`chatsla.feed.Feeder`).
 
 Input limits (issue #10 finding 10): a line is one record, its size counted without the line end.
 :func:`read_records` reads the input in blocks and never holds more than ``max_bytes + 1`` bytes of
@@ -22,24 +23,20 @@ import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-import orjson
 
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt
 from chatsla.core.errors import InputError
-from chatsla.schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
-from chatsla.core.events import CHAT_SCHEMA, Invalid
+from chatsla.feed import Feeder
+from chatsla.schemas.decode import MAX_RECORD_BYTES
 
-InvalidHook = Callable[[int, str], None]
-_TOO_LARGE = Invalid("too_large")  # stands in for a line longer than max_record_bytes
-_CHUNK = 2048  # lines decoded before their events go to the engine
+InvalidHook = Callable[[int, str], None]  # (line number, reason)
 
 
 @dataclass
@@ -260,50 +257,17 @@ def run_audit(
     collector = Collector()
     engine = Engine(policy, config, sink=collector.add, session_updates=False)
     invalid: Counter[str] = Counter()
-    apply_many = engine.apply_many
-    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
-    read = 0
-    chunk: list = []
-    push = chunk.append
-    source = iter(lines)
+    hook = None if on_invalid is None else (lambda n, reason, value: on_invalid(n, reason))
+    feeder = Feeder(engine, invalid, hook)
     # The core's state is acyclic, so the cyclic GC only rescans an ever larger heap of live
     # state here: pausing it is worth 10-20 % on a large audit (BENCHMARKS.md).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # Lines are decoded a chunk at a time and the chunk's events handed to the engine in one
-        # call (Engine.apply_many runs its hot path on local variables).
-        while block := list(islice(source, _CHUNK)):
-            # The size limit a chunk at a time, in C: the loop below never pays for it.
-            if max(map(len, block)) > max_record_bytes:
-                block = [line if len(line) <= max_record_bytes else _TOO_LARGE for line in block]
-            for read, line in enumerate(block, read + 1):
-                # decode(line), with its hot case (a chat message) inlined: one call less per event.
-                # ``obj["schema"]`` raises TypeError unless obj is a JSON object, KeyError if it
-                # has no schema: both cases go through decode, which finds the reason.
-                try:
-                    obj = loads(line)
-                    chat = obj["schema"] == CHAT_SCHEMA
-                except (JSONDecodeError, KeyError, TypeError):  # TypeError: _TOO_LARGE too
-                    chat = False
-                if chat:
-                    ev = decode_chat(obj, line)  # a valid message is checked for repeated keys
-                    if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(line, obj):
-                        ev = DUPLICATE_KEY  # an invalid one too: which value is meant is unknown
-                else:
-                    ev = line if line is _TOO_LARGE else decode(line, max_record_bytes)
-                if type(ev) is Invalid:
-                    reason = ev.reason if line is _TOO_LARGE or line.strip() else "empty_line"
-                    invalid[reason] += 1
-                    if on_invalid is not None:
-                        on_invalid(read, reason)
-                    continue
-                push(ev)
-            apply_many(chunk)
-            chunk.clear()
+        read = feeder.feed_lines(lines, max_record_bytes)
         engine.finish(until)
         report = collector.report(engine_stats(engine, read, invalid, shops), policy, shops)
-        del engine, collector  # freed by reference counting before the collector resumes
+        del engine, collector, feeder  # freed by reference counting before the collector resumes
     finally:
         if gc_was_enabled:
             gc.enable()

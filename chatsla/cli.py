@@ -21,8 +21,9 @@ from typing import NoReturn
 
 import click
 
+from chatsla.core.engine import EngineConfig
 from chatsla.core.policy import DEFAULT_POLICY, load_policy
-from chatsla.core.timefmt import parse_duration, parse_time
+from chatsla.core.timefmt import DAY, HOUR, MINUTE, MS, SECOND, parse_duration, parse_time
 from chatsla.schemas.decode import MAX_RECORD_BYTES as MAX_RECORD_BYTES_DEFAULT
 from chatsla.core.errors import (
     EXIT_INTERRUPTED,
@@ -134,8 +135,19 @@ def duration_option(value: str, name: str) -> int:
     return us
 
 
+def duration_text(us: int) -> str:
+    """``us`` in the largest unit that holds it exactly (``2min``, ``30s``), as ``duration_option`` reads it."""
+    for unit, size in (("d", DAY), ("h", HOUR), ("min", MINUTE), ("s", SECOND), ("ms", MS)):
+        if us and us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / SECOND:g}s"
+
+
+# Every command's --allowed-lateness default: the core's own default (R6.2), written once there.
+LATENESS_DEFAULT = duration_text(EngineConfig().allowed_lateness)
+
+
 def engine_config(allowed_lateness: str, default_timezone: str, max_future: str = "1h"):
-    from chatsla.core.engine import EngineConfig
     from chatsla.schemas.decode import valid_timezone
 
     lateness = duration_option(allowed_lateness, "--allowed-lateness")
@@ -205,7 +217,7 @@ POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla polici
 @click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True, help=POLICY_HELP)
 @click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
               show_default=True, help="Which records --format csv prints.")
-@click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP)
+@click.option("--allowed-lateness", default=LATENESS_DEFAULT, show_default=True, help=LATENESS_HELP)
 @click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
 @click.option("--max-record-bytes", type=click.IntRange(min=1), default=MAX_RECORD_BYTES_DEFAULT, show_default=True,
               help="Longest line read as an event; a longer one is counted invalid (too_large) and skipped "
@@ -439,7 +451,7 @@ def _worker_duration(value: str, name: str) -> int:
               help="Seconds between the wall-clock ticks that move idle partitions' clocks in live mode.")
 @click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", default=DEFAULT_POLICY, show_default=True,
               help=POLICY_HELP)
-@click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP)
+@click.option("--allowed-lateness", default=LATENESS_DEFAULT, show_default=True, help=LATENESS_HELP)
 @click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing topics with explicit partitions and retention before starting.")
@@ -454,7 +466,8 @@ def worker(**kw: object) -> None:
     from pathlib import Path
 
     from chatsla.streams.settings import WorkerSettings
-    from chatsla.streams.topics import TopicError, changelog_specs, ensure_topics, topic_specs
+    from chatsla.streams.topics import changelog_specs, topic_specs
+    from chatsla.streams.admin import TopicError, ensure_topics
 
     security = security_settings(kw)
     policy_option(kw["policy_spec"])  # fail early, in one line

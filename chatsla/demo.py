@@ -21,7 +21,8 @@ from pathlib import Path
 import click
 import orjson
 
-from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from chatsla.core.engine import EngineConfig
+from chatsla.core.timefmt import HOUR, format_time
 from chatsla.streams.settings import WorkerSettings
 
 STATE = Path(".chatsla")
@@ -121,12 +122,14 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         _stop()
         return
     from chatsla.dev.broker import BrokerConfig, BrokerError, answers, start
-    from chatsla.produce import produce
+    from chatsla.streams.producer import produce
     from chatsla.report import print_assessments
     from chatsla.simulate import SimConfig, generate
     from chatsla.schemas.decode import decode
     from chatsla.core.events import Invalid
-    from chatsla.streams.topics import TopicNames, committed_lag, ensure_topics, read_values, send_ticks, topic_size, topic_specs
+    from chatsla.streams.topics import TopicNames, topic_specs
+    from chatsla.streams.admin import committed_lag, ensure_topics, read_values, topic_size
+    from chatsla.streams.producer import send_ticks
 
     broker = BrokerConfig(data_dir=STATE / "kafka")
     if not answers(broker.host, broker.port):
@@ -158,7 +161,8 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         marker.write_bytes(orjson.dumps(produced))
     inputs = [names.chat, names.shop]
     _wait(lambda: committed_lag(broker.bootstrap, WORKER_GROUP, inputs) == 0, 300, "the worker to route every event")
-    end = max(ev.t for ev in valid) + 2 * MINUTE + HOUR
+    lateness = EngineConfig().allowed_lateness  # the worker's default, as started above
+    end = max(ev.t for ev in valid) + lateness + HOUR
     # event time moves past the week (R6.2), walked from the first event: each partition's clock is
     # where its own events left it, and a tick far ahead of it would wait for an event (time sanity)
     send_ticks(broker.bootstrap, names.events, partitions, end, since_us=min(ev.t for ev in valid))
@@ -166,7 +170,7 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     from chatsla.audit import run_audit
     from chatsla.core.policy import load_policy
 
-    expected = run_audit([v for _, _, v in records], load_policy(), until=end - 2 * MINUTE).assessments
+    expected = run_audit([v for _, _, v in records], load_policy(), until=end - lateness).assessments
     want = {(a["shop_id"], a["week_start"]): a for a in expected}
 
     def assessments() -> dict | None:

@@ -19,6 +19,7 @@ from typing import Iterator
 import click
 
 from chatsla.cli import (
+    LATENESS_DEFAULT,
     LATENESS_HELP,
     POLICY_HELP,
     TIMEZONE_HELP,
@@ -48,7 +49,7 @@ def _period_options(f, required: bool = True):
         click.option("--lookback", default="9d", show_default=True,
                      help="How far before --from chat.messages is read to rebuild open sessions and "
                           "duplicates (a duration such as 9d, or 'all')."),
-        click.option("--allowed-lateness", default="2min", show_default=True, help=LATENESS_HELP),
+        click.option("--allowed-lateness", default=LATENESS_DEFAULT, show_default=True, help=LATENESS_HELP),
         click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
                      help="Seconds to wait for the broker when connecting and for each metadata request."),
     ]

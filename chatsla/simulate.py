@@ -678,8 +678,9 @@ def simulate(
     with Progress("chatsla simulate", "shops", config.shops, quiet=quiet) as progress:
         events = generate(config, progress.update)
     if bootstrap is not None:
-        from chatsla.produce import ProduceError, produce
-        from chatsla.streams.topics import TopicError, TopicNames, ensure_topics, topic_specs
+        from chatsla.streams.producer import ProduceError, produce
+        from chatsla.streams.topics import TopicNames, topic_specs
+        from chatsla.streams.admin import TopicError, ensure_topics
 
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
         names = TopicNames(chat=chat_topic, shop=shop_topic)

@@ -52,6 +52,7 @@ from chatsla.streams.metrics import ShopViews, WorkerMetrics
 from chatsla.streams.outputs import OutputWriter, default_partition
 from chatsla.streams.runtime import PartitionRuntime, Tables
 from chatsla.streams.settings import WorkerSettings
+from chatsla.streams.topics import watermark_sources
 
 log = logging.getLogger("chatsla.worker")
 GC_THRESHOLDS = (50_000, 10, 10)
@@ -113,7 +114,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # it back (shop events are rare: an idle one would stall a backfill and grow the buffer
     # without bound). A shop event routed more than the allowed lateness after younger chat
     # events is therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark".
-    sources = [source_tag(names.chat, i) for i in range(settings.partitions)]
+    sources = watermark_sources(names, range(settings.partitions))
     app = _App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],

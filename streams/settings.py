@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatsla.core.engine import EngineConfig
 from chatsla.streams.topics import TopicNames
 
 
@@ -104,7 +105,7 @@ class WorkerSettings:
     checkpoint_interval: float = 10.0
     checkpoint_idle: float = 0.25
     policy: str = "tiktok_shop@2023-11"
-    allowed_lateness_us: int = 120_000_000
+    allowed_lateness_us: int = EngineConfig().allowed_lateness  # the core's default (R6.2), written once there
     # Input events more than this ahead of the worker's wall clock go to their DLQ (reason
     # future_time), and ticks that far ahead are ignored: a clock or producer error must not
     # move a partition's watermark into the future (issue #10 finding 4, live half).

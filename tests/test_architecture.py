@@ -8,8 +8,8 @@
   top; dev (the local broker) beside it.
 - Nothing imports the repository's folders under their generic top-level names (``streams``,
   ``schemas``, ``projections``): they install as ``chatsla.streams`` and so on (pyproject.toml).
-- Kafka client libraries are imported by the adapters only (``chatsla.streams``), plus the
-  modules listed in ``KAFKA_ELSEWHERE`` until issue #11 moves their Kafka code there.
+- Kafka client libraries are imported by the adapters only (``chatsla.streams``: the worker, the
+  offline reader, the producer and the admin helpers); ``KAFKA_ELSEWHERE`` is empty (issue #11).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"chatsla": "chatsla", "streams": "chatsla.streams", "schemas": "chatsla.schemas",
            "projections": "chatsla.projections"}
 KAFKA = {"kafka", "aiokafka", "faust", "mode"}
-KAFKA_ELSEWHERE = {"chatsla.replay", "chatsla.produce", "chatsla.dev.broker"}
+KAFKA_ELSEWHERE: set[str] = set()  # issue #11 moved every Kafka client under chatsla.streams
 CORE_MAY_IMPORT = {"orjson", "tzdata"}
 
 

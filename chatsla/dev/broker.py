@@ -53,6 +53,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
+from chatsla.streams.admin import broker_answers
+
 __all__ = [
     "KAFKA_VERSION", "BrokerConfig", "BrokerError", "BrokerAlreadyRunning", "PortInUse", "Status",
     "ensure_jars", "start", "stop", "status", "answers", "free_port",
@@ -375,31 +377,13 @@ def _state(config: BrokerConfig) -> dict:
 
 
 def answers(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True when a Kafka broker at host:port answers a metadata request (an open port is not enough)."""
+    """True when a Kafka broker at host:port answers a metadata request (an open port is not enough).
+
+    A free local port is checked first: nothing listens there, so the client's connection retries
+    are skipped."""
     if _port_free(host, port) and host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         return False  # nothing listens: skip the client's connection retries
-    import logging
-
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    quiet = logging.getLogger("kafka")  # refused connections while the broker starts are expected
-    level, quiet.level = quiet.level, logging.CRITICAL
-    ms = int(timeout * 1000)
-    try:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", client_id="chatsla-dev-probe",
-                                     request_timeout_ms=ms, bootstrap_timeout_ms=ms)
-        except (KafkaError, OSError, ValueError):
-            return False
-        try:
-            return bool(admin.describe_cluster().get("brokers"))  # a Metadata request
-        except (KafkaError, OSError):
-            return False
-        finally:
-            admin.close()
-    finally:
-        quiet.level = level
+    return broker_answers(f"{host}:{port}", timeout)
 
 
 # --------------------------------------------------------------------------- broker files

@@ -13,7 +13,9 @@ from pathlib import Path
 import orjson
 
 from chatsla.dev.broker import free_port
-from chatsla.streams.topics import TopicNames, changelog_specs, ensure_topics, send_ticks, topic_specs
+from chatsla.streams.topics import TopicNames, changelog_specs, topic_specs
+from chatsla.streams.admin import ensure_topics
+from chatsla.streams.producer import send_ticks
 from tests.integration.waiting import wait_for  # noqa: F401 - the tests' one condition wait, re-exported
 
 CHATSLA = str(Path(sys.executable).with_name("chatsla"))

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from chatsla.core.timefmt import HOUR, SECOND, format_time, parse_time
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.streams.outputs import default_partition
 from tests.integration.harness import Deployment, read_topic
 from tests.integration.test_pipeline import finish_and_compare

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from tests.integration.harness import Deployment, latest_outputs, scrape, shop_series, wait_for
 from tests.integration.test_pipeline import finish_and_compare, week
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from chatsla.dev.broker import start, stop
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from tests.integration.harness import Deployment, count, wait_for
 from tests.integration.test_pipeline import finish_and_compare, week
 

@@ -12,11 +12,11 @@ import pytest
 from chatsla.audit import run_audit
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import HOUR, MINUTE
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
-from chatsla.streams.topics import committed_lag
+from chatsla.streams.admin import committed_lag
 from tests.integration.harness import Deployment, count, latest_outputs, read_topic, routed_ids, wait_for
 
 pytestmark = pytest.mark.integration

@@ -29,12 +29,12 @@ from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import DAY, HOUR, MINUTE, SECOND
 from chatsla.dev.broker import free_port
 from chatsla.dev.prometheus import Prometheus, PrometheusConfig, PrometheusError, running
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import DEFAULT_TIMEZONES, SimConfig, generate
 from chatsla.projections.weekly import PENALTY_RISK
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
-from chatsla.streams.topics import committed_lag
+from chatsla.streams.admin import committed_lag
 from tests.integration.harness import Deployment, wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions
 

@@ -30,7 +30,7 @@ from chatsla.audit import run_audit
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import HOUR, MINUTE, SECOND, format_time, parse_time
 from chatsla.dev.broker import free_port
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid

@@ -19,7 +19,7 @@ import pytest
 
 from chatsla.streams.clock import wall_clock_us
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
-from chatsla.produce import produce
+from chatsla.streams.producer import produce
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
 from chatsla.streams.codec import encode_batch, encode_event, encode_tick, source_tag

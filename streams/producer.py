@@ -1,4 +1,6 @@
-"""Producing records to Kafka from the CLI (``chatsla simulate --bootstrap``).
+"""Producing records to Kafka from the command-line tools: :func:`produce` (``chatsla simulate
+--bootstrap``, ``chatsla demo``) and :func:`send_ticks` (explicit watermark ticks for demos,
+tests and backfills). The live worker's own produce path is :mod:`chatsla.streams.outputs`.
 
 kafka-python rather than aiokafka: the CLI is synchronous, and a plain producer with batching
 keeps a simulated week at full speed simple. Pacing (``rate``) is for live demos only.
@@ -59,3 +61,36 @@ def produce(records: Iterable[tuple[str, bytes, bytes]], bootstrap: str, names: 
     finally:
         producer.close(timeout=30)
     return sent
+
+
+TICK_STEP_US = 30 * 60 * 1_000_000  # half the default --max-future
+
+
+def send_ticks(bootstrap: str, topic: str, partitions: int, t_us: int, since_us: int | None = None) -> None:
+    """Write ticks up to event time ``t_us`` into every partition of the worker's input topic:
+    what the live ticker does with the wall clock, done explicitly (demos, tests, backfills).
+
+    From ``since_us`` the ticks step ``TICK_STEP_US`` at a time, as a running clock does: a single
+    tick more than ``--max-future`` ahead of every event of a partition is held until an event
+    confirms it (time sanity, chatsla/core/engine.py), so a jump is walked. Give the earliest
+    time any partition may stand at (the first event's): a tick behind a partition's clock does
+    nothing."""
+    from kafka import KafkaProducer
+
+    from chatsla.streams.codec import encode_tick
+
+    times = []
+    if since_us is not None:
+        t = since_us + TICK_STEP_US
+        while t < t_us:
+            times.append(t)
+            t += TICK_STEP_US
+    times.append(t_us)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", bootstrap_timeout_ms=10_000)
+    try:
+        for p in range(partitions):
+            for t in times:
+                producer.send(topic, value=encode_tick(t), partition=p)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
