@@ -335,7 +335,7 @@ def export(out: str, **kw: object) -> None:
 
     The records are exactly those `chatsla replay` reads for the same flags (lookback
     included), one per line, so `chatsla audit FILE --until TO` reproduces the replay; see
-    chatsla/replay.py for the precise equivalence.
+    the chatsla.replay package docstring for the precise equivalence.
     """
     from chatsla.replay import export_async, open_output
 
