@@ -123,15 +123,20 @@ class Worker:
     checkpoints. Faust-free; ``streams/app.py`` calls it."""
 
     def __init__(self, settings: WorkerSettings, store: Store, producer: Producer, clock: Clock | None = None,
-                 *, policy: Policy | None = None, stopping: Callable[[], bool] = lambda: False) -> None:
+                 *, policy: Policy | None = None, config: EngineConfig | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        """``policy`` and ``config`` default to what ``settings`` names (tests pass others);
+        ``stopping`` tells when the process is shutting down (its shops are then exported by
+        nobody: it may already have left the group)."""
         self.settings = settings
         self.names = settings.topics
         self.store = store
         self.producer = producer
         self.clock = clock or SystemClock()
         self.policy = policy or load_policy(settings.policy)
-        self.config = EngineConfig(allowed_lateness=settings.allowed_lateness_us,
-                                   default_timezone=settings.default_timezone, max_future=settings.max_future_us)
+        self.config = config or EngineConfig(allowed_lateness=settings.allowed_lateness_us,
+                                             default_timezone=settings.default_timezone,
+                                             max_future=settings.max_future_us)
         # The watermark waits for every chat.messages partition; shop.events partitions do not
         # hold it back (shop events are rare: an idle one would stall a backfill and grow the
         # buffer without bound). A shop event routed more than the allowed lateness after younger
