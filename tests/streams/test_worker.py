@@ -30,7 +30,8 @@ from chatsla.streams.runtime import Tables
 from chatsla.streams.settings import WorkerSettings
 from chatsla.streams.worker import Worker
 from tests.builders import at, msg
-from tests.test_runtime import SMALL, bounded_log, jump_log, log
+from tests import test_runtime
+from tests.test_runtime import SMALL
 
 EVENTS = "chatsla.events"
 P = 0
@@ -225,10 +226,20 @@ def run(records: list[bytes], config: EngineConfig | None = None, crash_at: int 
     return asyncio.run(go())
 
 
-RECORDS = log() + [encode_flush()]
+# the logs of tests/test_runtime.py (the same records: event ids come from a global counter)
+RECORDS = test_runtime.RECORDS + [encode_flush()]
 REFERENCE = run(RECORDS)
-BOUNDED = bounded_log() + [encode_flush()]
+BOUNDED = test_runtime.BOUNDED + [encode_flush()]
 BOUNDED_REFERENCE = run(BOUNDED, SMALL)
+
+
+def test_the_references_are_the_runtimes_own_results() -> None:
+    """The crash tests below compare with the worker's own uninterrupted run; that run must give
+    what the partition runtime gives fed directly (tests/test_runtime.py), or a worker that lost
+    or withheld outputs everywhere would pass them."""
+    assert REFERENCE[:2] == test_runtime.REFERENCE
+    assert BOUNDED_REFERENCE[:2] == test_runtime.BOUNDED_REFERENCE
+    assert len(REFERENCE[0]) > 40
 
 
 # ---------------------------------------------------------------- the checkpoint sequence
@@ -367,7 +378,7 @@ def test_issue_10_r6_1_a_crash_anywhere_around_a_jump_of_weeks_changes_no_output
     """The jump log of tests/test_runtime.py (one tick moves event time by weeks and evicts
     conversations that had events in the same interval, which then come back): a replay must
     never apply to fresh conversations events that the evicted ones had applied."""
-    records = jump_log() + [encode_flush()]
+    records = test_runtime.JUMP + [encode_flush()]
     outputs, final, journal = run(records)
     for cut in range(len(journal.ops)):
         for from_zero in (False, True):
