@@ -123,7 +123,10 @@ class _FaustStore:
     def write(self, table: str, partition: int, key: tuple, value: bytes | None) -> None:
         if table == CONVERSATIONS:
             if value is None:  # an evicted conversation: deleted here, a tombstone for compaction
-                self._conv_store.pop(key, None)
+                try:
+                    del self._conv_store[key]
+                except KeyError:
+                    pass
             else:
                 self._conv_store[key] = value
             self._writer.add(self._conv_changelog, self._dumps_key(None, key, serializer=self._conv_key_serializer),
