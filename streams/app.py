@@ -1,12 +1,16 @@
-"""The Faust application: routing with a dead-letter queue, and the session agent.
+"""The Faust application: the wiring of a :class:`~chatsla.streams.worker.Worker` into agents,
+timers, rebalance signals, web pages and tables. What the worker *does* is in
+``streams/worker.py`` (Faust-free, unit-tested with in-memory fakes); this module only adapts
+Faust and Kafka to its small interfaces (``_FaustStore``, ``_FaustProducer``).
 
 ``route`` validates both input topics (RULES R1); bad records go to ``<input>.dlq`` with the
 original bytes and the reason in headers, good ones are forwarded to the shop's ``chatsla.events``
 partition, tagged with their input partition, in one batch record per partition and fetch
-(``streams/codec.py``). ``sessions`` runs one :class:`PartitionRuntime` (the pure core) per
-``chatsla.events`` partition and writes its outputs to ``chatsla.sessions`` and
-``chatsla.assessments`` through :class:`OutputWriter`. Each Kafka record costs a Faust worker far
-more than the engine's work on an event, so records are batched wherever the topic is ours. Deadlines fire inside stream processing as the partition's event time
+(``streams/codec.py``). ``sessions`` hands each ``chatsla.events`` record to the worker, which
+runs one :class:`PartitionRuntime` (the pure core) per partition and writes its outputs to
+``chatsla.sessions`` and ``chatsla.assessments`` through :class:`OutputWriter`. Each Kafka record
+costs a Faust worker far more than the engine's work on an event, so records are batched wherever
+the topic is ours. Deadlines fire inside stream processing as the partition's event time
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
 partitions advance too and a replay of the topic sees the same ticks (R6.2).
 
@@ -21,7 +25,7 @@ HTTP server binds ``web_host`` and serves chatsla's pages only; repeated log lin
 Delivery is at-least-once (Faust's exactly-once mode is not dependable, see docs/pipeline.md): the session
 agent lets an event's offset be committed only after a checkpoint persisted its effects, and
 outputs are delivered before the state that implies them, so a crash repeats identical outputs at
-worst.
+worst. The checkpoint write order is :meth:`Worker._checkpoint`.
 """
 
 from __future__ import annotations
@@ -29,8 +33,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
-from collections import defaultdict
 from typing import Callable
 
 import faust
@@ -38,21 +40,13 @@ import mode
 from faust.sensors import Monitor
 from faust.web.base import BlueprintManager
 
-from chatsla.streams.clock import wall_clock_us
-from chatsla.core.engine import EngineConfig
-from chatsla.core.policy import load_policy
-from chatsla.schemas.decode import decode
-from chatsla.core.events import Invalid
 from chatsla.streams import logs
-from chatsla.streams.codec import (
-    BATCH, TICK, PoisonRecord, batch_records, decode_internal, encode_event, encode_flush, encode_tick, source_tag,
-    split_poison,
-)
-from chatsla.streams.metrics import ShopViews, WorkerMetrics
-from chatsla.streams.outputs import OutputWriter, default_partition
-from chatsla.streams.runtime import PartitionRuntime, Tables
+from chatsla.streams.clock import wall_clock_us
+from chatsla.streams.codec import batch_records, encode_flush, encode_tick
+from chatsla.streams.outputs import OutputWriter
+from chatsla.streams.runtime import Tables
 from chatsla.streams.settings import WorkerSettings
-from chatsla.streams.topics import watermark_sources
+from chatsla.streams.worker import CONVERSATIONS, Worker
 
 log = logging.getLogger("chatsla.worker")
 GC_THRESHOLDS = (50_000, 10, 10)
@@ -105,16 +99,79 @@ class _App(faust.App):
         return web
 
 
+class _FaustStore:
+    """The worker's :class:`~chatsla.streams.worker.Store` on Faust tables.
+
+    Conversation entries are most of a checkpoint (one per changed conversation) and Faust's
+    table write costs each a produce call of its own (BENCHMARKS.md): they go into the table's
+    store and, batched, into its changelog through the worker's own producer, exactly as the
+    table would write them (same topic, partition and key encoding), so Faust's recovery reads
+    them back. The meta and shop entries are ordinary table writes (Faust's producer). ``flush``
+    waits for whichever of the two paths was written since the last flush."""
+
+    def __init__(self, app: faust.App, tables: Tables, writer: OutputWriter) -> None:
+        self.tables = tables
+        self._app = app
+        self._writer = writer
+        self._conv_store = tables.conversations.data
+        self._conv_changelog = tables.conversations.changelog_topic.get_topic_name()
+        self._conv_key_serializer = tables.conversations.key_serializer
+        self._dumps_key = app.serializers.dumps_key
+        self._by_writer = False
+        self._by_faust = False
+
+    def write(self, table: str, partition: int, key: tuple, value: bytes | None) -> None:
+        if table == CONVERSATIONS:
+            if value is None:  # an evicted conversation: deleted here, a tombstone for compaction
+                try:
+                    del self._conv_store[key]
+                except KeyError:
+                    pass
+            else:
+                self._conv_store[key] = value
+            self._writer.add(self._conv_changelog, self._dumps_key(None, key, serializer=self._conv_key_serializer),
+                             value, partition=partition)
+            self._by_writer = True
+        else:
+            getattr(self.tables, table)[key] = value
+            self._by_faust = True
+
+    async def flush(self) -> None:
+        by_writer, by_faust = self._by_writer, self._by_faust
+        self._by_writer = self._by_faust = False
+        if by_writer:
+            await self._writer.flush()
+        if by_faust:
+            await self._app.producer.flush()
+
+
+class _FaustProducer:
+    """The worker's :class:`~chatsla.streams.worker.Producer`: outputs through the worker's own
+    batching writer (streams/outputs.py), dead letters through Faust's producer."""
+
+    def __init__(self, app: faust.App, writer: OutputWriter, topics: dict[str, str], dlqs: dict) -> None:
+        self._app = app
+        self._writer = writer
+        self._topics = topics
+        self._dlqs = dlqs
+
+    def output(self, kind: str, key: bytes, value: bytes) -> None:
+        self._writer.add(self._topics[kind], key, value)
+
+    def dead_letter(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        self._dlqs[topic].send_soon(key=key, value=value, headers=headers)
+
+    def send(self) -> None:
+        self._writer.send()
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+        await self._app.producer.flush()
+
+
 def create_app(settings: WorkerSettings) -> faust.App:
+    """The Faust app: agents, timers, web pages and tables, each calling a :class:`Worker`."""
     names = settings.topics
-    policy = load_policy(settings.policy)
-    config = EngineConfig(allowed_lateness=settings.allowed_lateness_us, default_timezone=settings.default_timezone,
-                          max_future=settings.max_future_us)
-    # The watermark waits for every chat.messages partition; shop.events partitions do not hold
-    # it back (shop events are rare: an idle one would stall a backfill and grow the buffer
-    # without bound). A shop event routed more than the allowed lateness after younger chat
-    # events is therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark".
-    sources = watermark_sources(names, range(settings.partitions))
     app = _App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
@@ -156,8 +213,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(names.chat, names.shop, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
-    dlq = {names.chat: app.topic(names.chat_dlq, **raw), names.shop: app.topic(names.shop_dlq, **raw),
-           names.events: app.topic(names.events_dlq, **raw)}
+    dlqs = {name: app.topic(name, **raw) for name in names.dlqs}
     output_topics = {"session": names.sessions, "assessment": names.assessments}
     writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
 
@@ -172,27 +228,11 @@ def create_app(settings: WorkerSettings) -> faust.App:
         shops=app.Table("shops", **table_opts),
         partitions=app.Table("partitions", **table_opts),
     )
-    conv_store = tables.conversations.data
-    conv_changelog = tables.conversations.changelog_topic.get_topic_name()
-    conv_key_serializer = tables.conversations.key_serializer
-    dumps_key = app.serializers.dumps_key
-    runtimes: dict[int, PartitionRuntime] = {}
-    position: dict = {}  # TP -> offset after the last record an agent took from it (consumer lag)
-    flush_requested: set[int] = set()
-    unacked: dict[int, list] = defaultdict(list)
-    last_checkpoint: dict[int, float] = defaultdict(float)
-    last_event: dict[int, float] = defaultdict(float)  # when the session agent last took a record
-    # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the rebalance
-    # signals): /metrics and /shops export only these, and nothing once the worker is stopping
-    # (it may already have left the group while its web server still answers).
-    owned: set[int] = set()
-    views = ShopViews(runtimes, owned=lambda: () if app.should_stop else owned)
-    metrics = WorkerMetrics(views, settings.shop_metrics, policy.id, policy.version)
-    app.chatsla = {"runtimes": runtimes, "settings": settings, "policy": policy, "metrics": metrics}
-
-    def observe(kind: str, record: dict) -> None:
-        if kind == "session" and record["replied_within_24h"] is not None:
-            views.observe(record)
+    worker = Worker(settings, _FaustStore(app, tables, writer), _FaustProducer(app, writer, output_topics, dlqs),
+                    stopping=lambda: app.should_stop)
+    metrics = worker.metrics
+    app.chatsla = {"runtimes": worker.runtimes, "settings": settings, "policy": worker.policy, "metrics": metrics,
+                   "worker": worker}
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
@@ -202,7 +242,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.page("/shops/{shop_id}")
     async def shop_page(web, request, shop_id: str):  # type: ignore[no-untyped-def]
-        body = views.shop_json(shop_id)
+        body = worker.views.shop_json(shop_id)
         if body is None:
             return web.json({"error": f"shop {shop_id} is not owned by this worker (or unknown)"}, status=404)
         return web.json(body)
@@ -211,12 +251,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # event loop answer. /readyz: the worker is in the consumer group, the last rebalance is
     # complete with its partitions' state loaded, and it is not stopping; 503 otherwise (during
     # start-up and table recovery, a rebalance, or shutdown).
-    ready = {"rebalanced": False}
-
     def readiness() -> tuple[bool, str]:
         if app.should_stop:
             return False, "stopping"
-        if not ready["rebalanced"] or app.rebalancing:
+        if not worker.rebalanced or app.rebalancing:
             return False, "not in the group yet, or rebalancing"
         return True, "ready"
 
@@ -227,42 +265,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     @app.page("/readyz")
     async def readyz(web, request):  # type: ignore[no-untyped-def]
         ok, why = readiness()
-        return web.json({"status": why, "partitions": sorted(owned)}, status=200 if ok else 503)
-
-    n_partitions = settings.partitions
-    max_future = settings.max_future_us
-
-    def rejected_to_dlq(topic: str, key: bytes, value: bytes, msg) -> None:  # type: ignore[no-untyped-def]
-        """An event the engine rejected as ``future_time`` (engine.py, "Time sanity"): far ahead of
-        everything its partition carried, and contradicted by what came after it. Its input
-        topic's DLQ gets it re-encoded (the original bytes were routed in a batch); delivered
-        before the checkpoint that records the rejection, as outputs are."""
-        target = dlq.get(topic)
-        if target is None:  # not an input of this worker (a source tag from another deployment)
-            log.warning("future_time event of unknown input %r dropped from the dead-letter path", topic)
-            return
-        metrics.events.labels("invalid").inc()
-        metrics.dlq.labels(target.get_topic_name()).inc()
-        where = f"{topic} (held and rejected in {msg.topic}/{msg.partition}@{msg.offset})"
-        target.send_soon(key=key, value=value, headers=[
-            ("chatsla-reason", b"future_time"), ("chatsla-source", where.encode())])
-
-    def to_dlq(msg, reason: str, *headers: tuple[str, bytes]) -> None:  # type: ignore[no-untyped-def]
-        """Send a record that cannot be processed to its topic's DLQ: the original key and bytes,
-        the reason and where it came from in headers (R1), counted."""
-        topic = dlq[msg.topic]
-        if msg.topic == names.events:  # a poison record (issue #10 finding 2)
-            # the reason's kind as the label (a batch's item index would make labels unbounded)
-            kind = reason.split(":")[2] if reason.startswith("batch_item:") else reason
-            metrics.poison.labels(kind).inc()
-            log.warning("undecodable record %s/%d@%d sent to %s: %s",
-                        msg.topic, msg.partition, msg.offset, topic.get_topic_name(), reason)
-        else:
-            metrics.events.labels("invalid").inc()
-        metrics.dlq.labels(topic.get_topic_name()).inc()
-        where = f"{msg.topic}/{msg.partition}@{msg.offset}"
-        topic.send_soon(key=msg.key, value=msg.value, headers=[
-            ("chatsla-reason", reason.encode()), ("chatsla-source", where.encode()), *headers])
+        return web.json({"status": why, "partitions": sorted(worker.owned)}, status=200 if ok else 503)
 
     @app.agent(inputs)
     async def route(stream: faust.StreamT) -> None:
@@ -270,85 +273,20 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # to the producer, and Faust flushes the producer before it commits offsets, so a crash
         # at any point forwards an event again at worst (the engine drops the duplicate).
         async for taken in stream.take_events(settings.route_batch, within=settings.route_linger):
-            out: dict[int, list[bytes]] = defaultdict(list)
-            # one clock reading per fetch: an event further ahead than max_future is a clock or
-            # producer error, and forwarding it would move its partition's watermark (and every
-            # deadline behind it) into the future (issue #10 finding 4)
-            latest = wall_clock_us() + max_future
-            for event in taken:
-                msg = event.message
-                position[msg.tp] = msg.offset + 1
-                ev = decode(msg.value)
-                if type(ev) is Invalid:
-                    to_dlq(msg, ev.reason)
-                    continue
-                if ev.t > latest:
-                    to_dlq(msg, "future_time")
-                    continue
-                # the shop's partition: where a router keying single records by shop put them
-                p = default_partition(ev.shop_id.encode(), n_partitions)
-                out[p].append(encode_event(ev, source_tag(msg.topic, msg.partition)))
-            for p, items in out.items():
+            for p, items in worker.route(event.message for event in taken).items():
                 for record in batch_records(items):
                     events.send_soon(key=None, value=record, partition=p)
-
-    writing = asyncio.Lock()  # held while a checkpoint writes tables (see on_revoked)
-
-    async def checkpoint(p: int, rt: PartitionRuntime) -> None:
-        async with writing:
-            await _checkpoint(p, rt)
-
-    async def _checkpoint(p: int, rt: PartitionRuntime) -> None:
-        # The write order is what makes a crash at any point recoverable: see streams/runtime.py.
-        await writer.flush()  # the outputs first: state must never run ahead of them
-        await app.producer.flush()
-        cp = rt.checkpoint()
-        # The conversation entries are most of a checkpoint (one per changed conversation) and
-        # Faust's table write costs each a produce call of its own (BENCHMARKS.md): they go into
-        # the table's store and, batched, into its changelog, exactly as the table would write
-        # them (same topic, partition and key encoding), so Faust's recovery reads them back.
-        for k, v in cp.conversations:
-            if v is None:  # an evicted conversation: deleted here, a tombstone for compaction
-                try:
-                    del conv_store[k]
-                except KeyError:
-                    pass
-            else:
-                conv_store[k] = v
-            writer.add(conv_changelog, dumps_key(None, k, serializer=conv_key_serializer), v, partition=p)
-        await writer.flush()
-        if runtimes.get(p) is not rt:
-            return  # revoked meanwhile: the new owner continues from the last complete checkpoint
-        k, v = cp.meta
-        tables.partitions[k] = v  # the commit point, carrying the changed shops
-        await app.producer.flush()
-        for k, v in cp.shops:
-            tables.shops[k] = v
-        await app.producer.flush()
-        if runtimes.get(p) is not rt:
-            return
-        for ev in unacked.pop(p, ()):
-            ev.ack()
-        rt.pending_acks = 0
-        last_checkpoint[p] = time.monotonic()
-        metrics.account(p, rt.engine.stats)
-        metrics.watermark_now(p, rt.engine.watermark)
-        metrics.owned.set(len(runtimes))
-
-    def load_runtime(p: int, why: str) -> PartitionRuntime:
-        """Rebuild partition ``p``'s engine from the (recovered) tables and start serving it."""
-        rt = runtimes[p] = PartitionRuntime.load(p, policy, config, sources, tables)
-        rt.observer = observe
-        last_checkpoint[p] = time.monotonic()
-        metrics.account(p, rt.engine.stats)
-        log.info("partition %d: state loaded (%d conversations, watermark %s), %s",
-                 p, len(rt.engine.convs), rt.engine.watermark, why)
-        return rt
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
         try:
-            await _sessionise(stream)
+            await writer.ensure_started(list(output_topics.values()))  # (the changelog is written by partition)
+            async for event in stream.events():
+                # Hold one more reference than the stream does: the stream's own ack (when we
+                # move on) does not make the offset committable; ours, after the checkpoint, does.
+                # (stream.noack() would disable commits for the whole topic in Faust.)
+                event.message.incref()
+                await worker.handle(event.message, event)
         except Exception as e:
             # Crash-only: a failed checkpoint or output delivery (after the producer's own
             # retries), or a bug, leaves this process's state ahead of what is stored. Faust would
@@ -357,145 +295,35 @@ def create_app(settings: WorkerSettings) -> faust.App:
             log.critical("session agent failed, stopping the worker: %r", e)
             await app.crash(e)
 
-    BATCH_HEAD = b'["' + BATCH.encode() + b'",'
-
-    def accept_single(value: bytes) -> bool:
-        """False for a tick more than max_future ahead of this worker's clock: it is ignored
-        (counted, logged rate-limited), or the partition's watermark would jump ahead and close
-        every open session at once. Raises PoisonRecord for an undecodable record (a tick
-        outside the representable range among them)."""
-        items = decode_internal(value)
-        if items[0][0] == TICK and items[0][1] > wall_clock_us() + max_future:  # type: ignore[operator]
-            metrics.rejected_ticks.inc()
-            log.warning("tick ignored: %d µs is more than --max-future ahead of this worker's clock", items[0][1])
-            return False
-        return True
-
-    async def _sessionise(stream: faust.StreamT) -> None:
-        await writer.ensure_started(list(output_topics.values()))  # (the changelog is written by partition)
-        async for event in stream.events():
-            # Hold one more reference than the stream does: the stream's own ack (when we move
-            # on) does not make the offset committable; ours, after the checkpoint, does.
-            # (stream.noack() would disable commits for the whole topic in Faust.)
-            msg = event.message
-            msg.incref()
-            position[msg.tp] = msg.offset + 1
-            p = msg.partition
-            now = last_event[p] = time.monotonic()
-            rt = runtimes.get(p)
-            if rt is None:
-                rt = load_runtime(p, f"first offset {msg.offset}")
-            value = msg.value if msg.value is not None else b""  # a null value is poison too
-            try:
-                # Batch records (nearly all) go straight to the engine. The others are ticks,
-                # flush requests and records of an older router, rare and small: decoded here
-                # first to check a tick against the wall clock.
-                if value[:9] != BATCH_HEAD and not accept_single(value):
-                    flush = False
-                else:
-                    # decode_internal runs to completion before the engine sees any item, so a
-                    # PoisonRecord from handle has changed nothing
-                    flush = rt.handle(value, msg.offset)
-            except PoisonRecord as e:
-                # Bad input, not a bug of ours: to the DLQ with the original bytes; the good
-                # items of a batch are applied as if the bad ones had never been written.
-                good, bad = split_poison(value)
-                extra = [("chatsla-bad-items", ",".join(str(i) for i, _ in bad).encode())] if good is not None else []
-                to_dlq(msg, e.reason, *extra)
-                flush = rt.handle(good, msg.offset) if good is not None else False
-            metrics.latency.observe(max(0.0, wall_clock_us() / 1e6 - msg.timestamp))
-            unacked[p].append(event)
-            for kind, key, value in rt.outputs():
-                writer.add(output_topics[kind], key, value)
-            for topic, key, value in rt.rejected():  # time sanity: a step nothing confirmed
-                rejected_to_dlq(topic, key, value, msg)
-            writer.send()
-            if (flush or rt.pending_acks >= settings.checkpoint_events or rt.needs_checkpoint()
-                    or now - last_checkpoint[p] >= settings.checkpoint_interval):
-                await checkpoint(p, rt)
-            flush_requested.discard(p)
-
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == names.events))
-        ready["rebalanced"] = False
-        for tp in revoked:
-            # What an agent took from a partition before is stale once it is revoked: were it
-            # assigned back later, the lag would be computed from it (issue #10 finding 8).
-            position.pop(tp, None)
-            if tp.topic == names.events:
-                owned.discard(tp.partition)
-                runtimes.pop(tp.partition, None)  # the next owner resumes from committed offsets
-                unacked.pop(tp.partition, None)
-                metrics.forget(tp.partition)
-        metrics.owned.set(len(runtimes))
-        # A checkpoint under way finishes (or stops at its next step) before the partitions are
-        # released, so no table write of ours can land after the next owner started reading.
-        async with writing:
-            pass
+        await worker.revoked(revoked)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
-        owned.clear()  # an assignment replaces the previous one
-        owned.update(tp.partition for tp in assigned if tp.topic == names.events)
-        for p in runtimes.keys() - owned:  # loaded by an in-flight event after its revocation
-            runtimes.pop(p)
-            unacked.pop(p, None)
-            metrics.forget(p)
+        worker.assigned(assigned)
 
-    def serve_owned_partitions() -> None:
-        """Serve every owned partition as soon as the rebalance is complete, tables recovered,
-        not only when its next event arrives: with the eager rebalance protocol every rebalance
-        revokes *all* partitions, so without this a quiet partition's shops (a backfill, or
-        --no-ticks) vanished from every worker's /metrics and /shops after any rebalance until
-        new input came. The assignment is read again from the consumer here in case recovery
-        finished before the on_partitions_assigned signal reached ``on_assigned``."""
-        owned.clear()
-        owned.update(tp.partition for tp in app.consumer.assignment() if tp.topic == names.events)
-        for p in sorted(owned - runtimes.keys()):
-            load_runtime(p, "after the rebalance")
-        metrics.owned.set(len(runtimes))
-        ready["rebalanced"] = True
-
-    app.monitor.after_rebalance = serve_owned_partitions  # type: ignore[attr-defined]
+    # after table recovery, for the current generation only (see _Monitor)
+    app.monitor.after_rebalance = lambda: worker.serve_owned(app.consumer.assignment())  # type: ignore[attr-defined]
 
     @app.timer(min(settings.checkpoint_interval, settings.checkpoint_idle))
     async def request_checkpoints() -> None:
-        """Checkpoints run inside stream processing (table writes need the partition's event), so
-        when a partition's input pauses (``checkpoint_idle``), or its last checkpoint is older than
-        ``checkpoint_interval``, a flush record asks for one; otherwise its last events would
-        stay uncommitted until more input came."""
-        now = time.monotonic()
-        for p, pending in list(unacked.items()):
-            if pending and p not in flush_requested and (
-                    now - last_checkpoint[p] >= settings.checkpoint_interval
-                    or now - last_event[p] >= settings.checkpoint_idle):
-                flush_requested.add(p)
-                events.send_soon(key=None, value=encode_flush(), partition=p)
+        """A flush record to each partition whose pending events wait for a checkpoint
+        (:meth:`Worker.due_checkpoints`)."""
+        for p in worker.due_checkpoints():
+            events.send_soon(key=None, value=encode_flush(), partition=p)
 
     @app.timer(5.0)
     async def export_lag() -> None:
         """``chatsla_consumer_lag_records``: records between what this worker has done and the
         end of each partition it reads (the input topics for routing, chatsla.events for
-        sessions), from the high watermarks the consumer already knows (no extra requests).
-
-        "Done" is the later of the offset after the last record an agent took and the group's
-        committed offset. Right after a start or a rebalance no agent has taken anything yet,
-        and the committed offset, which Faust reads when partitions are assigned, is what is
-        done: the gauge is right at once instead of missing (or stale) until new input arrives
-        (issue #10 finding 8). ``_committed_offset`` is Faust's own record of it (not public API;
-        without it the gauge waits for the first record taken, as before)."""
+        sessions), from the high watermarks the consumer already knows (no extra requests;
+        :meth:`Worker.lags`). ``_committed_offset`` is Faust's own record of the group's
+        committed offsets, read when partitions are assigned (not public API; without it the
+        gauge waits for the first record taken, as before)."""
         committed = getattr(app.consumer, "_committed_offset", None) or {}
-        lags = {}
-        for tp in app.consumer.assignment():
-            if tp.topic not in (names.chat, names.shop, names.events):
-                continue
-            highwater = app.consumer.highwater(tp)
-            done = max((o for o in (position.get(tp), committed.get(tp)) if o is not None), default=None)
-            if highwater is None or highwater < 0 or done is None:
-                continue  # nothing known about it yet
-            lags[(tp.topic, tp.partition)] = max(0, highwater - done)
-        metrics.lag_now(lags)
+        metrics.lag_now(worker.lags(app.consumer.assignment(), app.consumer.highwater, committed))
 
     dlq_reader: list = []  # the kafka-python consumer reading the DLQ topics' end offsets
     dlq_reading = asyncio.Lock()
@@ -563,7 +391,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
 def run_worker(settings: WorkerSettings) -> None:
     """Run a worker until SIGINT/SIGTERM (``chatsla worker``)."""
-    from faust.worker import Worker
+    from faust.worker import Worker as FaustWorker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.loop == "uvloop":
@@ -580,7 +408,7 @@ def run_worker(settings: WorkerSettings) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
 
-    class _Worker(Worker):
+    class _Worker(FaustWorker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             """Once Faust has configured logging, rate-limit repeated lines on every root handler
             (streams/logs.py: a broker outage logged 5,700 lines/s, issue #10 finding 7). On the

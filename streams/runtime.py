@@ -42,7 +42,9 @@ some of its writes stored and others not. The order makes every such cut recover
 After a crash the worker resumes from the committed offset: events already inside a stored
 conversation are recognised by id and skipped, the rest are applied, and the outputs come out
 the same (RULES R6.1). A checkpoint is forced before the changed shops would make the meta
-record large (``MAX_INLINE_SHOPS``). See ``streams/app.py`` for the Faust side.
+record large (``MAX_INLINE_SHOPS``). The worker performs these steps in
+:meth:`chatsla.streams.worker.Worker._checkpoint` (unit-tested in ``tests/streams/test_worker.py``);
+``streams/app.py`` adapts it to Faust.
 """
 
 from __future__ import annotations

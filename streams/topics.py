@@ -50,7 +50,7 @@ def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list
     back (shop events are rare: an idle one would stall a backfill and grow the buffer without
     bound). A shop event routed more than the allowed lateness after younger chat events is
     therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark". The live
-    worker (streams/app.py) and the replay (chatsla/replay) both take their sources from here.
+    worker (streams/worker.py) and the replay (chatsla/replay) both take their sources from here.
     """
     return [source_tag(names.chat, p) for p in chat_partitions]
 

@@ -183,7 +183,7 @@ def test_max_future_is_an_engine_setting() -> None:
 
 
 def test_the_worker_runtime_hands_rejected_events_to_the_dead_letter_path() -> None:
-    """Live, a rejected step goes to its input's dead-letter topic (streams/app.py): the runtime
+    """Live, a rejected step goes to its input's dead-letter topic (streams/worker.py): the runtime
     names the input topic of its source and re-encodes the event as its input schema."""
     from chatsla.streams.codec import encode_event, encode_tick
     from chatsla.streams.runtime import PartitionRuntime, Tables
