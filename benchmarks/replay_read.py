@@ -97,8 +97,7 @@ def main() -> None:
         bootstrap = broker.bootstrap
     try:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        names = TopicNames(*(prefix + n for n in ("chat.messages", "shop.events", "chatsla.events",
-                                                  "chatsla.sessions", "chatsla.assessments")))
+        names = TopicNames.prefixed(prefix)
         ensure_topics(bootstrap, topic_specs(names, 4))
         records = generate(SimConfig(seed=1, conversations_per_shop=args.conversations))
         t0 = time.perf_counter()

@@ -134,8 +134,7 @@ def main() -> None:
     try:
         tag = uuid.uuid4().hex[:6]
         prefix = f"s{tag}."
-        names = TopicNames(*(prefix + n for n in ("chat.messages", "shop.events", "chatsla.events",
-                                                  "chatsla.sessions", "chatsla.assessments")))
+        names = TopicNames.prefixed(prefix)
         app_id = f"soak-{tag}"
         eager = {"segment.bytes": str(1 << 20), "min.cleanable.dirty.ratio": "0.1", "segment.ms": "60000",
                  "delete.retention.ms": "1000"}

@@ -78,8 +78,7 @@ def main() -> None:
     start(broker)
     try:
         tag = uuid.uuid4().hex[:6]
-        names = TopicNames(*(f"b{tag}.{n}" for n in ("chat.messages", "shop.events", "chatsla.events",
-                                                      "chatsla.sessions", "chatsla.assessments")))
+        names = TopicNames.prefixed(f"b{tag}.")
         ensure_topics(broker.bootstrap, topic_specs(names, PARTITIONS))
         records = [r for r in generate(SimConfig(seed=5, conversations_per_shop=args.conversations))
                    if r[0] == "chat.messages"]

@@ -410,8 +410,7 @@ def _read_secret(path: str, where: str) -> str:
 def topic_names(prefix: str):
     from chatsla.streams.topics import TopicNames
 
-    base = TopicNames()
-    return TopicNames(*(prefix + getattr(base, f) for f in ("chat", "shop", "events", "sessions", "assessments")))
+    return TopicNames.prefixed(prefix)
 
 
 def _worker_duration(value: str, name: str) -> int:

@@ -8,7 +8,7 @@ vacation and time zone, and its weekly counters live in one partition, owned by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Iterable
 
 from chatsla.streams.codec import source_tag
@@ -24,6 +24,17 @@ class TopicNames:
     events: str = "chatsla.events"
     sessions: str = "chatsla.sessions"
     assessments: str = "chatsla.assessments"
+    # issue #12 (RULES A.1): Douyin service tickets in, per-ticket / per-wait / period records out
+    tickets: str = "ticket.events"
+    ticket_records: str = "chatsla.tickets"
+    waits: str = "chatsla.waits"
+    periods: str = "chatsla.periods"
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> "TopicNames":
+        """Every default name with ``prefix`` in front (``--topic-prefix``, test and benchmark runs)."""
+        base = cls()
+        return cls(**{f.name: prefix + getattr(base, f.name) for f in fields(cls)})
 
     @property
     def chat_dlq(self) -> str:
@@ -39,8 +50,12 @@ class TopicNames:
         return self.events + ".dlq"
 
     @property
+    def ticket_dlq(self) -> str:
+        return self.tickets + ".dlq"
+
+    @property
     def dlqs(self) -> tuple[str, ...]:
-        return (self.chat_dlq, self.shop_dlq, self.events_dlq)
+        return (self.chat_dlq, self.shop_dlq, self.events_dlq, self.ticket_dlq)
 
 
 def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list[str]:
@@ -93,6 +108,11 @@ def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> lis
         TopicSpec(names.events, partitions, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(names.sessions, partitions, keep),
         TopicSpec(names.assessments, partitions, keep),
+        TopicSpec(names.tickets, partitions, keep),
+        TopicSpec(names.ticket_dlq, 1, keep),
+        TopicSpec(names.ticket_records, partitions, keep),
+        TopicSpec(names.waits, partitions, keep),
+        TopicSpec(names.periods, partitions, keep),
     ]
 
 

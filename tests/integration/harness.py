@@ -35,8 +35,7 @@ class Deployment:
         tag = uuid.uuid4().hex[:8]
         self.prefix = self.prefix or f"t{tag}."
         self.app_id = self.app_id or f"chatsla-{tag}"
-        self.names = TopicNames(*(self.prefix + n for n in ("chat.messages", "shop.events", "chatsla.events",
-                                                            "chatsla.sessions", "chatsla.assessments")))
+        self.names = TopicNames.prefixed(self.prefix)
         ensure_topics(self.bootstrap, topic_specs(self.names, self.partitions)
                       + changelog_specs(self.app_id, self.partitions))
         self.workers: list[subprocess.Popen] = []
