@@ -229,19 +229,16 @@ def _stream(config: SimConfig, name: str) -> random.Random:
     return random.Random(f"chatsla.simulate/{config.seed}/{name}")
 
 
-class _ShopTraffic:
-    """Plays every conversation of one shop (shop ``number``, 1-based) into ``events``."""
+class _Shop:
+    """What every simulated shop has, whatever its platform: an id, a zone and the local midnights
+    of its week (R5.1), its own random stream, event ids unique in the log, and the R1 time stamps."""
 
-    def __init__(self, config: SimConfig, number: int) -> None:
+    def __init__(self, config: SimConfig, number: int, shop_id: str, tz: str, stream: str, id_prefix: str) -> None:
         self.number = number
-        self.shop_id = f"shop-{number:02d}"
-        self.tz = ZoneInfo(config.timezones[(number - 1) % len(config.timezones)])
-        self.profile = config.profiles[(number - 1) % len(config.profiles)]
-        limit = self.profile.max_conversations
-        self.conversations = config.conversations_per_shop if limit is None else min(limit, config.conversations_per_shop)
+        self.shop_id = shop_id
+        self.tz = ZoneInfo(tz)
         self.days = config.days
-        self.vacation = config.vacation_shop == number
-        self.rng = _stream(config, f"shop/{number}")
+        self.rng = _stream(config, stream)
         self.events: list[_Event] = []
         # Epoch second of each local midnight: the window honours the shop's calendar (R5.1).
         first_day = config.week_start.date()
@@ -250,15 +247,12 @@ class _ShopTraffic:
             for d in range(self.days + 1)
         ]
         self.window_start, self.window_end = self.midnights[0], self.midnights[-1]
-        self.vacation_span: tuple[int, int] | None = None
-        self.deck = _Deck(self.rng, self.profile.replied_share)
+        self._id_prefix = id_prefix
         self._next_id = 0
-
-    # -- emitting ------------------------------------------------------------------------------
 
     def _event_id(self) -> str:
         self._next_id += 1
-        return f"e-{self.number:02d}-{self._next_id}"
+        return f"{self._id_prefix}{self._next_id}"
 
     def _stamp(self, t: int) -> str:
         """RFC 3339: mostly 'Z', sometimes a numeric offset naming the same instant (R1)."""
@@ -266,6 +260,36 @@ class _ShopTraffic:
             shift, suffix = self.rng.choice(_STAMP_FORMATS)
             return _wall_clock(t + shift) + suffix
         return _wall_clock(t) + "Z"
+
+    def shop_event(self, t: int, kind: str, **extra: str) -> None:
+        """Append one shop.event/v1 event (R1)."""
+        ev = {"schema": "shop.event/v1", "event_id": self._event_id(), "shop_id": self.shop_id}
+        ev.update(type=kind, **extra, at=self._stamp(t))
+        self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
+
+    def _start_time(self) -> int:
+        """A start inside the window, more likely in the shop's local daytime."""
+        rng = self.rng
+        day = rng.randrange(self.days)
+        hour = rng.choice(_HOUR_BAG)
+        t = self.midnights[day] + hour * HOUR + rng.randrange(HOUR)
+        return min(t, self.window_end - 1)  # only on a short DST day can this overflow
+
+
+class _ShopTraffic(_Shop):
+    """Plays every conversation of one TikTok Shop shop (shop ``number``, 1-based) into ``events``."""
+
+    def __init__(self, config: SimConfig, number: int) -> None:
+        tz = config.timezones[(number - 1) % len(config.timezones)]
+        super().__init__(config, number, f"shop-{number:02d}", tz, f"shop/{number}", f"e-{number:02d}-")
+        self.profile = config.profiles[(number - 1) % len(config.profiles)]
+        limit = self.profile.max_conversations
+        self.conversations = config.conversations_per_shop if limit is None else min(limit, config.conversations_per_shop)
+        self.vacation = config.vacation_shop == number
+        self.vacation_span: tuple[int, int] | None = None
+        self.deck = _Deck(self.rng, self.profile.replied_share)
+
+    # -- emitting ------------------------------------------------------------------------------
 
     def chat(self, t: int, conv: str, sender: str, kind: str = "message", mtype: str | None = None) -> None:
         """Append one chat.message/v1 event; optional fields are present only sometimes (R1)."""
@@ -291,12 +315,6 @@ class _ShopTraffic:
         ev["sent_at"] = self._stamp(t)
         self.events.append(_Event(t, CHAT_TOPIC, conv, orjson.dumps(ev)))
 
-    def shop_event(self, t: int, kind: str, **extra: str) -> None:
-        """Append one shop.event/v1 event (R1)."""
-        ev = {"schema": "shop.event/v1", "event_id": self._event_id(), "shop_id": self.shop_id}
-        ev.update(type=kind, **extra, at=self._stamp(t))
-        self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
-
     # -- the shop's week ------------------------------------------------------------------------
 
     def play(self) -> list[_Event]:
@@ -313,14 +331,6 @@ class _ShopTraffic:
         for n in range(1, self.conversations + 1):
             self._conversation(f"c-{self.number:02d}-{n}")
         return self.events
-
-    def _start_time(self) -> int:
-        """A start inside the window, more likely in the shop's local daytime."""
-        rng = self.rng
-        day = rng.randrange(self.days)
-        hour = rng.choice(_HOUR_BAG)
-        t = self.midnights[day] + hour * HOUR + rng.randrange(HOUR)
-        return min(t, self.window_end - 1)  # only on a short DST day can this overflow
 
     def _conversation(self, conv: str) -> None:
         """Outreach now and then (R2.2), then sessions until the buyer stops or the window ends."""
