@@ -20,7 +20,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import IO, Any, NoReturn
@@ -946,6 +946,23 @@ class _OneLineErrors(click.Command):
             _fail(f"{info_name or 'simulate'}: {exc.format_message()}")
 
 
+class _Platforms(click.ParamType):
+    """A comma-separated list of :data:`PLATFORMS`, each at most once (order does not matter)."""
+
+    name = "LIST"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        names = [v.strip() for v in str(value).split(",") if v.strip()]
+        unknown = [n for n in names if n not in PLATFORMS]
+        if unknown or not names:
+            self.fail(f"{value!r}: name one or more of {','.join(PLATFORMS)}", param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"{value!r} names a platform twice", param, ctx)
+        return tuple(p for p in PLATFORMS if p in names)
+
+
 class _WeekStart(click.ParamType):
     """A date (``2026-11-02``, midnight UTC) or an RFC 3339 timestamp with offset."""
 
@@ -971,8 +988,14 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 
 
 @click.command("simulate", cls=_OneLineErrors)
-@_option("--shops", click.IntRange(min=1), 5, "Number of shops.")
-@_option("--conversations", click.IntRange(min=0), 200, "Conversations per shop.")
+@_option("--platforms", _Platforms(), "tiktok_shop", "Platforms to simulate, comma-separated: tiktok_shop "
+         "(chats, R2-R5), douyin (service tickets, R9), aliexpress (chats, R10).")
+@_option("--shops", click.IntRange(min=1), 5, "Number of TikTok Shop shops.")
+@_option("--conversations", click.IntRange(min=0), 200, "Conversations per TikTok Shop shop.")
+@_option("--douyin-shops", click.IntRange(min=1), 2, "Number of Douyin shops (with --platforms douyin).")
+@_option("--tickets", click.IntRange(min=0), 150, "Service tickets per Douyin shop.")
+@_option("--aliexpress-shops", click.IntRange(min=1), 2, "Number of AliExpress shops (with --platforms aliexpress).")
+@_option("--aliexpress-conversations", click.IntRange(min=0), 150, "Conversations per AliExpress shop.")
 @_option("--week-start", _WeekStart(), "2026-11-02", "Monday the week starts (date or RFC 3339).")
 @_option("--days", click.IntRange(min=1), 7, "Days over which conversations start.")
 @_option("--seed", int, 0, "Random seed; the same arguments give identical bytes.")
@@ -985,13 +1008,19 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @_option("--rate", click.FloatRange(min=0.0), 0.0, "With --bootstrap: events per second (0: full speed).")
 @_option("--chat-topic", str, "chat.messages", "With --bootstrap: topic for chat.message/v1 records.")
 @_option("--shop-topic", str, "shop.events", "With --bootstrap: topic for shop.event/v1 records.")
+@_option("--ticket-topic", str, TICKET_TOPIC, "With --bootstrap: topic for ticket.event/v1 records.")
 @_option("--partitions", click.IntRange(min=1), 4, "With --bootstrap: partitions of topics created if missing.")
 @kafka_security_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
               "every 10 s once a run takes that long).")
 def simulate(
+    platforms: tuple[str, ...],
     shops: int,
     conversations: int,
+    douyin_shops: int,
+    tickets: int,
+    aliexpress_shops: int,
+    aliexpress_conversations: int,
     week_start: datetime,
     days: int,
     seed: int,
@@ -1003,15 +1032,19 @@ def simulate(
     rate: float,
     chat_topic: str,
     shop_topic: str,
+    ticket_topic: str,
     partitions: int,
     quiet: bool = False,
     **kafka: Any,
 ) -> None:
-    """Generate a deterministic week of chat traffic (RULES R1) as JSONL.
+    """Generate a deterministic week of marketplace traffic (RULES R1, R9.1, R10.1) as JSONL.
+
+    By default TikTok Shop chats only; --platforms adds Douyin service tickets and AliExpress
+    chats, each platform with its own shops (shop-NN, douyin-NN, aliexpress-NN).
 
     With --bootstrap the records go to Kafka instead, with the same security flags, -X
     properties and --topic-prefix as the other Kafka commands (the prefix goes before
-    --chat-topic and --shop-topic).
+    --chat-topic, --shop-topic and --ticket-topic).
     """
     from chatsla.cli import security_settings
     from chatsla.progress import Progress
@@ -1028,6 +1061,11 @@ def simulate(
             bad_fraction=bad_fraction,
             jitter_seconds=jitter_seconds,
             late_fraction=late_fraction,
+            platforms=platforms,
+            douyin_shops=douyin_shops,
+            tickets_per_shop=tickets,
+            aliexpress_shops=aliexpress_shops,
+            aliexpress_conversations=aliexpress_conversations,
         )
     except ValueError as exc:
         _fail(f"simulate: {exc}")
@@ -1040,15 +1078,22 @@ def simulate(
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
         names = TopicNames(chat=chat_topic, shop=shop_topic)
         client = security.kafka_python_kwargs()
+        specs = [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)]
+        written = [chat_topic, shop_topic]
+        if "douyin" in platforms:
+            # an input topic like chat.messages (same partitions, kept forever: audits replay it)
+            ticket_topic = prefix + ticket_topic
+            specs.append(replace(specs[0], name=ticket_topic))
+            written.append(ticket_topic)
+            events = [(ticket_topic if t == TICKET_TOPIC else t, k, v) for t, k, v in events]
         try:
-            ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)],
-                          client_kwargs=client)
+            ensure_topics(bootstrap, specs, client_kwargs=client)
             with Progress("chatsla simulate", "events", len(events), quiet=quiet) as progress:
                 sent = produce(events, bootstrap, names, rate, client, progress.update)
         except (ProduceError, TopicError) as exc:  # a run that failed, not bad arguments: exit 1
             click.echo(" ".join(f"simulate: {exc}".split()), err=True)
             raise click.exceptions.Exit(1) from None
-        click.echo(f"produced {sent} events to {bootstrap} ({chat_topic}, {shop_topic})", err=True)
+        click.echo(f"produced {sent} events to {bootstrap} ({', '.join(written)})", err=True)
         return
     if out == "-":
         write_jsonl(events, click.get_binary_stream("stdout"))
