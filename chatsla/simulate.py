@@ -529,6 +529,9 @@ class _TicketTraffic(_Shop):
 
         self.clock = clock_for(tz, self.policy.window_start, self.policy.window_end, self.policy.window_days)
         self._resubmitted = 0
+        # Rare cases dealt from decks (exactly 1 in 50 per block), so that every seed has some.
+        self._orphans = _Deck(self.rng, 0.02)
+        self._conflicts = _Deck(self.rng, 0.02)
 
     def ticket(self, t: int, ticket_id: str, kind: str, **fields: Any) -> None:
         """Append one ticket.event/v1 event (R9.1); ``platform`` is present only sometimes."""
@@ -550,7 +553,7 @@ class _TicketTraffic(_Shop):
             self.shop_event(self.window_start - DAY, "timezone", timezone=self.tz.key)
         for n in range(1, self.tickets + 1):
             ticket_id = f"t-dy{self.number:02d}-{n}"
-            if self.rng.random() < 0.01:  # a handling whose ticket never comes: orphan (R9.4.7)
+            if self._orphans.draw():  # a handling whose ticket never comes: orphan (R9.4.7)
                 self.ticket(self._created_time(), ticket_id + "-orphan", "handled", result="resolved")
             self._ticket(ticket_id, self._created_time())
         return self.events
@@ -596,8 +599,9 @@ class _TicketTraffic(_Shop):
             due = max(created + MINUTE, due + rng.randint(-2, 3) * HOUR)
             fields["due_at"] = self._stamp(due)
         self.ticket(created, ticket_id, "created", **fields)
-        if rng.random() < 0.01:  # the same ticket sent twice: conflict, ignored (R9.4.7)
-            self.ticket(created + rng.randint(1, HOUR), ticket_id, "created", priority=priority)
+        if self._conflicts.draw():  # the same ticket sent twice: conflict, ignored (R9.4.7)
+            again = {k: v for k, v in fields.items() if k != "due_at"}  # (it may be due by then)
+            self.ticket(created + rng.randint(1, HOUR), ticket_id, "created", **again)
 
         x = rng.random()
         if x < 0.06:  # closed by the platform before any handling: excluded (R9.4.6)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from chatsla.core.engine import Engine
+from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.events import ChatMessage, Invalid, TicketEvent
 from chatsla.core.policy import load_policy
 from chatsla.schemas.decode import decode
@@ -479,11 +479,14 @@ def run_engine(records: Iterable[Record], douyin: str = "douyin_ticket@2024-09")
     does: (engine, last record per ticket, last record per wait, period records)."""
     engine = Engine(load_policy("tiktok_shop@2023-11"),
                     policies=[load_policy(douyin), load_policy("aliexpress@seed004")])
+    last = 0
     for _topic, _key, value in records:
         ev = decode(value)
         if not isinstance(ev, Invalid):
             engine.apply(ev)
-    engine.finish()
+            last = max(last, ev.t)
+    # until a handling held for a ticket that never came has been given up (orphan, R9.4.7)
+    engine.finish(last + EngineConfig().dedupe_window + 1)
     tickets: dict[str, dict] = {}
     waits: dict[str, dict] = {}
     periods: list[dict] = []
