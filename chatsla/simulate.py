@@ -1,16 +1,22 @@
-"""Deterministic chat traffic simulator: a week of R1 events for demos, tests and benchmarks.
+"""Deterministic marketplace traffic simulator: a week of input events for demos, tests and benchmarks.
 
 Why it exists: the processor's rules (RULES R2-R6) only show their corners under traffic that
 actually reaches them -- 72 h / 6 h / 10 min closures, explicit closes, outreach, vacation mode,
 shops on both sides of the 85 % / 90 % thresholds, shops too quiet to be assessed, invalid
 records, disorder within and beyond the allowed lateness. This module produces such traffic.
+``SimConfig.platforms`` adds the other two models' corners (issue #12): Douyin service tickets
+(R9: every priority and deadline source, inside / outside / at the bounds of the service window,
+in time, late, missed, excluded, returned) and AliExpress chats (R10: follow-ups, keyword
+auto-replies, closes, long unreplied waits). The default is TikTok Shop alone, byte for byte as
+before.
 
 Determinism (R6.1): no wall clock is read; every instant derives from ``SimConfig.week_start``
 and every random choice from ``random.Random`` instances seeded from ``SimConfig.seed``. Each
 concern has its own stream (one per shop for the traffic, one each for jitter, lateness and bad
-records), so the same config gives byte-identical output, adding a shop leaves the others'
-traffic unchanged, and changing only ``jitter_seconds`` / ``late_fraction`` / ``bad_fraction``
-changes delivery, not the conversations themselves.
+records; one per Douyin / AliExpress shop and their own bad records), so the same config gives
+byte-identical output, adding a shop or a platform leaves the others' traffic unchanged, and
+changing only ``jitter_seconds`` / ``late_fraction`` / ``bad_fraction`` changes delivery, not the
+conversations and tickets themselves.
 """
 
 from __future__ import annotations
