@@ -36,6 +36,8 @@ import click
 import orjson
 
 from chatsla.cli import kafka_security_options
+from chatsla.core.policy import load_policy
+from chatsla.core.service_clock import clock_for
 
 __all__ = [
     "CHAT_TOPIC",
@@ -509,8 +511,6 @@ def _ticket_policy() -> Any:
     """The policy whose deadlines the ticket traffic aims at: ``douyin_ticket@2024-09``, the one
     with per-category limits, so that under it every deadline source of R9.3 occurs (under
     ``@seed001`` the same tickets simply fall back to their priority's limit)."""
-    from chatsla.core.policy import load_policy
-
     return load_policy(DOUYIN_TICKET_POLICY)
 
 
@@ -531,13 +531,11 @@ class _TicketTraffic(_Shop):
         super().__init__(config, number, f"douyin-{number:02d}", tz, f"douyin/{number}", f"e-dy{number:02d}-")
         self.tickets = config.tickets_per_shop
         self.policy = _ticket_policy()
-        from chatsla.core.service_clock import clock_for
-
         self.clock = clock_for(tz, self.policy.window_start, self.policy.window_end, self.policy.window_days)
         self._resubmitted = 0
-        # Rare cases dealt from decks (exactly 1 in 50 per block), so that every seed has some.
-        self._orphans = _Deck(self.rng, 0.02)
-        self._conflicts = _Deck(self.rng, 0.02)
+        # Rare cases dealt from decks (exactly 1 in 40 per block), so that every seed has some.
+        self._orphans = _Deck(self.rng, 0.025)
+        self._conflicts = _Deck(self.rng, 0.025)
 
     def ticket(self, t: int, ticket_id: str, kind: str, **fields: Any) -> None:
         """Append one ticket.event/v1 event (R9.1); ``platform`` is present only sometimes."""
