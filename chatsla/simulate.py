@@ -154,6 +154,12 @@ class SimConfig:
     # An AliExpress shop in UTC (R1's default) sends no timezone event.
     aliexpress_timezones: tuple[str, ...] = ("UTC", "Asia/Shanghai")
 
+    @property
+    def shop_count(self) -> int:
+        """Shops of every platform played (``generate`` reports progress out of these)."""
+        counts = {"tiktok_shop": self.shops, "douyin": self.douyin_shops, "aliexpress": self.aliexpress_shops}
+        return sum(counts[p] for p in self.platforms)
+
     def __post_init__(self) -> None:
         """Reject impossible configs early with one-line messages (the CLI prints them as is)."""
         if self.shops < 1:
@@ -1077,7 +1083,7 @@ def simulate(
         )
     except ValueError as exc:
         _fail(f"simulate: {exc}")
-    with Progress("chatsla simulate", "shops", config.shops, quiet=quiet) as progress:
+    with Progress("chatsla simulate", "shops", config.shop_count, quiet=quiet) as progress:
         events = generate(config, progress.update)
     if bootstrap is not None:
         from chatsla.produce import ProduceError, produce

@@ -713,6 +713,9 @@ def test_cli_platforms_and_counts_give_the_generated_bytes() -> None:
     assert result.stdout_bytes == jsonl(generate(config))
     shops = {orjson.loads(line)["shop_id"] for line in result.stdout_bytes.splitlines()}
     assert shops == {"douyin-01", "aliexpress-01", "aliexpress-02", "aliexpress-03"}
+    progress: list[tuple[int, int]] = []
+    generate(config, lambda done, total: progress.append((done, total)))
+    assert progress == [(n, config.shop_count) for n in range(1, 5)] and config.shop_count == 4
 
 
 @pytest.mark.parametrize(
