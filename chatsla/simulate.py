@@ -1,16 +1,22 @@
-"""Deterministic chat traffic simulator: a week of R1 events for demos, tests and benchmarks.
+"""Deterministic marketplace traffic simulator: a week of input events for demos, tests and benchmarks.
 
 Why it exists: the processor's rules (RULES R2-R6) only show their corners under traffic that
 actually reaches them -- 72 h / 6 h / 10 min closures, explicit closes, outreach, vacation mode,
 shops on both sides of the 85 % / 90 % thresholds, shops too quiet to be assessed, invalid
 records, disorder within and beyond the allowed lateness. This module produces such traffic.
+``SimConfig.platforms`` adds the other two models' corners (issue #12): Douyin service tickets
+(R9: every priority and deadline source, inside / outside / at the bounds of the service window,
+in time, late, missed, excluded, returned) and AliExpress chats (R10: follow-ups, keyword
+auto-replies, closes, long unreplied waits). The default is TikTok Shop alone, byte for byte as
+before.
 
 Determinism (R6.1): no wall clock is read; every instant derives from ``SimConfig.week_start``
 and every random choice from ``random.Random`` instances seeded from ``SimConfig.seed``. Each
 concern has its own stream (one per shop for the traffic, one each for jitter, lateness and bad
-records), so the same config gives byte-identical output, adding a shop leaves the others'
-traffic unchanged, and changing only ``jitter_seconds`` / ``late_fraction`` / ``bad_fraction``
-changes delivery, not the conversations themselves.
+records; one per Douyin / AliExpress shop and their own bad records), so the same config gives
+byte-identical output, adding a shop or a platform leaves the others' traffic unchanged, and
+changing only ``jitter_seconds`` / ``late_fraction`` / ``bad_fraction`` changes delivery, not the
+conversations and tickets themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import IO, Any, NoReturn
@@ -30,10 +36,15 @@ import click
 import orjson
 
 from chatsla.cli import kafka_security_options
+from chatsla.core.policy import load_policy
+from chatsla.core.service_clock import clock_for
+from chatsla.streams.topics import TopicNames
 
 __all__ = [
     "CHAT_TOPIC",
+    "PLATFORMS",
     "SHOP_TOPIC",
+    "TICKET_TOPIC",
     "DEFAULT_PROFILES",
     "DEFAULT_TIMEZONES",
     "DEFAULT_WEEK_START",
@@ -47,6 +58,12 @@ __all__ = [
 
 CHAT_TOPIC = "chat.messages"
 SHOP_TOPIC = "shop.events"
+TICKET_TOPIC = TopicNames().tickets  # RULES R9.1 / A.1: the default name; --ticket-topic changes it
+TICKET_SCHEMA = "ticket.event/v1"
+
+#: The platforms the simulator plays, in the order their traffic is generated.
+PLATFORMS = ("tiktok_shop", "douyin", "aliexpress")
+DOUYIN_TICKET_POLICY = "douyin_ticket@2024-09"  # the deadlines Douyin tickets are aimed at
 
 #: One log entry: (topic, Kafka key, value bytes).
 Record = tuple[str, bytes, bytes]
@@ -126,6 +143,23 @@ class SimConfig:
     bad_fraction: float = 0.0
     jitter_seconds: int = 0
     late_fraction: float = 0.0
+    # Which platforms to play (issue #12); the fields above them are TikTok Shop's. The default
+    # is the traffic of before, byte for byte.
+    platforms: tuple[str, ...] = ("tiktok_shop",)
+    douyin_shops: int = 2
+    tickets_per_shop: int = 150
+    # A Douyin shop in the policy's default zone (Asia/Shanghai, R9.2.2) sends no timezone event.
+    douyin_timezones: tuple[str, ...] = ("Asia/Shanghai", "Asia/Urumqi")
+    aliexpress_shops: int = 2
+    aliexpress_conversations: int = 150
+    # An AliExpress shop in UTC (R1's default) sends no timezone event.
+    aliexpress_timezones: tuple[str, ...] = ("UTC", "Asia/Shanghai")
+
+    @property
+    def shop_count(self) -> int:
+        """Shops of every platform played (``generate`` reports progress out of these)."""
+        counts = {"tiktok_shop": self.shops, "douyin": self.douyin_shops, "aliexpress": self.aliexpress_shops}
+        return sum(counts[p] for p in self.platforms)
 
     def __post_init__(self) -> None:
         """Reject impossible configs early with one-line messages (the CLI prints them as is)."""
@@ -142,7 +176,18 @@ class SimConfig:
             raise ValueError(f"week_start must be a Monday at 00:00, not {ws.isoformat()}")
         if not self.timezones or not self.profiles:
             raise ValueError("timezones and profiles must not be empty")
-        for name in self.timezones:
+        if not self.platforms or len(set(self.platforms)) != len(self.platforms):
+            raise ValueError("platforms must name at least one platform, each once")
+        for platform in self.platforms:
+            if platform not in PLATFORMS:
+                raise ValueError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+        if self.douyin_shops < 1 or self.aliexpress_shops < 1:
+            raise ValueError("douyin_shops and aliexpress_shops must be at least 1")
+        if self.tickets_per_shop < 0 or self.aliexpress_conversations < 0:
+            raise ValueError("tickets_per_shop and aliexpress_conversations must not be negative")
+        if not self.douyin_timezones or not self.aliexpress_timezones:
+            raise ValueError("douyin_timezones and aliexpress_timezones must not be empty")
+        for name in (*self.timezones, *self.douyin_timezones, *self.aliexpress_timezones):
             try:
                 ZoneInfo(name)
             except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
@@ -229,19 +274,16 @@ def _stream(config: SimConfig, name: str) -> random.Random:
     return random.Random(f"chatsla.simulate/{config.seed}/{name}")
 
 
-class _ShopTraffic:
-    """Plays every conversation of one shop (shop ``number``, 1-based) into ``events``."""
+class _Shop:
+    """What every simulated shop has, whatever its platform: an id, a zone and the local midnights
+    of its week (R5.1), its own random stream, event ids unique in the log, and the R1 time stamps."""
 
-    def __init__(self, config: SimConfig, number: int) -> None:
+    def __init__(self, config: SimConfig, number: int, shop_id: str, tz: str, stream: str, id_prefix: str) -> None:
         self.number = number
-        self.shop_id = f"shop-{number:02d}"
-        self.tz = ZoneInfo(config.timezones[(number - 1) % len(config.timezones)])
-        self.profile = config.profiles[(number - 1) % len(config.profiles)]
-        limit = self.profile.max_conversations
-        self.conversations = config.conversations_per_shop if limit is None else min(limit, config.conversations_per_shop)
+        self.shop_id = shop_id
+        self.tz = ZoneInfo(tz)
         self.days = config.days
-        self.vacation = config.vacation_shop == number
-        self.rng = _stream(config, f"shop/{number}")
+        self.rng = _stream(config, stream)
         self.events: list[_Event] = []
         # Epoch second of each local midnight: the window honours the shop's calendar (R5.1).
         first_day = config.week_start.date()
@@ -250,15 +292,12 @@ class _ShopTraffic:
             for d in range(self.days + 1)
         ]
         self.window_start, self.window_end = self.midnights[0], self.midnights[-1]
-        self.vacation_span: tuple[int, int] | None = None
-        self.deck = _Deck(self.rng, self.profile.replied_share)
+        self._id_prefix = id_prefix
         self._next_id = 0
-
-    # -- emitting ------------------------------------------------------------------------------
 
     def _event_id(self) -> str:
         self._next_id += 1
-        return f"e-{self.number:02d}-{self._next_id}"
+        return f"{self._id_prefix}{self._next_id}"
 
     def _stamp(self, t: int) -> str:
         """RFC 3339: mostly 'Z', sometimes a numeric offset naming the same instant (R1)."""
@@ -266,6 +305,36 @@ class _ShopTraffic:
             shift, suffix = self.rng.choice(_STAMP_FORMATS)
             return _wall_clock(t + shift) + suffix
         return _wall_clock(t) + "Z"
+
+    def shop_event(self, t: int, kind: str, **extra: str) -> None:
+        """Append one shop.event/v1 event (R1)."""
+        ev = {"schema": "shop.event/v1", "event_id": self._event_id(), "shop_id": self.shop_id}
+        ev.update(type=kind, **extra, at=self._stamp(t))
+        self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
+
+    def _start_time(self) -> int:
+        """A start inside the window, more likely in the shop's local daytime."""
+        rng = self.rng
+        day = rng.randrange(self.days)
+        hour = rng.choice(_HOUR_BAG)
+        t = self.midnights[day] + hour * HOUR + rng.randrange(HOUR)
+        return min(t, self.window_end - 1)  # only on a short DST day can this overflow
+
+
+class _ShopTraffic(_Shop):
+    """Plays every conversation of one TikTok Shop shop (shop ``number``, 1-based) into ``events``."""
+
+    def __init__(self, config: SimConfig, number: int) -> None:
+        tz = config.timezones[(number - 1) % len(config.timezones)]
+        super().__init__(config, number, f"shop-{number:02d}", tz, f"shop/{number}", f"e-{number:02d}-")
+        self.profile = config.profiles[(number - 1) % len(config.profiles)]
+        limit = self.profile.max_conversations
+        self.conversations = config.conversations_per_shop if limit is None else min(limit, config.conversations_per_shop)
+        self.vacation = config.vacation_shop == number
+        self.vacation_span: tuple[int, int] | None = None
+        self.deck = _Deck(self.rng, self.profile.replied_share)
+
+    # -- emitting ------------------------------------------------------------------------------
 
     def chat(self, t: int, conv: str, sender: str, kind: str = "message", mtype: str | None = None) -> None:
         """Append one chat.message/v1 event; optional fields are present only sometimes (R1)."""
@@ -291,12 +360,6 @@ class _ShopTraffic:
         ev["sent_at"] = self._stamp(t)
         self.events.append(_Event(t, CHAT_TOPIC, conv, orjson.dumps(ev)))
 
-    def shop_event(self, t: int, kind: str, **extra: str) -> None:
-        """Append one shop.event/v1 event (R1)."""
-        ev = {"schema": "shop.event/v1", "event_id": self._event_id(), "shop_id": self.shop_id}
-        ev.update(type=kind, **extra, at=self._stamp(t))
-        self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
-
     # -- the shop's week ------------------------------------------------------------------------
 
     def play(self) -> list[_Event]:
@@ -313,14 +376,6 @@ class _ShopTraffic:
         for n in range(1, self.conversations + 1):
             self._conversation(f"c-{self.number:02d}-{n}")
         return self.events
-
-    def _start_time(self) -> int:
-        """A start inside the window, more likely in the shop's local daytime."""
-        rng = self.rng
-        day = rng.randrange(self.days)
-        hour = rng.choice(_HOUR_BAG)
-        t = self.midnights[day] + hour * HOUR + rng.randrange(HOUR)
-        return min(t, self.window_end - 1)  # only on a short DST day can this overflow
 
     def _conversation(self, conv: str) -> None:
         """Outreach now and then (R2.2), then sessions until the buyer stops or the window ends."""
@@ -444,6 +499,260 @@ class _ShopTraffic:
 
 
 # --------------------------------------------------------------------------------------------
+# Douyin service tickets (RULES R9)
+
+# Problem categories: the codes of douyin_ticket@2024-09's category_sla (R9.3.3), and one code no
+# policy maps (the priority's limit then applies).
+_CATEGORIES = (
+    "exchange", "product", "negotiated_refund", "refund", "order_operation", "courier_problem",
+    "merchant_service", "second_complaint", "voucher_booking", "risk_product", "courier_related",
+    "logistics_query",
+)
+_AGREED_MINUTES = (60, 120, 240, 480, 720, 1440, 2880)  # 60: under agreed_sla_min, taken as given (R9.9)
+_RESULT_BAG = ("resolved",) * 15 + ("unresolved",) * 3 + ("returned",) * 2  # R9.1
+_OUTSIDE_HOURS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 21, 22, 23)  # local hours outside 09:00-21:00 (R9.2.1)
+
+
+@functools.lru_cache(maxsize=1)
+def _ticket_policy() -> Any:
+    """The policy whose deadlines the ticket traffic aims at: ``douyin_ticket@2024-09``, the one
+    with per-category limits, so that under it every deadline source of R9.3 occurs (under
+    ``@seed001`` the same tickets simply fall back to their priority's limit)."""
+    return load_policy(DOUYIN_TICKET_POLICY)
+
+
+class _TicketTraffic(_Shop):
+    """Plays the service tickets of one Douyin shop (``douyin-NN``) into ``events`` (RULES R9).
+
+    Like the chat traffic, each ticket's outcome is decided first and its events are then placed
+    against the deadline the rules give it (R9.2, R9.3, computed with the engine's own service
+    clock): handled in time (sometimes exactly at due_at, inclusive), handled late (sometimes one
+    second late), never handled (missed), closed before handling (excluded), closed after
+    handling; results resolved / unresolved / returned, a returned ticket sometimes resubmitted
+    as a new ticket (R9.4.8); now and then a second handling (rehandled), a second ``created``
+    (conflict) or a handling of a ticket never created (orphan, R9.4.7).
+    """
+
+    def __init__(self, config: SimConfig, number: int) -> None:
+        tz = config.douyin_timezones[(number - 1) % len(config.douyin_timezones)]
+        super().__init__(config, number, f"douyin-{number:02d}", tz, f"douyin/{number}", f"e-dy{number:02d}-")
+        self.tickets = config.tickets_per_shop
+        self.policy = _ticket_policy()
+        self.clock = clock_for(tz, self.policy.window_start, self.policy.window_end, self.policy.window_days)
+        self._resubmitted = 0
+        # Rare cases dealt from decks (exactly 1 in 40 per block), so that every seed has some.
+        self._orphans = _Deck(self.rng, 0.025)
+        self._conflicts = _Deck(self.rng, 0.025)
+
+    def ticket(self, t: int, ticket_id: str, kind: str, **fields: Any) -> None:
+        """Append one ticket.event/v1 event (R9.1); ``platform`` is present only sometimes."""
+        ev: dict[str, Any] = {
+            "schema": TICKET_SCHEMA,
+            "event_id": self._event_id(),
+            "shop_id": self.shop_id,
+            "ticket_id": ticket_id,
+        }
+        if self.rng.random() < _PLATFORM_SHARE:
+            ev["platform"] = "douyin"
+        ev["type"] = kind
+        ev.update(fields)
+        ev["at"] = self._stamp(t)
+        self.events.append(_Event(t, TICKET_TOPIC, ticket_id, orjson.dumps(ev)))
+
+    def play(self) -> list[_Event]:
+        if self.tz.key != self.policy.default_timezone:
+            self.shop_event(self.window_start - DAY, "timezone", timezone=self.tz.key)
+        for n in range(1, self.tickets + 1):
+            ticket_id = f"t-dy{self.number:02d}-{n}"
+            if self._orphans.draw():  # a handling whose ticket never comes: orphan (R9.4.7)
+                self.ticket(self._created_time(), ticket_id + "-orphan", "handled", result="resolved")
+            self._ticket(ticket_id, self._created_time())
+        return self.events
+
+    def _created_time(self) -> int:
+        """Mostly inside the local 09:00-21:00 window, a fifth outside it, and now and then exactly
+        at its bounds (09:00:00 starts at once, 21:00:00 at 09:00 the next day: R9.2.4)."""
+        rng = self.rng
+        midnight = self.midnights[rng.randrange(self.days)]
+        x = rng.random()
+        if x < 0.03:
+            return midnight + 9 * HOUR
+        if x < 0.06:
+            return midnight + 21 * HOUR
+        if x < 0.8:
+            return midnight + 9 * HOUR + rng.randrange(12 * HOUR)
+        return midnight + rng.choice(_OUTSIDE_HOURS) * HOUR + rng.randrange(HOUR)
+
+    def _due(self, created: int, priority: str, category: str | None, sla_minutes: int | None) -> int:
+        """The computed deadline (R9.3 steps 2-4) in epoch seconds, by the engine's service clock."""
+        policy = self.policy
+        if sla_minutes is not None:
+            service = sla_minutes * MINUTE * 1_000_000
+        elif category in policy.category_sla:
+            service = policy.category_sla[category]
+        else:
+            service = policy.ticket_sla[priority]
+        return self.clock.due(created * 1_000_000, service) // 1_000_000
+
+    def _ticket(self, ticket_id: str, created: int, priority: str | None = None) -> None:
+        rng = self.rng
+        if priority is None:
+            x = rng.random()
+            priority = "normal" if x < 0.6 else "urgent" if x < 0.88 else "agreed"
+        fields: dict[str, Any] = {"priority": priority}
+        category = sla_minutes = None
+        if rng.random() < 0.4:
+            category = fields["category"] = rng.choice(_CATEGORIES)
+        if priority == "agreed":
+            sla_minutes = fields["sla_minutes"] = rng.choice(_AGREED_MINUTES)
+        due = self._due(created, priority, category, sla_minutes)
+        if rng.random() < 0.1:  # the back office shows its own deadline, which prevails (R9.3.1)
+            due = max(created + MINUTE, due + rng.randint(-2, 3) * HOUR)
+            fields["due_at"] = self._stamp(due)
+        self.ticket(created, ticket_id, "created", **fields)
+        if self._conflicts.draw():  # the same ticket sent twice: conflict, ignored (R9.4.7)
+            again = {k: v for k, v in fields.items() if k != "due_at"}  # (it may be due by then)
+            self.ticket(created + rng.randint(1, HOUR), ticket_id, "created", **again)
+
+        x = rng.random()
+        if x < 0.06:  # closed by the platform before any handling: excluded (R9.4.6)
+            self.ticket(created + rng.randint(0, due - created), ticket_id, "closed")
+            return
+        if x < 0.14:  # never handled: missed at due_at; the platform may close it later
+            if rng.random() < 0.3:
+                self.ticket(due + rng.randint(MINUTE, 2 * DAY), ticket_id, "closed")
+            return
+        if x < 0.26:  # handled late (R9.4.4), sometimes by one second
+            handled = due + (1 if rng.random() < 0.2 else rng.randint(MINUTE, 12 * HOUR))
+        else:  # in time, sometimes exactly at due_at (inclusive, R9.4.2)
+            handled = due if rng.random() < 0.05 else created + rng.randint(0, due - created)
+        result = rng.choice(_RESULT_BAG)
+        self.ticket(handled, ticket_id, "handled", result=result)
+        if rng.random() < 0.05:  # a second handling changes nothing: rehandled (R9.4.5)
+            self.ticket(handled + rng.randint(MINUTE, DAY), ticket_id, "handled", result="resolved")
+        if rng.random() < 0.25:  # closed after handling: only closed_at (R9.4.6)
+            self.ticket(handled + rng.randint(HOUR, 3 * DAY), ticket_id, "closed")
+        if result == "returned" and rng.random() < 0.6:  # resubmitted as a new ticket (R9.4.8)
+            self._resubmitted += 1
+            resubmitted = handled + rng.randint(10 * MINUTE, DAY)
+            self._ticket(f"{ticket_id}-r{self._resubmitted}", resubmitted, priority)
+
+
+# --------------------------------------------------------------------------------------------
+# AliExpress chats (RULES R10)
+
+
+class _AliExpressTraffic(_Shop):
+    """Plays the conversations of one AliExpress shop (``aliexpress-NN``) into ``events`` (R10).
+
+    A conversation is a run of waits (R10.2): a buyer message opens one, follow-ups extend it, and
+    it ends answered by a human seller (sometimes at the very instant of the buyer's message,
+    R10.2.6; sometimes days later), closed unanswered, or not at all (a long unreplied wait, the
+    R10.3 view). The keyword auto-reply answers some buyer messages that open a 24 h period
+    (R10.4: the period's auto-reply), a few others (extra), and a few come outside every period
+    (unprompted); none of them ends a wait. Sellers also write with no open wait.
+    """
+
+    def __init__(self, config: SimConfig, number: int) -> None:
+        tz = config.aliexpress_timezones[(number - 1) % len(config.aliexpress_timezones)]
+        super().__init__(config, number, f"aliexpress-{number:02d}", tz, f"aliexpress/{number}", f"e-ae{number:02d}-")
+        self.conversations = config.aliexpress_conversations
+        self._period_end: int | None = None  # end of the current conversation's 24 h period
+        self._last = 0  # the current conversation's latest event time
+
+    def chat(self, t: int, conv: str, sender: str, kind: str = "message") -> None:
+        """Append one chat.message/v1 event with ``platform: "aliexpress"`` (R10.1: it routes them)."""
+        rng = self.rng
+        ev: dict[str, Any] = {
+            "schema": "chat.message/v1",
+            "event_id": self._event_id(),
+            "shop_id": self.shop_id,
+            "conversation_id": conv,
+            "platform": "aliexpress",
+            "sender": sender,
+        }
+        if kind == "close":
+            ev["kind"] = "close"
+        else:
+            mtype = "text" if sender == "auto_reply" else rng.choice(_MESSAGE_TYPE_BAG)
+            if mtype != "text" or rng.random() < 0.5:
+                ev["message_type"] = mtype
+        ev["sent_at"] = self._stamp(t)
+        self.events.append(_Event(t, CHAT_TOPIC, conv, orjson.dumps(ev)))
+        self._last = max(self._last, t)
+
+    def play(self) -> list[_Event]:
+        if self.tz.key != "UTC":  # R1: a shop never told its zone is read in UTC
+            self.shop_event(self.window_start - DAY, "timezone", timezone=self.tz.key)
+        for n in range(1, self.conversations + 1):
+            self._conversation(f"c-ae{self.number:02d}-{n}")
+        return self.events
+
+    def _conversation(self, conv: str) -> None:
+        rng = self.rng
+        self._period_end = None
+        first = self._last = self._start_time()
+        if rng.random() < 0.04:  # the seller writes first: no wait to end (R10.2.5)
+            self.chat(first - rng.randint(10 * MINUTE, 12 * HOUR), conv, "seller")
+        start: int | None = first
+        while start is not None and start < self.window_end:
+            start = self._wait(conv, start)
+        if self._period_end is not None and rng.random() < 0.04:  # outside every period: unprompted
+            self.chat(max(self._last, self._period_end) + rng.randint(MINUTE, DAY), conv, "auto_reply")
+
+    def _buyer(self, conv: str, t: int) -> None:
+        """A buyer message, and the keyword auto-reply it may trigger (R10.4)."""
+        rng = self.rng
+        self.chat(t, conv, "buyer")
+        if self._period_end is None or t >= self._period_end:  # eligible: opens a 24 h period
+            self._period_end = t + DAY
+            if rng.random() < 0.5:  # a keyword matched
+                self.chat(t + rng.randint(1, 5), conv, "auto_reply")
+        elif rng.random() < 0.08:  # another keyword reply in the same period: extra
+            self.chat(t + rng.randint(1, 5), conv, "auto_reply")
+
+    def _wait(self, conv: str, opened: int) -> int | None:
+        """One wait (R10.2); return the next wait's opening time, or None."""
+        rng = self.rng
+        self._buyer(conv, opened)
+        last = opened
+        for _ in range(rng.choice((0, 0, 0, 1, 1, 2, 3))):  # follow-ups: they move last_at only
+            last += rng.randint(20, 2 * HOUR)
+            self._buyer(conv, last)
+        x = rng.random()
+        if x < 0.68:
+            if last == opened and rng.random() < 0.04:
+                reply = opened  # the same instant: the buyer's message first, waited 0 (R10.2.6)
+            elif rng.random() < 0.05:
+                reply = last + rng.randint(2 * DAY, 4 * DAY)  # a long wait, answered at last
+            else:
+                reply = last + _human_delay(rng)
+            self.chat(reply, conv, "seller")
+            end = reply
+            if rng.random() < 0.1:  # a follow-up by the seller with no open wait (R10.2.5)
+                end = reply + rng.randint(MINUTE, 6 * HOUR)
+                self.chat(end, conv, "seller")
+            return end + rng.randint(10 * MINUTE, 2 * DAY) if rng.random() < 0.45 else None
+        if x < 0.8:  # closed unanswered (R10.2.3): no waiting time
+            closed = last + rng.randint(10 * MINUTE, 2 * DAY)
+            self.chat(closed, conv, "seller" if rng.random() < 0.7 else "system", kind="close")
+            return closed + rng.randint(HOUR, 2 * DAY) if rng.random() < 0.25 else None
+        return None  # never answered: an unreplied conversation to the end (R10.3)
+
+
+def _human_delay(rng: random.Random) -> int:
+    """A human seller's response time: mostly minutes, some hours, a few up to 30 h."""
+    x = rng.random()
+    if x < 0.5:
+        return rng.randint(30, 10 * MINUTE)
+    if x < 0.8:
+        return rng.randint(10 * MINUTE, 2 * HOUR)
+    if x < 0.95:
+        return rng.randint(2 * HOUR, 12 * HOUR)
+    return rng.randint(12 * HOUR, 30 * HOUR)
+
+
+# --------------------------------------------------------------------------------------------
 # Bad records (R1: invalid events go to the DLQ and processing goes on)
 
 _NOT_JSON = (
@@ -502,6 +811,45 @@ def _bad_record(rng: random.Random, template: bytes, number: int) -> bytes:
     return orjson.dumps(ev)
 
 
+_TICKET_REQUIRED = ("event_id", "shop_id", "ticket_id", "type", "at")
+
+
+def _bad_ticket(rng: random.Random, template: bytes, number: int) -> bytes:
+    """One invalid ticket.event/v1 record modelled on a good one, covering R9.1's reasons
+    (``missing_field:priority``, ``missing_field:sla_minutes``, ``missing_field:result``,
+    ``bad_value:sla_minutes``, ``bad_value:due_at``) besides R1's generic ones."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        return rng.choice(_NOT_JSON)
+    ev: dict[str, Any] = orjson.loads(template)
+    ev["event_id"] = f"e-bad-dy-{number}"  # never collides with a good event's idempotency key
+    if kind == 1:
+        whole = orjson.dumps(ev)
+        return whole[: rng.randrange(1, len(whole) - 1)]
+    if kind == 2:
+        ev["type"] = "created"
+        ev.pop("priority", None)
+    elif kind == 3:
+        ev.update(type="created", priority="agreed")
+        ev.pop("sla_minutes", None)
+    elif kind == 4:
+        ev["type"] = "handled"
+        ev.pop("result", None)
+    elif kind == 5:
+        ev["type"] = "created"
+        ev.setdefault("priority", "normal")
+        ev["sla_minutes"] = rng.choice((0, -30, "120", 1.5, True))
+    elif kind == 6:
+        ev["type"] = "created"
+        ev.setdefault("priority", "normal")
+        ev["due_at"] = rng.choice(("tomorrow", "2026-11-03T10:00:00", "2020-01-01T00:00:00Z"))
+    elif kind == 7:
+        del ev[rng.choice(_TICKET_REQUIRED)]
+    else:
+        ev["type"] = rng.choice(("opened", "Created", "escalated"))
+    return orjson.dumps(ev)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 
@@ -509,36 +857,59 @@ def _bad_record(rng: random.Random, template: bytes, number: int) -> bytes:
 def generate(config: SimConfig, on_shop: Callable[[int, int], None] | None = None) -> list[Record]:
     """All events of the simulated week in LOG ORDER as (topic, key, value) (R1).
 
-    Delivery: a chat event is logged at ``sent_at + U(0, jitter_seconds)``, so any event is at
-    most ``jitter_seconds`` behind one logged before it (R6.3 with allowed lateness >= jitter); a
-    ``late_fraction`` of chat events is logged 15 min - 12 h late instead (R6.4). Shop events are
-    logged on time, so a shop's timezone event always precedes its first message whatever the
-    jitter. Bad records follow the good chat event they were modelled on.
+    Delivery: an input event (chat message or ticket event) is logged at ``event time + U(0,
+    jitter_seconds)``, so any event is at most ``jitter_seconds`` behind one logged before it
+    (R6.3 with allowed lateness >= jitter); a ``late_fraction`` of them is logged 15 min - 12 h
+    late instead (R6.4). Shop events are logged on time, so a shop's timezone event always
+    precedes its first message whatever the jitter. Bad records follow the good event they were
+    modelled on.
+
+    Platforms are generated in the order of :data:`PLATFORMS` (TikTok Shop first), each with its
+    own random streams and its own bad records, so adding a platform leaves the others' records,
+    and their order among themselves, exactly as without it.
     """
+    players: list[tuple[str, Callable[[], list[_Event]]]] = []
+    if "tiktok_shop" in config.platforms:
+        players += [("tiktok_shop", _ShopTraffic(config, n).play) for n in range(1, config.shops + 1)]
+    if "douyin" in config.platforms:
+        players += [("douyin", _TicketTraffic(config, n).play) for n in range(1, config.douyin_shops + 1)]
+    if "aliexpress" in config.platforms:
+        players += [("aliexpress", _AliExpressTraffic(config, n).play) for n in range(1, config.aliexpress_shops + 1)]
     events: list[_Event] = []
-    for number in range(1, config.shops + 1):
-        events.extend(_ShopTraffic(config, number).play())
+    platform_of: list[str] = []
+    for done, (platform, play) in enumerate(players, 1):
+        shop_events = play()
+        events.extend(shop_events)
+        platform_of.extend([platform] * len(shop_events))
         if on_shop is not None:  # progress (chatsla simulate): shops done, shops in all
-            on_shop(number, config.shops)
+            on_shop(done, len(players))
 
     jitter_rng, late_rng = _stream(config, "jitter"), _stream(config, "late")
     jitter, late_share = config.jitter_seconds, config.late_fraction
     ordered: list[tuple[int, int, int, int, str, str, bytes]] = []
     for i, ev in enumerate(events):
         logged = ev.t
-        if ev.topic == CHAT_TOPIC:
+        if ev.topic != SHOP_TOPIC:
             logged += int(jitter_rng.random() * (jitter + 1))  # U{0..jitter}: random() < 1
             if late_share and late_rng.random() < late_share:
                 logged = ev.t + late_rng.randint(*_LATE_DELAY)
         ordered.append((logged, ev.t, i, 0, ev.topic, ev.key, ev.value))
 
     if config.bad_fraction:
-        bad_rng = _stream(config, "bad")
-        chat = [entry for entry in ordered if entry[4] == CHAT_TOPIC]
-        count = round(len(ordered) * config.bad_fraction / (1.0 - config.bad_fraction))
-        for n in range(1, count + 1):
-            logged, t, i, _, topic, key, value = chat[bad_rng.randrange(len(chat))]
-            ordered.append((logged, t, i, n, topic, key, _bad_record(bad_rng, value, n)))
+        bad: list[tuple[int, int, int, int, str, str, bytes]] = []
+        for platform in config.platforms:
+            mine = [entry for entry, p in zip(ordered, platform_of, strict=True) if p == platform]
+            templates = [entry for entry in mine if entry[4] != SHOP_TOPIC]
+            if not templates:
+                continue
+            # TikTok Shop's stream keeps its name of before (samples/week.jsonl stays as it is)
+            bad_rng = _stream(config, "bad" if platform == "tiktok_shop" else f"bad/{platform}")
+            make = _bad_ticket if platform == "douyin" else _bad_record
+            count = round(len(mine) * config.bad_fraction / (1.0 - config.bad_fraction))
+            for n in range(1, count + 1):
+                logged, t, i, _, topic, key, value = templates[bad_rng.randrange(len(templates))]
+                bad.append((logged, t, i, n, topic, key, make(bad_rng, value, n)))
+        ordered += bad
 
     ordered.sort()
     return [(topic, key.encode(), value) for _, _, _, _, topic, key, value in ordered]
@@ -590,6 +961,23 @@ class _OneLineErrors(click.Command):
             _fail(f"{info_name or 'simulate'}: {exc.format_message()}")
 
 
+class _Platforms(click.ParamType):
+    """A comma-separated list of :data:`PLATFORMS`, each at most once (order does not matter)."""
+
+    name = "LIST"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        names = [v.strip() for v in str(value).split(",") if v.strip()]
+        unknown = [n for n in names if n not in PLATFORMS]
+        if unknown or not names:
+            self.fail(f"{value!r}: name one or more of {','.join(PLATFORMS)}", param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"{value!r} names a platform twice", param, ctx)
+        return tuple(p for p in PLATFORMS if p in names)
+
+
 class _WeekStart(click.ParamType):
     """A date (``2026-11-02``, midnight UTC) or an RFC 3339 timestamp with offset."""
 
@@ -615,8 +1003,14 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 
 
 @click.command("simulate", cls=_OneLineErrors)
-@_option("--shops", click.IntRange(min=1), 5, "Number of shops.")
-@_option("--conversations", click.IntRange(min=0), 200, "Conversations per shop.")
+@_option("--platforms", _Platforms(), "tiktok_shop", "Platforms to simulate, comma-separated: tiktok_shop "
+         "(chats, R2-R5), douyin (service tickets, R9), aliexpress (chats, R10).")
+@_option("--shops", click.IntRange(min=1), 5, "Number of TikTok Shop shops.")
+@_option("--conversations", click.IntRange(min=0), 200, "Conversations per TikTok Shop shop.")
+@_option("--douyin-shops", click.IntRange(min=1), 2, "Number of Douyin shops (with --platforms douyin).")
+@_option("--tickets", click.IntRange(min=0), 150, "Service tickets per Douyin shop.")
+@_option("--aliexpress-shops", click.IntRange(min=1), 2, "Number of AliExpress shops (with --platforms aliexpress).")
+@_option("--aliexpress-conversations", click.IntRange(min=0), 150, "Conversations per AliExpress shop.")
 @_option("--week-start", _WeekStart(), "2026-11-02", "Monday the week starts (date or RFC 3339).")
 @_option("--days", click.IntRange(min=1), 7, "Days over which conversations start.")
 @_option("--seed", int, 0, "Random seed; the same arguments give identical bytes.")
@@ -629,13 +1023,19 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @_option("--rate", click.FloatRange(min=0.0), 0.0, "With --bootstrap: events per second (0: full speed).")
 @_option("--chat-topic", str, "chat.messages", "With --bootstrap: topic for chat.message/v1 records.")
 @_option("--shop-topic", str, "shop.events", "With --bootstrap: topic for shop.event/v1 records.")
+@_option("--ticket-topic", str, TICKET_TOPIC, "With --bootstrap: topic for ticket.event/v1 records.")
 @_option("--partitions", click.IntRange(min=1), 4, "With --bootstrap: partitions of topics created if missing.")
 @kafka_security_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
               "every 10 s once a run takes that long).")
 def simulate(
+    platforms: tuple[str, ...],
     shops: int,
     conversations: int,
+    douyin_shops: int,
+    tickets: int,
+    aliexpress_shops: int,
+    aliexpress_conversations: int,
     week_start: datetime,
     days: int,
     seed: int,
@@ -647,15 +1047,19 @@ def simulate(
     rate: float,
     chat_topic: str,
     shop_topic: str,
+    ticket_topic: str,
     partitions: int,
     quiet: bool = False,
     **kafka: Any,
 ) -> None:
-    """Generate a deterministic week of chat traffic (RULES R1) as JSONL.
+    """Generate a deterministic week of marketplace traffic (RULES R1, R9.1, R10.1) as JSONL.
+
+    By default TikTok Shop chats only; --platforms adds Douyin service tickets and AliExpress
+    chats, each platform with its own shops (shop-NN, douyin-NN, aliexpress-NN).
 
     With --bootstrap the records go to Kafka instead, with the same security flags, -X
     properties and --topic-prefix as the other Kafka commands (the prefix goes before
-    --chat-topic and --shop-topic).
+    --chat-topic, --shop-topic and --ticket-topic).
     """
     from chatsla.cli import security_settings
     from chatsla.progress import Progress
@@ -672,28 +1076,38 @@ def simulate(
             bad_fraction=bad_fraction,
             jitter_seconds=jitter_seconds,
             late_fraction=late_fraction,
+            platforms=platforms,
+            douyin_shops=douyin_shops,
+            tickets_per_shop=tickets,
+            aliexpress_shops=aliexpress_shops,
+            aliexpress_conversations=aliexpress_conversations,
         )
     except ValueError as exc:
         _fail(f"simulate: {exc}")
-    with Progress("chatsla simulate", "shops", config.shops, quiet=quiet) as progress:
+    with Progress("chatsla simulate", "shops", config.shop_count, quiet=quiet) as progress:
         events = generate(config, progress.update)
     if bootstrap is not None:
         from chatsla.streams.producer import ProduceError, produce
-        from chatsla.streams.topics import TopicNames, topic_specs
+        from chatsla.streams.topics import topic_specs
         from chatsla.streams.admin import TopicError, ensure_topics
 
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
-        names = TopicNames(chat=chat_topic, shop=shop_topic)
+        ticket_topic = prefix + ticket_topic
+        names = TopicNames(chat=chat_topic, shop=shop_topic, tickets=ticket_topic)
         client = security.kafka_python_kwargs()
+        written = [chat_topic, shop_topic]
+        if "douyin" in platforms:
+            written.append(ticket_topic)
+            events = [(ticket_topic if t == TICKET_TOPIC else t, k, v) for t, k, v in events]
+        specs = [s for s in topic_specs(names, partitions) if s.name in written]
         try:
-            ensure_topics(bootstrap, [s for s in topic_specs(names, partitions) if s.name in (chat_topic, shop_topic)],
-                          client_kwargs=client)
+            ensure_topics(bootstrap, specs, client_kwargs=client)
             with Progress("chatsla simulate", "events", len(events), quiet=quiet) as progress:
                 sent = produce(events, bootstrap, names, rate, client, progress.update)
         except (ProduceError, TopicError) as exc:  # a run that failed, not bad arguments: exit 1
             click.echo(" ".join(f"simulate: {exc}".split()), err=True)
             raise click.exceptions.Exit(1) from None
-        click.echo(f"produced {sent} events to {bootstrap} ({chat_topic}, {shop_topic})", err=True)
+        click.echo(f"produced {sent} events to {bootstrap} ({', '.join(written)})", err=True)
         return
     if out == "-":
         write_jsonl(events, click.get_binary_stream("stdout"))

@@ -6,9 +6,11 @@ validated by the decoder it is meant to exercise.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,10 +21,16 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from chatsla.core.engine import Engine, EngineConfig
+from chatsla.core.events import ChatMessage, Invalid, TicketEvent
+from chatsla.core.policy import load_policy
+from chatsla.schemas.decode import decode
 from chatsla.simulate import (
     CHAT_TOPIC,
     MESSAGE_TYPES,
+    PLATFORMS,
     SHOP_TOPIC,
+    TICKET_TOPIC,
     Record,
     SimConfig,
     generate,
@@ -441,3 +449,287 @@ def test_cli_unreachable_broker_is_one_plain_line() -> None:
     assert result.exit_code == 1
     assert len(result.stderr.splitlines()) == 1 and "cannot reach Kafka" in result.stderr, result.stderr
     assert result.stdout_bytes == b""
+
+# --------------------------------------------------------------------------------------------
+# Douyin service tickets and AliExpress chats (issue #12: "the simulator produces Douyin tickets
+# ... and AliExpress chats"; RULES R9, R10)
+
+MIXED = SimConfig(seed=7, shops=2, conversations_per_shop=40, platforms=PLATFORMS)
+_TICKET_SHOP_ZONE = "Asia/Shanghai"  # douyin_ticket's default_timezone (R9.2.2)
+
+
+@functools.lru_cache(maxsize=None)
+def mixed(config: SimConfig = MIXED) -> tuple[Record, ...]:
+    return tuple(generate(config))
+
+
+def shop_zones(records: Iterable[Record]) -> dict[str, ZoneInfo]:
+    """The zones shops were told by their timezone events (the last one; the simulator sends one)."""
+    zones: dict[str, ZoneInfo] = {}
+    for topic, _key, value in records:
+        if topic == SHOP_TOPIC:
+            ev = orjson.loads(value)
+            if ev["type"] == "timezone":
+                zones[ev["shop_id"]] = ZoneInfo(ev["timezone"])
+    return zones
+
+
+def run_engine(records: Iterable[Record], douyin: str = "douyin_ticket@2024-09") -> tuple[Engine, dict, dict, list]:
+    """The log through one engine hosting all three models, as issue #12's mixed-platform audit
+    does: (engine, last record per ticket, last record per wait, period records)."""
+    engine = Engine(load_policy("tiktok_shop@2023-11"),
+                    policies=[load_policy(douyin), load_policy("aliexpress@seed004")])
+    last = 0
+    for _topic, _key, value in records:
+        ev = decode(value)
+        if not isinstance(ev, Invalid):
+            engine.apply(ev)
+            last = max(last, ev.t)
+    # until a handling held for a ticket that never came has been given up (orphan, R9.4.7)
+    engine.finish(last + EngineConfig().dedupe_window + 1)
+    tickets: dict[str, dict] = {}
+    waits: dict[str, dict] = {}
+    periods: list[dict] = []
+    for kind, record in engine.take():
+        if kind == "ticket":
+            tickets[record["ticket_id"]] = record
+        elif kind == "wait":
+            waits[record["wait_id"]] = record
+        elif kind == "period":
+            periods.append(record)
+    return engine, tickets, waits, periods
+
+
+def test_default_platforms_are_tiktok_only_and_more_platforms_leave_its_records_as_they_were() -> None:
+    """R6.1, issue #12: without --platforms the output is today's; adding Douyin and AliExpress
+    adds records (own shops, own random streams, own bad records) and leaves TikTok Shop's
+    records and their order exactly as before, whatever jitter, lateness and bad records."""
+    base = SimConfig(seed=3, shops=2, conversations_per_shop=40, bad_fraction=0.01, jitter_seconds=30,
+                     late_fraction=0.01)
+    assert base.platforms == ("tiktok_shop",)
+    alone = generate(base)
+    both = generate(replace(base, platforms=PLATFORMS))
+    mine = set(alone)
+    assert [r for r in both if r in mine] == alone
+    # the added records are keyed by the other platforms' shops, conversations and tickets
+    added = Counter(re.sub(r"\d+", "N", key.decode()).split("-N")[0] for t, key, _ in both if (t, key, _) not in mine)
+    assert set(added) == {"douyin", "aliexpress", "c-aeN", "t-dyN"}, added
+    assert sum(added.values()) > len(alone)
+
+
+def test_mixed_platforms_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    """R6.1: with every platform the simulator is still a pure function of its arguments."""
+    config = replace(MIXED, bad_fraction=0.01, jitter_seconds=30, late_fraction=0.01)
+    first = jsonl(generate(config))
+    assert first == jsonl(generate(config))
+    assert first != jsonl(generate(replace(config, seed=8)))
+    douyin_only = generate(replace(config, platforms=("douyin",)))
+    assert {topic for topic, _, _ in douyin_only} == {TICKET_TOPIC, SHOP_TOPIC}
+
+
+def test_every_good_ticket_and_aliexpress_record_decodes_on_its_topic_and_key() -> None:
+    """R9.1, R10.1, A.3: every record decodes (schemas/decode.py); tickets are ticket.event/v1 on
+    ticket.events keyed by ticket_id, AliExpress messages carry platform "aliexpress" and are
+    keyed by conversation; shop ids say the platform; event ids are unique."""
+    ids = []
+    by_prefix: Counter[str] = Counter()
+    for topic, key, value in mixed():
+        ev = decode(value)
+        assert not isinstance(ev, Invalid), (value, ev)
+        ids.append(ev.event_id)
+        platform = ev.shop_id.split("-")[0]
+        by_prefix[f"{topic}:{platform}"] += 1
+        if isinstance(ev, TicketEvent):
+            assert topic == TICKET_TOPIC and key.decode() == ev.ticket_id and platform == "douyin"
+            assert ev.platform == "douyin"
+        elif isinstance(ev, ChatMessage):
+            assert topic == CHAT_TOPIC and key.decode() == ev.conversation_id
+            assert (platform == "aliexpress") == (ev.platform == "aliexpress"), value
+        else:
+            assert topic == SHOP_TOPIC and key.decode() == ev.shop_id
+    assert len(ids) == len(set(ids))
+    assert set(by_prefix) == {f"{CHAT_TOPIC}:shop", f"{CHAT_TOPIC}:aliexpress", f"{TICKET_TOPIC}:douyin",
+                              f"{SHOP_TOPIC}:shop", f"{SHOP_TOPIC}:douyin", f"{SHOP_TOPIC}:aliexpress"}
+
+
+def test_ticket_traffic_reaches_every_r9_input_case() -> None:
+    """R9.1-R9.3: all priorities, sla_minutes, platform due_at, mapped and unmapped categories,
+    created inside and outside the local 09:00-21:00 window and exactly at both bounds, on
+    weekdays and weekends, every result, closes; platform field present and absent; a shop in
+    the default zone sends no timezone event, one in another zone does."""
+    records = mixed()
+    zones = shop_zones(records)
+    default = ZoneInfo(_TICKET_SHOP_ZONE)
+    policy = load_policy("douyin_ticket@2024-09")
+    seen: Counter[str] = Counter()
+    for topic, _key, value in records:
+        if topic != TICKET_TOPIC:
+            continue
+        raw = orjson.loads(value)
+        ev = decode(value)
+        assert isinstance(ev, TicketEvent)
+        seen[f"type:{ev.type}"] += 1
+        seen[f"platform_field:{'platform' in raw}"] += 1
+        if ev.type == "handled":
+            seen[f"result:{ev.result}"] += 1
+        if ev.type != "created":
+            continue
+        seen[f"priority:{ev.priority}"] += 1
+        seen[f"sla_minutes:{ev.sla_minutes is not None}"] += 1
+        seen[f"due_at:{ev.due_at is not None}"] += 1
+        if ev.category is not None:
+            seen[f"category_mapped:{ev.category in policy.category_sla}"] += 1
+        local = datetime.fromtimestamp(ev.t / 1e6, zones.get(ev.shop_id, default))
+        clock = (local.hour, local.minute, local.second)
+        seen["at_09:00:00" if clock == (9, 0, 0) else "at_21:00:00" if clock == (21, 0, 0) else
+             "inside" if 9 <= local.hour < 21 else "outside"] += 1
+        seen["weekend" if local.weekday() >= 5 else "weekday"] += 1
+    expected = {"type:created", "type:handled", "type:closed", "platform_field:True", "platform_field:False",
+                "result:resolved", "result:unresolved", "result:returned", "priority:normal", "priority:urgent",
+                "priority:agreed", "sla_minutes:True", "due_at:True", "due_at:False", "category_mapped:True",
+                "category_mapped:False", "at_09:00:00", "at_21:00:00", "inside", "outside", "weekend", "weekday"}
+    assert expected <= set(seen), expected - set(seen)
+    assert seen["inside"] > 2 * seen["outside"]
+    assert {shop: z.key for shop, z in zones.items() if shop.startswith("douyin")} == {"douyin-02": "Asia/Urumqi"}
+
+
+def test_aliexpress_traffic_reaches_every_r10_input_case() -> None:
+    """R10.1-R10.4: buyer follow-ups, keyword auto-replies, human seller replies (one at the very
+    instant of the buyer's message), closes by seller and system; all on platform aliexpress."""
+    seen: Counter[str] = Counter()
+    buyer_at: set[tuple[str, int]] = set()
+    for topic, _key, value in mixed():
+        ev = decode(value)
+        if not isinstance(ev, ChatMessage) or ev.platform != "aliexpress":
+            continue
+        seen[f"{ev.sender}:{ev.kind}"] += 1
+        if ev.sender == "buyer":
+            buyer_at.add((ev.conversation_id, ev.t))
+        elif ev.sender == "seller" and (ev.conversation_id, ev.t) in buyer_at:
+            seen["same_instant_reply"] += 1
+    expected = {"buyer:message", "seller:message", "auto_reply:message", "seller:close", "system:close",
+                "same_instant_reply"}
+    assert expected <= set(seen), expected - set(seen)
+
+
+def test_mixed_week_through_the_engine_reaches_every_outcome() -> None:
+    """R9.3-R9.6 and R10.2-R10.5 through Engine(tiktok, policies=[douyin, aliexpress]): tickets
+    handled in time, missed, handled late, excluded (closed unhandled), returned and unresolved,
+    closed after handling, every due_source, rehandled / conflict / orphan / agreed below the
+    minimum; waits answered (one with waited 0), closed and still open (unreplied), with
+    auto-replies; every auto-reply class of R10.4; seller messages with no wait; TikTok Shop
+    sessions still assessed."""
+    engine, tickets, waits, periods = run_engine(mixed())
+    t: Counter[str] = Counter()
+    for r in tickets.values():
+        t["in_time" if r["handled_in_time"] else "missed" if r["handled_in_time"] is False else
+          str(r["excluded"] or "pending")] += 1
+        t["handled_late"] += r["handled_late"] is True
+        t[f"result:{r['result']}"] += 1
+        t[f"due_source:{r['due_source']}"] += 1
+        t["closed_after_handling"] += r["closed_at"] is not None and r["handled_at"] is not None
+    for name in ("in_time", "missed", "handled_late", "closed_unhandled", "result:returned", "result:unresolved",
+                 "result:resolved", "result:None", "due_source:platform", "due_source:event",
+                 "due_source:category", "due_source:priority", "closed_after_handling"):
+        assert t[name] > 0, (name, t)
+    assert t["pending"] == 0  # finish() runs to the last event: every deadline has passed
+    assert t["in_time"] > t["missed"] > 0
+    tickets_stats = engine.model("service_tickets").stats()
+    for name in ("rehandled", "conflict", "orphan", "agreed_sla_below_min"):
+        assert tickets_stats[name] > 0, (name, tickets_stats)
+
+    w = Counter(str(r["end_reason"]) for r in waits.values())
+    assert w["answered"] > w["closed"] > 0 and w["None"] > 0, w
+    assert any(r["waited"] == 0 for r in waits.values())
+    assert any(r["auto_replied_at"] is not None and r["end_reason"] == "answered" for r in waits.values())
+    assert any(r["waited_from_first"] > r["waited"] for r in waits.values() if r["end_reason"] == "answered")
+    assert engine.model("im_waits").stats()["seller_messages_no_wait"] > 0
+    ae = [p for p in periods if p["policy_id"] == "aliexpress"]
+    for name in ("eligible_messages", "period_auto_replies", "extra_auto_replies", "unprompted_auto_replies",
+                 "open_at_end"):
+        assert sum(p[name] for p in ae) > 0, name
+    dy = [p for p in periods if p["policy_id"] == "douyin_ticket"]
+    assert {p["period"] for p in dy} == {"day", "week"} and {p["shop_id"] for p in dy} == {"douyin-01", "douyin-02"}
+    assert engine.model("chat_sessions").stats()["sessions_opened"] > 0
+
+
+def test_category_sla_matters_for_the_simulated_tickets() -> None:
+    """R9.3.3: douyin_ticket@2024-09's per-category limits give some simulated tickets another
+    deadline than douyin_ticket@seed001, which has none (the traffic is aimed at @2024-09)."""
+    _, newer, _, _ = run_engine(mixed(), "douyin_ticket@2024-09")
+    _, older, _, _ = run_engine(mixed(), "douyin_ticket@seed001")
+    assert newer.keys() == older.keys()
+    moved = [k for k in newer if newer[k]["due_at"] != older[k]["due_at"]]
+    assert moved and all(newer[k]["due_source"] == "category" for k in moved)
+    assert not any(r["due_source"] == "category" for r in older.values())
+
+
+def test_bad_ticket_records_cover_the_r9_reasons_and_keep_the_good_traffic() -> None:
+    """R9.1: invalid ticket events (each R9.1 reason, plus R1's generic ones) sit on
+    ticket.events, never span lines, and leave the good records exactly as without them."""
+    clean = generate(replace(MIXED, platforms=("douyin",), tickets_per_shop=300))
+    dirty = generate(replace(MIXED, platforms=("douyin",), tickets_per_shop=300, bad_fraction=0.05))
+    decoded = [decode(v) for _, _, v in dirty]
+    bad = [(r, ev) for r, ev in zip(dirty, decoded, strict=True) if isinstance(ev, Invalid)]
+    assert 0.04 <= len(bad) / len(dirty) <= 0.06
+    assert {topic for (topic, _, _), _ in bad} == {TICKET_TOPIC}
+    assert not any(b"\n" in value for _, _, value in dirty)
+    assert [r for r, ev in zip(dirty, decoded, strict=True) if not isinstance(ev, Invalid)] == clean
+    reasons = {ev.reason for _, ev in bad}
+    assert {"missing_field:priority", "missing_field:sla_minutes", "missing_field:result",
+            "bad_value:sla_minutes", "bad_value:due_at", "not_json", "bad_value:type"} <= reasons, reasons
+
+
+def test_ticket_and_aliexpress_events_get_the_same_jitter_and_lateness() -> None:
+    """R6.3/R6.4: ticket events and AliExpress messages are delivered with the same bounded
+    jitter as chat messages (and the far-late share), shop events on time; only order changes."""
+
+    def lags(records: list[Record]) -> list[tuple[int, str]]:
+        """(µs behind the latest event time logged so far, topic) per record in log order."""
+        out, latest = [], 0
+        for topic, _key, value in records:
+            t = decode(value).t
+            latest = max(latest, t)
+            out.append((latest - t, topic))
+        return out
+
+    base = replace(MIXED, platforms=("douyin", "aliexpress"))
+    jittered = generate(replace(base, jitter_seconds=60))
+    assert max(lag for lag, _ in lags(jittered)) <= 60_000_000
+    assert {topic for lag, topic in lags(jittered) if lag > 0} == {TICKET_TOPIC, CHAT_TOPIC}
+    assert sorted(jittered) == sorted(generate(base))
+    late = generate(replace(base, jitter_seconds=60, late_fraction=0.02))
+    assert {topic for lag, topic in lags(late) if lag > 60_000_000} == {TICKET_TOPIC, CHAT_TOPIC}
+
+
+def test_cli_platforms_and_counts_give_the_generated_bytes() -> None:
+    """Issue #12: --platforms and the per-platform counts are SimConfig's fields, byte for byte."""
+    args = ["--platforms", "aliexpress,douyin", "--douyin-shops", "1", "--tickets", "20", "--aliexpress-shops", "3",
+            "--aliexpress-conversations", "10", "--seed", "4"]
+    config = SimConfig(seed=4, platforms=("douyin", "aliexpress"), douyin_shops=1, tickets_per_shop=20,
+                       aliexpress_shops=3, aliexpress_conversations=10)
+    result = CliRunner().invoke(simulate, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == jsonl(generate(config))
+    shops = {orjson.loads(line)["shop_id"] for line in result.stdout_bytes.splitlines()}
+    assert shops == {"douyin-01", "aliexpress-01", "aliexpress-02", "aliexpress-03"}
+    progress: list[tuple[int, int]] = []
+    generate(config, lambda done, total: progress.append((done, total)))
+    assert progress == [(n, config.shop_count) for n in range(1, 5)] and config.shop_count == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"platforms": ()}, "platforms"),
+        ({"platforms": ("wechat",)}, "unknown platform"),
+        ({"platforms": ("douyin", "douyin")}, "each once"),
+        ({"douyin_shops": 0}, "douyin_shops"),
+        ({"tickets_per_shop": -1}, "tickets_per_shop"),
+        ({"douyin_timezones": ("Mars/Olympus",)}, "timezone"),
+    ],
+)
+def test_config_rejects_impossible_platform_values(kwargs: dict[str, Any], message: str) -> None:
+    """Issue #12: a wrong platform or count is refused before anything is made."""
+    with pytest.raises(ValueError, match=message):
+        SimConfig(seed=1, **kwargs)

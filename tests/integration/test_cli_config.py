@@ -42,6 +42,22 @@ def test_simulate_produces_to_the_prefixed_topics(kafka_broker, tmp_path: Path) 
     assert out.read_bytes().count(b"\n") == expected > 0
 
 
+def test_simulate_produces_douyin_tickets_to_the_prefixed_ticket_topic(kafka_broker) -> None:
+    """Issue #12, RULES R9.1: with ``--platforms`` including douyin, the ticket.event/v1 records go
+    to ``<prefix>ticket.events`` (created by simulate like the chat topic), and only there."""
+    from chatsla.streams.admin import read_values
+
+    prefix = f"d{uuid.uuid4().hex[:8]}."
+    args = ["simulate", "--platforms", "tiktok_shop,douyin", "--shops", "1", "--conversations", "3",
+            "--douyin-shops", "1", "--tickets", "5", "--quiet"]
+    expected = [line for line in chatsla(*args).stdout.splitlines() if b'"ticket.event/v1"' in line]
+    produced = chatsla(*args, "--bootstrap", kafka_broker.bootstrap, "--topic-prefix", prefix)
+    assert produced.returncode == 0, produced.stderr.decode()
+    assert f"{prefix}ticket.events".encode() in produced.stderr
+    assert sorted(read_values(kafka_broker.bootstrap, f"{prefix}ticket.events")) == sorted(expected) != []
+    assert not any(b"ticket.event/v1" in v for v in read_values(kafka_broker.bootstrap, f"{prefix}chat.messages"))
+
+
 @pytest.mark.parametrize("how", ["flags", "config", "x"])
 def test_simulate_honours_the_security_settings(kafka_broker, tmp_path: Path, how: str) -> None:
     secret = tmp_path / "kafka.pass"
