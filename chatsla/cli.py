@@ -448,8 +448,9 @@ def _worker_duration(value: str, name: str) -> int:
               help="Live mode: advance the watermark with the wall clock (off for historical backfills).")
 @click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between the wall-clock ticks that move idle partitions' clocks in live mode.")
-@click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", default=DEFAULT_POLICY, show_default=True,
-              help=POLICY_HELP)
+@click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", multiple=True,
+              help=POLICY_HELP + " Repeatable, one per model (chat sessions, Douyin tickets, AliExpress waits); "
+                   "a model not named runs its platform's current bundled version.")
 @click.option("--allowed-lateness", default=LATENESS_DEFAULT, show_default=True, help=LATENESS_HELP)
 @click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
@@ -469,7 +470,9 @@ def worker(**kw: object) -> None:
     from chatsla.streams.admin import TopicError, ensure_topics
 
     security = security_settings(kw)
-    policy_option(kw["policy_spec"])  # fail early, in one line
+    from chatsla.streams.worker import worker_policies
+
+    worker_policies(kw["policy_spec"])  # fail early, in one line (a PolicyError is a UsageError)
     config = engine_config(kw["allowed_lateness"], kw["default_timezone"])
     if kw["store"] == "rocksdb":
         try:
@@ -487,7 +490,7 @@ def worker(**kw: object) -> None:
         bootstrap=kw["bootstrap"], app_id=kw["app_id"], topics=names, partitions=kw["partitions"],
         replication=kw["replication"], store=f"{kw['store']}://", data_dir=Path(kw["data_dir"]),
         web_host=kw["web_host"], web_port=kw["web_port"], ticks=kw["ticks"], tick_interval=kw["tick_interval"],
-        policy=kw["policy_spec"], allowed_lateness_us=config.allowed_lateness,
+        policies=tuple(kw["policy_spec"]), allowed_lateness_us=config.allowed_lateness,
         default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
         shop_metrics=kw["shop_metrics"], loop=kw["loop"], max_future_us=kw["max_future"],
     )

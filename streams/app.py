@@ -44,7 +44,7 @@ from chatsla.streams import logs
 from chatsla.streams.clock import wall_clock_us
 from chatsla.streams.codec import batch_records, encode_flush, encode_tick
 from chatsla.streams.outputs import OutputWriter
-from chatsla.streams.runtime import Tables
+from chatsla.streams.runtime import KIND_TOPIC, Tables
 from chatsla.streams.settings import WorkerSettings
 from chatsla.streams.worker import CONVERSATIONS, Worker
 
@@ -132,6 +132,12 @@ class _FaustStore:
             self._writer.add(self._conv_changelog, self._dumps_key(None, key, serializer=self._conv_key_serializer),
                              value, partition=partition)
             self._by_writer = True
+        elif value is None:  # a ticket / wait entry gone (streams/runtime.py, "Other models")
+            try:
+                del getattr(self.tables, table)[key]  # Faust deletes it and writes the tombstone
+            except KeyError:
+                return  # never stored: nothing to delete
+            self._by_faust = True
         else:
             getattr(self.tables, table)[key] = value
             self._by_faust = True
@@ -214,7 +220,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     inputs = app.topic(names.chat, names.shop, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
     dlqs = {name: app.topic(name, **raw) for name in names.dlqs}
-    output_topics = {"session": names.sessions, "assessment": names.assessments}
+    output_topics = {kind: getattr(names, attr) for kind, attr in KIND_TOPIC.items()}
     writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
 
     @app.service

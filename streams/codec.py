@@ -22,7 +22,10 @@ import orjson
 
 from chatsla.core.calendar import zone
 from chatsla.core.engine import event_to_list
-from chatsla.core.events import KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, ChatMessage, ShopEvent, new_chat_message
+from chatsla.core.events import (
+    KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, TICKET_PRIORITIES, TICKET_RESULTS, TICKET_TYPES, ChatMessage,
+    ShopEvent, TicketEvent, new_chat_message,
+)
 
 TICK = "tick"
 FLUSH = "flush"  # asks the owner of the partition to checkpoint now (no effect on results)
@@ -61,7 +64,7 @@ def source_tag(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-def encode_event(ev: ChatMessage | ShopEvent, source: str) -> bytes:
+def encode_event(ev: ChatMessage | ShopEvent | TicketEvent, source: str) -> bytes:
     return _dumps([source, event_to_list(ev)])
 
 
@@ -94,7 +97,7 @@ def encode_flush() -> bytes:
     return _dumps([FLUSH, 0])
 
 
-def decode_internal(value: bytes) -> list[tuple[str, ChatMessage | ShopEvent | int]]:
+def decode_internal(value: bytes) -> list[tuple[str, ChatMessage | ShopEvent | TicketEvent | int]]:
     """The items of one record, in order: ``(source, event)``, ``("tick", time_us)`` or
     ``("flush", 0)``; a batch record gives one ``(source, event)`` per event.
 
@@ -139,7 +142,7 @@ def _is_json(value: bytes) -> bool:
     return True
 
 
-def _item(item: object) -> tuple[str, ChatMessage | ShopEvent]:
+def _item(item: object) -> tuple[str, ChatMessage | ShopEvent | TicketEvent]:
     """One ``[source, event list]`` item (the inverse of :func:`encode_event`), fully checked.
 
     On the hot path: a few type checks per event (well under a microsecond), against a crash loop
@@ -183,9 +186,31 @@ def _item(item: object) -> tuple[str, ChatMessage | ShopEvent]:
             except Exception:  # ZoneInfoNotFoundError, or a name the file system rejects
                 raise PoisonRecord("bad_timezone") from None
         return source, ShopEvent(eid, shop, type_, t, tz)
-    if n in (9, 6) and v[0] in ("c", "s"):
-        raise PoisonRecord("bad_length")
-    raise PoisonRecord("bad_kind" if n and v[0] not in ("c", "s") else "bad_length")
+    if n == 12 and v[0] == "t":  # a ticket event (ticket_to_list): after the chat path, not in its way
+        return source, _ticket(v)
+    raise PoisonRecord("bad_kind" if n and v[0] not in ("c", "s", "t") else "bad_length")
+
+
+def _ticket(v: list) -> TicketEvent:
+    """A ticket event's list (``ticket_to_list``), checked down to what the service_tickets model
+    reads: the value sets it indexes by (type, priority), the ints it computes with (times, SLA)."""
+    _, eid, shop, ticket, type_, t, priority, category, sla, due, result, platform = v
+    if type(t) is not int or not TIME_MIN_US <= t <= TIME_MAX_US:
+        raise PoisonRecord("bad_time")
+    if (type(eid) is not str or type(shop) is not str or type(ticket) is not str or type(type_) is not str
+            or type(platform) is not str):
+        raise PoisonRecord("bad_type")
+    if not (priority is None or type(priority) is str) or not (category is None or type(category) is str) \
+            or not (result is None or type(result) is str) or not (sla is None or type(sla) is int) \
+            or not (due is None or type(due) is int):
+        raise PoisonRecord("bad_type")
+    if type_ not in TICKET_TYPES or (result is not None and result not in TICKET_RESULTS):
+        raise PoisonRecord("bad_value")
+    if type_ == "created" and (priority not in TICKET_PRIORITIES or (sla is not None and sla < 1)
+                               or (priority == "agreed" and sla is None)
+                               or (due is not None and not t <= due <= TIME_MAX_US)):
+        raise PoisonRecord("bad_value")
+    return TicketEvent(eid, shop, ticket, type_, t, priority, category, sla, due, result, platform)
 
 
 def _not_all_str(*values: object) -> bool:
@@ -221,7 +246,7 @@ def split_poison(value: bytes) -> tuple[bytes | None, list[tuple[int, str]]]:
     return (encode_batch(good) if good else None), bad
 
 
-def event_json(ev: ChatMessage | ShopEvent) -> bytes:
+def event_json(ev: ChatMessage | ShopEvent | TicketEvent) -> bytes:
     """An event as its input schema's JSON (R1): what a dead-letter record carries for an event the
     engine rejected after routing (``future_time``), whose original bytes stay on the input topic
     at the offset its ``chatsla-source`` header names."""
@@ -232,6 +257,15 @@ def event_json(ev: ChatMessage | ShopEvent) -> bytes:
         if ev.timezone is not None:
             obj["timezone"] = ev.timezone
         obj["at"] = format_time(ev.t)
+        return _dumps(obj)
+    if type(ev) is TicketEvent:
+        obj = {"schema": "ticket.event/v1", "event_id": ev.event_id, "shop_id": ev.shop_id, "ticket_id": ev.ticket_id,
+               "platform": ev.platform, "type": ev.type, "at": format_time(ev.t)}
+        for k in ("priority", "category", "sla_minutes", "result"):
+            if getattr(ev, k) is not None:
+                obj[k] = getattr(ev, k)
+        if ev.due_at is not None:
+            obj["due_at"] = format_time(ev.due_at)
         return _dumps(obj)
     return _dumps({"schema": "chat.message/v1", "event_id": ev.event_id, "shop_id": ev.shop_id,
                    "conversation_id": ev.conversation_id, "platform": ev.platform, "sender": ev.sender,

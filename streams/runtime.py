@@ -57,6 +57,7 @@ import zlib
 import orjson
 
 from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
+from chatsla.core.models import model_class, model_kind
 from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
 from chatsla.streams.codec import FLUSH, TICK, decode_internal, encode_record, event_json
@@ -67,6 +68,7 @@ _dumps, _loads = orjson.dumps, orjson.loads
 
 
 MAX_INLINE_SHOPS = 1000
+MAX_INLINE_PARTS = 1000  # changed ticket / wait / period entries a meta carries at most
 META_COMPRESS_BYTES = 64 * 1024
 _ZLIB_HEAD = b"x"  # the first byte of zlib's output at every level
 
@@ -137,22 +139,51 @@ class PartitionRuntime:
 
     @classmethod
     def load(cls, partition: int, policy: Policy, config: EngineConfig, sources: Iterable[Hashable] | None,
-             tables: Tables) -> "PartitionRuntime":
-        """Rebuild the partition's engine from the tables (empty tables: a fresh start)."""
+             tables: Tables, policies: Iterable[object] = ()) -> "PartitionRuntime":
+        """Rebuild the partition's engine from the tables (empty tables: a fresh start).
+        ``policies``: the other models hosted beside ``policy``'s (issue #12)."""
         raw_meta = tables.partitions.get(meta_key(partition))
         meta = _value(raw_meta) if raw_meta is not None else None
-        shops = {v[0]: v for v in _of_partition(tables.shops, partition)}  # type: ignore[index]
+        shops: dict = {}
+        parts: dict[tuple, object] = {}  # the other models' entries (module docstring, "Other models")
+        for key, value in list(tables.shops.items()):
+            k = tuple(key)
+            if value is None or k[0] != partition:
+                continue
+            if len(k) == 2:
+                v = _value(value)
+                shops[v[0]] = v  # type: ignore[index]
+            else:
+                parts[k[1:]] = _value(value)
         inline = meta.get("shops", ()) if meta is not None else ()
         shops.update((v[0], v) for v in inline)  # the meta's copies are the committed ones
+        inline_parts = [(tuple(k), v) for k, v in meta.get("parts", ())] if meta is not None else []
+        for k, v in inline_parts:  # so are these; None: an entry deleted at that commit point
+            if v is None:
+                parts.pop(k, None)
+            else:
+                parts[k] = v
+        policies = list(policies)
+        by_kind: dict[str, list] = {}
+        if policies:
+            tags = {tag: model_kind(p) for p in policies for tag in model_class(model_kind(p)).PART_TAGS}
+            for k in sorted(parts):
+                kind = tags.get(k[0])
+                if kind is None:
+                    raise ValueError(f"partition {partition}: stored entry {k!r} belongs to no hosted model")
+                by_kind.setdefault(kind, []).append((k, parts[k]))
         engine = Engine.from_parts(
             policy, config, meta,
             list(_of_partition(tables.conversations, partition)),
             [shops[k] for k in sorted(shops)],
             sources=sources, track_dirty=True, keep_rejected=True,
+            **({"policies": policies, "parts": by_kind} if policies else {}),  # type: ignore[arg-type]
         )
         # The shops table may lack these (a crash before step 4): the next checkpoint, whose
         # meta replaces this one, must carry them again.
         engine.mark_dirty(v[0] for v in inline)
+        for m in _part_models(engine):
+            m.mark_dirty_parts([k for k, _ in inline_parts if k[0] in m.PART_TAGS])
         engine.settle()  # conversations evicted after their entry was stored go at once
         rt = cls(partition, engine)
         rt.next_offset = meta.get("offset") if meta is not None else None
@@ -187,10 +218,13 @@ class PartitionRuntime:
         observer = self.observer
         out = []
         for kind, raw in engine.take():
-            record = to_record(kind, raw, policy)
+            if type(raw) is dict:  # the other models emit their records formatted (ticket, wait, period)
+                record, key = raw, raw["shop_id"]
+            else:
+                record, key = to_record(kind, raw, policy), raw[0]
             if observer is not None:
                 observer(kind, record)
-            out.append((kind, raw[0].encode(), encode_record(record)))
+            out.append((kind, key.encode(), encode_record(record)))
         return out
 
     def rejected(self) -> list[tuple[str, bytes, bytes]]:
@@ -205,9 +239,14 @@ class PartitionRuntime:
         return out
 
     def needs_checkpoint(self) -> bool:
-        """True when the changed shops are about to make the meta record (and the Kafka message
-        carrying it) too large: ~250 bytes each, so the default stays far under 1 MB."""
-        return self.engine.dirty_shop_count >= MAX_INLINE_SHOPS
+        """True when the changed shops (or the other models' changed entries) are about to make
+        the meta record (and the Kafka message carrying it) too large: ~250 bytes a shop, under
+        1 KB a ticket or wait entry, compressed, so the defaults stay far under 1 MB."""
+        engine = self.engine
+        if len(engine.models) > 1:
+            return (engine.dirty_shop_count >= MAX_INLINE_SHOPS
+                    or sum(m.dirty_parts_count for m in _part_models(engine)) >= MAX_INLINE_PARTS)
+        return engine.dirty_shop_count >= MAX_INLINE_SHOPS
 
     def checkpoint(self) -> Checkpoint:
         """The writes of a checkpoint of everything since the last one, in write order."""
@@ -224,13 +263,18 @@ class PartitionRuntime:
         shop_lists = [s.to_list() for s in shops]
         meta = engine.meta()
         meta["shops"] = shop_lists
+        # the other models' changed entries ride in the meta too (module docstring, "Other models")
+        parts = [kv for m in _part_models(engine) for kv in m.take_dirty_parts()]
+        if parts:
+            meta["parts"] = [[list(k), v] for k, v in parts]
         if self.next_offset is not None:
             meta["offset"] = self.next_offset
         return Checkpoint(
             conversations=[(conv_key(p, c.shop_id, c.conversation_id), _dumps(engine.conversation_entry(c)))
                            for c in convs] + gone,
             meta=(meta_key(p), _meta_value(meta)),
-            shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists],
+            shops=[(shop_key(p, v[0]), _dumps(v)) for v in shop_lists]
+            + [((p, *k), _dumps(v) if v is not None else None) for k, v in parts],
         )
 
     def checkpoint_into(self, tables: Tables) -> None:
@@ -244,8 +288,17 @@ class PartitionRuntime:
         k, v = cp.meta
         tables.partitions[k] = v
         for k, v in cp.shops:
-            tables.shops[k] = v
+            if v is None:
+                tables.shops.pop(k, None)
+            else:
+                tables.shops[k] = v
         self.pending_acks = 0
 
 
-KIND_TOPIC = {"session": "sessions", ASSESSMENT: "assessments"}
+def _part_models(engine: Engine) -> list:
+    """The hosted models stored as entries of their own (all but chat sessions)."""
+    return [m for m in engine.models if hasattr(m, "take_dirty_parts")]
+
+
+KIND_TOPIC = {"session": "sessions", ASSESSMENT: "assessments", "ticket": "ticket_records", "wait": "waits",
+              "period": "periods"}  # output kind -> TopicNames attribute

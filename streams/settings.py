@@ -104,7 +104,9 @@ class WorkerSettings:
     route_linger: float = 0.01
     checkpoint_interval: float = 10.0
     checkpoint_idle: float = 0.25
-    policy: str = "tiktok_shop@2023-11"
+    # --policy values, one per model (repeatable); a model not named runs its platform's bundled
+    # current version (streams/worker.py, worker_policies)
+    policies: tuple[str, ...] = ()
     allowed_lateness_us: int = EngineConfig().allowed_lateness  # the core's default (R6.2), written once there
     # Input events more than this ahead of the worker's wall clock go to their DLQ (reason
     # future_time), and ticks that far ahead are ignored: a clock or producer error must not

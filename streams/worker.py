@@ -39,7 +39,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Protocol
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.events import Invalid
-from chatsla.core.policy import Policy, load_policy
+from chatsla.core.policy import MODELS, Policy, PolicyError, load_policy
 from chatsla.schemas.decode import decode
 from chatsla.streams.clock import wall_clock_us
 from chatsla.streams.codec import (
@@ -118,6 +118,27 @@ class SystemClock:
     wall_us = staticmethod(wall_clock_us)
 
 
+# Each model's default policy: its platform's bundled current version (a bare id names it; the
+# same rule as ``chatsla audit``'s, issue #12), chat sessions first.
+DEFAULT_POLICIES = ("tiktok_shop", "douyin_ticket", "aliexpress")
+
+
+def worker_policies(specs: Iterable[str] = ()) -> list:
+    """The policies a worker hosts given ``--policy`` ``specs`` (repeatable, one per model): each
+    replaces its model's default; a second one for a model is an error naming both. Chat
+    sessions come first (the runner's lead: it counts shop events), then tickets, then waits."""
+    given: dict[str, tuple[str, object]] = {}
+    for spec in specs:
+        p = load_policy(spec)
+        if p.model in given:
+            raise PolicyError(f"--policy {given[p.model][0]} and --policy {spec} are both for model {p.model}: "
+                              f"give one policy per model")
+        given[p.model] = (spec, p)
+    chosen = {p.model: p for p in map(load_policy, DEFAULT_POLICIES)}
+    chosen.update({m: p for m, (_, p) in given.items()})
+    return [chosen[m] for m in MODELS if m in chosen]
+
+
 class Worker:
     """One worker's state and logic: a :class:`PartitionRuntime` per owned ``chatsla.events``
     partition, the records taken but not yet covered by a checkpoint, and the pacing of
@@ -125,8 +146,9 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, store: Store, producer: Producer, clock: Clock | None = None,
                  *, policy: Policy | None = None, config: EngineConfig | None = None,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
-        """``policy`` and ``config`` default to what ``settings`` names (tests pass others);
+                 stopping: Callable[[], bool] = lambda: False, policies: list | None = None) -> None:
+        """``policies`` (one per model, chat sessions first) and ``config`` default to what
+        ``settings`` names (tests pass others; ``policy`` alone: a chat-only worker);
         ``stopping`` tells when the process is shutting down (its shops are then exported by
         nobody: it may already have left the group)."""
         self.settings = settings
@@ -134,14 +156,19 @@ class Worker:
         self.store = store
         self.producer = producer
         self.clock = clock or SystemClock()
-        self.policy = policy or load_policy(settings.policy)
+        if policies is None:
+            policies = [policy] if policy is not None else worker_policies(settings.policies)
+        # the chat policy leads (it counts shop events, its id labels the metrics); the others
+        # are the models hosted beside it on every partition's engine (issue #12)
+        self.policy: Policy = policies[0]
+        self.other_policies = list(policies[1:])
         self.config = config or EngineConfig(allowed_lateness=settings.allowed_lateness_us,
                                              default_timezone=settings.default_timezone,
                                              max_future=settings.max_future_us)
         # which partitions hold the watermark: written once, in streams/topics.py (R6.2)
         self.sources: list[Hashable] = list(watermark_sources(self.names, range(settings.partitions)))
         self.dlq = {self.names.chat: self.names.chat_dlq, self.names.shop: self.names.shop_dlq,
-                    self.names.events: self.names.events_dlq}
+                    self.names.tickets: self.names.ticket_dlq, self.names.events: self.names.events_dlq}
         self.runtimes: dict[int, PartitionRuntime] = {}
         # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the
         # rebalance signals): /metrics and /shops export only these, and nothing once the worker
@@ -275,7 +302,8 @@ class Worker:
 
     def load(self, p: int, why: str) -> PartitionRuntime:
         """Rebuild partition ``p``'s engine from the (recovered) tables and start serving it."""
-        rt = self.runtimes[p] = PartitionRuntime.load(p, self.policy, self.config, self.sources, self.store.tables)
+        rt = self.runtimes[p] = PartitionRuntime.load(p, self.policy, self.config, self.sources, self.store.tables,
+                                                      self.other_policies)
         rt.observer = self._observe
         self.last_checkpoint[p] = self.clock.monotonic()
         self.metrics.account(p, rt.engine.stats)

@@ -16,7 +16,7 @@ The chat-specific parts of the engine's API (``convs``, ``shops``, :meth:`Engine
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable
+from typing import Hashable, Iterable, Mapping
 
 from chatsla.core.calendar import Shop
 from chatsla.core.models import CHAT_SESSIONS, model_class, model_kind
@@ -97,10 +97,14 @@ class Engine(Runner):
 
     @classmethod
     def from_parts(cls, policy: Policy, config: EngineConfig, meta: dict | None, conversations: Iterable[list],
-                   shops: Iterable[list], sink: Sink | None = None, **kwargs: object) -> "Engine":
+                   shops: Iterable[list], sink: Sink | None = None, *,
+                   parts: Mapping[str, Iterable[tuple[tuple, list]]] | None = None, **kwargs: object) -> "Engine":
         """Rebuild a chat engine from stored parts, which may have been written at different
         moments (:meth:`ChatSessions.from_parts`): the envelope ``meta`` (or None), then the
-        conversations and shops."""
+        conversations and shops. With more ``policies`` (keyword), each other model is rebuilt
+        from its own stored entries, ``parts[kind]`` (its ``from_parts``)."""
+        if kwargs.get("policies"):
+            return cls._models_from_parts(policy, config, meta, conversations, shops, sink, parts or {}, **kwargs)
         e = cls._empty(policy, config, sink, **kwargs)
         if meta is not None:
             if meta.get("policy") != policy.ref:
@@ -109,6 +113,39 @@ class Engine(Runner):
         counters = Runner.model_counters(meta, CHAT_SESSIONS, 1) if meta is not None else None
         e._building = 0
         e._host(ChatSessions.from_parts(policy, config, e._proxy, counters, conversations, shops))
+        e._bind_chat()
+        if meta is not None:
+            e.restore_counters(meta)
+            e.restore_buffer(meta)
+        return e
+
+    @classmethod
+    def _models_from_parts(cls, policy: Policy, config: EngineConfig, meta: dict | None,
+                           conversations: Iterable[list], shops: Iterable[list], sink: Sink | None,
+                           parts: Mapping[str, Iterable[tuple[tuple, list]]], **kwargs: object) -> "Engine":
+        """Several models from stored parts (the live worker, streams/runtime.py), hosted in the
+        policies' order. State stored by a worker hosting chat sessions alone (no ``policies`` in
+        its meta) takes the other models on empty: the chat model gets every stored counter."""
+        e = cls._empty(policy, config, sink, **kwargs)
+        refs = [p.ref for p in e.policies]
+        if meta is not None:
+            stored = meta.get("policies") or [meta.get("policy")]
+            if stored != refs and not ("policies" not in meta and stored[0] == refs[0]):
+                raise ValueError(f"state was made under {', '.join(map(str, stored))}, not {', '.join(refs)}")
+            e.restore_meta(meta)
+        for i, p in enumerate(e.policies):
+            kind = model_kind(p)
+            if meta is None:
+                counters: dict | None = None
+            elif "model_counters" in meta:
+                counters = dict(meta["model_counters"].get(kind, {}))
+            else:
+                counters = dict(meta["counters"]) if i == 0 else {}
+            e._building = i
+            if kind == CHAT_SESSIONS:
+                e._host(ChatSessions.from_parts(p, config, e._proxy, counters, conversations, shops))
+            else:
+                e._host(model_class(kind).from_parts(p, config, e._proxy, counters or {}, parts.get(kind, ())))
         e._bind_chat()
         if meta is not None:
             e.restore_counters(meta)

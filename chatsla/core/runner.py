@@ -68,7 +68,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
-from chatsla.core.events import ChatMessage, ShopEvent, new_chat_message
+from chatsla.core.events import ChatMessage, ShopEvent, TicketEvent, new_chat_message, ticket_from_list, ticket_to_list
 from chatsla.core.models import route
 from chatsla.core.records import to_record
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
@@ -873,6 +873,11 @@ def register_event_codec(tag: str, cls: type, to_list: Callable[[Any], list], fr
         raise ValueError(f"event list tag {tag!r} is taken")
     _ENCODERS[cls] = to_list
     _DECODERS[tag] = from_list
+
+
+# The core's own third event type (RULES A.1, R9.1), registered once here where the runner is
+# defined: every snapshot or buffer holding a ticket event can be read back by any caller.
+register_event_codec("t", TicketEvent, ticket_to_list, ticket_from_list)
 
 
 def event_to_list(ev: Any) -> list:

@@ -197,10 +197,18 @@ def latest(broker: Broker) -> dict:
 
 
 def state(worker: Worker) -> dict:
-    snap = worker.runtimes[P].engine.snapshot()
-    snap.pop("counters")  # a replayed duplicate is counted as one
+    """The partition's state: the runner's envelope, the chat model's parts, and (when there are
+    any) every other model's stored entries (the worker hosts all three models, issue #12)."""
+    engine = worker.runtimes[P].engine
+    snap = engine.meta()
+    for k in ("counters", "model_counters", "policies"):  # a replayed duplicate is counted as one
+        snap.pop(k, None)
+    snap.update(engine.chat.snapshot())
     snap["conversations"] = sorted(snap["conversations"], key=lambda c: (c[0], c[1]))
     snap["shops"] = sorted(snap["shops"], key=lambda s: s[0])
+    parts = [kv for m in engine.models[1:] for kv in m.parts()]
+    if parts:
+        snap["parts"] = parts
     return snap
 
 
@@ -237,7 +245,13 @@ def test_the_references_are_the_runtimes_own_results() -> None:
     """The crash tests below compare with the worker's own uninterrupted run; that run must give
     what the partition runtime gives fed directly (tests/test_runtime.py), or a worker that lost
     or withheld outputs everywhere would pass them."""
-    assert REFERENCE[:2] == test_runtime.REFERENCE
+    outputs, final, _ = REFERENCE
+    # the worker hosts all three models (issue #12): on a chat-only log the chat outputs and the
+    # chat state are the chat-only runtime's, and the other models hold only what shop events
+    # gave every model (the shops' zones and event ids)
+    parts = final.get("parts", [])
+    assert (outputs, {k: v for k, v in final.items() if k != "parts"}) == test_runtime.REFERENCE
+    assert parts and {k[0] for k, _ in parts} == {"ticket_shop", "wait_shop"}
     assert BOUNDED_REFERENCE[:2] == test_runtime.BOUNDED_REFERENCE
     assert len(REFERENCE[0]) > 40
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 from math import ceil
-from typing import ClassVar, Hashable
+from typing import ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ChatMessage, ShopEvent
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
@@ -203,6 +203,111 @@ class ImWaits:
         elif sender == "auto_reply":
             self._auto_reply(c, t, late)
         # system messages do nothing (R10.2.4)
+
+    # ------------------------------------------------------------ stored parts (the live worker)
+    # The worker stores this model incrementally (streams/runtime.py): one entry per conversation,
+    # per period and per shop (zone and shop-event ids), keyed by a tuple whose first item is one
+    # of PART_TAGS. :meth:`track` has the model remember which keys changed;
+    # :meth:`take_dirty_parts` hands their current entries over (None: gone); :meth:`from_parts`
+    # rebuilds the model from entries written at one commit point.
+    PART_TAGS: ClassVar[tuple[str, ...]] = ("wait", "wait_period", "wait_shop")
+
+    def track(self) -> None:
+        """Remember the keys of what changes from now on. The places state changes are wrapped
+        (not edited): :meth:`process` (the event's conversation, its shop), :meth:`fire` (the
+        deadline's period or conversation) and :meth:`_periods_at` (every count change of a period
+        goes through it, and so does a period's creation)."""
+        dirty: set[tuple] = set()
+        self._dirty = dirty
+        process, fire, periods_at = self.process, self.fire, self._periods_at
+
+        def tracked_process(ev: ChatMessage | ShopEvent, late: bool) -> None:
+            process(ev, late)
+            if type(ev) is ShopEvent:
+                dirty.add(("wait_shop", ev.shop_id))
+            else:
+                dirty.add(("wait", ev.shop_id, ev.conversation_id))
+
+        def tracked_fire(when: int, key: Hashable) -> None:
+            fire(when, key)
+            if key[0] == "E":  # type: ignore[index]
+                dirty.add(("wait", key[1], key[2]))  # type: ignore[index]
+            else:  # P, F
+                dirty.add(("wait_period", key[1], key[2], key[3]))  # type: ignore[index]
+
+        def tracked_periods_at(shop_id: str, t: int) -> list[WaitPeriod]:
+            out = periods_at(shop_id, t)
+            for p in out:
+                dirty.add(("wait_period", shop_id, p.kind, p.label))
+            return out
+
+        self.process, self.fire, self._periods_at = tracked_process, tracked_fire, tracked_periods_at  # type: ignore[method-assign]
+
+    @property
+    def dirty_parts_count(self) -> int:
+        return len(getattr(self, "_dirty", ()))
+
+    def mark_dirty_parts(self, keys: list[tuple]) -> None:
+        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
+        the next checkpoint would otherwise drop)."""
+        self._dirty.update(keys)
+
+    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
+        """``(key, entry or None)`` of every key changed since the last call, in key order."""
+        out = [(k, self.part(k)) for k in sorted(self._dirty)]
+        self._dirty.clear()
+        return out
+
+    def part(self, key: tuple) -> list | None:
+        """The stored entry of ``key`` now; None if it is gone (evicted, forgotten)."""
+        tag, shop_id = key[0], key[1]
+        if tag == "wait":
+            c = self.convs.get(shop_id, {}).get(key[2])
+            return c.to_list() if c is not None else None
+        if tag == "wait_period":
+            p = self.periods.get((shop_id, key[2], key[3]))
+            return p.to_list() if p is not None else None
+        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
+            return None
+        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+
+    def parts(self) -> list[tuple[tuple, list]]:
+        """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
+        keys = [("wait", s, c) for s, shop in self.convs.items() for c in shop]
+        keys += [("wait_period", *k) for k in self.periods]
+        keys += [("wait_shop", s) for s in self.shop_ids.keys() | self.shop_tz.keys()]
+        return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
+
+    @classmethod
+    def from_parts(cls, policy: WaitPolicy, config: object, host: object, counters: dict,
+                   parts: "Iterable[tuple[tuple, list]]") -> "ImWaits":
+        """The model its stored entries describe (all of one commit point: streams/runtime.py),
+        its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
+        m = cls(policy, config, host)
+        m.counters.update(counters)
+        for key, v in parts:
+            tag = key[0]
+            if tag == "wait":
+                c = WaitConv.from_list(v)
+                m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
+                host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))  # type: ignore[attr-defined]
+            elif tag == "wait_period":
+                p = WaitPeriod.from_list(v)
+                m.periods[(p.shop_id, p.kind, p.label)] = p
+                if p.emitted:
+                    host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                else:
+                    host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+            elif tag == "wait_shop":
+                tz, ids = v
+                if tz is not None:
+                    m.shop_tz[key[1]] = tz
+                m.shop_ids[key[1]] = [list(x) for x in ids]
+            else:
+                raise ValueError(f"not a {cls.kind} entry: {key!r}")
+        if getattr(host, "track_dirty", False):
+            m.track()
+        return m
 
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]

@@ -27,7 +27,7 @@ Readings where RULES is silent (also in docs/rules.md, "Readings chatsla chose f
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Hashable
+from typing import ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ShopEvent, TicketEvent, ticket_from_list, ticket_to_list
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
@@ -167,6 +167,123 @@ class ServiceTickets:
             p = self.policy
             c = self._clocks[tz] = clock_for(tz, p.window_start, p.window_end, p.window_days)
         return c
+
+    # ------------------------------------------------------------ stored parts (the live worker)
+    # The worker stores this model incrementally (streams/runtime.py): one entry per ticket, per
+    # held orphan group, per period and per shop (zone and shop-event ids), each keyed by a tuple
+    # whose first item is one of PART_TAGS. :meth:`track` has the model remember which keys
+    # changed; :meth:`take_dirty_parts` hands their current entries over (None: gone);
+    # :meth:`from_parts` rebuilds the model from entries written at one commit point.
+    PART_TAGS: ClassVar[tuple[str, ...]] = ("ticket", "ticket_orphans", "ticket_period", "ticket_shop")
+
+    def track(self) -> None:
+        """Remember the keys of what changes from now on. The three places state changes are
+        wrapped (not edited): :meth:`process` (the event's ticket, its orphans, its shop), :meth:`fire`
+        (the deadline's ticket, period or orphans) and :meth:`_period` (every count change of a
+        period goes through it, and so does a period's creation)."""
+        dirty: set[tuple] = set()
+        self._dirty = dirty
+        process, fire, period = self.process, self.fire, self._period
+
+        def tracked_process(ev: TicketEvent | ShopEvent, late: bool) -> None:
+            process(ev, late)
+            if type(ev) is ShopEvent:
+                dirty.add(("ticket_shop", ev.shop_id))
+            else:
+                dirty.add(("ticket", ev.shop_id, ev.ticket_id))
+                dirty.add(("ticket_orphans", ev.shop_id, ev.ticket_id))
+
+        def tracked_fire(when: int, key: Hashable) -> None:
+            fire(when, key)
+            tag = key[0]  # type: ignore[index]
+            if tag in ("D", "E"):
+                dirty.add(("ticket", key[1], key[2]))  # type: ignore[index]
+            elif tag == "O":
+                dirty.add(("ticket_orphans", key[1], key[2]))  # type: ignore[index]
+            else:  # P, F
+                dirty.add(("ticket_period", key[1], key[2], key[3]))  # type: ignore[index]
+
+        def tracked_period(shop_id: str, kind: str, label: str, tz: str | None) -> Period:
+            dirty.add(("ticket_period", shop_id, kind, label))
+            return period(shop_id, kind, label, tz)
+
+        self.process, self.fire, self._period = tracked_process, tracked_fire, tracked_period  # type: ignore[method-assign]
+
+    @property
+    def dirty_parts_count(self) -> int:
+        return len(getattr(self, "_dirty", ()))
+
+    def mark_dirty_parts(self, keys: list[tuple]) -> None:
+        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
+        the next checkpoint would otherwise drop)."""
+        self._dirty.update(keys)
+
+    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
+        """``(key, entry or None)`` of every key changed since the last call, in key order."""
+        out = [(k, self.part(k)) for k in sorted(self._dirty)]
+        self._dirty.clear()
+        return out
+
+    def part(self, key: tuple) -> list | None:
+        """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
+        tag, shop_id = key[0], key[1]
+        if tag == "ticket":
+            tk = self.tickets.get(shop_id, {}).get(key[2])
+            return tk.to_list() if tk is not None else None
+        if tag == "ticket_orphans":
+            held = self.orphans.get((shop_id, key[2]))
+            return [ticket_to_list(e) for e in held] if held else None
+        if tag == "ticket_period":
+            p = self.periods.get((shop_id, key[2], key[3]))
+            return p.to_list() if p is not None else None
+        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
+            return None
+        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+
+    def parts(self) -> list[tuple[tuple, list]]:
+        """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
+        keys = [("ticket", s, t) for s, shop in self.tickets.items() for t in shop]
+        keys += [("ticket_orphans", s, t) for s, t in self.orphans]
+        keys += [("ticket_period", *k) for k in self.periods]
+        keys += [("ticket_shop", s) for s in self.shop_ids.keys() | self.shop_tz.keys()]
+        return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
+
+    @classmethod
+    def from_parts(cls, policy: TicketPolicy, config: object, host: object, counters: dict,
+                   parts: "Iterable[tuple[tuple, list]]") -> "ServiceTickets":
+        """The model its stored entries describe (all of one commit point: streams/runtime.py),
+        its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
+        m = cls(policy, config, host)
+        m.counters.update(counters)
+        for key, v in parts:
+            tag = key[0]
+            if tag == "ticket":
+                tk = Ticket.from_list(v)
+                m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
+                if not tk.past_due:
+                    host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+                host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+            elif tag == "ticket_period":
+                p = Period.from_list(v)
+                m.periods[(p.shop_id, p.kind, p.label)] = p
+                if p.status is None:
+                    host.schedule(p.end, m, ("P", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                else:
+                    host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+            elif tag == "ticket_orphans":
+                evs = [ticket_from_list(x) for x in v]
+                m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
+                host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))  # type: ignore[attr-defined]
+            elif tag == "ticket_shop":
+                tz, ids = v
+                if tz is not None:
+                    m.shop_tz[key[1]] = tz
+                m.shop_ids[key[1]] = [list(x) for x in ids]
+            else:
+                raise ValueError(f"not a {cls.kind} entry: {key!r}")
+        if getattr(host, "track_dirty", False):
+            m.track()
+        return m
 
     def _day_week(self, t: int, tz: str) -> tuple[str, str, int]:
         """(day label, week label, week end) of ``t`` in ``tz`` (R9.6.1), cached per zone."""
