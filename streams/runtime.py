@@ -39,6 +39,15 @@ some of its writes stored and others not. The order makes every such cut recover
    them;
 5. only then are the input events acknowledged, so offsets are committed behind stored state.
 
+Other models (issue #12: service tickets, IM waits). Their per-period counts are sums over many
+tickets or conversations, so an entry cannot be self-contained the way a conversation is. Their
+entries (one per ticket, orphan group, wait conversation, period, shop: the models'
+``take_dirty_parts``) are therefore written like shop entries: the changed ones ride in the meta
+(``parts``, None for one gone) and go to the ``shops`` table in step 4, under keys
+``(partition, tag, ...)``. Their stored state is exactly the state at the meta's offset; on load
+the meta's copies override the table and are carried by the next meta again. A checkpoint is
+forced once ``MAX_INLINE_PARTS`` entries changed, so the meta stays small.
+
 After a crash the worker resumes from the committed offset: events already inside a stored
 conversation are recognised by id and skipped, the rest are applied, and the outputs come out
 the same (RULES R6.1). A checkpoint is forced before the changed shops would make the meta
