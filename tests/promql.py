@@ -43,6 +43,16 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "chatsla_shop_buyer_messages": ("shop",),
     "chatsla_shop_last_week_reply_ratio": ("shop",),
     "chatsla_shop_last_week_info": ("shop", "week_start", "status", "outcome"),
+    # per selected Douyin ticket shop (R9.8) and AliExpress wait shop (R10.3), issue #12
+    "chatsla_shop_tickets_open": ("shop", "priority"),
+    "chatsla_shop_tickets_at_risk": ("shop",),
+    "chatsla_shop_tickets_overdue": ("shop", "priority"),
+    "chatsla_shop_tickets": ("shop", "period", "state"),
+    "chatsla_shop_tickets_in_time_ratio": ("shop", "period"),
+    "chatsla_shop_unreplied_conversations": ("shop",),
+    "chatsla_shop_longest_wait_seconds": ("shop", "measured_from"),
+    "chatsla_shop_waits": ("shop", "period", "state"),
+    "chatsla_shop_waited_seconds": ("shop", "period", "measured_from", "quantile"),
     # fleet
     "chatsla_shops": ("risk",),
     "chatsla_fleet_rolling_7d_reply_ratio_bucket": ("le",),
