@@ -137,6 +137,23 @@ def expressions(shop: str = SHOP_VALUE) -> list[tuple[str, str]]:
     return out
 
 
+# The series of each model other than chat sessions (issue #12): a panel or rule reading one of them
+# shows that model's shops only (a Douyin shop has no chat series, a chat shop no ticket series).
+MODEL_SERIES = {
+    "service_tickets": re.compile(r"chatsla_shop_tickets"),
+    "im_waits": re.compile(r"chatsla_shop_(unreplied_conversations|longest_wait_seconds|waits|waited_seconds)"),
+}
+
+
+def model_of(expr: str) -> str:
+    """The model whose shops an expression (or a metric name) shows data for: ``service_tickets``,
+    ``im_waits``, or ``chat_sessions`` for everything else."""
+    for kind, pattern in MODEL_SERIES.items():
+        if pattern.search(expr):
+            return kind
+    return "chat_sessions"
+
+
 def evaluated_rule_groups(prometheus_url: str, timeout: float) -> list[dict]:
     """The rule groups of ``/api/v1/rules`` once every rule has been evaluated at least once
     (health no longer ``unknown``); fails after ``timeout`` seconds."""
