@@ -17,6 +17,15 @@ negotiation (OpenMetrics for Prometheus, the 0.0.4 text format otherwise), gzip 
 ``name[]`` filtering; the standard process, platform and GC collectors are registered.
 
 Series per selected shop: 12 gauges plus 3 for ``chatsla_shop_sessions{state}`` = 15.
+
+Douyin tickets and AliExpress waits (issue #12; RULES A.4: R9.8 and R10.3 for these models) are
+read at scrape time from the ``service_tickets`` and ``im_waits`` models the partitions' engines
+host, through each model's ``view(shop_id, watermark)`` (``chatsla.projections.models``), for the
+shops that model has data for; ``--shop-metrics`` selects them too. Labels are shop x fixed enums
+(priority, period, state, measure, the policy's percentiles). Per selected ticket shop: 3 open +
+1 at risk + 3 overdue + 12 day/week counts + 2 rates = 21 series; per selected wait shop:
+1 unreplied + 2 longest + 6 day/week counts + up to 2 x 2 x (percentiles + 1) waited = 25 with
+three percentiles. ``GET /shops/{id}`` adds the views under ``tickets`` and ``waits``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from chatsla.core.calendar import week_bounds
 from chatsla.core.records import assessment_record, week_raw
 from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
 from chatsla.projections.fleet import EndedWeek, ShopView, fleet_summary, select_shops
+from chatsla.projections.models import (MEASURES, PERIODS, PRIORITIES, TICKET_STATES, TICKETS, WAIT_STATES, WAITS,
+                                        ModelView, model_shops, quantile_label, select_model_views,
+                                        wait_to_date)
 from chatsla.projections.risk import OpenSession, at_risk, longest_wait
 from chatsla.projections.rolling import RollingRate
 from chatsla.projections.weekly import project_week
@@ -67,8 +79,15 @@ class ShopViews:
         self.rolling: dict[str, RollingRate] = {}
         self.errors = 0  # shop views skipped because they failed (exported as chatsla_view_errors)
 
-    def observe(self, record: dict) -> None:
-        """Feed a session record (from the engine's outputs) to its shop's rolling 7-day rate."""
+    def observe(self, record: dict, kind: str = "session") -> None:
+        """Feed a session record (from the engine's outputs) to its shop's rolling 7-day rate.
+
+        Ticket, wait and period records (``kind`` ``ticket`` / ``wait`` / ``period``) need
+        nothing here: their live views are read from the models' state at scrape time
+        (:meth:`model_views`), which survives a restart, where anything accumulated here would
+        not."""
+        if kind != "session" or record.get("replied_within_24h") is None:
+            return
         if record.get("excluded"):
             return
         shop = record["shop_id"]
@@ -80,11 +99,7 @@ class ShopViews:
     def views(self) -> list[tuple[ShopView, list[OpenSession], int]]:
         """(view, open at-risk sessions, watermark) of every owned shop, sorted by shop."""
         out = []
-        owned = None if self.owned is None else set(self.owned())
-        for p, rt in list(self.runtimes.items()):
-            if owned is not None and p not in owned:
-                continue
-            engine = rt.engine
+        for engine in self._engines():
             wm = engine.watermark
             if wm is None:
                 continue
@@ -104,6 +119,36 @@ class ShopViews:
                     self.errors += 1
                     log.warning("shop view skipped: %s (watermark %s): %r", shop_id, wm, e)
         out.sort(key=lambda v: v[0].shop_id)
+        return out
+
+    def _engines(self) -> list:
+        """The engines of the partitions owned now (all runtimes when ``owned`` is None)."""
+        owned = None if self.owned is None else set(self.owned())
+        return [rt.engine for p, rt in list(self.runtimes.items()) if owned is None or p in owned]
+
+    def model_views(self) -> list[ModelView]:
+        """R9.8 / R10.3 views of every shop with ticket or wait data in an owned partition, at
+        that partition's watermark, sorted by model and shop (A.4). A shop whose view fails is
+        skipped and counted, as in :meth:`views`."""
+        out = []
+        for engine in self._engines():
+            wm = engine.watermark
+            if wm is None:
+                continue
+            for kind in (TICKETS, WAITS):
+                model = engine.model(kind)
+                if model is None:
+                    continue
+                for shop_id in model_shops(model):
+                    try:
+                        body = model.view(shop_id, wm)
+                        if kind == WAITS:
+                            body.update(wait_to_date(model, shop_id, wm, engine.config.default_timezone))
+                        out.append(ModelView(shop_id, kind, wm, body))
+                    except Exception as e:  # noqa: BLE001 - one shop must not break the endpoint
+                        self.errors += 1
+                        log.warning("%s view skipped: %s (watermark %s): %r", kind, shop_id, wm, e)
+        out.sort(key=lambda v: (v.kind, v.shop_id))
         return out
 
     def _view(self, shop_id: str, shop, wm: int, policy, sessions: list[OpenSession]) -> tuple[ShopView, list[OpenSession], int]:
@@ -140,6 +185,19 @@ class ShopViews:
         return EndedWeek(a["week_start"], a["status"], a["outcome"], a["rate"])
 
     def shop_json(self, shop_id: str) -> dict | None:
+        """``GET /shops/{id}``: the chat projection (R8) when the shop has chat sessions, and per
+        other model the shop has data in its view under ``tickets`` (R9.8) or ``waits`` (R10.3:
+        rows by ``waiting`` longest first, then ``conversation_id``; plus the day and week to
+        date). None when no owned partition has the shop."""
+        body = self._chat_json(shop_id)
+        for v in self.model_views():
+            if v.shop_id == shop_id:
+                if body is None:
+                    body = {"shop_id": shop_id, "watermark": format_opt(v.watermark)}
+                body["tickets" if v.kind == TICKETS else "waits"] = v.body
+        return body
+
+    def _chat_json(self, shop_id: str) -> dict | None:
         reply_window = next(iter(self.runtimes.values())).engine.policy.reply_window if self.runtimes else 0
         for view, risky, wm in self.views():
             if view.shop_id == shop_id:
@@ -247,6 +305,79 @@ class ShopCollector:
             for state, n in (("decided", w.decided), ("replied", w.replied), ("pending", w.pending)):
                 fams["sessions"].add_metric([v.shop_id, state], n)
         yield from fams.values()
+        yield from model_families(select_model_views(self.views.model_views(), self.mode))
+
+
+def model_families(views: Iterable[ModelView]) -> list[GaugeMetricFamily]:
+    """The per-shop ticket (R9.8) and wait (R10.3) series of ``views`` (docs/dashboards.md).
+
+    Every family is yielded even when empty, so ``/metrics`` always lists its HELP and TYPE. A
+    value that is None (no rate without tickets, no percentile without answered waits) is left
+    out rather than exported as 0; a shop with no unreplied conversation waits 0 s."""
+    f = {
+        "open": GaugeMetricFamily("chatsla_shop_tickets_open", "Open (unhandled, not closed) Douyin tickets by "
+                                  "priority (R9.8).", labels=["shop", "priority"]),
+        "at_risk": GaugeMetricFamily("chatsla_shop_tickets_at_risk", "Pending tickets with less than ticket_at_risk "
+                                     "(1 h) of service time left before due_at (R9.8).", labels=["shop"]),
+        "overdue": GaugeMetricFamily("chatsla_shop_tickets_overdue", "Tickets past due_at and still unhandled, by "
+                                     "priority: the merchant must still handle them (R9.8).",
+                                     labels=["shop", "priority"]),
+        "tickets": GaugeMetricFamily("chatsla_shop_tickets", "Tickets of the day / week to date (shop time) by "
+                                     "state: total, handled_in_time, missed, handled_late, pending, excluded "
+                                     "(R9.6.2, R9.8).", labels=["shop", "period", "state"]),
+        "rate": GaugeMetricFamily("chatsla_shop_tickets_in_time_ratio", "Day / week to date: tickets handled in time "
+                                  "/ tickets (R9.6.2).", labels=["shop", "period"]),
+        "unreplied": GaugeMetricFamily("chatsla_shop_unreplied_conversations", "AliExpress conversations with an "
+                                       "open buyer wait (R10.3.1).", labels=["shop"]),
+        "longest": GaugeMetricFamily("chatsla_shop_longest_wait_seconds", "Longest current buyer wait, measured "
+                                     "from the last buyer message or from the first unanswered one (R10.3.3); "
+                                     "0 when nothing is unreplied.", labels=["shop", "measured_from"]),
+        "waits": GaugeMetricFamily("chatsla_shop_waits", "Waits of the day / week to date (shop time) by state: "
+                                   "answered, closed_unanswered, opened (R10.5.2).", labels=["shop", "period", "state"]),
+        "waited": GaugeMetricFamily("chatsla_shop_waited_seconds", "Day / week to date: nearest-rank percentiles "
+                                    "of the answered waits' waiting time (quantile 1 is the longest), by measure "
+                                    "(R10.5.2, R10.5.3).", labels=["shop", "period", "measured_from", "quantile"]),
+    }
+    for v in views:
+        s, b = v.shop_id, v.body
+        if v.kind == TICKETS:
+            overdue = {p: 0 for p in PRIORITIES}
+            for row in b["overdue"]:
+                overdue[row["priority"]] += 1
+            for prio in PRIORITIES:
+                f["open"].add_metric([s, prio], b["open"][prio])
+                f["overdue"].add_metric([s, prio], overdue[prio])
+            f["at_risk"].add_metric([s], len(b["at_risk"]))
+            for period in PERIODS:
+                rec = b[period]
+                for state, key in TICKET_STATES:
+                    f["tickets"].add_metric([s, period, state], rec[key])
+                if rec["rate"] is not None:
+                    f["rate"].add_metric([s, period], rec["rate"])
+            continue
+        f["unreplied"].add_metric([s], b["unreplied"])
+        for measure, _, view_key in MEASURES:
+            f["longest"].add_metric([s, measure], b["longest_" + view_key] or 0)
+        for period in PERIODS:
+            rec = b[period]
+            for state in WAIT_STATES:
+                f["waits"].add_metric([s, period, state], 0 if rec is None else rec[state])
+            if rec is None:
+                continue
+            percentiles = [k[len("waited_p"):] for k in rec if k.startswith("waited_p")]
+            for measure, rec_key, _ in MEASURES:
+                # the max is quantile 1 (a policy percentile of 100 is the same nearest-rank value)
+                quantiles = {quantile_label(_number(p)): rec[f"{rec_key}_p{p}"] for p in percentiles}
+                quantiles[quantile_label(100)] = rec[f"{rec_key}_max"]
+                for q, value in quantiles.items():
+                    if value is not None:
+                        f["waited"].add_metric([s, period, measure, q], value)
+    return list(f.values())
+
+
+def _number(text: str) -> int | float:
+    """A percentile as the record key spells it ("50", "99.9")."""
+    return int(text) if text.isdigit() else float(text)
 
 
 class WorkerMetrics:

@@ -43,6 +43,16 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "chatsla_shop_buyer_messages": ("shop",),
     "chatsla_shop_last_week_reply_ratio": ("shop",),
     "chatsla_shop_last_week_info": ("shop", "week_start", "status", "outcome"),
+    # per selected Douyin ticket shop (R9.8) and AliExpress wait shop (R10.3), issue #12
+    "chatsla_shop_tickets_open": ("shop", "priority"),
+    "chatsla_shop_tickets_at_risk": ("shop",),
+    "chatsla_shop_tickets_overdue": ("shop", "priority"),
+    "chatsla_shop_tickets": ("shop", "period", "state"),
+    "chatsla_shop_tickets_in_time_ratio": ("shop", "period"),
+    "chatsla_shop_unreplied_conversations": ("shop",),
+    "chatsla_shop_longest_wait_seconds": ("shop", "measured_from"),
+    "chatsla_shop_waits": ("shop", "period", "state"),
+    "chatsla_shop_waited_seconds": ("shop", "period", "measured_from", "quantile"),
     # fleet
     "chatsla_shops": ("risk",),
     "chatsla_fleet_rolling_7d_reply_ratio_bucket": ("le",),
@@ -125,6 +135,23 @@ def expressions(shop: str = SHOP_VALUE) -> list[tuple[str, str]]:
     for rule in alert_rules():
         out.append((f"alerts.yml {rule.get('alert') or rule['record']}", rule["expr"]))
     return out
+
+
+# The series of each model other than chat sessions (issue #12): a panel or rule reading one of them
+# shows that model's shops only (a Douyin shop has no chat series, a chat shop no ticket series).
+MODEL_SERIES = {
+    "service_tickets": re.compile(r"chatsla_shop_tickets"),
+    "im_waits": re.compile(r"chatsla_shop_(unreplied_conversations|longest_wait_seconds|waits|waited_seconds)"),
+}
+
+
+def model_of(expr: str) -> str:
+    """The model whose shops an expression (or a metric name) shows data for: ``service_tickets``,
+    ``im_waits``, or ``chat_sessions`` for everything else."""
+    for kind, pattern in MODEL_SERIES.items():
+        if pattern.search(expr):
+            return kind
+    return "chat_sessions"
 
 
 def evaluated_rule_groups(prometheus_url: str, timeout: float) -> list[dict]:

@@ -85,6 +85,13 @@ FLEET_PANELS = {
     "Events by outcome": {"chatsla_events_total"},
     "Dead-letter records": {"chatsla_dlq_records_total"},
     "Partitions owned per worker": {"chatsla_owned_partitions"},
+    # issue #12: Douyin tickets (R9.8) and AliExpress waits (R10.3)
+    "Overdue Douyin tickets by priority": {"chatsla_shop_tickets_overdue"},
+    "Douyin tickets at risk and overdue": {"chatsla_shop_tickets_at_risk", "chatsla_shop_tickets_overdue"},
+    "Shops with the most overdue tickets": {"chatsla_shop_tickets_overdue"},
+    "Unreplied AliExpress conversations": {"chatsla_shop_unreplied_conversations"},
+    "Unreplied conversations over time": {"chatsla_shop_unreplied_conversations"},
+    "Longest current buyer waits, by shop": {"chatsla_shop_longest_wait_seconds"},
 }
 SHOP_PANELS = {
     "Rolling 7-day reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
@@ -101,9 +108,22 @@ SHOP_PANELS = {
     "Replies needed and sessions at risk": {"chatsla_shop_replies_needed", "chatsla_shop_sessions_at_risk"},
     "Buyer messages this week": {"chatsla_shop_buyer_messages"},
     "Firing alerts for this shop": {"ALERTS"},
+    # issue #12: Douyin tickets (R9.8) and AliExpress waits (R10.3)
+    "Open tickets": {"chatsla_shop_tickets_open"},
+    "Tickets at risk": {"chatsla_shop_tickets_at_risk"},
+    "Overdue urgent tickets": {"chatsla_shop_tickets_overdue"},
+    "Tickets handled in time today": {"chatsla_shop_tickets_in_time_ratio"},
+    "Open and overdue tickets by priority": {"chatsla_shop_tickets_open", "chatsla_shop_tickets_overdue"},
+    "Tickets today and this week": {"chatsla_shop_tickets"},
+    "Unreplied conversations": {"chatsla_shop_unreplied_conversations"},
+    "Longest current wait": {"chatsla_shop_longest_wait_seconds"},
+    "Answered waits today": {"chatsla_shop_waits"},
+    "Longest current wait, both measures": {"chatsla_shop_longest_wait_seconds"},
+    "Waiting time of today's answered waits": {"chatsla_shop_waited_seconds"},
 }
 ALERT_NAMES = {"ChatslaShopProjectedWarning", "ChatslaShopProjectedViolation", "ChatslaSessionsAtRiskPilingUp",
-               "ChatslaPipelineStalled", "ChatslaDeadLetterGrowing", "ChatslaWorkerDown", "ChatslaPoisonRecords"}
+               "ChatslaPipelineStalled", "ChatslaDeadLetterGrowing", "ChatslaWorkerDown", "ChatslaPoisonRecords",
+               "ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong"}  # the last two: issue #12
 
 IDENT = re.compile(r"(?<![\w:\"'.$])([a-zA-Z_:][\w:]*)\s*(?=[{\[)\s]|$)")
 PROMQL_WORDS = {
@@ -135,7 +155,9 @@ EXPRESSIONS = expressions()
 
 
 def _metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects (identifiers that are not PromQL keywords or labels)."""
+    """Metric names an expression selects (identifiers that are not PromQL keywords or labels),
+    including the alternatives of a ``{__name__=~"a|b"}`` matcher (the drill-down's shop variable)."""
+    by_name = {n for m in re.finditer(r'__name__\s*=~?\s*"([^"]*)"', expr) for n in m.group(1).split("|")}
     without_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     without_groupings = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", r"\1", without_strings)
     without_matchers = re.sub(r"\{[^}]*\}", "{}", without_groupings)
@@ -146,7 +168,7 @@ def _metric_names(expr: str) -> set[str]:
         if word in PROMQL_WORDS or re.fullmatch(r"\d.*", word):
             continue
         names.add(word)
-    return names
+    return names | by_name
 
 
 def _label_names(expr: str) -> set[str]:
@@ -156,7 +178,7 @@ def _label_names(expr: str) -> set[str]:
         names.update(x.strip() for x in m.group(1).split(",") if x.strip())
     for m in re.finditer(r"\{([^}]*)\}", expr):
         names.update(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", m.group(1)))
-    return names
+    return names - {"__name__"}  # a metric name matcher: its names are checked by _metric_names
 
 
 # --- promtool on the Prometheus files ------------------------------------------------------------
@@ -191,7 +213,7 @@ def test_alert_rules_cover_the_brief():
         ann = rule["annotations"]
         assert ann.get("summary") and ann.get("description"), rule["alert"]
         assert "What sellers should do" in ann["description"] or "What the seller" in ann["description"], rule["alert"]
-        if rule["alert"].startswith("ChatslaShop"):
+        if rule["alert"].startswith("ChatslaShop") or rule["alert"] in {"ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong"}:
             assert "$labels.shop" in ann["summary"] and "$labels.shop" in ann["description"], rule["alert"]
     tests = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
     cases = [c for t in tests["tests"] for c in t.get("alert_rule_test", [])]
@@ -232,6 +254,8 @@ def test_metric_name_extraction_finds_typos():
     assert _metric_names('max(chatsla_shop_rolling_7d_reply_ratio{shop="$shop"}) and on (shop) up offset 5m') == {
         "chatsla_shop_rolling_7d_reply_ratio", "up"}
     assert _label_names('sum by (risk) (x{state="a", shop=~"b"})') == {"risk", "state", "shop"}
+    assert _metric_names('{__name__=~"chatsla_shop_tickets_open|chatsla_shop_unreplied"}') == {
+        "chatsla_shop_tickets_open", "chatsla_shop_unreplied"}
 
 
 # --- dashboards -----------------------------------------------------------------------------------
@@ -428,8 +452,11 @@ def test_shop_dashboard_variable_and_filters():
     dash = load_dashboard(SHOP)
     (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
     assert var["type"] == "query" and var["datasource"] == DATASOURCE
-    assert var["query"]["query"] == "label_values(chatsla_shop_rolling_7d_reply_ratio, shop)"
-    assert (var["query"]["metric"], var["query"]["label"]) == ("chatsla_shop_rolling_7d_reply_ratio", "shop")
+    # every model's shops (issue #12): chat (rolling rate), Douyin tickets, AliExpress waits
+    selector = ('{__name__=~"chatsla_shop_rolling_7d_reply_ratio|chatsla_shop_tickets_open'
+                '|chatsla_shop_unreplied_conversations"}')
+    assert var["query"]["query"] == f"label_values({selector}, shop)"
+    assert (var["query"]["metric"], var["query"]["label"]) == (selector, "shop")
     assert not var["multi"] and not var["includeAll"]
     # issue #13: a valid default (a VariableOption with text and value, not `{}`): the first shop
     # of `chatsla simulate` and the demo; Grafana selects the first listed shop where it is absent.
@@ -481,6 +508,25 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
             lines.append(f'chatsla_shop_last_week_reply_ratio{{shop="{shop}"}} {v[1]}')
             lines.append(f'chatsla_shop_last_week_info{{shop="{shop}",week_start="2026-11-02",status="final",'
                          f'outcome="{("ok", "warning", "violation")[v[5]]}"}} 1')
+        for i, shop in enumerate(SHOPS):  # issue #12: every shop also has Douyin tickets and AliExpress waits here
+            for prio in ("normal", "urgent", "agreed"):
+                lines.append(f'chatsla_shop_tickets_open{{shop="{shop}",priority="{prio}"}} {3 + i}')
+                lines.append(f'chatsla_shop_tickets_overdue{{shop="{shop}",priority="{prio}"}} {i}')
+            lines.append(f'chatsla_shop_tickets_at_risk{{shop="{shop}"}} {1 + i}')
+            for period in ("day", "week"):
+                for state, value in (("total", 10), ("handled_in_time", 8), ("missed", 1), ("handled_late", 1),
+                                     ("pending", 1), ("excluded", 0)):
+                    lines.append(f'chatsla_shop_tickets{{shop="{shop}",period="{period}",state="{state}"}} {value}')
+                lines.append(f'chatsla_shop_tickets_in_time_ratio{{shop="{shop}",period="{period}"}} 0.8')
+                for state, value in (("answered", 5), ("closed_unanswered", 1), ("opened", 7)):
+                    lines.append(f'chatsla_shop_waits{{shop="{shop}",period="{period}",state="{state}"}} {value}')
+                for measure in ("last_buyer_message", "first_unanswered"):
+                    for quantile, value in (("0.5", 600), ("0.9", 3600), ("0.99", 7200), ("1.0", 7300)):
+                        lines.append(f'chatsla_shop_waited_seconds{{shop="{shop}",period="{period}",'
+                                     f'measured_from="{measure}",quantile="{quantile}"}} {value}')
+            lines.append(f'chatsla_shop_unreplied_conversations{{shop="{shop}"}} {2 * i}')
+            for measure, value in (("last_buyer_message", 3000 + 50000 * i), ("first_unanswered", 4000 + 50000 * i)):
+                lines.append(f'chatsla_shop_longest_wait_seconds{{shop="{shop}",measured_from="{measure}"}} {value}')
         for risk, value in (("ok", 1), ("warning", 0), ("violation", 1), ("not_assessed", 0)):
             lines.append(f'chatsla_shops{{risk="{risk}"}} {value}')
         cumulative = 0
@@ -558,8 +604,10 @@ def test_dashboard_query_returns_data(where, expr, live_prometheus):
 
 
 def test_shop_variable_lists_shops(live_prometheus):
-    """The drill-down's `shop` variable (label_values of the rolling rate) lists the shops."""
-    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": "chatsla_shop_rolling_7d_reply_ratio"})
+    """The drill-down's `shop` variable (label_values over every model's shop series, issue #12)
+    lists the shops: its selector is valid for Prometheus' label values API."""
+    (var,) = [v for v in load_dashboard(SHOP)["templating"]["list"] if v["name"] == "shop"]
+    values = prometheus_api(live_prometheus, "label/shop/values", **{"match[]": var["query"]["metric"]})
     assert values["data"] == sorted(SHOPS)
 
 

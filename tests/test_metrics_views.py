@@ -21,6 +21,7 @@ from chatsla.streams.metrics import ShopCollector, ShopViews, WorkerMetrics
 from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg
 from tests.promql import CONTRACT
+from tests.test_model_views import TICKET_EVENTS, WAIT_EVENTS, Partition, engine
 
 POLICY = load_policy()
 SOURCE = "chat.messages/0"
@@ -190,6 +191,9 @@ def test_issue13_the_worker_exports_exactly_the_metric_contract() -> None:
     """The contract the dashboards and alerts are checked against (tests/promql.py CONTRACT) is
     what a real worker registry exports, names and labels, Prometheus' own labels aside."""
     metrics, _ = _worker_with_an_ended_week()
+    # a second partition whose engine hosts Douyin tickets and AliExpress waits too (issue #12)
+    (collector,) = [c for c in metrics.registry._collector_to_names if isinstance(c, ShopCollector)]
+    collector.views.runtimes[1] = Partition(engine([*TICKET_EVENTS, *WAIT_EVENTS]))
     metrics.dlq.labels("chat.messages.dlq").inc()
     metrics.dlq_topic.labels("chat.messages.dlq").set(1)
     metrics.poison.labels("not_json").inc()

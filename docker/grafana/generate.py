@@ -332,11 +332,50 @@ def fleet() -> dict:
                              pos(8, 57, 8, 8),
                              [q(f"sum by (topic) (rate(chatsla_dlq_records_total{rate}))", "{{topic}}")], unit="cps"))
         .with_panel(ts_panel(24, "Partitions owned per worker", "Partition moves (rebalances) show as steps.",
-                             pos(16, 57, 8, 8), [q("sum by (instance) (chatsla_owned_partitions)", "{{instance}}")])))
+                             pos(16, 57, 8, 8), [q("sum by (instance) (chatsla_owned_partitions)", "{{instance}}")]))
+        .with_row(db.Row("Douyin tickets (RULES R9)").id(25).collapsed(False).grid_pos(pos(0, 65, 24, 1)))
+        .with_panel(stat_panel(26, "Overdue Douyin tickets by priority",
+                               "Tickets past their deadline and still unhandled, all shops (R9.8): the merchant must "
+                               "still handle them.", pos(0, 66, 8, 5),
+                               [q("sum by (priority) (max by (shop, priority) (chatsla_shop_tickets_overdue))",
+                                  "{{priority}}", instant=True)],
+                               decimals=0, thresholds=steps((None, "green"), (1, "red")),
+                               color_mode=common.BigValueColorMode.BACKGROUND, graph_mode=common.BigValueGraphMode.NONE,
+                               text_mode=common.BigValueTextMode.VALUE_AND_NAME))
+        .with_panel(ts_panel(27, "Douyin tickets at risk and overdue",
+                             "All shops: pending tickets with under 1 h of service time left, and tickets past "
+                             "due and unhandled (R9.8).", pos(8, 66, 8, 8),
+                             [q("sum(max by (shop) (chatsla_shop_tickets_at_risk))", "at risk (< 1 h of service time)"),
+                              q("sum(max by (shop, priority) (chatsla_shop_tickets_overdue))", "overdue", "B")], fill=0))
+        .with_panel(bar_panel(28, "Shops with the most overdue tickets",
+                              "Shops with unhandled tickets past their deadline, urgent and normal together (R9.8).",
+                              pos(16, 66, 8, 8),
+                              [q("topk(10, sum by (shop) (max by (shop, priority) (chatsla_shop_tickets_overdue)) > 0)",
+                                 "{{shop}}", instant=True)],
+                              orientation=common.VizOrientation.HORIZONTAL, thresholds=steps((None, "orange"), (5, "red"))))
+        .with_row(db.Row("AliExpress waits (RULES R10)").id(29).collapsed(False).grid_pos(pos(0, 74, 24, 1)))
+        .with_panel(stat_panel(30, "Unreplied AliExpress conversations",
+                               "Conversations whose buyer waits for a seller reply now, all shops (R10.3); an "
+                               "auto-reply does not end a wait.", pos(0, 75, 8, 5),
+                               [q("sum(max by (shop) (chatsla_shop_unreplied_conversations))", "unreplied")],
+                               decimals=0, thresholds=steps((None, "green"), (1, "orange"))))
+        .with_panel(ts_panel(31, "Unreplied conversations over time",
+                             "All shops (R10.3.1).", pos(8, 75, 8, 8),
+                             [q("sum(max by (shop) (chatsla_shop_unreplied_conversations))", "unreplied")], fill=0))
+        .with_panel(bar_panel(32, "Longest current buyer waits, by shop",
+                              "The longest current wait per shop, from the buyer's last unanswered message (R10.3.3); "
+                              "orange from 4 h, red from 12 h (ChatslaBuyerWaitLong).", pos(16, 75, 8, 8),
+                              [q('topk(10, max by (shop) (chatsla_shop_longest_wait_seconds{measured_from="last_buyer_message"}))',
+                                 "{{shop}}", instant=True)],
+                              orientation=common.VizOrientation.HORIZONTAL,
+                              thresholds=steps((None, "green"), (14400, "orange"), (43200, "red"))).unit("s")))
 
 
 # --- chatsla / Shop drill-down ---------------------------------------------------------------------------
 
+# the drill-down's shops: one series each model exports for every shop it shows (issue #12)
+SHOP_SELECTOR = ('{__name__=~"chatsla_shop_rolling_7d_reply_ratio|chatsla_shop_tickets_open'
+                 '|chatsla_shop_unreplied_conversations"}')
 HOW_TO_READ = (
     "**Shop `$shop`.** TikTok Shop checks each week (Monday to Monday, shop time) the share of buyer-started chat "
     "sessions that got a human reply within 24 hours: under **90 %** a warning, under **85 %** a violation point "
@@ -349,10 +388,12 @@ HOW_TO_READ = (
 def shop() -> dict:
     s = '{shop="$shop"}'
     d = base("chatsla-shop", "chatsla / Shop drill-down", "One shop's live 24 h reply-rate projections (RULES R8).")
-    shop_var = (db.QueryVariable("shop").label("Shop").description("Shops with a rolling reply rate on some worker now.")
+    shop_var = (db.QueryVariable("shop").label("Shop")
+                .description("Shops with chat sessions (a rolling reply rate), Douyin tickets or AliExpress "
+                             "conversations on some worker now.")
                 .datasource(DS)
-                .query({"label": "shop", "metric": "chatsla_shop_rolling_7d_reply_ratio", "qryType": 1,
-                        "query": "label_values(chatsla_shop_rolling_7d_reply_ratio, shop)",
+                .query({"label": "shop", "metric": SHOP_SELECTOR, "qryType": 1,
+                        "query": f"label_values({SHOP_SELECTOR}, shop)",
                         "refId": "PrometheusVariableQueryEditor-VariableQuery"})
                 .current(dm.VariableOption(selected=True, text="shop-01", value="shop-01"))
                 .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
@@ -426,7 +467,62 @@ def shop() -> dict:
                                 [q('ALERTS{alertstate="firing", shop="$shop"}', "__auto", instant=True,
                                    fmt=PromQueryFormat.TABLE)],
                                 [dm.DataTransformerConfig(id_val="organize", options={"excludeByName": {
-                                    "Time": True, "Value": True, "__name__": True, "alertstate": True}})])))
+                                    "Time": True, "Value": True, "__name__": True, "alertstate": True}})]))
+        .with_row(db.Row("Douyin tickets (RULES R9)").id(15).collapsed(False).grid_pos(pos(0, 39, 24, 1)))
+        .with_panel(stat_panel(16, "Open tickets",
+                               "Tickets neither handled nor closed, all priorities (R9.8).", pos(0, 40, 6, 5),
+                               [q(f"sum(max by (priority) (chatsla_shop_tickets_open{s}))", "open")], decimals=0))
+        .with_panel(stat_panel(17, "Tickets at risk",
+                               "Pending tickets with under 1 h of service time (09:00-21:00 shop time) left before "
+                               "their deadline (R9.8).", pos(6, 40, 6, 5),
+                               [q(f"max(chatsla_shop_tickets_at_risk{s})", "at risk")], decimals=0,
+                               thresholds=steps((None, "green"), (1, "orange"))))
+        .with_panel(stat_panel(18, "Overdue urgent tickets",
+                               "Urgent tickets past their 2 h deadline and still unhandled (R9.8, "
+                               "ChatslaUrgentTicketOverdue): handle them now.", pos(12, 40, 6, 5),
+                               [q('max(chatsla_shop_tickets_overdue{shop="$shop", priority="urgent"})', "overdue urgent")],
+                               decimals=0, thresholds=steps((None, "green"), (1, "red")),
+                               color_mode=common.BigValueColorMode.BACKGROUND, graph_mode=common.BigValueGraphMode.NONE))
+        .with_panel(stat_panel(19, "Tickets handled in time today",
+                               "Today so far (shop time): tickets handled by their deadline / tickets created "
+                               "(R9.6.2).", pos(18, 40, 6, 5),
+                               [q('max(chatsla_shop_tickets_in_time_ratio{shop="$shop", period="day"})', "today")],
+                               unit="percentunit", decimals=1))
+        .with_panel(ts_panel(20, "Open and overdue tickets by priority",
+                             "Open (unhandled, not closed) and overdue (past due, unhandled) tickets (R9.8).",
+                             pos(0, 45, 12, 8),
+                             [q(f"max by (priority) (chatsla_shop_tickets_open{s})", "open {{priority}}"),
+                              q(f"max by (priority) (chatsla_shop_tickets_overdue{s})", "overdue {{priority}}", "B")],
+                             fill=0))
+        .with_panel(ts_panel(21, "Tickets today and this week",
+                             "Day and week to date (shop time) by state: total, handled_in_time, missed, "
+                             "handled_late, pending, excluded (R9.6.2).", pos(12, 45, 12, 8),
+                             [q(f"max by (period, state) (chatsla_shop_tickets{s})", "{{period}} {{state}}")], fill=0))
+        .with_row(db.Row("AliExpress waits (RULES R10)").id(22).collapsed(False).grid_pos(pos(0, 53, 24, 1)))
+        .with_panel(stat_panel(23, "Unreplied conversations",
+                               "Conversations whose buyer waits for a seller reply now (R10.3.1).", pos(0, 54, 8, 5),
+                               [q(f"max(chatsla_shop_unreplied_conversations{s})", "unreplied")], decimals=0,
+                               thresholds=steps((None, "green"), (1, "orange"))))
+        .with_panel(stat_panel(24, "Longest current wait",
+                               "The longest current wait, from the buyer's last unanswered message (R10.3.3); "
+                               "ChatslaBuyerWaitLong fires from 12 h.", pos(8, 54, 8, 5),
+                               [q('max(chatsla_shop_longest_wait_seconds{shop="$shop", measured_from="last_buyer_message"})',
+                                  "longest wait")], unit="s",
+                               thresholds=steps((None, "green"), (14400, "orange"), (43200, "red"))))
+        .with_panel(stat_panel(25, "Answered waits today",
+                               "Waits ended by a seller reply today so far (shop time, R10.5.2).", pos(16, 54, 8, 5),
+                               [q('max(chatsla_shop_waits{shop="$shop", period="day", state="answered"})', "answered")],
+                               decimals=0))
+        .with_panel(ts_panel(26, "Longest current wait, both measures",
+                             "From the buyer's last unanswered message (the seller centre's measure) and from the "
+                             "first one (R10.3.3).", pos(0, 59, 12, 8),
+                             [q(f"max by (measured_from) (chatsla_shop_longest_wait_seconds{s})", "{{measured_from}}")],
+                             unit="s", fill=0))
+        .with_panel(ts_panel(27, "Waiting time of today's answered waits",
+                             "Nearest-rank percentiles (quantile 1 is the longest) of the answered waits today so far, "
+                             "from the buyer's last message to the reply (R10.5.2, R10.5.3).", pos(12, 59, 12, 8),
+                             [q('max by (quantile) (chatsla_shop_waited_seconds{shop="$shop", period="day", '
+                                'measured_from="last_buyer_message"})', "quantile {{quantile}}")], unit="s", fill=0)))
     return build(dashboard)
 
 

@@ -36,7 +36,7 @@ from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
 from chatsla.streams.admin import committed_lag
 from tests.integration.harness import Deployment, wait_for
-from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions
+from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions, model_of
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,10 @@ def test_r8_r5_prometheus_shows_each_shops_rate_and_outcome_as_the_audit(deploym
         answer = prometheus.query(expr)
         if answer.get("status") != "success":
             failures.append(f"{where}: {expr!r} -> {answer.get('errorType')}: {answer.get('error')}")
-        elif where.startswith("shop-drilldown") and "ALERTS" not in expr and not answer["data"]["result"]:
+        elif (where.startswith("shop-drilldown") and "ALERTS" not in expr and model_of(expr) == "chat_sessions"
+              and not answer["data"]["result"]):
+            # the Douyin tickets and AliExpress waits rows show other shops: checked with such
+            # shops in test_prometheus_models.py (issue #12)
             empty.append(f"{where}: {expr!r}")
     assert not failures, "queries failing on live data:\n" + "\n".join(failures)
     assert not empty, f"drill-down queries without data for {worst_shop}:\n" + "\n".join(empty)
