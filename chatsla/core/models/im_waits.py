@@ -126,6 +126,7 @@ class ImWaits:
     """The ``im_waits`` model (RULES R10). See the module docstring."""
 
     kind: ClassVar[str] = "im_waits"
+    record_kinds: ClassVar[tuple[str, ...]] = ("wait", "period")  # formatted dicts (Runner.take_records)
 
     def __init__(self, policy: WaitPolicy, config: object, host: object) -> None:
         self.policy = policy
@@ -154,13 +155,13 @@ class ImWaits:
         return _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
 
     def stats(self) -> Counter[str]:
-        """valid, duplicate, late (chat events only: the runner counts shop events once),
+        """valid, duplicate, late (shop events only when it is the runner's lead: they count once),
         seller_messages_no_wait, closes_no_wait, waits_opened, waits_answered, waits_closed."""
         return Counter({k: v for k, v in self.counters.items() if v})
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev)
+            self._shop_event(ev, late)
             return
         shop = self.convs.get(ev.shop_id)
         if shop is None:
@@ -235,27 +236,29 @@ class ImWaits:
         """End of input: waits still open have had their opening record; nothing more to emit."""
 
     def snapshot(self) -> dict:
+        """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
+        policy refs, counters, buffer). The deadlines are not stored: :meth:`restore` schedules
+        them again from each conversation's and period's own times."""
         return {
-            "v": 1,
-            "policy": self.policy.ref,
-            "counters": dict(sorted(self.stats().items())),
-            "shop_tz": dict(sorted(self.shop_tz.items())),
-            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
-            "convs": [c.to_list() for shop in self.convs.values() for c in shop.values()],
-            "periods": [p.to_list() for p in self.periods.values()],
+            "wait_shop_tz": dict(sorted(self.shop_tz.items())),
+            "wait_shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "wait_convs": [c.to_list() for shop in self.convs.values() for c in shop.values()],
+            "wait_periods": [p.to_list() for p in self.periods.values()],
         }
 
     @classmethod
     def restore(cls, policy: WaitPolicy, config: object, host: object, snap: dict) -> "ImWaits":
+        """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
+        to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
-        m.counters.update(snap["counters"])
-        m.shop_tz = dict(snap["shop_tz"])
-        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
-        for v in snap["convs"]:
+        m.counters.update(snap.get("counters") or {})
+        m.shop_tz = dict(snap["wait_shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["wait_shop_ids"].items()}
+        for v in snap["wait_convs"]:
             c = WaitConv.from_list(v)
             m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
             host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))
-        for v in snap["periods"]:
+        for v in snap["wait_periods"]:
             p = WaitPeriod.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.emitted:
@@ -287,13 +290,22 @@ class ImWaits:
                 "longest_waiting_from_first": seconds(longest_ff), "conversations": rows}
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent) -> None:
+    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
+        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
+        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
+        counts = self.host.lead is self
         ids = self.shop_ids.setdefault(ev.shop_id, [])
         if any(x[0] == ev.event_id for x in ids):
+            if counts:
+                self.counters["duplicate"] += 1
             return
         ids.append([ev.event_id, ev.t])
         if len(ids) > self._max_ids:
             del ids[0]
+        if counts:
+            self.counters["valid"] += 1
+            if late:
+                self.counters["late"] += 1
         if ev.type == "timezone":
             self.shop_tz[ev.shop_id] = ev.timezone
 

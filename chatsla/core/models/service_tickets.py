@@ -130,6 +130,7 @@ class ServiceTickets:
     """The ``service_tickets`` model (RULES R9). See the module docstring."""
 
     kind: ClassVar[str] = "service_tickets"
+    record_kinds: ClassVar[tuple[str, ...]] = ("ticket", "period")  # formatted dicts (Runner.take_records)
 
     def __init__(self, policy: TicketPolicy, config: object, host: object) -> None:
         self.policy = policy
@@ -157,7 +158,7 @@ class ServiceTickets:
         return 0 if type(ev) is ShopEvent else RANKS[ev.type]
 
     def stats(self) -> Counter[str]:
-        """valid, duplicate, late (ticket events only: the runner counts shop events once), orphan,
+        """valid, duplicate, late (shop events only when it is the runner's lead: they count once), orphan,
         conflict, rehandled, agreed_sla_below_min, result_not_handling."""
         return Counter({k: v for k, v in self.counters.items() if v})
 
@@ -180,7 +181,7 @@ class ServiceTickets:
 
     def process(self, ev: TicketEvent | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev)
+            self._shop_event(ev, late)
             return
         shop = self.tickets.get(ev.shop_id)
         tk = shop.get(ev.ticket_id) if shop is not None else None
@@ -273,38 +274,39 @@ class ServiceTickets:
         might still meet their ``created`` in a later run) and are not counted."""
 
     def snapshot(self) -> dict:
+        """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
+        policy refs, counters, buffer). The deadlines are not stored: :meth:`restore` schedules
+        them again from each ticket's, period's and orphan's own times."""
         return {
-            "v": 1,
-            "policy": self.policy.ref,
-            "counters": dict(sorted(self.stats().items())),
-            "shop_tz": dict(sorted(self.shop_tz.items())),
-            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "ticket_shop_tz": dict(sorted(self.shop_tz.items())),
+            "ticket_shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
             "tickets": [tk.to_list() for shop in self.tickets.values() for tk in shop.values()],
-            "periods": [p.to_list() for p in self.periods.values()],
-            "orphans": [[ticket_to_list(e) for e in held] for held in self.orphans.values()],
+            "ticket_periods": [p.to_list() for p in self.periods.values()],
+            "ticket_orphans": [[ticket_to_list(e) for e in held] for held in self.orphans.values()],
         }
 
     @classmethod
     def restore(cls, policy: TicketPolicy, config: object, host: object, snap: dict) -> "ServiceTickets":
-        """The model a snapshot describes, its deadlines scheduled again with ``host``."""
+        """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
+        to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
-        m.counters.update(snap["counters"])
-        m.shop_tz = dict(snap["shop_tz"])
-        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
+        m.counters.update(snap.get("counters") or {})
+        m.shop_tz = dict(snap["ticket_shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["ticket_shop_ids"].items()}
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
             if not tk.past_due:
                 host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))
             host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))
-        for v in snap["periods"]:
+        for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.status is None:
                 host.schedule(p.end, m, ("P", p.shop_id, p.kind, p.label))
             else:
                 host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
-        for held in snap["orphans"]:
+        for held in snap["ticket_orphans"]:
             evs = [ticket_from_list(x) for x in held]
             m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
             host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))
@@ -346,13 +348,22 @@ class ServiceTickets:
         }
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent) -> None:
+    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
+        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
+        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
+        counts = self.host.lead is self
         ids = self.shop_ids.setdefault(ev.shop_id, [])
         if any(x[0] == ev.event_id for x in ids):
+            if counts:
+                self.counters["duplicate"] += 1
             return
         ids.append([ev.event_id, ev.t])
         if len(ids) > self._max_ids:
             del ids[0]
+        if counts:
+            self.counters["valid"] += 1
+            if late:
+                self.counters["late"] += 1
         if ev.type == "timezone":
             self.shop_tz[ev.shop_id] = ev.timezone
 
