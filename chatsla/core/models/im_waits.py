@@ -143,6 +143,13 @@ class ImWaits:
         self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
         self._max_ids = getattr(config, "max_remembered_ids", 1000)
         self._ar_period = policy.auto_reply_period
+        # per zone, the bounds of the latest period asked for, by kind: nearly every event falls in them
+        self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
+        # ``session_updates=False`` (the audit): a period's record is emitted when it is forgotten
+        # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
+        # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
+        # when it opens and on late changes only, so its state may be ahead of its last record.
+        self._defer = not getattr(host, "session_updates", True)
         self._by_first = policy.wait_measured_from == "first_unanswered"
 
     # ------------------------------------------------------------ contract
@@ -218,6 +225,8 @@ class ImWaits:
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
+                if self._defer and p.emitted:
+                    self.host.emit("period", self.period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
         elif tag == "E":
             shop = self.convs.get(key[1])
@@ -226,14 +235,31 @@ class ImWaits:
                 return
             at = self._evict_at(c)
             if c.first_at is not None or at > when:
-                self.host.schedule(max(at, when + 1), self, key)
+                # an open wait is kept (R10.3): looked at again an eviction interval later, not
+                # at the next microsecond (a run's end far ahead would fire it for every µs)
+                self.host.schedule(at if at > when else when + self._evict_after(), self, key)
                 return
             del shop[key[2]]
             if not shop:
                 del self.convs[key[1]]
 
     def finish(self, until: int) -> None:
-        """End of input: waits still open have had their opening record; nothing more to emit."""
+        """End of input: waits still open have had their opening record (with
+        ``session_updates=False``, the emitted periods get theirs now, once each)."""
+        if not self._defer:
+            return
+        emit = self.host.emit
+        for p in self.periods.values():
+            if p.emitted:
+                emit("period", self.period_record(p))
+
+    def _bounds(self, kind: str, t: int, tz: str) -> tuple[int, int, str]:
+        """:func:`period_bounds`, cached per zone and kind (the same day and week over and over)."""
+        cur = self._cur.get((tz, kind))
+        if cur is not None and cur[0] <= t < cur[1]:
+            return cur
+        cur = self._cur[(tz, kind)] = period_bounds(kind, t, tz, self.policy.week_starts_on)
+        return cur
 
     def snapshot(self) -> dict:
         """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
@@ -323,7 +349,7 @@ class ImWaits:
             c.wait_late = late
             self.counters["waits_opened"] += 1
             self._count(c.shop_id, t, "opened", late)
-            self.host.emit("wait", self._wait_record(c, None, None))
+            self._emit_open(c)
             return
         c.buyer_messages += 1
         if t > c.last_at:
@@ -332,7 +358,7 @@ class ImWaits:
             c.first_at = t
         if late:
             c.wait_late = True
-            self.host.emit("wait", self._wait_record(c, None, None))
+            self._emit_open(c)
 
     def _auto_reply(self, c: WaitConv, t: int, late: bool) -> None:
         if c.ar_start is not None and c.ar_start <= t < c.ar_end:  # R10.4.2
@@ -353,7 +379,7 @@ class ImWaits:
             c.auto_replied_at = t  # R10.2.4: recorded, not a reply
             if late:
                 c.wait_late = True
-                self.host.emit("wait", self._wait_record(c, None, None))
+                self._emit_open(c)
 
     def _end(self, c: WaitConv, t: int, reason: str, late: bool) -> None:
         """R10.2.3: the open wait ends at ``t``; answered waits get their two measures (R10.2.7)."""
@@ -378,7 +404,7 @@ class ImWaits:
         tz = self.shop_tz.get(shop_id, self._default_tz)
         out = []
         for kind in self.policy.periods:
-            start, end, label = period_bounds(kind, t, tz, self.policy.week_starts_on)
+            start, end, label = self._bounds(kind, t, tz)
             key = (shop_id, kind, label)
             p = self.periods.get(key)
             if p is None:
@@ -424,8 +450,8 @@ class ImWaits:
             day = week = None
         else:
             tz = self.shop_tz.get(c.shop_id, self._default_tz)
-            day = period_bounds(DAY, ended_at, tz)[2]
-            week = period_bounds(WEEK, ended_at, tz, self.policy.week_starts_on)[2]
+            day = self._bounds(DAY, ended_at, tz)[2]
+            week = self._bounds(WEEK, ended_at, tz)[2]
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,
@@ -468,4 +494,9 @@ class ImWaits:
         return rec
 
     def _emit_period(self, p: WaitPeriod) -> None:
-        self.host.emit("period", self.period_record(p))
+        if not self._defer:
+            self.host.emit("period", self.period_record(p))
+
+    def _emit_open(self, c: WaitConv) -> None:
+        """An open wait's record: when it opens, and on late changes (R10.5.1)."""
+        self.host.emit("wait", self._wait_record(c, None, None))

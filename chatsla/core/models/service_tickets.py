@@ -151,6 +151,11 @@ class ServiceTickets:
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
+        # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
+        # state alone, so instead of formatting one at every change (the costliest step, as for
+        # chat sessions) each is emitted once, when it is forgotten (eviction) or at
+        # :meth:`finish`: the same final records, read from state (so also after a restore).
+        self._defer = not getattr(host, "session_updates", True)
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -243,6 +248,8 @@ class ServiceTickets:
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
+                if self._defer and p.status is not None:  # (a period has a record once it ended)
+                    self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
         elif tag == "O":
             okey = (key[1], key[2])
@@ -265,13 +272,25 @@ class ServiceTickets:
             if at > when:
                 self.host.schedule(at, self, key)
                 return
+            if self._defer:  # (every ticket has a record from its creation on)
+                self.host.emit("ticket", self.ticket_record(tk))
             del shop[key[2]]
             if not shop:
                 del self.tickets[key[1]]
 
     def finish(self, until: int) -> None:
-        """End of input: every record is emitted as it changes; held orphans stay held (they
-        might still meet their ``created`` in a later run) and are not counted."""
+        """End of input: every record is emitted as it changes (with ``session_updates=False``,
+        every ticket and ended period still held, once); held orphans stay held (they might still
+        meet their ``created`` in a later run) and are not counted."""
+        if not self._defer:
+            return
+        emit, record = self.host.emit, self.ticket_record
+        for shop in self.tickets.values():
+            for tk in shop.values():
+                emit("ticket", record(tk))
+        for p in self.periods.values():
+            if p.status is not None:
+                emit("period", self._period_record(p))
 
     def snapshot(self) -> dict:
         """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
@@ -506,7 +525,9 @@ class ServiceTickets:
         return rec
 
     def _emit_ticket(self, tk: Ticket) -> None:
-        self.host.emit("ticket", self.ticket_record(tk))
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
 
     def _emit_period(self, p: Period) -> None:
-        self.host.emit("period", self._period_record(p))
+        if not self._defer:
+            self.host.emit("period", self._period_record(p))
