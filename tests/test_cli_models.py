@@ -151,3 +151,29 @@ def test_csv_records_of_the_new_kinds(mixed: Path, records: str) -> None:
             want = "" if v is None else ("true" if v is True else "false" if v is False else
                                          f"{v:.4f}" if isinstance(v, float) else str(v))
             assert row[k] == want, (k, row[k], v)
+
+
+def test_the_worked_examples_of_docs_models_md_are_what_the_audit_prints() -> None:
+    """Issue #12 ("one example each"): the input of docs/models.md gives exactly the values that
+    page shows for each model's records (every key shown, with its value)."""
+    import re
+
+    text = (REPO / "docs" / "models.md").read_text()
+    jsonl = re.search(r"```jsonl\n(.*?)```", text, re.S).group(1)
+    d = run_audit([x.encode() for x in jsonl.splitlines()], *policies_for(())[:1],
+                  until=parse_time("2026-11-10T00:00:00Z"), policies=policies_for(())[1:]).to_dict()
+    assert d["stats"]["late"] == 0 and d["stats"]["invalid"] == 0
+    records = d["sessions"] + d["tickets"] + d["waits"] + d["periods"]
+    shown = []
+    dec = json.JSONDecoder()
+    for block in re.findall(r"```json\n(.*?)```", text, re.S):
+        i = 0
+        while i < len(block):
+            if block[i].isspace():
+                i += 1
+                continue
+            obj, i = dec.raw_decode(block, i)
+            shown.append(obj)
+    assert len(shown) == 5
+    for obj in shown:
+        assert any(all(r.get(k, object()) == v for k, v in obj.items()) for r in records), obj
