@@ -28,45 +28,88 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 
-from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
+from chatsla.core.engine import ASSESSMENT, SESSION, Engine, EngineConfig
 from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
-from chatsla.core.timefmt import format_opt
+from chatsla.core.timefmt import format_opt, parse_time
 from chatsla.core.errors import InputError
 from chatsla.feed import Feeder
 from chatsla.schemas.decode import MAX_RECORD_BYTES
 
 InvalidHook = Callable[[int, str], None]  # (line number, reason)
+TICKET, WAIT, PERIOD = "ticket", "wait", "period"  # the other models' record kinds (issue #12)
 
 
 @dataclass
 class Report:
-    """What ``chatsla audit`` prints: the latest record of every session and assessment."""
+    """What ``chatsla audit`` prints: the latest record of every session and assessment (chat
+    sessions, R2-R5), ticket (R9.5), wait (R10.5.1) and period (R9.6, R10.5.2)."""
 
     sessions: list[dict]
     assessments: list[dict]
     stats: dict = field(default_factory=dict)
+    tickets: list[dict] = field(default_factory=list)
+    waits: list[dict] = field(default_factory=list)
+    periods: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"sessions": self.sessions, "assessments": self.assessments, "stats": self.stats}
+        """Key order is fixed (R6.1): the records of each model, then the counters. ``tickets``,
+        ``waits`` and ``periods`` are always present, empty lists when there are none."""
+        return {"sessions": self.sessions, "assessments": self.assessments, "tickets": self.tickets,
+                "waits": self.waits, "periods": self.periods, "stats": self.stats}
+
+
+def _ticket_key(r: dict) -> tuple:
+    # created_at too: a ticket id forgotten after its retention and sent again is another ticket
+    # (as text: such a pair is rare, and the text orders it deterministically all the same)
+    return (r["shop_id"], r["ticket_id"], r["created_at"])
+
+
+def _wait_key(r: dict) -> tuple:
+    # first_at too: a conversation forgotten and back later numbers its waits from 1 again
+    return (r["shop_id"], r["conversation_id"], parse_time(r["first_at"]))
+
+
+_PERIOD_ORDER = {"day": 0, "week": 1}
+
+
+def _period_key(r: dict) -> tuple:
+    return (r["policy_id"], r["policy_version"], r["shop_id"], _PERIOD_ORDER.get(r["period"], 2), r["period"], r["start"])
 
 
 class Collector:
-    """Keeps the latest record per session and per shop-week, as a compacted topic would.
+    """Keeps the latest record per session and per shop-week, as a compacted topic would; and
+    per ticket, per wait and per (policy, shop, period, start) for the other models.
 
-    Stores the engine's raw tuples and formats only the survivors at report time.
+    Stores the chat model's raw tuples and formats only the survivors at report time (the other
+    models emit formatted records).
     """
 
     def __init__(self) -> None:
         self.sessions: dict[tuple, tuple] = {}
         self.assessments: dict[tuple, tuple] = {}
+        self.tickets: dict[tuple, dict] = {}
+        self.waits: dict[tuple, dict] = {}
+        self.periods: dict[tuple, dict] = {}
 
     def add(self, kind: str, raw: tuple) -> None:
-        if kind == ASSESSMENT:
-            self.assessments[(raw[0], raw[1])] = raw
-        else:
+        if kind == SESSION:
             # opened_at too: a conversation evicted and back later numbers its sessions from 1 again
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw
+        elif kind == ASSESSMENT:
+            self.assessments[(raw[0], raw[1])] = raw
+        else:
+            self._add_other(kind, raw)  # type: ignore[arg-type]
+
+    def _add_other(self, kind: str, r: dict) -> None:
+        if kind == TICKET:
+            self.tickets[(r["shop_id"], r["ticket_id"], r["created_at"])] = r
+        elif kind == WAIT:
+            self.waits[(r["shop_id"], r["conversation_id"], r["first_at"])] = r
+        elif kind == PERIOD:
+            self.periods[(r["policy_id"], r["policy_version"], r["shop_id"], r["period"], r["start"])] = r
+        else:
+            raise ValueError(f"unknown record kind {kind!r}")
 
     # The engine's sink. run_audit passes the bound method ``add``: calling an instance goes
     # through ``type.__call__`` in C, a bound method is a plain interpreter call.
@@ -93,7 +136,14 @@ class Collector:
             (r for r in self.assessments.values() if wanted is None or r[0] in wanted),
             key=lambda r: (r[0], r[1]),
         )
-        return Report(sessions, [assessment_record(r, policy) for r in assessments], stats)
+        return Report(sessions, [assessment_record(r, policy) for r in assessments], stats,
+                      self._final(self.tickets, wanted, _ticket_key), self._final(self.waits, wanted, _wait_key),
+                      self._final(self.periods, wanted, _period_key))
+
+    @staticmethod
+    def _final(records: dict[tuple, dict], wanted: set[str] | None, key: Callable[[dict], tuple]) -> list[dict]:
+        """The surviving records of the wanted shops, sorted by ``key`` (deterministic, R6.1)."""
+        return sorted((r for r in records.values() if wanted is None or r["shop_id"] in wanted), key=key)
 
 
 _OPENED, _CONV_N = itemgetter(3), itemgetter(1, 2)
@@ -236,7 +286,25 @@ def engine_stats(engine: Engine, read: int, invalid: Counter[str], shops: Iterab
         "shops": sorted(shops) if shops else None,
         "policy_id": engine.policy.id,
         "policy_version": engine.policy.version,
+        **_model_stats(engine),
     }
+
+
+def _model_stats(engine: Engine) -> dict:
+    """The counters of the models other than the lead (chat sessions), under ``models``, each
+    with its policy, once any of them counted something: a chat-only input's ``stats`` stay as
+    they always were. Their ``valid``, ``duplicate`` and ``late`` are also in the totals above
+    (read = valid + duplicate + invalid over every model); shop events are counted once, by the
+    lead (docs/cli.md)."""
+    models = {}
+    for m in engine.models:
+        if m is engine.lead:
+            continue
+        c = m.stats()
+        if c:
+            models[m.kind] = {"policy_id": m.policy.id, "policy_version": m.policy.version,
+                              "counters": dict(sorted(c.items()))}
+    return {"models": models} if models else {}
 
 
 def run_audit(
@@ -247,15 +315,20 @@ def run_audit(
     shops: Iterable[str] | None = None,
     on_invalid: InvalidHook | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    policies: Iterable[object] = (),
 ) -> Report:
     """Run the core over ``lines`` (one R1 event each, in log order) and build the report.
+
+    ``policy`` is the lead model's (chat sessions: its policy names the report's ``stats``);
+    ``policies`` host further models, one per kind (``chatsla.core.policy.policies_for``: the
+    tickets and waits of a mixed input, RULES A.3).
 
     Every shop's events are processed even with ``shops`` given: the watermark, and with it which
     events are late, depends on the whole stream (R6.2); only the report is filtered. A line
     longer than ``max_record_bytes`` is invalid (``too_large``) and not parsed.
     """
     collector = Collector()
-    engine = Engine(policy, config, sink=collector.add, session_updates=False)
+    engine = Engine(policy, config, sink=collector.add, session_updates=False, policies=policies)
     invalid: Counter[str] = Counter()
     hook = None if on_invalid is None else (lambda n, reason, value: on_invalid(n, reason))
     feeder = Feeder(engine, invalid, hook)

@@ -206,6 +206,12 @@ TIMEZONE_HELP = "IANA time zone of shops that never sent their own (weeks start 
 POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla policies`), a bare id (its "
                "current version) or a policy JSON file.")
 
+AUDIT_POLICY_HELP = ("Rules of one model: a bundled policy id@version (see `chatsla policies`), a bare id (its "
+                     "current version) or a policy JSON file. Repeatable, one per model (chat sessions, "
+                     "service tickets, IM waits); a model not named uses its platform's current bundled "
+                     f"version ({DEFAULT_POLICY} for chat).")
+RECORDS = ("assessments", "sessions", "tickets", "waits", "periods")
+
 
 @cli.command()
 @click.argument("events", metavar="EVENTS.jsonl")
@@ -214,8 +220,8 @@ POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla polici
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="table for people, json for programs (the full report), csv for spreadsheets.")
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
-@click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True, help=POLICY_HELP)
-@click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
+@click.option("--policy", "policy_specs", multiple=True, metavar="ID@VERSION|FILE.json", help=AUDIT_POLICY_HELP)
+@click.option("--records", type=click.Choice(RECORDS), default="assessments",
               show_default=True, help="Which records --format csv prints.")
 @click.option("--allowed-lateness", default=LATENESS_DEFAULT, show_default=True, help=LATENESS_HELP)
 @click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP)
@@ -225,20 +231,22 @@ POLICY_HELP = ("Rules to apply: a bundled policy id@version (see `chatsla polici
 @click.option("--max-future", default="1h", show_default=True, help=MAX_FUTURE_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
               "every 10 s once a run takes that long).")
-def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_spec: str, records: str,
-          allowed_lateness: str, default_timezone: str, max_record_bytes: int, max_future: str,
+def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], policy_specs: tuple[str, ...],
+          records: str, allowed_lateness: str, default_timezone: str, max_record_bytes: int, max_future: str,
           quiet: bool = False) -> None:
-    """Audit a JSONL export of chat and shop events: sessions, 24 h replies, weekly outcomes.
+    """Audit a JSONL export of chat, ticket and shop events: TikTok Shop sessions and weekly
+    outcomes, Douyin service tickets, AliExpress buyer waits, and their periods.
 
-    EVENTS.jsonl holds one event per line in log order, both schemas mixed; '-' reads standard
-    input and a name ending in .gz is decompressed. Invalid lines are reported on stderr with
-    their line number and counted by reason; they never stop the audit.
+    EVENTS.jsonl holds one event per line in log order, every schema and platform mixed; '-'
+    reads standard input and a name ending in .gz is decompressed. Invalid lines are reported on
+    stderr with their line number and counted by reason; they never stop the audit.
     """
     from chatsla import report as render
     from chatsla.audit import open_events, read_records, run_audit
+    from chatsla.core.policy import policies_for
 
     until_t = parse_time_option(until, "--until")
-    policy = policy_option(policy_spec)
+    policy, *others = policies_for(policy_specs)
     config = engine_config(allowed_lateness, default_timezone, max_future)
     name = "standard input" if events == "-" else events
     f = open_events(events)
@@ -250,7 +258,7 @@ def audit(events: str, until: str | None, fmt: str, shops: tuple[str, ...], poli
 
     with f, _input_progress(f, events, quiet) as on_block:
         result = run_audit(read_records(f, name, max_record_bytes, on_block), policy, config, until_t,
-                           shops or None, on_invalid, max_record_bytes)
+                           shops or None, on_invalid, max_record_bytes, others)
     if fmt == "json":
         write_stdout(render.to_json(result))
     elif fmt == "csv":

@@ -29,8 +29,9 @@ from typing import Callable, Iterable
 import orjson
 
 from chatsla.core.engine import Engine
-from chatsla.core.events import CHAT_SCHEMA, ChatMessage, Invalid, ShopEvent
-from chatsla.schemas.decode import DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, has_duplicate_keys
+from chatsla.core.events import CHAT_SCHEMA, TICKET_SCHEMA, ChatMessage, Invalid, ShopEvent
+from chatsla.schemas.decode import (DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, decode_obj,
+                                    has_duplicate_keys)
 
 InvalidHook = Callable[[int, str, "bytes | None"], None]  # (line number or offset, reason, record)
 LateHook = Callable[[ChatMessage | ShopEvent, str, int], None]  # (event, source, offset)
@@ -95,13 +96,15 @@ class Feeder:
                 # has no schema: both cases go through decode, which finds the reason.
                 try:
                     obj = loads(line)
-                    chat = obj["schema"] == CHAT_SCHEMA
+                    schema = obj["schema"]
                 except (JSONDecodeError, KeyError, TypeError):  # TypeError: TOO_LARGE too
-                    chat = False
-                if chat:
+                    schema = None
+                if schema == CHAT_SCHEMA:
                     ev = decode_chat(obj, line)  # a valid message is checked for repeated keys
                     if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(line, obj):
                         ev = DUPLICATE_KEY  # an invalid one too: which value is meant is unknown
+                elif schema == TICKET_SCHEMA:  # parsed once, as decode would (issue #12)
+                    ev = DUPLICATE_KEY if has_duplicate_keys(line, obj) else decode_obj(obj)
                 else:
                     ev = line if line is TOO_LARGE else decode(line, max_record_bytes)
                 if type(ev) is Invalid:

@@ -35,9 +35,39 @@ def _csv_value(v: object) -> object:
     return v
 
 
+TICKET_COLUMNS = ("ticket_id", "shop_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
+                  "computed_due_at", "due_source", "handled_at", "result", "handled_in_time", "decided_at",
+                  "handled_late", "service_time_to_handle", "wall_time_to_handle", "closed_at", "excluded", "late",
+                  "day", "week_start", "policy_id", "policy_version")
+WAIT_COLUMNS = ("wait_id", "shop_id", "conversation_id", "first_at", "last_at", "buyer_messages", "auto_replied_at",
+                "ended_at", "end_reason", "waited", "waited_from_first", "day", "week_start", "late", "policy_id",
+                "policy_version")
+# Periods of both models share one list: these columns first, then every other key in the order
+# the (sorted) records first show it, so one CSV holds ticket and wait periods (blank where a key
+# is the other model's) and its columns depend only on the report.
+PERIOD_LEAD = ("policy_id", "policy_version", "shop_id", "period", "start")
+
+
+def period_columns(periods: list[dict]) -> tuple[str, ...]:
+    seen = dict.fromkeys(PERIOD_LEAD)
+    for r in periods:
+        for k in r:
+            seen.setdefault(k)
+    return tuple(seen)
+
+
 def to_csv(report: Report, records: str = "assessments") -> str:
-    rows, columns = (report.sessions, SESSION_COLUMNS) if records == "sessions" else (
-        report.assessments, ASSESSMENT_COLUMNS)
+    """One kind of record as CSV (``--records``): assessments, sessions, tickets, waits or periods."""
+    if records == "sessions":
+        rows, columns = report.sessions, SESSION_COLUMNS
+    elif records == "tickets":
+        rows, columns = report.tickets, TICKET_COLUMNS
+    elif records == "waits":
+        rows, columns = report.waits, WAIT_COLUMNS
+    elif records == "periods":
+        rows, columns = report.periods, period_columns(report.periods)
+    else:
+        rows, columns = report.assessments, ASSESSMENT_COLUMNS
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
@@ -81,14 +111,17 @@ def print_table(report: Report, console: Console, no_weeks: str = NO_WEEK_ENDED)
     single valid event says so in one line instead of showing an empty table; ``no_weeks`` is
     the line for a table without assessments (a replay says why in its own words)."""
     s = report.stats
+    others = report.tickets or report.waits or report.periods
     if s["valid"] == 0:
         console.print(f"No valid event was read ({s['read']} lines, {s['invalid']} invalid): nothing to assess.",
                       soft_wrap=True)
-    else:
+    elif report.sessions or report.assessments or not others:  # (an input of tickets or waits alone: no chat table)
         console.print(assessments_table(report.assessments,
                                         f"Weekly 24 h reply rate ({s['policy_id']}@{s['policy_version']})"))
         if not report.assessments:
             console.print(no_weeks)
+    if others:
+        print_other_models(report, console)
     lines = [f"events read {s['read']}, valid {s['valid']}, duplicate {s['duplicate']}, late {s['late']}, "
              f"invalid {s['invalid']}"]
     if s["invalid_by_reason"]:
@@ -96,7 +129,54 @@ def print_table(report: Report, console: Console, no_weeks: str = NO_WEEK_ENDED)
     closed = ", ".join(f"{k} {v}" for k, v in s["sessions_closed"].items()) or "none"
     lines.append(f"sessions opened {s['sessions_opened']}, closed: {closed}")
     lines.append(f"outreach messages {s['outreach']}")
+    for kind, m in s.get("models", {}).items():
+        lines.append(f"{kind} ({m['policy_id']}@{m['policy_version']}): "
+                     + ", ".join(f"{k} {v}" for k, v in m["counters"].items()))
     if s["watermark"] is not None:
         lines.append(f"watermark {s['watermark']}")
     for line in lines:
         console.print(escape(line), soft_wrap=True, highlight=False)
+
+
+def _seconds(v: float | int | None) -> str:
+    if v is None:
+        return "-"
+    v = int(v)
+    return f"{v // 3600}h{v % 3600 // 60:02d}" if v >= 3600 else f"{v // 60}min{v % 60:02d}" if v >= 60 else f"{v}s"
+
+
+def print_other_models(report: Report, console: Console) -> None:
+    """The period records of the service-ticket (R9.6) and IM-wait (R10.5.2) models, one table
+    each; the per-ticket and per-wait records are in ``--format json`` and ``--records``."""
+    tickets = [p for p in report.periods if "tickets" in p]
+    waits = [p for p in report.periods if "answered" in p]
+    if tickets or report.tickets:
+        t = Table(title=f"Service tickets handled in time, by period ({_refs(tickets or report.tickets)})")
+        for col, justify in (("shop", "left"), ("period", "left"), ("start", "left"), ("tickets", "right"),
+                             ("in time", "right"), ("missed", "right"), ("pending", "right"), ("rate", "right"),
+                             ("excluded", "right"), ("status", "left")):
+            t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for p in tickets:
+            t.add_row(escape(p["shop_id"]), p["period"], p["start"], str(p["tickets"]), str(p["handled_in_time"]),
+                      str(p["missed"]), str(p["pending"]), _pct(p["rate"]), str(p["excluded"]),
+                      (p["status"] or "open") + (" (late)" if p["late"] else ""))
+        console.print(t)
+        console.print(f"tickets {len(report.tickets)}", highlight=False)
+    if waits or report.waits:
+        t = Table(title=f"Buyer waits, by period ({_refs(waits or report.waits)})")
+        for col, justify in (("shop", "left"), ("period", "left"), ("start", "left"), ("answered", "right"),
+                             ("median wait", "right"), ("longest", "right"), ("closed unanswered", "right"),
+                             ("open at end", "right"), ("oldest at end", "right")):
+            t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for p in waits:
+            median = next((v for k, v in p.items() if k == "waited_p50"), None)
+            t.add_row(escape(p["shop_id"]), p["period"], p["start"], str(p["answered"]), _seconds(median),
+                      _seconds(p["waited_max"]), str(p["closed_unanswered"]), str(p["open_at_end"]),
+                      _seconds(p["oldest_waiting_at_end"]) + (" (late)" if p["late"] else ""))
+        console.print(t)
+        console.print(f"waits {len(report.waits)}, open {sum(1 for w in report.waits if w['ended_at'] is None)}",
+                      highlight=False)
+
+
+def _refs(records: list[dict]) -> str:
+    return ", ".join(sorted({f"{r['policy_id']}@{r['policy_version']}" for r in records}))

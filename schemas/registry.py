@@ -12,7 +12,8 @@ from functools import lru_cache
 from importlib import resources
 
 SUFFIX = ".schema.json"
-SCHEMA_NAMES = ("chat.message.v1", "shop.event.v1", "ticket.event.v1", "session", "assessment", "audit-report")
+SCHEMA_NAMES = ("chat.message.v1", "shop.event.v1", "ticket.event.v1", "session", "assessment", "ticket", "wait", "period",
+                "audit-report")
 
 
 @lru_cache(maxsize=None)

@@ -657,3 +657,41 @@ def test_r1_fallback_parser_rejects_a_lone_surrogate_in_str_input() -> None:
     raw = chat(n=0).decode().replace('"n":0', '"n":1e400,"m":"\ud800"')
     assert type(decode(raw)) is Invalid and decode(raw).reason == "not_json"
     assert decode(chat(n=0).decode().replace('"n":0', '"n":1e400,"m":"\\ud83d\\ude00"')).event_id == "e1"
+
+
+# ------------------------------------------------------------- tickets, waits, periods (issue #12)
+def test_a_mixed_audit_report_conforms_to_the_output_schemas() -> None:
+    """Issue #12: a mixed input of the three platforms (chat, tickets R9.5, waits R10.5.1, periods
+    R9.6 / R10.5.2) gives a report that conforms to the audit-report schema and each record to
+    its own schema; ``stats.models`` carries the other models' counters."""
+    from chatsla.core.policy import policies_for
+    from tests.mixed import mixed_lines
+
+    policy, *others = policies_for(())
+    for seed in range(3):
+        report = run_audit(mixed_lines(seed), policy, until=parse_time("2026-11-20T00:00:00Z"), policies=others)
+        d = orjson.loads(orjson.dumps(report.to_dict()))
+        _validate_report(d)
+        assert d["tickets"] and d["waits"] and d["periods"] and set(d["stats"]["models"]) == {"service_tickets", "im_waits"}
+        for name in ("ticket", "wait"):
+            for r in d[name + "s"]:
+                assert errors(name, r) == [], r
+        kinds = set()
+        for r in d["periods"]:
+            assert errors("period", r) == [], r
+            kinds.add(r["policy_id"])
+        assert kinds == {"douyin_ticket", "aliexpress"}
+
+
+def test_the_new_record_schemas_reject_what_they_should() -> None:
+    """The ticket, wait and period schemas can fail: an unknown key, a missing one, a bad enum."""
+    from chatsla.core.policy import policies_for
+    from tests.mixed import mixed_lines
+
+    policy, *others = policies_for(())
+    d = run_audit(mixed_lines(0), policy, until=parse_time("2026-11-20T00:00:00Z"), policies=others).to_dict()
+    t, w, p = d["tickets"][0], d["waits"][0], d["periods"][0]
+    assert errors("ticket", {**t, "extra": 1}) and errors("ticket", {**t, "priority": "low"})
+    assert errors("wait", {k: v for k, v in w.items() if k != "first_at"})
+    assert errors("period", {**p, "period": "month"})
+    assert errors("audit-report", {k: v for k, v in d.items() if k != "waits"})

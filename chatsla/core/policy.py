@@ -344,8 +344,60 @@ def available() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+def _bundled(ref: str) -> dict:
+    return orjson.loads((resources.files("chatsla") / "policies" / f"{ref}.json").read_bytes())
+
+
+def current_ref(policy_id: str) -> str | None:
+    """The bundled version of ``policy_id`` that a bare id names: the one whose file says
+    ``"current": true`` (docs/rules.md, "Which policy version is current"). Versions are labels
+    (``2023-11``, ``seed001``, ``2025-sea``), not dates: sorting them says nothing about which
+    one is in force, so the choice is written in the data. None for an unknown id; a
+    PolicyError unless exactly one version is marked."""
+    versions = [r for r in available() if r.split("@", 1)[0] == policy_id]
+    if not versions:
+        return None
+    marked = [r for r in versions if _bundled(r).get("current") is True]
+    if len(marked) != 1:
+        raise PolicyError(f"bundled policy {policy_id!r}: exactly one version must be marked \"current\": true, "
+                          f"found {len(marked)} of {', '.join(versions)}")
+    return marked[0]
+
+
+def default_policies() -> list[AnyPolicy]:
+    """Each bundled policy id's current version, one per model, in the order the models are
+    hosted (chat sessions first: it counts shop events, RULES A.3): what ``chatsla audit``
+    applies without ``--policy``. A PolicyError if two ids claim one model."""
+    ids = sorted({r.split("@", 1)[0] for r in available()})
+    by_model: dict[str, AnyPolicy] = {}
+    for pid in ids:
+        p = load_policy(current_ref(pid))  # type: ignore[arg-type]
+        if p.model in by_model:
+            raise PolicyError(f"bundled policies {by_model[p.model].id!r} and {p.id!r} are both current for model "
+                              f"{p.model}: a run hosts one model of each kind")
+        by_model[p.model] = p
+    return [by_model[m] for m in MODELS if m in by_model]
+
+
+def policies_for(specs: "list[str] | tuple[str, ...]") -> list[AnyPolicy]:
+    """The policies of a run given ``--policy`` ``specs`` (repeatable, one per model): each
+    replaces its model's default (:func:`default_policies`); the others keep theirs. Two for
+    the same model is a PolicyError naming both."""
+    given: dict[str, tuple[str, AnyPolicy]] = {}
+    for spec in specs:
+        p = load_policy(spec)
+        if p.model in given:
+            raise PolicyError(f"--policy {given[p.model][0]} and --policy {spec} are both for model {p.model}: "
+                              f"give one policy per model")
+        given[p.model] = (spec, p)
+    chosen = {p.model: p for p in default_policies()}
+    chosen.update({m: p for m, (_, p) in given.items()})
+    return [chosen[m] for m in MODELS if m in chosen]
+
+
 def load_policy(spec: str = DEFAULT_POLICY) -> AnyPolicy:
-    """``id@version`` of a bundled policy, a bare ``id`` (its newest version), or a JSON file path.
+    """``id@version`` of a bundled policy, a bare ``id`` (its current version, :func:`current_ref`),
+    or a JSON file path.
     The result's class follows the file's ``model`` (RULES A.3); every one has ``.id``,
     ``.version``, ``.ref``, ``.model`` and ``.platform``."""
     if spec.endswith(".json") or "/" in spec:
@@ -368,8 +420,7 @@ def load_policy(spec: str = DEFAULT_POLICY) -> AnyPolicy:
             if Path(spec).exists():  # a file (or directory) named without a slash or .json
                 return load_policy(f"./{spec}")
             raise PolicyError(f"unknown policy {spec!r}; available: {', '.join(refs)}")
-        spec = DEFAULT_POLICY if DEFAULT_POLICY in versions else versions[-1]
+        spec = current_ref(spec)  # type: ignore[assignment]
     if spec not in refs:
         raise PolicyError(f"unknown policy {spec!r}; available: {', '.join(refs)}")
-    raw = (resources.files("chatsla") / "policies" / f"{spec}.json").read_bytes()
-    return policy_from_dict(orjson.loads(raw), origin=spec)
+    return policy_from_dict(_bundled(spec), origin=spec)

@@ -105,6 +105,9 @@ class EngineConfig:
     # event ids remembered per conversation (and per shop) at most: bounds a stored entry far
     # under Kafka's 1 MB record limit whatever the traffic (chatsla.core.sessions, issue #10)
     max_remembered_ids: int = 1000
+    # R9.8: a pending ticket is "at risk" once its remaining service time is under this (the
+    # service_tickets model's live view; an engine setting, not a platform rule)
+    ticket_at_risk: int = HOUR
 
 
 def _collector(out: list) -> Sink:
@@ -735,7 +738,10 @@ class Runner:
             for kind in getattr(m, "record_kinds", ()):
                 policies[kind] = m.policy
         lead = self.lead.policy if self.lead is not None else None
-        return [(kind, to_record(kind, raw, policies.get(kind, lead))) for kind, raw in self.take()]
+        # chat sessions emit compact tuples (formatted here); the other models emit their records
+        # formatted already (dicts: "ticket", "wait", "period")
+        return [(kind, raw if type(raw) is dict else to_record(kind, raw, policies.get(kind, lead)))
+                for kind, raw in self.take()]
 
     # ------------------------------------------------------------ shop counts
     def count_invalid(self, shop_id: str | None, reason: str) -> None:

@@ -34,7 +34,7 @@ class ServiceClock:
     """The windows of one zone: ``start``/``end`` in minutes after local midnight (``end`` may be
     1440, i.e. 24:00), ``days`` the service weekdays (0 = Monday)."""
 
-    __slots__ = ("tz", "_zone", "start_min", "end_min", "days", "_windows")
+    __slots__ = ("tz", "_zone", "start_min", "end_min", "days", "_windows", "_last")
 
     def __init__(self, tz: str, start_min: int = 9 * 60, end_min: int = 21 * 60,
                  days: frozenset[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)) -> None:
@@ -48,6 +48,10 @@ class ServiceClock:
         self.end_min = end_min
         self.days = frozenset(days)
         self._windows: dict[int, tuple[int, int] | None] = {}
+        # the last next_window answer and the instant it was asked for: it is also the answer for
+        # every later instant before that window's end (a ticket's clock_start and due, and the
+        # next ticket's, nearly always fall there)
+        self._last: tuple[int, int, int, int] = (1, 0, 0, 0)  # (asked, ordinal, start, end): empty
 
     # ------------------------------------------------------------ windows
     def _local_ordinal(self, t: int) -> int:
@@ -78,10 +82,14 @@ class ServiceClock:
     def next_window(self, t: int) -> tuple[int, int, int]:
         """(ordinal, start, end) of the first window whose end is after ``t`` (the window
         containing ``t``, or the next one)."""
+        last = self._last
+        if last[0] <= t < last[3]:  # every window ending by last[0] ends by t too
+            return last[1], last[2], last[3]
         o = self._local_ordinal(t) - 1  # a 24:00 window of the day before may still hold t
         for _ in range(_MAX_GAP_DAYS + 2):
             w = self.window(o)
             if w is not None and w[1] > t:
+                self._last = (t, o, w[0], w[1])
                 return o, w[0], w[1]
             o += 1
         raise ValueError("no service window within a week")  # pragma: no cover (days is non-empty)

@@ -201,7 +201,7 @@ def test_late_reply_reemits_the_period_late():
 def test_state_per_open_wait_under_1kb():
     h = Host(ImWaits, POLICY, CONFIG).feed([ChatMessage("e" * 64, "s" * 64, "c" * 64, "buyer", ut(f"{MON} 10:00"),
                                                         platform="aliexpress")]).advance(ut(f"{MON} 11:00"))
-    assert len(orjson.dumps(h.model.snapshot()["convs"][0])) < 1024
+    assert len(orjson.dumps(h.model.snapshot()["wait_convs"][0])) < 1024
 
 
 def test_conversations_are_forgotten_when_idle():

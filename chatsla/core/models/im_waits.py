@@ -126,6 +126,7 @@ class ImWaits:
     """The ``im_waits`` model (RULES R10). See the module docstring."""
 
     kind: ClassVar[str] = "im_waits"
+    record_kinds: ClassVar[tuple[str, ...]] = ("wait", "period")  # formatted dicts (Runner.take_records)
 
     def __init__(self, policy: WaitPolicy, config: object, host: object) -> None:
         self.policy = policy
@@ -142,6 +143,13 @@ class ImWaits:
         self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
         self._max_ids = getattr(config, "max_remembered_ids", 1000)
         self._ar_period = policy.auto_reply_period
+        # per zone, the bounds of the latest period asked for, by kind: nearly every event falls in them
+        self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
+        # ``session_updates=False`` (the audit): a period's record is emitted when it is forgotten
+        # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
+        # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
+        # when it opens and on late changes only, so its state may be ahead of its last record.
+        self._defer = not getattr(host, "session_updates", True)
         self._by_first = policy.wait_measured_from == "first_unanswered"
 
     # ------------------------------------------------------------ contract
@@ -154,13 +162,13 @@ class ImWaits:
         return _RANK_BUYER if ev.sender == "buyer" else _RANK_SELLER_SIDE
 
     def stats(self) -> Counter[str]:
-        """valid, duplicate, late (chat events only: the runner counts shop events once),
+        """valid, duplicate, late (shop events only when it is the runner's lead: they count once),
         seller_messages_no_wait, closes_no_wait, waits_opened, waits_answered, waits_closed."""
         return Counter({k: v for k, v in self.counters.items() if v})
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev)
+            self._shop_event(ev, late)
             return
         shop = self.convs.get(ev.shop_id)
         if shop is None:
@@ -322,6 +330,8 @@ class ImWaits:
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
+                if self._defer and p.emitted:
+                    self.host.emit("period", self.period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
         elif tag == "E":
             shop = self.convs.get(key[1])
@@ -330,37 +340,56 @@ class ImWaits:
                 return
             at = self._evict_at(c)
             if c.first_at is not None or at > when:
-                self.host.schedule(max(at, when + 1), self, key)
+                # an open wait is kept (R10.3): looked at again an eviction interval later, not
+                # at the next microsecond (a run's end far ahead would fire it for every µs)
+                self.host.schedule(at if at > when else when + self._evict_after(), self, key)
                 return
             del shop[key[2]]
             if not shop:
                 del self.convs[key[1]]
 
     def finish(self, until: int) -> None:
-        """End of input: waits still open have had their opening record; nothing more to emit."""
+        """End of input: waits still open have had their opening record (with
+        ``session_updates=False``, the emitted periods get theirs now, once each)."""
+        if not self._defer:
+            return
+        emit = self.host.emit
+        for p in self.periods.values():
+            if p.emitted:
+                emit("period", self.period_record(p))
+
+    def _bounds(self, kind: str, t: int, tz: str) -> tuple[int, int, str]:
+        """:func:`period_bounds`, cached per zone and kind (the same day and week over and over)."""
+        cur = self._cur.get((tz, kind))
+        if cur is not None and cur[0] <= t < cur[1]:
+            return cur
+        cur = self._cur[(tz, kind)] = period_bounds(kind, t, tz, self.policy.week_starts_on)
+        return cur
 
     def snapshot(self) -> dict:
+        """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
+        policy refs, counters, buffer). The deadlines are not stored: :meth:`restore` schedules
+        them again from each conversation's and period's own times."""
         return {
-            "v": 1,
-            "policy": self.policy.ref,
-            "counters": dict(sorted(self.stats().items())),
-            "shop_tz": dict(sorted(self.shop_tz.items())),
-            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
-            "convs": [c.to_list() for shop in self.convs.values() for c in shop.values()],
-            "periods": [p.to_list() for p in self.periods.values()],
+            "wait_shop_tz": dict(sorted(self.shop_tz.items())),
+            "wait_shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "wait_convs": [c.to_list() for shop in self.convs.values() for c in shop.values()],
+            "wait_periods": [p.to_list() for p in self.periods.values()],
         }
 
     @classmethod
     def restore(cls, policy: WaitPolicy, config: object, host: object, snap: dict) -> "ImWaits":
+        """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
+        to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
-        m.counters.update(snap["counters"])
-        m.shop_tz = dict(snap["shop_tz"])
-        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
-        for v in snap["convs"]:
+        m.counters.update(snap.get("counters") or {})
+        m.shop_tz = dict(snap["wait_shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["wait_shop_ids"].items()}
+        for v in snap["wait_convs"]:
             c = WaitConv.from_list(v)
             m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
             host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))
-        for v in snap["periods"]:
+        for v in snap["wait_periods"]:
             p = WaitPeriod.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.emitted:
@@ -392,13 +421,22 @@ class ImWaits:
                 "longest_waiting_from_first": seconds(longest_ff), "conversations": rows}
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent) -> None:
+    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
+        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
+        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
+        counts = self.host.lead is self
         ids = self.shop_ids.setdefault(ev.shop_id, [])
         if any(x[0] == ev.event_id for x in ids):
+            if counts:
+                self.counters["duplicate"] += 1
             return
         ids.append([ev.event_id, ev.t])
         if len(ids) > self._max_ids:
             del ids[0]
+        if counts:
+            self.counters["valid"] += 1
+            if late:
+                self.counters["late"] += 1
         if ev.type == "timezone":
             self.shop_tz[ev.shop_id] = ev.timezone
 
@@ -416,7 +454,7 @@ class ImWaits:
             c.wait_late = late
             self.counters["waits_opened"] += 1
             self._count(c.shop_id, t, "opened", late)
-            self.host.emit("wait", self._wait_record(c, None, None))
+            self._emit_open(c)
             return
         c.buyer_messages += 1
         if t > c.last_at:
@@ -425,7 +463,7 @@ class ImWaits:
             c.first_at = t
         if late:
             c.wait_late = True
-            self.host.emit("wait", self._wait_record(c, None, None))
+            self._emit_open(c)
 
     def _auto_reply(self, c: WaitConv, t: int, late: bool) -> None:
         if c.ar_start is not None and c.ar_start <= t < c.ar_end:  # R10.4.2
@@ -446,7 +484,7 @@ class ImWaits:
             c.auto_replied_at = t  # R10.2.4: recorded, not a reply
             if late:
                 c.wait_late = True
-                self.host.emit("wait", self._wait_record(c, None, None))
+                self._emit_open(c)
 
     def _end(self, c: WaitConv, t: int, reason: str, late: bool) -> None:
         """R10.2.3: the open wait ends at ``t``; answered waits get their two measures (R10.2.7)."""
@@ -471,7 +509,7 @@ class ImWaits:
         tz = self.shop_tz.get(shop_id, self._default_tz)
         out = []
         for kind in self.policy.periods:
-            start, end, label = period_bounds(kind, t, tz, self.policy.week_starts_on)
+            start, end, label = self._bounds(kind, t, tz)
             key = (shop_id, kind, label)
             p = self.periods.get(key)
             if p is None:
@@ -517,8 +555,8 @@ class ImWaits:
             day = week = None
         else:
             tz = self.shop_tz.get(c.shop_id, self._default_tz)
-            day = period_bounds(DAY, ended_at, tz)[2]
-            week = period_bounds(WEEK, ended_at, tz, self.policy.week_starts_on)[2]
+            day = self._bounds(DAY, ended_at, tz)[2]
+            week = self._bounds(WEEK, ended_at, tz)[2]
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,
@@ -561,4 +599,9 @@ class ImWaits:
         return rec
 
     def _emit_period(self, p: WaitPeriod) -> None:
-        self.host.emit("period", self.period_record(p))
+        if not self._defer:
+            self.host.emit("period", self.period_record(p))
+
+    def _emit_open(self, c: WaitConv) -> None:
+        """An open wait's record: when it opens, and on late changes (R10.5.1)."""
+        self.host.emit("wait", self._wait_record(c, None, None))

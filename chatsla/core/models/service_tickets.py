@@ -2,7 +2,7 @@
 per-period records, live projections. A model of the runner (docs: the Model contract of
 ``chatsla/core/models``): built as ``ServiceTickets(policy, config, host)``, fed events in
 ``(t, rank, event_id)`` order through :meth:`process`, and called back through :meth:`fire` for
-the deadlines it scheduled with ``host.schedule``.
+the deadlines it scheduled (on its own timer channel, ``host.timer_channel``).
 
 State per ticket is one :class:`Ticket` (a few ints and strings, well under 1 KB stored). A ticket's
 outcome is *derived* from its earliest handling, earliest close, deadline and whether the watermark
@@ -130,6 +130,7 @@ class ServiceTickets:
     """The ``service_tickets`` model (RULES R9). See the module docstring."""
 
     kind: ClassVar[str] = "service_tickets"
+    record_kinds: ClassVar[tuple[str, ...]] = ("ticket", "period")  # formatted dicts (Runner.take_records)
 
     def __init__(self, policy: TicketPolicy, config: object, host: object) -> None:
         self.policy = policy
@@ -150,6 +151,15 @@ class ServiceTickets:
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
+        # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
+        # state alone, so instead of formatting one at every change (the costliest step, as for
+        # chat sessions) each is emitted once, when it is forgotten (eviction) or at
+        # :meth:`finish`: the same final records, read from state (so also after a restore).
+        self._defer = not getattr(host, "session_updates", True)
+        # deadlines go straight onto a timer channel of its own (host.schedule's entries, without
+        # finding the model among the hosted ones at every call)
+        self._ch = host.timer_channel(self._on_timer)
+        self._push = host.push
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -157,7 +167,7 @@ class ServiceTickets:
         return 0 if type(ev) is ShopEvent else RANKS[ev.type]
 
     def stats(self) -> Counter[str]:
-        """valid, duplicate, late (ticket events only: the runner counts shop events once), orphan,
+        """valid, duplicate, late (shop events only when it is the runner's lead: they count once), orphan,
         conflict, rehandled, agreed_sla_below_min, result_not_handling."""
         return Counter({k: v for k, v in self.counters.items() if v})
 
@@ -297,7 +307,7 @@ class ServiceTickets:
 
     def process(self, ev: TicketEvent | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev)
+            self._shop_event(ev, late)
             return
         shop = self.tickets.get(ev.shop_id)
         tk = shop.get(ev.ticket_id) if shop is not None else None
@@ -313,7 +323,7 @@ class ServiceTickets:
             if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
                 if held is None:
                     held = self.orphans[okey] = []
-                    self.host.schedule(ev.t + self._dedupe, self, ("O", ev.shop_id, ev.ticket_id))
+                    self._schedule(ev.t + self._dedupe, ("O", ev.shop_id, ev.ticket_id))
                 held.append(ev)
                 return
             tk = self._create(ev, late)
@@ -337,6 +347,13 @@ class ServiceTickets:
             return
         self._apply(tk, ev, late)
 
+    def _schedule(self, when: int, key: tuple) -> None:
+        """``fire(when, key)`` once the watermark passes ``when`` (stale entries are checked there)."""
+        self._push((when, self._ch, key, None))
+
+    def _on_timer(self, entry: tuple) -> None:
+        self.fire(entry[0], entry[2])
+
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
@@ -355,10 +372,12 @@ class ServiceTickets:
                 return
             p.status = "provisional" if p.counts[7] else "final"
             self._emit_period(p)
-            self.host.schedule(p.end + self._retention, self, ("F", key[1], key[2], key[3]))
+            self._schedule(p.end + self._retention, ("F", key[1], key[2], key[3]))
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
+                if self._defer and p.status is not None:  # (a period has a record once it ended)
+                    self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
         elif tag == "O":
             okey = (key[1], key[2])
@@ -369,7 +388,7 @@ class ServiceTickets:
             self.counters["orphan"] += len(held) - len(keep)
             if keep:
                 self.orphans[okey] = keep
-                self.host.schedule(min(h.t for h in keep) + self._dedupe, self, key)
+                self._schedule(min(h.t for h in keep) + self._dedupe, key)
             else:
                 del self.orphans[okey]
         elif tag == "E":
@@ -379,52 +398,65 @@ class ServiceTickets:
                 return
             at = self._evict_at(tk)
             if at > when:
-                self.host.schedule(at, self, key)
+                self._schedule(at, key)
                 return
+            if self._defer:  # (every ticket has a record from its creation on)
+                self.host.emit("ticket", self.ticket_record(tk))
             del shop[key[2]]
             if not shop:
                 del self.tickets[key[1]]
 
     def finish(self, until: int) -> None:
-        """End of input: every record is emitted as it changes; held orphans stay held (they
-        might still meet their ``created`` in a later run) and are not counted."""
+        """End of input: every record is emitted as it changes (with ``session_updates=False``,
+        every ticket and ended period still held, once); held orphans stay held (they might still
+        meet their ``created`` in a later run) and are not counted."""
+        if not self._defer:
+            return
+        emit, record = self.host.emit, self.ticket_record
+        for shop in self.tickets.values():
+            for tk in shop.values():
+                emit("ticket", record(tk))
+        for p in self.periods.values():
+            if p.status is not None:
+                emit("period", self._period_record(p))
 
     def snapshot(self) -> dict:
+        """This model's parts of a snapshot, under keys of its own (the runner adds the envelope:
+        policy refs, counters, buffer). The deadlines are not stored: :meth:`restore` schedules
+        them again from each ticket's, period's and orphan's own times."""
         return {
-            "v": 1,
-            "policy": self.policy.ref,
-            "counters": dict(sorted(self.stats().items())),
-            "shop_tz": dict(sorted(self.shop_tz.items())),
-            "shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
+            "ticket_shop_tz": dict(sorted(self.shop_tz.items())),
+            "ticket_shop_ids": {s: ids for s, ids in sorted(self.shop_ids.items())},
             "tickets": [tk.to_list() for shop in self.tickets.values() for tk in shop.values()],
-            "periods": [p.to_list() for p in self.periods.values()],
-            "orphans": [[ticket_to_list(e) for e in held] for held in self.orphans.values()],
+            "ticket_periods": [p.to_list() for p in self.periods.values()],
+            "ticket_orphans": [[ticket_to_list(e) for e in held] for held in self.orphans.values()],
         }
 
     @classmethod
     def restore(cls, policy: TicketPolicy, config: object, host: object, snap: dict) -> "ServiceTickets":
-        """The model a snapshot describes, its deadlines scheduled again with ``host``."""
+        """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
+        to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
-        m.counters.update(snap["counters"])
-        m.shop_tz = dict(snap["shop_tz"])
-        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["shop_ids"].items()}
+        m.counters.update(snap.get("counters") or {})
+        m.shop_tz = dict(snap["ticket_shop_tz"])
+        m.shop_ids = {s: [list(x) for x in ids] for s, ids in snap["ticket_shop_ids"].items()}
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
             if not tk.past_due:
-                host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))
-            host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))
-        for v in snap["periods"]:
+                m._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
+            m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+        for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.status is None:
-                host.schedule(p.end, m, ("P", p.shop_id, p.kind, p.label))
+                m._schedule(p.end, ("P", p.shop_id, p.kind, p.label))
             else:
-                host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
-        for held in snap["orphans"]:
+                m._schedule(p.end + m._retention, ("F", p.shop_id, p.kind, p.label))
+        for held in snap["ticket_orphans"]:
             evs = [ticket_from_list(x) for x in held]
             m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
-            host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))
+            m._schedule(min(e.t for e in evs) + m._dedupe, ("O", evs[0].shop_id, evs[0].ticket_id))
         return m
 
     def view(self, shop_id: str, watermark: int) -> dict:
@@ -463,13 +495,22 @@ class ServiceTickets:
         }
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent) -> None:
+    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
+        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
+        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
+        counts = self.host.lead is self
         ids = self.shop_ids.setdefault(ev.shop_id, [])
         if any(x[0] == ev.event_id for x in ids):
+            if counts:
+                self.counters["duplicate"] += 1
             return
         ids.append([ev.event_id, ev.t])
         if len(ids) > self._max_ids:
             del ids[0]
+        if counts:
+            self.counters["valid"] += 1
+            if late:
+                self.counters["late"] += 1
         if ev.type == "timezone":
             self.shop_tz[ev.shop_id] = ev.timezone
 
@@ -505,8 +546,8 @@ class ServiceTickets:
         tk.last_t = c
         tk.day, tk.week, tk.week_end = self._day_week(c, tz)
         self.tickets.setdefault(ev.shop_id, {})[ev.ticket_id] = tk
-        self.host.schedule(tk.due_at, self, ("D", tk.shop_id, tk.ticket_id))
-        self.host.schedule(self._evict_at(tk), self, ("E", tk.shop_id, tk.ticket_id))
+        self._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
+        self._schedule(self._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
         self._emit_ticket(tk)
         self._bump(tk, _ZERO, contribution(tk), late, tz)
         return tk
@@ -544,16 +585,17 @@ class ServiceTickets:
         if p is None:
             start, end = period_bounds_of(kind, label, tz or self.shop_tz.get(shop_id, self._default_tz))
             p = self.periods[key] = Period(shop_id, kind, label, start, end)
-            self.host.schedule(end, self, ("P", shop_id, kind, label))
+            self._schedule(end, ("P", shop_id, kind, label))
         return p
 
     def _bump(self, tk: Ticket, old: tuple, new: tuple, late: bool, tz: str | None = None) -> None:
         """Move the ticket's contribution from ``old`` to ``new`` in its day and week (R9.6)."""
+        delta = [(i, n - o) for i, n, o in zip(range(_N), new, old) if n != o]  # (two to four of 11)
         for kind in self.policy.periods:
             p = self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz)
             counts = p.counts
-            for i in range(_N):
-                counts[i] += new[i] - old[i]
+            for i, d in delta:
+                counts[i] += d
             if p.status is not None:  # already emitted: re-emit on change (R9.6.3)
                 p.status = "provisional" if counts[7] else "final"
                 if late:
@@ -567,27 +609,41 @@ class ServiceTickets:
 
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
-        """R9.5, keys in order."""
+        """R9.5, keys in order. Equal times share one formatted string (clock_start is usually
+        created_at, due_at computed_due_at, decided_at handled_at or due_at): formatting is the
+        costliest step of a record."""
         excluded, in_time, decided_at = outcome(tk)
         h = tk.handled_at
-        clock = self.clock(tk.clock_tz)
+        created = format_time(tk.created_at)
+        start = created if tk.clock_start == tk.created_at else format_time(tk.clock_start)
+        due = format_time(tk.due_at)
+        computed = due if tk.computed_due_at == tk.due_at else format_time(tk.computed_due_at)
+        handled = None if h is None else format_time(h)
+        if decided_at is None:
+            decided = None
+        elif decided_at == h:
+            decided = handled
+        elif decided_at == tk.due_at:
+            decided = due
+        else:
+            decided = format_time(decided_at)
         return {
             "ticket_id": tk.ticket_id,
             "shop_id": tk.shop_id,
             "priority": tk.priority,
             "category": tk.category,
-            "created_at": format_time(tk.created_at),
-            "clock_start": format_time(tk.clock_start),
+            "created_at": created,
+            "clock_start": start,
             "sla": seconds(tk.sla),
-            "due_at": format_time(tk.due_at),
-            "computed_due_at": format_time(tk.computed_due_at),
+            "due_at": due,
+            "computed_due_at": computed,
             "due_source": tk.due_source,
-            "handled_at": _fmt(h),
+            "handled_at": handled,
             "result": tk.result if h is not None else None,
             "handled_in_time": in_time,
-            "decided_at": _fmt(decided_at),
+            "decided_at": decided,
             "handled_late": h is not None and h > tk.due_at,
-            "service_time_to_handle": None if h is None else seconds(clock.service(tk.created_at, h)),
+            "service_time_to_handle": None if h is None else seconds(self.clock(tk.clock_tz).service(tk.created_at, h)),
             "wall_time_to_handle": None if h is None else seconds(h - tk.created_at),
             "closed_at": _fmt(tk.closed_at),
             "excluded": CLOSED_UNHANDLED if excluded else None,
@@ -612,7 +668,9 @@ class ServiceTickets:
         return rec
 
     def _emit_ticket(self, tk: Ticket) -> None:
-        self.host.emit("ticket", self.ticket_record(tk))
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
 
     def _emit_period(self, p: Period) -> None:
-        self.host.emit("period", self._period_record(p))
+        if not self._defer:
+            self.host.emit("period", self._period_record(p))
