@@ -478,9 +478,9 @@ def worker(**kw: object) -> None:
     from chatsla.streams.admin import TopicError, ensure_topics
 
     security = security_settings(kw)
-    from chatsla.streams.worker import worker_policies
+    from chatsla.core.policy import policies_for
 
-    worker_policies(kw["policy_spec"])  # fail early, in one line (a PolicyError is a UsageError)
+    policies_for(kw["policy_spec"])  # fail early, in one line (a PolicyError is a UsageError)
     config = engine_config(kw["allowed_lateness"], kw["default_timezone"])
     if kw["store"] == "rocksdb":
         try:

@@ -105,7 +105,7 @@ class WorkerSettings:
     checkpoint_interval: float = 10.0
     checkpoint_idle: float = 0.25
     # --policy values, one per model (repeatable); a model not named runs its platform's bundled
-    # current version (streams/worker.py, worker_policies)
+    # current version (chatsla.core.policy.policies_for, the audit's rule)
     policies: tuple[str, ...] = ()
     allowed_lateness_us: int = EngineConfig().allowed_lateness  # the core's default (R6.2), written once there
     # Input events more than this ahead of the worker's wall clock go to their DLQ (reason

@@ -39,7 +39,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Protocol
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.events import Invalid
-from chatsla.core.policy import MODELS, Policy, PolicyError, load_policy
+from chatsla.core.policy import Policy, policies_for
 from chatsla.schemas.decode import decode
 from chatsla.streams.clock import wall_clock_us
 from chatsla.streams.codec import (
@@ -120,25 +120,6 @@ class SystemClock:
 
 # Each model's default policy: its platform's bundled current version (a bare id names it; the
 # same rule as ``chatsla audit``'s, issue #12), chat sessions first.
-DEFAULT_POLICIES = ("tiktok_shop", "douyin_ticket", "aliexpress")
-
-
-def worker_policies(specs: Iterable[str] = ()) -> list:
-    """The policies a worker hosts given ``--policy`` ``specs`` (repeatable, one per model): each
-    replaces its model's default; a second one for a model is an error naming both. Chat
-    sessions come first (the runner's lead: it counts shop events), then tickets, then waits."""
-    given: dict[str, tuple[str, object]] = {}
-    for spec in specs:
-        p = load_policy(spec)
-        if p.model in given:
-            raise PolicyError(f"--policy {given[p.model][0]} and --policy {spec} are both for model {p.model}: "
-                              f"give one policy per model")
-        given[p.model] = (spec, p)
-    chosen = {p.model: p for p in map(load_policy, DEFAULT_POLICIES)}
-    chosen.update({m: p for m, (_, p) in given.items()})
-    return [chosen[m] for m in MODELS if m in chosen]
-
-
 class Worker:
     """One worker's state and logic: a :class:`PartitionRuntime` per owned ``chatsla.events``
     partition, the records taken but not yet covered by a checkpoint, and the pacing of
@@ -157,7 +138,7 @@ class Worker:
         self.producer = producer
         self.clock = clock or SystemClock()
         if policies is None:
-            policies = [policy] if policy is not None else worker_policies(settings.policies)
+            policies = [policy] if policy is not None else policies_for(settings.policies)
         # the chat policy leads (it counts shop events, its id labels the metrics); the others
         # are the models hosted beside it on every partition's engine (issue #12)
         self.policy: Policy = policies[0]

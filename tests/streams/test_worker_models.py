@@ -23,13 +23,13 @@ from chatsla.schemas.decode import decode
 from chatsla.simulate import SimConfig, generate
 from chatsla.streams.codec import encode_batch, encode_event, encode_flush, encode_tick, source_tag
 from chatsla.streams.runtime import PartitionRuntime, Tables
-from chatsla.streams.worker import worker_policies
+from chatsla.core.policy import policies_for
 from tests.streams.test_worker import (
     CHECKPOINT, SETTINGS, Broker, Crash, Journal, drain, feed, make_worker, shape, state,
 )
 
 BATCH = 6  # events per batch record
-POLICIES = worker_policies()
+POLICIES = policies_for(())
 
 
 def _events(late_fraction: float) -> list[tuple[str, object]]:
