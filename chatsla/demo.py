@@ -3,9 +3,11 @@
 Starts the local Kafka broker (``chatsla dev up``), a worker in the background and, when the
 ``prometheus`` binary is installed (``scripts/ensure-prometheus``), a local Prometheus scraping the
 worker with the project's alert rules (what the Grafana dashboards read, R8); produces a simulated
-historical week, advances event time past the week with tick records (what the live ticker does
-with the wall clock, R6.2), then prints each shop's week as read back from
-``chatsla.assessments``, where the metrics, the shop API and Prometheus are served, example
+historical week (TikTok Shop chats, one Douyin shop's service tickets and one AliExpress shop's
+chats, issue #12), advances event time past the week with tick records (what the live ticker does
+with the wall clock, R6.2), then prints each TikTok shop's week as read back from
+``chatsla.assessments`` and the other shops' day and week records from ``chatsla.periods``, what
+each table means, where the metrics, the shop API and Prometheus are served, example
 queries, and how to stop everything. All state is under ``.chatsla/``.
 """
 
@@ -49,6 +51,27 @@ EXAMPLE_QUERIES = (
      "alerts pending or firing; ChatslaPipelineStalled fires about 11 min after the demo ends, as "
      "expected for a backfill (the worker runs with --no-ticks)"),
 )
+
+
+PLATFORMS = ("tiktok_shop", "douyin", "aliexpress")
+# What each printed table means, said once before it (issue #12: the demo's printout explains them).
+TABLES = {
+    "assessments": (
+        "TikTok Shop (RULES R2-R5): each shop's week, as the worker wrote it to chatsla.assessments. A "
+        "session is a buyer's chat until the platform closes it; 'replied' counts those a person answered "
+        "within 24 h; the rate is replied / sessions, judged ok from 90 %, warning under 90 %, violation "
+        "under 85 %, and not judged under 5 buyer messages."),
+    "periods": (
+        "Douyin service tickets (R9) and AliExpress buyer waits (R10), per day and week, from "
+        "chatsla.periods. Tickets: how many the shop handled within their deadline, counted only inside "
+        "the 09:00-21:00 service window; no penalty is computed. Waits: how long buyers waited for a "
+        "person's reply (auto-replies do not count), with the waits still open when the period ended; "
+        "AliExpress does not assess reply times, so there is no rate or outcome."),
+}
+
+
+def _period_key(p: dict) -> tuple:
+    return (p["policy_id"], p["shop_id"], p["period"], p["start"])
 
 
 class DemoError(click.ClickException):
@@ -123,7 +146,7 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         return
     from chatsla.dev.broker import BrokerConfig, BrokerError, answers, start
     from chatsla.streams.producer import produce
-    from chatsla.report import print_assessments
+    from chatsla.report import print_assessments, print_other_models
     from chatsla.simulate import SimConfig, generate
     from chatsla.schemas.decode import decode
     from chatsla.core.events import Invalid
@@ -140,8 +163,12 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
             raise DemoError(str(e)) from None
     names, partitions = TopicNames(), 4
     ensure_topics(broker.bootstrap, topic_specs(names, partitions))
+    # one shop of each other platform beside the TikTok shops (issue #12): a Douyin shop's service
+    # tickets (RULES R9) and an AliExpress shop's buyer waits (R10), on the same worker
     records = generate(SimConfig(seed=seed, shops=shops, conversations_per_shop=conversations, jitter_seconds=60,
-                                 bad_fraction=0.002))
+                                 bad_fraction=0.002, platforms=PLATFORMS, douyin_shops=1,
+                                 tickets_per_shop=min(conversations, 150), aliexpress_shops=1,
+                                 aliexpress_conversations=min(conversations, 150)))
     valid = [ev for ev in (decode(v) for _, _, v in records) if type(ev) is not Invalid]
     _start_worker(broker.bootstrap, partitions, web_port)
     prometheus_url = _start_prometheus(prometheus_port, web_port)
@@ -150,8 +177,10 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     # behind the watermark the first run left, so the engine applies them again as late events
     # (R6.4) and the live weeks no longer equal the audit of one copy.
     marker = STATE / "produced.json"
-    produced = {"seed": seed, "shops": shops, "conversations": conversations, "records": len(records)}
-    in_topics = topic_size(broker.bootstrap, names.chat) + topic_size(broker.bootstrap, names.shop)
+    produced = {"seed": seed, "shops": shops, "conversations": conversations, "records": len(records),
+                "platforms": list(PLATFORMS)}
+    inputs = [names.chat, names.shop, names.tickets]
+    in_topics = sum(topic_size(broker.bootstrap, t) for t in inputs)
     if marker.exists() and orjson.loads(marker.read_bytes()) == produced and in_topics >= len(records):
         click.echo(f"the simulated week ({len(records)} events, {shops} shops) is already in the input topics "
                    f"from an earlier run: not producing it again")
@@ -159,34 +188,46 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
         produce(records, broker.bootstrap, names)
         marker.write_bytes(orjson.dumps(produced))
-    inputs = [names.chat, names.shop]
     _wait(lambda: committed_lag(broker.bootstrap, WORKER_GROUP, inputs) == 0, 300, "the worker to route every event")
     lateness = EngineConfig().allowed_lateness  # the worker's default, as started above
     end = max(ev.t for ev in valid) + lateness + HOUR
     # event time moves past the week (R6.2), walked from the first event: each partition's clock is
     # where its own events left it, and a tick far ahead of it would wait for an event (time sanity)
     send_ticks(broker.bootstrap, names.events, partitions, end, since_us=min(ev.t for ev in valid))
-    click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments ...")
-    from chatsla.audit import run_audit
-    from chatsla.core.policy import load_policy
+    click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments and periods ...")
+    from chatsla.audit import Report, run_audit
+    from chatsla.core.policy import policies_for
 
-    expected = run_audit([v for _, _, v in records], load_policy(), until=end - lateness).assessments
-    want = {(a["shop_id"], a["week_start"]): a for a in expected}
+    lead, *others = policies_for(())  # each platform's current policy, as the worker runs them
+    expected = run_audit([v for _, _, v in records], lead, until=end - lateness, policies=others)
+    want = {(a["shop_id"], a["week_start"]): a for a in expected.assessments}
+    want_periods = {_period_key(p): p for p in expected.periods}
 
-    def assessments() -> dict | None:
+    def outputs() -> tuple[dict, dict] | None:
         got = {}
         for value in read_values(broker.bootstrap, names.assessments):
             rec = orjson.loads(value)
             got[(rec["shop_id"], rec["week_start"])] = rec
-        return got if all(k in got and got[k] == v for k, v in want.items()) else None
+        periods = {}
+        for value in read_values(broker.bootstrap, names.periods):
+            rec = orjson.loads(value)
+            periods[_period_key(rec)] = rec
+        done = (all(k in got and got[k] == v for k, v in want.items())
+                and all(periods.get(k) == v for k, v in want_periods.items()))
+        return (got, periods) if done else None
 
-    got = _wait(assessments, 300, "the assessments")
+    got, periods = _wait(outputs, 300, "the assessments and periods")
     from rich.console import Console
 
-    print_assessments([got[k] for k in sorted(got)], Console() if sys.stdout.isatty() else Console(width=120))
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    click.echo("\n" + TABLES["assessments"])
+    print_assessments([got[k] for k in sorted(got)], console)
+    click.echo("\n" + TABLES["periods"])
+    print_other_models(Report([], [], periods=[periods[k] for k in sorted(periods)]), console)
     click.echo(f"\nThe live results equal `chatsla audit` on the same events.\n"
                f"Worker metrics (Prometheus format): http://127.0.0.1:{web_port}/metrics\n"
-               f"Shop API, a shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01")
+               f"Shop API, a shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01 (TikTok Shop), "
+               f"/shops/douyin-01 (tickets), /shops/aliexpress-01 (waits)")
     if prometheus_url is not None:
         _print_prometheus(prometheus_url)
     click.echo(f"Worker log: {STATE / 'worker.log'}; Kafka at {broker.bootstrap}\n"
