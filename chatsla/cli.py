@@ -522,16 +522,20 @@ def worker(**kw: object) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: one policy per line; json: every policy with all its numbers.")
 def policies(fmt: str) -> None:
-    """List the bundled policies (rule versions) that --policy can name."""
+    """List the bundled policies (rule versions) that --policy can name: reference, model, whether
+    it is its platform's current version (used without --policy), source."""
     import orjson
 
-    from chatsla.core.policy import available
+    from chatsla.core.policy import available, current_ref
 
     loaded = [load_policy(ref) for ref in available()]
+    current = {p.ref for p in loaded if current_ref(p.id) == p.ref}  # what a run uses without --policy
     if fmt == "json":
-        write_stdout(orjson.dumps([_policy_json(p) for p in loaded], option=orjson.OPT_INDENT_2) + b"\n")
+        write_stdout(orjson.dumps([{**_policy_json(p), "current": p.ref in current} for p in loaded],
+                                  option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        write_stdout("".join(f"{p.ref}\t{p.model}\t{p.source}\n" for p in loaded).encode("utf-8"))
+        write_stdout("".join(f"{p.ref}\t{p.model}\t{'current' if p.ref in current else '-'}\t{p.source}\n"
+                             for p in loaded).encode("utf-8"))
 
 
 def _policy_json(p) -> dict:

@@ -120,6 +120,21 @@ def test_a_bare_id_names_the_version_marked_current() -> None:
         assert json.loads(path.read_text()).get("current", False) in (True, False), path
 
 
+def test_policies_lists_each_with_its_model_and_which_is_current() -> None:
+    """Issue #12: `chatsla policies` lists every policy with its model, and says which version a
+    run uses without --policy (RULES A.3)."""
+    r = run(["policies"])
+    assert r.returncode == 0, r.stderr.decode()
+    rows = {line.split("\t")[0]: line.split("\t")[1:3] for line in r.stdout.decode().splitlines()}
+    assert rows["douyin_ticket@2024-09"] == ["service_tickets", "current"]
+    assert rows["douyin_ticket@seed001"] == ["service_tickets", "-"]
+    assert rows["aliexpress@seed004"] == ["im_waits", "current"]
+    assert rows["tiktok_shop@2023-11"] == ["chat_sessions", "current"]
+    listed = json.loads(run(["policies", "--format", "json"]).stdout)
+    assert {p["ref"] for p in listed if p["current"]} == {"douyin_ticket@2024-09", "aliexpress@seed004",
+                                                          "tiktok_shop@2023-11"}
+
+
 def test_table_shows_tickets_and_waits(mixed: Path) -> None:
     r = run(["audit", str(mixed), "--until", UNTIL, "-q"])
     out = r.stdout.decode()
