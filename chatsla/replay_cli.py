@@ -19,9 +19,10 @@ from typing import Iterator
 import click
 
 from chatsla.cli import (
+    AUDIT_POLICY_HELP,
+    RECORDS,
     LATENESS_DEFAULT,
     LATENESS_HELP,
-    POLICY_HELP,
     TIMEZONE_HELP,
     kafka_options,
     option_label,
@@ -29,11 +30,9 @@ from chatsla.cli import (
     topic_names,
     engine_config,
     parse_time_option,
-    policy_option,
     stdout_console,
     write_stdout,
 )
-from chatsla.core.policy import DEFAULT_POLICY
 from chatsla.core.errors import BrokerError, OutputError, UsageError
 
 _FORMATS = ("table", "json", "csv", "html")
@@ -60,7 +59,8 @@ def _period_options(f, required: bool = True):
 
 def _engine_options(f):
     opts = [
-        click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True, help=POLICY_HELP),
+        click.option("--policy", "policy_specs", multiple=True, metavar="ID@VERSION|FILE.json",
+                     help=AUDIT_POLICY_HELP),
         click.option("--default-timezone", default="UTC", show_default=True, help=TIMEZONE_HELP),
         click.option("--reader-process", type=click.Choice(["auto", "on", "off"]), default="auto",
                      show_default=True, help="Fetch and decode in a second process while this one runs the "
@@ -72,7 +72,10 @@ def _engine_options(f):
 
 
 def _setup(kw: dict, engine: bool = True):
-    """Flags -> (KafkaInput, Period, policy, engine config, parallel); every problem as one UsageError line."""
+    """Flags -> (KafkaInput, Period, policies, engine config, parallel); every problem as one UsageError line.
+
+    ``policies`` is :func:`~chatsla.core.policy.policies_for` of the repeated ``--policy``, as in
+    ``chatsla audit``: one per model, chat sessions (the lead) first (None without ``engine``)."""
     from chatsla.core.timefmt import parse_duration
     from chatsla.replay import KafkaInput, Period
 
@@ -92,12 +95,19 @@ def _setup(kw: dict, engine: bool = True):
             raise UsageError(f"{option_label('--lookback')}: not a finite duration: {lookback_text!r}") from None
         if lookback < 0:
             raise UsageError(f"{option_label('--lookback')} must not be negative")
-    policy = policy_option(kw.pop("policy_spec")) if engine else None
+    policy = _policies(kw.pop("policy_specs", ())) if engine else None
     kw["parallel"] = {"auto": None, "on": True, "off": False}[kw.pop("reader_process", "auto")]
     config = engine_config(kw.pop("allowed_lateness"), kw.pop("default_timezone", "UTC"))
     security = security_settings(kw)
     kin = KafkaInput(kw.pop("bootstrap"), topic_names(kw.pop("topic_prefix")), security, kw.pop("timeout"))
     return kin, Period(start, end, lookback), policy, config, kw.pop("parallel")
+
+
+def _policies(specs: tuple[str, ...]) -> list:
+    """The run's policies, one per model (the audit's rule); a PolicyError is a UsageError line."""
+    from chatsla.core.policy import policies_for
+
+    return policies_for(tuple(specs))
 
 
 @contextmanager
@@ -191,7 +201,7 @@ def _replay_period_options(f):
 @click.option("--shop", "shops", multiple=True, metavar="ID", help="Report only this shop (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="table", show_default=True,
               help="html: the appeal pack of one shop's week (needs exactly one --shop).")
-@click.option("--records", type=click.Choice(["assessments", "sessions"]), default="assessments",
+@click.option("--records", type=click.Choice(RECORDS), default="assessments",
               show_default=True, help="Which records --format csv prints.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
 def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, week: str | None,
@@ -223,16 +233,16 @@ def replay(shops: tuple[str, ...], fmt: str, records: str, out: str | None, week
             raise UsageError(f"--week: {e}") from None
         # the policy's reply window and the lateness set how long the week takes to be final
         lateness = engine_config(kw["allowed_lateness"], kw.get("default_timezone", "UTC")).allowed_lateness
-        wp = week_period(label, policy_option(kw["policy_spec"]), lateness)
+        wp = week_period(label, _policies(kw.get("policy_specs", ()))[0], lateness)
         kw["from_"], kw["to"] = format_time(wp.start), format_time(wp.end)
     elif kw.get("from_") is None or kw.get("to") is None:
         raise UsageError("give --week YYYY-MM-DD (every shop's own week), or both --from and --to")
-    kin, period, policy, config, parallel = _setup(kw)
+    kin, period, (policy, *others), config, parallel = _setup(kw)
     if label is not None:
         period = dataclasses.replace(period, week=label)
     with _progress("replay") as progress:
         result = _run(replay_async(kin, period, policy, config, shops or None, progress, parallel=parallel,
-                                   shop_counts=fmt == "html"))
+                                   shop_counts=fmt == "html", policies=others))
     report = result.report
     notes, warning = period_notes(result)
     if fmt == "html":
@@ -331,7 +341,7 @@ def _no_appeal_week(result, shop: str, zone: str, label: str | None) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE.jsonl[.gz]",
               help="Where to write the records (gzip when the name ends in .gz).")
 def export(out: str, **kw: object) -> None:
-    """Write a period's raw input records (both topics, original bytes) in replay order.
+    """Write a period's raw input records (chat, ticket and shop topics, original bytes) in replay order.
 
     The records are exactly those `chatsla replay` reads for the same flags (lookback
     included), one per line, so `chatsla audit FILE --until TO` reproduces the replay; see
@@ -372,7 +382,8 @@ def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
     """Compare the live outputs with a replay of the period; exit 1 when they differ.
 
     Reads the latest record per session and per shop-week of chatsla.sessions and
-    chatsla.assessments and lists every difference (key, field, live value, replay value);
+    chatsla.assessments, per ticket, wait and period of chatsla.tickets, chatsla.waits and
+    chatsla.periods, and lists every difference (key, field, live value, replay value);
     differences explained by events that arrived later than the allowed lateness are marked
     late, with those events. Choose --to at or before the live watermark.
     """
@@ -380,9 +391,9 @@ def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
 
     from chatsla.replay import verify_async
 
-    kin, period, policy, config, parallel = _setup(kw)
+    kin, period, (policy, *others), config, parallel = _setup(kw)
     with _progress("verify") as progress:
-        result = _run(verify_async(kin, period, policy, config, shops or None, progress, parallel))
+        result = _run(verify_async(kin, period, policy, config, shops or None, progress, parallel, others))
     if fmt == "json":
         write_stdout(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -401,7 +412,9 @@ def _print_verify(result) -> None:
     out.write(f"verify {format_time(p.start)} .. {format_time(p.end)} under "
               f"{result.replay.policy.id}@{result.replay.policy.version}: compared {d['sessions']} sessions "
               f"({d['sessions_open_at_to']} open at --to) and {d['assessments']} assessments "
-              f"({d['assessments_provisional_at_to']} provisional at --to)\n")
+              f"({d['assessments_provisional_at_to']} provisional at --to)"
+              + "".join(f", {d[k]} {k} ({d[k + '_unsettled_at_to']} unsettled at --to)"
+                        for k in ("tickets", "waits", "periods") if k in d) + "\n")
     for e in result.replay.late:
         out.write(f"late event {e.event_id} ({e.shop_id}"
                   f"{'/' + e.conversation_id if e.conversation_id else ''}, sent {format_time(e.t)}, "

@@ -1097,8 +1097,7 @@ def simulate(
         client = security.kafka_python_kwargs()
         written = [chat_topic, shop_topic]
         if "douyin" in platforms:
-            written.append(ticket_topic)
-            events = [(ticket_topic if t == TICKET_TOPIC else t, k, v) for t, k, v in events]
+            written.append(ticket_topic)  # (produce maps the logical ticket.events to names.tickets)
         specs = [s for s in topic_specs(names, partitions) if s.name in written]
         try:
             ensure_topics(bootstrap, specs, client_kwargs=client)

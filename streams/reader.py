@@ -221,15 +221,19 @@ class InputReader:
     from the beginning). ``decode``: bytes -> event or Invalid (None: no decoding, every event
     is :data:`NOT_DECODED` and there is no horizon). ``ranges``: offsets already planned by
     another reader of the same input, else planned here when entered. ``missing``: the hint
-    added to the error naming a topic that does not exist.
+    added to the error naming a topic that does not exist. ``optional``: topics that may be
+    absent (a deployment created before ``ticket.events`` existed, issue #12): a missing one is
+    read as empty, with no partition, instead of being an error.
     """
 
     def __init__(self, kin: KafkaInput, topics: Sequence[str], *, start_times: dict[str, int | None] | None = None,
                  decode: Callable[[bytes], object] | None = None, horizon: int | None = None,
                  tail: bool = False, late_before: int | None = None, ranges: list[PartitionRange] | None = None,
-                 client_id: str = "chatsla-replay", missing: str = " (check --topic-prefix)") -> None:
+                 client_id: str = "chatsla-replay", missing: str = " (check --topic-prefix)",
+                 optional: Iterable[str] = ()) -> None:
         self.kin = kin
         self.topics = list(topics)
+        self.optional = frozenset(optional)
         self.start_times = dict(start_times or {})
         self.decode = decode
         self.horizon = _NO_HORIZON if horizon is None or decode is None else horizon
@@ -263,11 +267,14 @@ class InputReader:
             await timed(consumer.start(), kin.timeout, f"cannot reach Kafka at {kin.bootstrap}")
             cluster = await timed(cluster_metadata(consumer), kin.timeout,
                                   f"no metadata from Kafka at {kin.bootstrap}")
+            present = cluster.topics()
             for t in self.topics:
-                if t not in cluster.topics():
+                if t not in present and t not in self.optional:
                     raise ReaderError(f"topic {t!r} does not exist on {kin.bootstrap}{self.missing}")
             tps = []
             for t in self.topics:
+                if t not in present:
+                    continue  # an optional topic that does not exist: nothing to read
                 for p in sorted(cluster.partitions_for_topic(t) or ()):
                     tps.append(TopicPartition(t, p))
             consumer.assign(tps)

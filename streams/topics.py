@@ -66,6 +66,18 @@ def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list
     bound). A shop event routed more than the allowed lateness after younger chat events is
     therefore late (R6.4); see docs/pipeline.md, "Input topics and the watermark". The live
     worker (streams/worker.py) and the replay (chatsla/replay) both take their sources from here.
+
+    ``ticket.events`` partitions (issue #12) do not hold it either, although tickets are a
+    primary input like chat. Decided so because a whole topic can be idle: most deployments sell
+    on no Douyin shop, and the engine waits for a source it has not heard from (a source never
+    idles out), so ticket partitions as sources would stall every chat-only backfill and every
+    replay (which has no ticks) until the end of its input, buffering all of it. The cost is the
+    shop events' one: a ticket partition read more than the allowed lateness behind the chat
+    partitions has its events applied behind the watermark (deadlines up to it already fired),
+    so the live result can then differ from the audit of the same records; ``chatsla replay``
+    merges the topics by record timestamp and event time, so it is not exposed, and ``chatsla
+    verify`` shows such a difference. Holding the watermark for tickets needs the engine to let
+    an idle source go (a core change), not a different list here.
     """
     return [source_tag(names.chat, p) for p in chat_partitions]
 

@@ -20,16 +20,24 @@ from chatsla.streams.topics import watermark_sources
 
 def period_reader(kin: KafkaInput, period: Period, allowed_lateness: int, tail: bool = False,
                   ranges: list[PartitionRange] | None = None) -> InputReader:
-    """The reader of ``period``'s input: ``chat.messages`` from the lookback on, ``shop.events``
-    whole, each partition up to the first event beyond ``to + allowed_lateness`` (with ``tail``
-    on to its end, collecting the events before ``to`` logged there: late arrivals)."""
+    """The reader of ``period``'s input: ``chat.messages`` and ``ticket.events`` from the lookback
+    on, ``shop.events`` whole, each partition up to the first event beyond ``to + allowed_lateness``
+    (with ``tail`` on to its end, collecting the events before ``to`` logged there: late arrivals).
+
+    ``ticket.events`` (issue #12) is read like ``chat.messages``: a primary input, whose open
+    tickets the lookback rebuilds. It may be missing (a deployment older than the topic): it is
+    then read as empty."""
     names = kin.names
-    return InputReader(kin, (names.chat, names.shop), start_times={names.chat: period.read_from}, decode=decode,
-                       horizon=period.end + allowed_lateness, tail=tail, late_before=period.end, ranges=ranges)
+    return InputReader(kin, (names.chat, names.shop, names.tickets),
+                       start_times={names.chat: period.read_from, names.tickets: period.read_from}, decode=decode,
+                       horizon=period.end + allowed_lateness, tail=tail, late_before=period.end, ranges=ranges,
+                       optional=(names.tickets,))
 
 
 def chat_sources(kin: KafkaInput, ranges: list[PartitionRange]) -> list[str]:
-    """The engine's watermark sources for the partitions read (every chat partition)."""
+    """The engine's watermark sources for the partitions read: those
+    :func:`~chatsla.streams.topics.watermark_sources` names (every chat partition; the ticket
+    partitions do not hold the watermark, see its docstring)."""
     return watermark_sources(kin.names, (r.partition for r in ranges if r.topic == kin.names.chat))
 
 

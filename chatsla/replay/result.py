@@ -55,6 +55,9 @@ class ReplayResult:
     # with shop_counts: each chosen shop's own counters (shop_stats), and the invalid records naming no shop
     shop_counts: dict[str, dict] = field(default_factory=dict)
     unnamed_invalid: int = 0
+    # each shop's zone for the bounds of day and week labels: shop_zones, and the zone another
+    # model knows for a shop the chat model never saw (issue #12)
+    label_zones: dict[str, str] = field(default_factory=dict)
 
     @property
     def records(self) -> int:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable
 
 from chatsla.audit import Collector, engine_stats
-from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
+from chatsla.core.engine import ASSESSMENT, SESSION, Engine, EngineConfig
 from chatsla.core.events import ChatMessage, ShopEvent
+from chatsla.core.periods import period_bounds_of
 from chatsla.core.policy import Policy
+from chatsla.core.timefmt import parse_time
 from chatsla.feed import InvalidHook, LateHook, Feeder, named_shop
 from chatsla.replay.child import PARALLEL_MIN_RECORDS, ChildInput
 from chatsla.replay.inputs import LocalInput, period_reader
@@ -41,15 +43,67 @@ class PeriodCollector(Collector):
                 w = self.engine.shops[raw[0]].weeks.get(raw[1])
                 if w is not None:
                     self.week_bounds[key] = (w.start, w.end)
-        else:
+        elif kind == SESSION:
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw  # opened_at: numbers restart after eviction
+        else:  # tickets, waits, periods (issue #12): kept as the audit keeps them
+            self._add_other(kind, raw)  # type: ignore[arg-type]
+
+
+def keep_in_period(collector: Collector, period: Period, zones: dict[str, str], default_tz: str) -> None:
+    """Keep, of the tickets, waits and periods collected, those the period reports (module docs of
+    :mod:`chatsla.replay`: "What is reported"). ``zones``: each shop's time zone at the end of the
+    replay (``default_tz`` for a shop that never sent one), for the bounds of period labels.
+
+    * a ticket when its ``created_at`` is in ``[from, to)`` (with ``--week``: its ``week_start``
+      is the label), as a session by its opening;
+    * a wait when its ``first_at`` is in ``[from, to)`` (with ``--week``: in the shop's own week
+      of the label; a wait's ``week_start`` is that of its end, unknown while it is open);
+    * a day or week period record when the period **starts** in ``[from, to)`` (with ``--week``:
+      the shop's week of the label and its seven days), as an assessment by its week's start.
+      A period record exists only once the watermark passed its end (R9.6, R10.5.2).
+    """
+    def zone(shop: str) -> str:
+        return zones.get(shop) or default_tz
+
+    if period.week is None:
+        def opened_in(r: dict, key: str) -> bool:
+            return parse_time(r[key]) in period
+
+        def period_in(r: dict) -> bool:
+            return period_bounds_of(r["period"], r["start"], zone(r["shop_id"]))[0] in period
+
+        tickets = {k: r for k, r in collector.tickets.items() if opened_in(r, "created_at")}
+        waits = {k: r for k, r in collector.waits.items() if opened_in(r, "first_at")}
+    else:
+        from datetime import date, timedelta
+
+        label = period.week
+        monday = date.fromisoformat(label)
+        days = {(monday + timedelta(days=i)).isoformat() for i in range(7)}
+
+        def in_own_week(r: dict) -> bool:
+            start, end = period_bounds_of("week", label, zone(r["shop_id"]))
+            t = parse_time(r["first_at"])
+            return t is not None and start <= t < end
+
+        def period_in(r: dict) -> bool:
+            return r["start"] == label if r["period"] == "week" else r["start"] in days
+
+        tickets = {k: r for k, r in collector.tickets.items() if r["week_start"] == label}
+        waits = {k: r for k, r in collector.waits.items() if in_own_week(r)}
+    collector.tickets, collector.waits = tickets, waits
+    collector.periods = {k: r for k, r in collector.periods.items() if period_in(r)}
 
 
 async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
                        shops: Iterable[str] | None = None, progress: Progress | None = None,
                        track_late: bool = False, parallel: bool | None = None,
-                       shop_counts: bool = False) -> ReplayResult:
+                       shop_counts: bool = False, policies: Iterable[object] = ()) -> ReplayResult:
     """Run the period's input through one engine and build the period's report (module docs).
+
+    ``policy`` is the lead model's (chat sessions); ``policies`` host the other models, one per
+    kind, as in ``chatsla audit`` (``chatsla.core.policy.policies_for``: service tickets, IM
+    waits, issue #12).
 
     ``shop_counts``: also count each of ``shops``' own counters (``Engine(shop_stats=...)``),
     for :attr:`ReplayResult.shop_counts`.
@@ -77,7 +131,7 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
         source = LocalInput(reader)
     async with source:
         engine = Engine(policy, config, sink=collector, session_updates=False, sources=source.chat_sources,
-                        shop_stats=shops if shop_counts and shops else None)
+                        shop_stats=shops if shop_counts and shops else None, policies=policies)
         collector.engine = engine
         feeder = Feeder(engine, invalid, _shop_invalid_hook(engine),
                         _late_hook(late) if track_late else None)
@@ -106,8 +160,14 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
         keep_sessions = {k: r for k, r in collector.sessions.items() if r[12] == period.week}
         keep_weeks = {k: r for k, r in collector.assessments.items() if k[1] == period.week}
     collector.sessions, collector.assessments = keep_sessions, keep_weeks
-    report = collector.report(stats, policy, shops)
     zones = {s: shop.tz for s, shop in engine.shops.items()}
+    label_zones = dict(zones)
+    for m in engine.models:  # a shop known to another model only (no chat): its zone there
+        for s, tz in (getattr(m, "shop_tz", None) or {}).items():
+            if tz and s not in label_zones:
+                label_zones[s] = tz
+    keep_in_period(collector, period, label_zones, config.default_timezone)
+    report = collector.report(stats, policy, shops)
     shop_weeks = {s: {label: (w.start, w.end, w.status) for label, w in sorted(shop.weeks.items())}
                   for s, shop in sorted(engine.shops.items())}
     counts: dict[str, dict] = {}
@@ -117,7 +177,7 @@ async def replay_async(kin: KafkaInput, period: Period, policy: Policy, config: 
         unnamed = engine.unnamed_invalid
     return ReplayResult(report, period, policy, ranges, collector.week_bounds, zones, late,
                         time.perf_counter() - began, read_elapsed, shop_weeks, newest, config.allowed_lateness,
-                        counts, unnamed)
+                        counts, unnamed, label_zones)
 
 
 def _shop_invalid_hook(engine: Engine) -> InvalidHook | None:
@@ -139,9 +199,10 @@ def _late_hook(late: list[LateEvent]) -> LateHook:
 
 def replay(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
            shops: Iterable[str] | None = None, progress: Progress | None = None,
-           track_late: bool = False, parallel: bool | None = None) -> ReplayResult:
+           track_late: bool = False, parallel: bool | None = None, policies: Iterable[object] = ()) -> ReplayResult:
     """Synchronous :func:`replay_async`."""
-    return asyncio.run(replay_async(kin, period, policy, config, shops, progress, track_late, parallel))
+    return asyncio.run(replay_async(kin, period, policy, config, shops, progress, track_late, parallel,
+                                    policies=policies))
 
 
 # -------------------------------------------------------------------------------------- export

@@ -8,7 +8,7 @@ the live output topics with the one Kafka reader.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import orjson
@@ -22,7 +22,17 @@ from chatsla.replay.run import Progress, replay_async
 from chatsla.streams.reader import TOPIC, VALUE, InputReader, KafkaInput
 
 
+# the key of a record of the other models (issue #12), as the audit's collector keeps them
+TICKET_KEY = ("shop_id", "ticket_id", "created_at")
+WAIT_KEY = ("shop_id", "conversation_id", "first_at")
+PERIOD_KEY = ("policy_id", "policy_version", "shop_id", "period", "start")
 SESSION_FIXED = ("shop_id", "conversation_id", "opened_at", "excluded", "week_start", "policy_id", "policy_version")
+# what of a ticket, wait or period record no longer changes while it is unsettled at ``to`` (a
+# ticket not yet handled nor closed, a wait not yet ended, a provisional period): only these are
+# compared then, as for an open session
+TICKET_FIXED = ("ticket_id", "shop_id", "priority", "category", "created_at", "sla", "policy_id", "policy_version")
+WAIT_FIXED = ("wait_id", "shop_id", "conversation_id", "first_at", "policy_id", "policy_version")
+PERIOD_FIXED = ("shop_id", "period", "start", "policy_id", "policy_version")
 ASSESSMENT_FIXED = ("shop_id", "week_start", "sessions", "buyer_messages", "policy_id", "policy_version")
 
 
@@ -37,9 +47,11 @@ class Difference:
     before it, see the module docs; ``--lookback all`` removes it) or None (unexplained).
     """
 
-    kind: str  # "session" | "assessment"
+    kind: str  # "session" | "assessment" | "ticket" | "wait" | "period"
     shop_id: str
-    key: str  # session_id (the live one when both exist), or the week_start of an assessment
+    # session_id (the live one when both exist), the week_start of an assessment, a ticket_id, a
+    # wait_id, or "<day|week> <start>" of a period record
+    key: str
     field: str
     live: object
     replay: object
@@ -69,48 +81,78 @@ class VerifyResult:
     unsettled_sessions: int  # open at ``to`` in the replay: compared on their settled fields only
     unsettled_assessments: int  # provisional at ``to``: compared on sessions and buyer_messages only
     live_records: int
+    # the other models' records compared (issue #12): kind -> count; empty when neither side had any
+    compared_other: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         p = self.replay.period
+        compared = {"sessions": self.compared_sessions, "assessments": self.compared_assessments}
+        compared.update(self.compared_other)  # only when there were any: chat-only output unchanged
+        compared.update({"sessions_open_at_to": self.unsettled_sessions,
+                         "assessments_provisional_at_to": self.unsettled_assessments,
+                         "live_records_read": self.live_records})
         return {
             "from": format_time(p.start), "to": format_time(p.end),
             "policy_id": self.replay.policy.id, "policy_version": self.replay.policy.version,
-            "compared": {"sessions": self.compared_sessions, "assessments": self.compared_assessments,
-                         "sessions_open_at_to": self.unsettled_sessions,
-                         "assessments_provisional_at_to": self.unsettled_assessments,
-                         "live_records_read": self.live_records},
+            "compared": compared,
             "differences": [d.to_dict() for d in self.differences],
             "late_events": [e.to_dict() for e in sorted(self.replay.late, key=lambda e: (e.t, e.event_id))],
         }
 
 
-async def read_live_outputs(kin: KafkaInput) -> tuple[dict, dict, int]:
-    """The live outputs as a consumer sees them: the latest record per session and per shop-week.
+@dataclass
+class LiveOutputs:
+    """The latest live record of every key of each output topic (what a consumer of a compacted
+    topic sees). ``tickets``, ``waits`` and ``periods`` are keyed like the audit's collector
+    (``TICKET_KEY``, ``WAIT_KEY``, ``PERIOD_KEY``)."""
 
-    Read whole with the one reader (:class:`~chatsla.streams.reader.InputReader`, no decoding);
-    a key's records are in one partition, whose order the merge keeps.
+    sessions: dict = field(default_factory=dict)
+    assessments: dict = field(default_factory=dict)
+    tickets: dict = field(default_factory=dict)
+    waits: dict = field(default_factory=dict)
+    periods: dict = field(default_factory=dict)
+    records: int = 0
+
+
+def take_live(out: LiveOutputs, topic: str, value: bytes | None, names: object) -> None:
+    """File one live output record under its kind and key; later ones replace earlier ones (a
+    key's records are in one partition, whose order the reader keeps). A record that is not a
+    JSON object with its key's fields is skipped (counted in ``records`` all the same)."""
+    out.records += 1
+    try:
+        rec = orjson.loads(value)
+        if topic == names.sessions:  # type: ignore[attr-defined]
+            out.sessions[(rec["shop_id"], rec["session_id"])] = rec
+        elif topic == names.assessments:  # type: ignore[attr-defined]
+            out.assessments[(rec["shop_id"], rec["week_start"])] = rec
+        elif topic == names.ticket_records:  # type: ignore[attr-defined]
+            out.tickets[tuple(rec[k] for k in TICKET_KEY)] = rec
+        elif topic == names.waits:  # type: ignore[attr-defined]
+            out.waits[tuple(rec[k] for k in WAIT_KEY)] = rec
+        elif topic == names.periods:  # type: ignore[attr-defined]
+            out.periods[tuple(rec[k] for k in PERIOD_KEY)] = rec
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+
+
+async def read_live_outputs(kin: KafkaInput) -> LiveOutputs:
+    """The live outputs as a consumer sees them: the latest record per session, shop-week,
+    ticket, wait and period (:class:`LiveOutputs`).
+
+    Read whole with the one reader (:class:`~chatsla.streams.reader.InputReader`, no decoding).
+    ``chatsla.tickets``, ``chatsla.waits`` and ``chatsla.periods`` may be missing (a worker
+    deployed before issue #12): they are then read as empty.
     """
     names = kin.names
-    sessions: dict[tuple[str, str], dict] = {}
-    assessments: dict[tuple[str, str], dict] = {}
-    n = 0
-    loads = orjson.loads
-    reader = InputReader(kin, (names.sessions, names.assessments), client_id="chatsla-verify",
-                         missing=": is a live worker deployed with this --topic-prefix?")
+    out = LiveOutputs()
+    others = (names.ticket_records, names.waits, names.periods)
+    reader = InputReader(kin, (names.sessions, names.assessments, *others), client_id="chatsla-verify",
+                         missing=": is a live worker deployed with this --topic-prefix?", optional=others)
     async with reader:
         async for batch in reader.batches():
             for rec in batch:
-                n += 1
-                session = rec[TOPIC] == names.sessions
-                try:
-                    out = loads(rec[VALUE])
-                    if session:
-                        sessions[(out["shop_id"], out["session_id"])] = out
-                    else:
-                        assessments[(out["shop_id"], out["week_start"])] = out
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue
-    return sessions, assessments, n
+                take_live(out, rec[TOPIC], rec[VALUE], names)
+    return out
 
 
 class LateIndex:
@@ -135,8 +177,13 @@ class LateIndex:
 
 
 def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
-            default_timezone: str = "UTC", live_records: int = 0) -> VerifyResult:
-    """The differences between the live outputs and the replay of the period (see :func:`verify`)."""
+            default_timezone: str = "UTC", live_records: int = 0, live_tickets: dict | None = None,
+            live_waits: dict | None = None, live_periods: dict | None = None) -> VerifyResult:
+    """The differences between the live outputs and the replay of the period (see :func:`verify`).
+
+    ``live_tickets``, ``live_waits``, ``live_periods``: the latest live record per key (keys as
+    :class:`LiveOutputs`); the live records the period reports (:func:`chatsla.replay.run.keep_in_period`,
+    the replay's own rule) are compared with the replay's, record by record, on every field."""
     period = result.period
     report = result.report
     late = LateIndex(result.late, result.policy)
@@ -210,8 +257,85 @@ def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
             if l.get(f) != r.get(f):
                 diffs.append(Difference("assessment", shop, label, f, l.get(f), r.get(f),
                                         late.week(shop, start, end)))
+    compared_other: dict[str, int] = {}
+    for kind, plural, key, live in (("ticket", "tickets", TICKET_KEY, live_tickets),
+                                    ("wait", "waits", WAIT_KEY, live_waits),
+                                    ("period", "periods", PERIOD_KEY, live_periods)):
+        replay_recs = {tuple(r[k] for k in key): r for r in getattr(report, plural)}
+        live_recs = {k: r for k, r in in_period(result, kind, live or {}, default_timezone).items()
+                     if in_scope(r["shop_id"])}
+        if not replay_recs and not live_recs:
+            continue
+        found, unsettled = compare_records(kind, replay_recs, live_recs, late)
+        compared_other[plural] = len(replay_recs)
+        compared_other[f"{plural}_unsettled_at_to"] = unsettled
+        diffs += found
     return VerifyResult(result, diffs, len(replay_sessions), len(replay_weeks), unsettled_s, unsettled_a,
-                        live_records)
+                        live_records, compared_other)
+
+
+def record_label(kind: str, r: dict) -> str:
+    """How a difference names a ticket, wait or period record."""
+    if kind == "ticket":
+        return str(r["ticket_id"])
+    if kind == "wait":
+        return str(r["wait_id"])
+    return f"{r['period']} {r['start']} {r['policy_id']}@{r['policy_version']}"
+
+
+def in_period(result: ReplayResult, kind: str, live: dict, default_timezone: str) -> dict:
+    """The live records of ``kind`` that the replay's period reports, by the replay's own rule."""
+    from chatsla.audit import Collector
+    from chatsla.replay.run import keep_in_period
+
+    c = Collector()
+    store = {"ticket": c.tickets, "wait": c.waits, "period": c.periods}[kind]
+    store.update(live)
+    keep_in_period(c, result.period, result.label_zones or result.shop_zones, default_timezone)
+    return {"ticket": c.tickets, "wait": c.waits, "period": c.periods}[kind]
+
+
+def settled(kind: str, r: dict) -> bool:
+    """Whether the replay's record can no longer change without a late event: a ticket handled
+    or closed, a wait ended, a period record not provisional (R9.5, R10.5, R9.6)."""
+    if kind == "ticket":
+        return r.get("handled_at") is not None or r.get("closed_at") is not None
+    if kind == "wait":
+        return r.get("ended_at") is not None
+    return r.get("status") != "provisional"
+
+
+def compare_records(kind: str, replay: dict, live: dict, late: "LateIndex") -> tuple[list[Difference], int]:
+    """Every field on which the live and the replayed record of each key differ, and how many
+    replayed records were unsettled at ``to`` (compared on their fixed fields only, as an open
+    session); a record on one side only is one ``(record)`` difference. Late events explain them
+    (R6.4): a wait's those of its conversation, a ticket's or a period's any late event of the
+    shop (a :class:`LateEvent` names no ticket)."""
+    diffs: list[Difference] = []
+    unsettled = 0
+    fixed = {"ticket": TICKET_FIXED, "wait": WAIT_FIXED, "period": PERIOD_FIXED}[kind]
+    for key in sorted(set(replay) | set(live), key=lambda k: tuple("" if x is None else str(x) for x in k)):
+        r, l = replay.get(key), live.get(key)
+        some = r if r is not None else l
+        shop = some["shop_id"]
+        if kind == "wait":
+            explained = late.session(shop, some["conversation_id"])
+        else:
+            explained = tuple(sorted({e.event_id for e in late.by_shop.get(shop, ())}))
+        label = record_label(kind, some)
+        if r is None or l is None:
+            diffs.append(Difference(kind, shop, label, "(record)", "present" if l else None,
+                                    "present" if r else None, explained))
+            continue
+        if settled(kind, r):
+            fields = list(r.keys()) + [f for f in l.keys() if f not in r]
+        else:
+            unsettled += 1
+            fields = list(fixed)
+        for f in fields:
+            if l.get(f) != r.get(f):
+                diffs.append(Difference(kind, shop, label, f, l.get(f), r.get(f), explained))
+    return diffs, unsettled
 
 
 def session_number(session_id: object) -> int:
@@ -227,8 +351,12 @@ def parse_opt_time(value: object) -> int | None:
 
 async def verify_async(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
                        shops: Iterable[str] | None = None, progress: Progress | None = None,
-                       parallel: bool | None = None) -> VerifyResult:
+                       parallel: bool | None = None, policies: Iterable[object] = ()) -> VerifyResult:
     """Replay the period and compare it with the live pipeline's latest outputs.
+
+    With ``policies`` (the other models', as ``chatsla audit --policy``), the tickets, waits and
+    period records the period reports (the replay's rule) are compared too, on every field: they
+    are the final state at ``to`` on both sides when the live watermark has passed ``to``.
 
     Compared: every session opened in the period (matched by shop, conversation and opening time,
     so a session number differing only because the replay's history starts at the lookback window
@@ -239,13 +367,15 @@ async def verify_async(kin: KafkaInput, period: Period, policy: Policy, config: 
     of a week that had not ended by ``to`` is skipped. Run it with ``--to`` at or before the live
     watermark (the wall clock minus the allowed lateness, for a worker with ticks).
     """
-    result = await replay_async(kin, period, policy, config, shops, progress, track_late=True, parallel=parallel)
-    live_s, live_a, n = await read_live_outputs(kin)
-    return compare(result, live_s, live_a, config.default_timezone, n)
+    result = await replay_async(kin, period, policy, config, shops, progress, track_late=True, parallel=parallel,
+                                policies=policies)
+    live = await read_live_outputs(kin)
+    return compare(result, live.sessions, live.assessments, config.default_timezone, live.records,
+                   live.tickets, live.waits, live.periods)
 
 
 def verify(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),
            shops: Iterable[str] | None = None, progress: Progress | None = None,
-           parallel: bool | None = None) -> VerifyResult:
+           parallel: bool | None = None, policies: Iterable[object] = ()) -> VerifyResult:
     """Synchronous :func:`verify_async`."""
-    return asyncio.run(verify_async(kin, period, policy, config, shops, progress, parallel))
+    return asyncio.run(verify_async(kin, period, policy, config, shops, progress, parallel, policies))
