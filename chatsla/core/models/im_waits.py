@@ -151,6 +151,15 @@ class ImWaits:
         # when it opens and on late changes only, so its state may be ahead of its last record.
         self._defer = not getattr(host, "session_updates", True)
         self._by_first = policy.wait_measured_from == "first_unanswered"
+        # deadlines go straight onto a timer channel of its own (as service_tickets); the frontier
+        # is read from the kept host.time (the Model contract's hot-path reading)
+        self._ch = host.timer_channel(self._on_timer)
+        self._push = host.push
+        self._time = host.time
+        # per shop, its current day and week: (from, until, [day, week periods]) for the instants
+        # both contain (nearly every event of the shop falls there); dropped when a period is
+        # forgotten or the shop's zone changes
+        self._shop_periods: dict[str, tuple[int, int, list[WaitPeriod]]] = {}
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: ChatMessage | ShopEvent) -> int:
@@ -176,14 +185,14 @@ class ImWaits:
         c = shop.get(ev.conversation_id)
         if c is None:
             c = shop[ev.conversation_id] = WaitConv(ev.shop_id, ev.conversation_id)
-            self.host.schedule(ev.t + self._evict_after(), self, ("E", ev.shop_id, ev.conversation_id))
+            self._schedule(ev.t + self._evict_after(), ("E", ev.shop_id, ev.conversation_id))
         eid, t = ev.event_id, ev.t
         ids = c.ids
         if eid in ids:
             self.counters["duplicate"] += 1
             return
         ids[eid] = t
-        f = self.host.frontier
+        f = self._time.frontier
         if len(ids) > self._max_ids or (f is not None and t < f - self._keep) or (
                 f is not None and next(iter(ids.values())) < f - self._keep):
             cutoff = -(1 << 62) if f is None else f - self._keep
@@ -298,14 +307,14 @@ class ImWaits:
             if tag == "wait":
                 c = WaitConv.from_list(v)
                 m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
-                host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))  # type: ignore[attr-defined]
+                m._schedule(m._evict_at(c), ("E", c.shop_id, c.conversation_id))
             elif tag == "wait_period":
                 p = WaitPeriod.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
                 if p.emitted:
-                    host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                    m._schedule(p.end + m._retention, ("F", p.shop_id, p.kind, p.label))
                 else:
-                    host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                    m._schedule(p.end - 1, ("P", p.shop_id, p.kind, p.label))
             elif tag == "wait_shop":
                 tz, ids = v
                 if tz is not None:
@@ -317,6 +326,13 @@ class ImWaits:
             m.track()
         return m
 
+    def _schedule(self, when: int, key: tuple) -> None:
+        """``fire(when, key)`` once the watermark passes ``when`` (stale entries are checked there)."""
+        self._push((when, self._ch, key, None))
+
+    def _on_timer(self, entry: tuple) -> None:
+        self.fire(entry[0], entry[2])
+
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "P":
@@ -326,13 +342,14 @@ class ImWaits:
             self._measure_end(p)
             p.emitted = True
             self._emit_period(p)
-            self.host.schedule(p.end + self._retention, self, ("F", key[1], key[2], key[3]))
+            self._schedule(p.end + self._retention, ("F", key[1], key[2], key[3]))
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
                 if self._defer and p.emitted:
                     self.host.emit("period", self.period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
+                self._shop_periods.pop(key[1], None)
         elif tag == "E":
             shop = self.convs.get(key[1])
             c = shop.get(key[2]) if shop is not None else None
@@ -342,7 +359,7 @@ class ImWaits:
             if c.first_at is not None or at > when:
                 # an open wait is kept (R10.3): looked at again an eviction interval later, not
                 # at the next microsecond (a run's end far ahead would fire it for every µs)
-                self.host.schedule(at if at > when else when + self._evict_after(), self, key)
+                self._schedule(at if at > when else when + self._evict_after(), key)
                 return
             del shop[key[2]]
             if not shop:
@@ -388,14 +405,14 @@ class ImWaits:
         for v in snap["wait_convs"]:
             c = WaitConv.from_list(v)
             m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
-            host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))
+            m._schedule(m._evict_at(c), ("E", c.shop_id, c.conversation_id))
         for v in snap["wait_periods"]:
             p = WaitPeriod.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.emitted:
-                host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
+                m._schedule(p.end + m._retention, ("F", p.shop_id, p.kind, p.label))
             else:
-                host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))
+                m._schedule(p.end - 1, ("P", p.shop_id, p.kind, p.label))
         return m
 
     def view(self, shop_id: str, watermark: int) -> dict:
@@ -439,6 +456,7 @@ class ImWaits:
                 self.counters["late"] += 1
         if ev.type == "timezone":
             self.shop_tz[ev.shop_id] = ev.timezone
+            self._shop_periods.pop(ev.shop_id, None)
 
     def _buyer(self, c: WaitConv, t: int, late: bool) -> None:
         # R10.4.1: the first buyer message at or after the current period's end opens the next
@@ -506,6 +524,9 @@ class ImWaits:
 
     # ------------------------------------------------------------ periods
     def _periods_at(self, shop_id: str, t: int) -> list[WaitPeriod]:
+        cur = self._shop_periods.get(shop_id)
+        if cur is not None and cur[0] <= t < cur[1]:
+            return cur[2]
         tz = self.shop_tz.get(shop_id, self._default_tz)
         out = []
         for kind in self.policy.periods:
@@ -514,8 +535,10 @@ class ImWaits:
             p = self.periods.get(key)
             if p is None:
                 p = self.periods[key] = WaitPeriod(shop_id, kind, label, start, end)
-                self.host.schedule(end - 1, self, ("P", shop_id, kind, label))
+                self._schedule(end - 1, ("P", shop_id, kind, label))
             out.append(p)
+        if out:
+            self._shop_periods[shop_id] = (max(p.start for p in out), min(p.end for p in out), out)
         return out
 
     def _count(self, shop_id: str, t: int, field: str, late: bool) -> None:
