@@ -32,12 +32,16 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 from math import ceil
-from typing import ClassVar, Hashable, Iterable
+from typing import TYPE_CHECKING, ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ChatMessage, ShopEvent
-from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.periods import DAY, WEEK, period_bounds, seconds
+from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import WaitPolicy
-from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from chatsla.core.timefmt import format_time
+
+if TYPE_CHECKING:  # (the runner imports the models)
+    from chatsla.core.runner import EngineConfig
 
 _RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3  # R10.2.6 (R6.3)
 ANSWERED, CLOSED = "answered", "closed"
@@ -122,13 +126,13 @@ class WaitPeriod:
         return p
 
 
-class ImWaits:
+class ImWaits(ShopZones):
     """The ``im_waits`` model (RULES R10). See the module docstring."""
 
     kind: ClassVar[str] = "im_waits"
     record_kinds: ClassVar[tuple[str, ...]] = ("wait", "period")  # formatted dicts (Runner.take_records)
 
-    def __init__(self, policy: WaitPolicy, config: object, host: object) -> None:
+    def __init__(self, policy: WaitPolicy, config: EngineConfig, host: object) -> None:
         self.policy = policy
         self.config = config
         self.host = host
@@ -137,11 +141,11 @@ class ImWaits:
         self.shop_tz: dict[str, str] = {}
         self.shop_ids: dict[str, list] = {}
         self.periods: dict[tuple[str, str, str], WaitPeriod] = {}
-        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
-        dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
-        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + dedupe
-        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
-        self._max_ids = getattr(config, "max_remembered_ids", 1000)
+        self._default_tz = policy.default_timezone or config.default_timezone
+        dedupe = config.dedupe_window
+        self._keep = config.allowed_lateness + dedupe
+        self._retention = config.week_retention
+        self._max_ids = config.max_remembered_ids
         self._ar_period = policy.auto_reply_period
         # per zone, the bounds of the latest period asked for, by kind: nearly every event falls in them
         self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -149,7 +153,7 @@ class ImWaits:
         # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
         # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
         # when it opens and on late changes only, so its state may be ahead of its last record.
-        self._defer = not getattr(host, "session_updates", True)
+        self._defer = not host.session_updates
         self._by_first = policy.wait_measured_from == "first_unanswered"
         # deadlines go straight onto a timer channel of its own (as service_tickets); the frontier
         # is read from the kept host.time (the Model contract's hot-path reading)
@@ -177,7 +181,8 @@ class ImWaits:
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev, late)
+            if self._shop_event(ev, late) and ev.type == "timezone":
+                self._shop_periods.pop(ev.shop_id, None)  # its days and weeks move
             return
         shop = self.convs.get(ev.shop_id)
         if shop is None:
@@ -260,21 +265,6 @@ class ImWaits:
 
         self.process, self.fire, self._periods_at = tracked_process, tracked_fire, tracked_periods_at  # type: ignore[method-assign]
 
-    @property
-    def dirty_parts_count(self) -> int:
-        return len(getattr(self, "_dirty", ()))
-
-    def mark_dirty_parts(self, keys: list[tuple]) -> None:
-        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
-        the next checkpoint would otherwise drop)."""
-        self._dirty.update(keys)
-
-    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
-        """``(key, entry or None)`` of every key changed since the last call, in key order."""
-        out = [(k, self.part(k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return out
-
     def part(self, key: tuple) -> list | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten)."""
         tag, shop_id = key[0], key[1]
@@ -284,9 +274,7 @@ class ImWaits:
         if tag == "wait_period":
             p = self.periods.get((shop_id, key[2], key[3]))
             return p.to_list() if p is not None else None
-        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
-            return None
-        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+        return self._shop_part(shop_id)
 
     def parts(self) -> list[tuple[tuple, list]]:
         """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
@@ -296,7 +284,7 @@ class ImWaits:
         return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
 
     @classmethod
-    def from_parts(cls, policy: WaitPolicy, config: object, host: object, counters: dict,
+    def from_parts(cls, policy: WaitPolicy, config: EngineConfig, host: object, counters: dict,
                    parts: "Iterable[tuple[tuple, list]]") -> "ImWaits":
         """The model its stored entries describe (all of one commit point: streams/runtime.py),
         its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
@@ -316,13 +304,10 @@ class ImWaits:
                 else:
                     m._schedule(p.end - 1, ("P", p.shop_id, p.kind, p.label))
             elif tag == "wait_shop":
-                tz, ids = v
-                if tz is not None:
-                    m.shop_tz[key[1]] = tz
-                m.shop_ids[key[1]] = [list(x) for x in ids]
+                m._restore_shop(key[1], v)
             else:
                 raise ValueError(f"not a {cls.kind} entry: {key!r}")
-        if getattr(host, "track_dirty", False):
+        if host.track_dirty:
             m.track()
         return m
 
@@ -395,7 +380,7 @@ class ImWaits:
         }
 
     @classmethod
-    def restore(cls, policy: WaitPolicy, config: object, host: object, snap: dict) -> "ImWaits":
+    def restore(cls, policy: WaitPolicy, config: EngineConfig, host: object, snap: dict) -> "ImWaits":
         """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
         to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
@@ -438,26 +423,6 @@ class ImWaits:
                 "longest_waiting_from_first": seconds(longest_ff), "conversations": rows}
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
-        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
-        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
-        counts = self.host.lead is self
-        ids = self.shop_ids.setdefault(ev.shop_id, [])
-        if any(x[0] == ev.event_id for x in ids):
-            if counts:
-                self.counters["duplicate"] += 1
-            return
-        ids.append([ev.event_id, ev.t])
-        if len(ids) > self._max_ids:
-            del ids[0]
-        if counts:
-            self.counters["valid"] += 1
-            if late:
-                self.counters["late"] += 1
-        if ev.type == "timezone":
-            self.shop_tz[ev.shop_id] = ev.timezone
-            self._shop_periods.pop(ev.shop_id, None)
-
     def _buyer(self, c: WaitConv, t: int, late: bool) -> None:
         # R10.4.1: the first buyer message at or after the current period's end opens the next
         # (a late message before the current period is not re-segmented: it opens none)

@@ -27,13 +27,17 @@ Readings where RULES is silent (also in docs/rules.md, "Readings chatsla chose f
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Hashable, Iterable
+from typing import TYPE_CHECKING, ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ShopEvent, TicketEvent, ticket_from_list, ticket_to_list
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import TicketPolicy
 from chatsla.core.service_clock import ServiceClock, clock_for
-from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from chatsla.core.timefmt import MINUTE, format_time
+
+if TYPE_CHECKING:  # (the runner imports the models)
+    from chatsla.core.runner import EngineConfig
 
 RANKS = {"created": 1, "handled": 2, "closed": 3}  # R9.1: shop events 0, then these
 CLOSED_UNHANDLED = "closed_unhandled"
@@ -42,7 +46,6 @@ COUNTS = ("tickets", "normal", "urgent", "agreed", "handled_in_time", "missed", 
           "excluded", "returned", "unresolved")
 _N = len(COUNTS)
 _ZERO = (0,) * _N
-_DEFAULT_AT_RISK = HOUR  # R9.8 ticket_at_risk (an engine setting; EngineConfig may carry it)
 
 
 def _fmt(us: int | None) -> str | None:
@@ -155,13 +158,13 @@ class Period:
         return p
 
 
-class ServiceTickets:
+class ServiceTickets(ShopZones):
     """The ``service_tickets`` model (RULES R9). See the module docstring."""
 
     kind: ClassVar[str] = "service_tickets"
     record_kinds: ClassVar[tuple[str, ...]] = ("ticket", "period")  # formatted dicts (Runner.take_records)
 
-    def __init__(self, policy: TicketPolicy, config: object, host: object) -> None:
+    def __init__(self, policy: TicketPolicy, config: EngineConfig, host: object) -> None:
         self.policy = policy
         self.config = config
         self.host = host
@@ -171,12 +174,12 @@ class ServiceTickets:
         self.shop_ids: dict[str, list] = {}  # shop_id -> [[event_id, t], ...] of shop events applied
         self.periods: dict[tuple[str, str, str], Period] = {}
         self.orphans: dict[tuple[str, str], list[TicketEvent]] = {}  # R9.4.7, held
-        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
-        self._dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
-        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + self._dedupe
-        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
-        self._max_ids = getattr(config, "max_remembered_ids", 1000)
-        self._at_risk = getattr(config, "ticket_at_risk", _DEFAULT_AT_RISK)
+        self._default_tz = policy.default_timezone or config.default_timezone
+        self._dedupe = config.dedupe_window
+        self._keep = config.allowed_lateness + self._dedupe
+        self._retention = config.week_retention
+        self._max_ids = config.max_remembered_ids
+        self._at_risk = config.ticket_at_risk
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
@@ -184,7 +187,7 @@ class ServiceTickets:
         # state alone, so instead of formatting one at every change (the costliest step, as for
         # chat sessions) each is emitted once, when it is forgotten (eviction) or at
         # :meth:`finish`: the same final records, read from state (so also after a restore).
-        self._defer = not getattr(host, "session_updates", True)
+        self._defer = not host.session_updates
         # deadlines go straight onto a timer channel of its own (host.schedule's entries, without
         # finding the model among the hosted ones at every call)
         self._ch = host.timer_channel(self._on_timer)
@@ -248,21 +251,6 @@ class ServiceTickets:
 
         self.process, self.fire, self._period = tracked_process, tracked_fire, tracked_period  # type: ignore[method-assign]
 
-    @property
-    def dirty_parts_count(self) -> int:
-        return len(getattr(self, "_dirty", ()))
-
-    def mark_dirty_parts(self, keys: list[tuple]) -> None:
-        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
-        the next checkpoint would otherwise drop)."""
-        self._dirty.update(keys)
-
-    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
-        """``(key, entry or None)`` of every key changed since the last call, in key order."""
-        out = [(k, self.part(k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return out
-
     def part(self, key: tuple) -> list | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
         tag, shop_id = key[0], key[1]
@@ -275,9 +263,7 @@ class ServiceTickets:
         if tag == "ticket_period":
             p = self.periods.get((shop_id, key[2], key[3]))
             return p.to_list() if p is not None else None
-        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
-            return None
-        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+        return self._shop_part(shop_id)
 
     def parts(self) -> list[tuple[tuple, list]]:
         """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
@@ -288,7 +274,7 @@ class ServiceTickets:
         return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
 
     @classmethod
-    def from_parts(cls, policy: TicketPolicy, config: object, host: object, counters: dict,
+    def from_parts(cls, policy: TicketPolicy, config: EngineConfig, host: object, counters: dict,
                    parts: "Iterable[tuple[tuple, list]]") -> "ServiceTickets":
         """The model its stored entries describe (all of one commit point: streams/runtime.py),
         its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
@@ -314,13 +300,10 @@ class ServiceTickets:
                 m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
                 host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))  # type: ignore[attr-defined]
             elif tag == "ticket_shop":
-                tz, ids = v
-                if tz is not None:
-                    m.shop_tz[key[1]] = tz
-                m.shop_ids[key[1]] = [list(x) for x in ids]
+                m._restore_shop(key[1], v)
             else:
                 raise ValueError(f"not a {cls.kind} entry: {key!r}")
-        if getattr(host, "track_dirty", False):
+        if host.track_dirty:
             m.track()
         return m
 
@@ -463,7 +446,7 @@ class ServiceTickets:
         }
 
     @classmethod
-    def restore(cls, policy: TicketPolicy, config: object, host: object, snap: dict) -> "ServiceTickets":
+    def restore(cls, policy: TicketPolicy, config: EngineConfig, host: object, snap: dict) -> "ServiceTickets":
         """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
         to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
@@ -525,25 +508,6 @@ class ServiceTickets:
         }
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
-        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
-        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
-        counts = self.host.lead is self
-        ids = self.shop_ids.setdefault(ev.shop_id, [])
-        if any(x[0] == ev.event_id for x in ids):
-            if counts:
-                self.counters["duplicate"] += 1
-            return
-        ids.append([ev.event_id, ev.t])
-        if len(ids) > self._max_ids:
-            del ids[0]
-        if counts:
-            self.counters["valid"] += 1
-            if late:
-                self.counters["late"] += 1
-        if ev.type == "timezone":
-            self.shop_tz[ev.shop_id] = ev.timezone
-
     def _create(self, ev: TicketEvent, late: bool) -> Ticket:
         """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record."""
         p = self.policy
