@@ -183,6 +183,10 @@ class ServiceTickets(ShopZones):
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
+        # per shop, its latest (day label, week label, [periods]) (:meth:`_ticket_periods`); dropped
+        # when one of its periods is forgotten
+        self._shop_periods: dict[str, tuple[str, str, list[Period]]] = {}
+        self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
         # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
         # state alone, so instead of formatting one at every change (the costliest step, as for
         # chat sessions) each is emitted once, when it is forgotten (eviction) or at
@@ -201,7 +205,9 @@ class ServiceTickets(ShopZones):
     def stats(self) -> Counter[str]:
         """valid, duplicate, late (shop events only when it is the runner's lead: they count once), orphan,
         conflict, rehandled, agreed_sla_below_min, result_not_handling."""
-        return Counter({k: v for k, v in self.counters.items() if v})
+        c = Counter(self.counters)
+        c["valid"] += self._valid
+        return Counter({k: v for k, v in c.items() if v})
 
     def clock(self, tz: str) -> ServiceClock:
         c = self._clocks.get(tz)
@@ -221,11 +227,11 @@ class ServiceTickets(ShopZones):
     def track(self) -> None:
         """Remember the keys of what changes from now on. The three places state changes are
         wrapped (not edited): :meth:`process` (the event's ticket, its orphans, its shop), :meth:`fire`
-        (the deadline's ticket, period or orphans) and :meth:`_period` (every count change of a
-        period goes through it, and so does a period's creation)."""
+        (the deadline's ticket, period or orphans) and :meth:`_ticket_periods` (every count change
+        of a period goes through it, and so does a period's creation)."""
         dirty: set[tuple] = set()
         self._dirty = dirty
-        process, fire, period = self.process, self.fire, self._period
+        process, fire, ticket_periods = self.process, self.fire, self._ticket_periods
 
         def tracked_process(ev: TicketEvent | ShopEvent, late: bool) -> None:
             process(ev, late)
@@ -245,11 +251,13 @@ class ServiceTickets(ShopZones):
             else:  # P, F
                 dirty.add(("ticket_period", key[1], key[2], key[3]))  # type: ignore[index]
 
-        def tracked_period(shop_id: str, kind: str, label: str, tz: str | None) -> Period:
-            dirty.add(("ticket_period", shop_id, kind, label))
-            return period(shop_id, kind, label, tz)
+        def tracked_ticket_periods(tk: Ticket, tz: str | None) -> list[Period]:
+            out = ticket_periods(tk, tz)
+            for p in out:
+                dirty.add(("ticket_period", p.shop_id, p.kind, p.label))
+            return out
 
-        self.process, self.fire, self._period = tracked_process, tracked_fire, tracked_period  # type: ignore[method-assign]
+        self.process, self.fire, self._ticket_periods = tracked_process, tracked_fire, tracked_ticket_periods  # type: ignore[method-assign]
 
     def part(self, key: tuple) -> list | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
@@ -329,7 +337,7 @@ class ServiceTickets(ShopZones):
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
-            self.counters["valid"] += 1
+            self._valid += 1
             if late:
                 self.counters["late"] += 1
             if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
@@ -351,7 +359,7 @@ class ServiceTickets(ShopZones):
         tk.ids.append(ev.event_id)
         if len(tk.ids) > self._max_ids:
             del tk.ids[0]
-        self.counters["valid"] += 1
+        self._valid += 1
         if late:
             self.counters["late"] += 1
         if ev.type == "created":  # R9.4.7: a second created with another event_id
@@ -392,6 +400,7 @@ class ServiceTickets(ShopZones):
                 if self._defer and p.status is not None:  # (a period has a record once it ended)
                     self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
+                self._shop_periods.pop(key[1], None)
         elif tag == "O":
             okey = (key[1], key[2])
             held = self.orphans.get(okey)
@@ -539,9 +548,13 @@ class ServiceTickets(ShopZones):
         tk.ids = [ev.event_id]
         tk.last_t = c
         tk.day, tk.week, tk.week_end = self._day_week(c, tz)
-        self.tickets.setdefault(ev.shop_id, {})[ev.ticket_id] = tk
-        self._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-        self._schedule(self._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+        shop = self.tickets.get(ev.shop_id)
+        if shop is None:
+            shop = self.tickets[ev.shop_id] = {}
+        shop[ev.ticket_id] = tk
+        push, ch = self._push, self._ch
+        push((tk.due_at, ch, ("D", tk.shop_id, tk.ticket_id), None))
+        push((self._evict_at(tk), ch, ("E", tk.shop_id, tk.ticket_id), None))
         self._emit_ticket(tk)
         self._bump(tk, 0, contribution_code(tk), late, tz)
         return tk
@@ -582,11 +595,20 @@ class ServiceTickets(ShopZones):
             self._schedule(end, ("P", shop_id, kind, label))
         return p
 
+    def _ticket_periods(self, tk: Ticket, tz: str | None) -> list[Period]:
+        """The ticket's day and week (those of the policy's ``periods``), created if new. The
+        shop's latest pair is kept: nearly every ticket of a shop falls in it."""
+        cur = self._shop_periods.get(tk.shop_id)
+        if cur is not None and cur[0] == tk.day and cur[1] == tk.week:
+            return cur[2]
+        out = [self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz) for kind in self.policy.periods]
+        self._shop_periods[tk.shop_id] = (tk.day, tk.week, out)
+        return out
+
     def _bump(self, tk: Ticket, old: int, new: int, late: bool, tz: str | None = None) -> None:
         """Move the ticket's contribution from code ``old`` to ``new`` in its day and week (R9.6)."""
         delta = _DELTAS[old][new]  # (two to four of 11)
-        for kind in self.policy.periods:
-            p = self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz)
+        for p in self._ticket_periods(tk, tz):
             counts = p.counts
             for i, d in delta:
                 counts[i] += d
