@@ -164,6 +164,8 @@ class ImWaits(ShopZones):
         # both contain (nearly every event of the shop falls there); dropped when a period is
         # forgotten or the shop's zone changes
         self._shop_periods: dict[str, tuple[int, int, list[WaitPeriod]]] = {}
+        self._labels: dict[str, tuple[int, int, str, str]] = {}  # per zone, for wait records
+        self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: ChatMessage | ShopEvent) -> int:
@@ -177,7 +179,9 @@ class ImWaits(ShopZones):
     def stats(self) -> Counter[str]:
         """valid, duplicate, late (shop events only when it is the runner's lead: they count once),
         seller_messages_no_wait, closes_no_wait, waits_opened, waits_answered, waits_closed."""
-        return Counter({k: v for k, v in self.counters.items() if v})
+        c = Counter(self.counters)
+        c["valid"] += self._valid
+        return Counter({k: v for k, v in c.items() if v})
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
@@ -205,7 +209,7 @@ class ImWaits(ShopZones):
             c.ids = dict(kept)
         if t > c.last_t:
             c.last_t = t
-        self.counters["valid"] += 1
+        self._valid += 1
         if late:
             self.counters["late"] += 1
         sender = ev.sender
@@ -543,8 +547,12 @@ class ImWaits(ShopZones):
             day = week = None
         else:
             tz = self.shop_tz.get(c.shop_id, self._default_tz)
-            day = self._bounds(DAY, ended_at, tz)[2]
-            week = self._bounds(WEEK, ended_at, tz)[2]
+            cur = self._labels.get(tz)  # (from, until, day, week): the instants both labels hold for
+            if cur is None or not cur[0] <= ended_at < cur[1]:
+                ds, de, day = self._bounds(DAY, ended_at, tz)
+                ws, we, week = self._bounds(WEEK, ended_at, tz)
+                cur = self._labels[tz] = (max(ds, ws), min(de, we), day, week)
+            day, week = cur[2], cur[3]
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,
