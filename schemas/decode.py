@@ -284,7 +284,8 @@ _new_object = object.__new__
 
 
 def decode_ticket(obj: dict, raw: bytes) -> TicketEvent | Invalid:
-    """A parsed ``ticket.event/v1`` object and its text -> event, ``duplicate_key`` if the text
+    """A parsed ``ticket.event/v1`` object (``obj["schema"]`` checked by the caller, as the
+    feeder's loop does) and its text -> event, ``duplicate_key`` if the text
     repeats a key: what ``decode(raw)`` answers, parsing once (issue #12: the audit path of a
     ticket as fast as a chat message's).
 
