@@ -30,7 +30,7 @@ import orjson
 
 from chatsla.core.engine import Engine
 from chatsla.core.events import CHAT_SCHEMA, TICKET_SCHEMA, ChatMessage, Invalid, ShopEvent
-from chatsla.schemas.decode import (DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, decode_obj,
+from chatsla.schemas.decode import (DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, decode_ticket,
                                     has_duplicate_keys)
 
 InvalidHook = Callable[[int, str, "bytes | None"], None]  # (line number or offset, reason, record)
@@ -104,7 +104,7 @@ class Feeder:
                     if type(ev) is Invalid and ev is not DUPLICATE_KEY and has_duplicate_keys(line, obj):
                         ev = DUPLICATE_KEY  # an invalid one too: which value is meant is unknown
                 elif schema == TICKET_SCHEMA:  # parsed once, as decode would (issue #12)
-                    ev = DUPLICATE_KEY if has_duplicate_keys(line, obj) else decode_obj(obj)
+                    ev = decode_ticket(obj, line)
                 else:
                     ev = line if line is TOO_LARGE else decode(line, max_record_bytes)
                 if type(ev) is Invalid:

@@ -137,6 +137,19 @@ class ServiceClock:
             o, start, end = self._following(o)
             cur = start
 
+    def start_due(self, c: int, s: int) -> tuple[int, int]:
+        """``(clock_start(c), due(c, s))`` from one window lookup (a ticket's creation needs both)."""
+        o, start, end = self.next_window(c)
+        first = cur = c if c > start else start  # (== clock_start(c))
+        left = s
+        while True:
+            avail = end - cur
+            if left <= avail:
+                return first, cur + left
+            left -= avail
+            o, start, end = self._following(o)
+            cur = start
+
     def remaining(self, w: int, due: int) -> int:
         """R9.2.6: service time left at ``w`` until ``due``; 0 once ``w >= due``."""
         return self.service(w, due) if w < due else 0

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from chatsla.core.events import TicketEvent, ticket_from_list, ticket_to_list
-from chatsla.schemas.decode import decode
+from chatsla.schemas.decode import decode, decode_ticket
 from chatsla.schemas.registry import load_schema
 
 BASE = {"schema": "ticket.event/v1", "event_id": "e1", "shop_id": "S1", "ticket_id": "T1", "type": "created",
@@ -87,3 +89,70 @@ def test_decoded_fields_and_list_codec() -> None:
         "created", "agreed", 240, 0, "refund", None, "douyin")
     back = ticket_from_list(orjson.loads(orjson.dumps(ticket_to_list(ev))))
     assert ticket_to_list(back) == ticket_to_list(ev)
+
+
+# ------------------------------------------------- the feeder's one-parse path (issue #12 speed)
+def _same(a: object, b: object) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, TicketEvent):
+        return ticket_to_list(a) == ticket_to_list(b)  # type: ignore[arg-type]
+    return (a.reason, a.detail) == (b.reason, b.detail)  # type: ignore[attr-defined]
+
+
+_EXTRA_CASES = [
+    b'{"schema":"ticket.event/v1","event_id":"e1","shop_id":"S1","ticket_id":"T1","type":"closed",'
+    b'"at":"2026-11-02T12:00:00Z","type":"closed"}',  # a repeated key, same value: still duplicate_key
+    b'{"schema":"ticket.event/v1","event_id":"e\\"1","shop_id":"S1","ticket_id":"T1","type":"closed",'
+    b'"at":"2026-11-02T12:00:00.250000Z"}',  # an escaped quote: the count differs, no key repeats
+    b'{"schema":"ticket.event/v1","event_id":"e1","shop_id":"S1","ticket_id":"T1","type":"handled",'
+    b'"at":"2026-11-02T12:00:00Z","result":"resolved","result":"nonsense"}',
+    b'{"schema":"ticket.event/v1","event_id":"e1","shop_id":"S1","ticket_id":"T1","type":"created",'
+    b'"at":"2026-11-02T12:00:00Z","priority":"agreed","sla_minutes":true}',
+    b'{"schema":"ticket.event/v1","event_id":"e1","shop_id":"S1","ticket_id":"T1","type":"created",'
+    b'"at":"2026-11-02T12:00:00Z","priority":"normal","sla_minutes":{"a":"b"}}',
+    b'{"schema":"ticket.event/v1","event_id":"","shop_id":"S1","ticket_id":"T1","type":"closed","at":"x"}',
+]
+
+
+def _is_ticket(data: bytes) -> bool:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return type(obj) is dict and obj.get("schema") == "ticket.event/v1"  # (decode_ticket's precondition)
+
+
+@pytest.mark.parametrize("data", [c[0] for c in CASES if _is_ticket(c[0])] + _EXTRA_CASES)
+def test_decode_ticket_answers_what_decode_answers(data: bytes) -> None:
+    """Issue #12 (the audit path's speed): the feeder parses a ticket line once and calls
+    ``decode_ticket(obj, line)``, whose fast path covers the common shapes; its answer (event or
+    reason, ``duplicate_key`` included) must be ``decode(line)``'s for every case."""
+    assert _same(decode_ticket(orjson.loads(data), data), decode(data)), data
+
+
+_values = st.one_of(st.sampled_from(["created", "handled", "closed", "normal", "urgent", "agreed", "resolved",
+                                     "returned", "", "douyin", "2026-11-02T12:00:00Z", "2026-11-02T12:00:00.123456Z",
+                                     "2026-11-02T12:00:00.12345Z", "2026-11-02T25:00:00.123456Z", 'e"q']),
+                    st.integers(-2, 600000), st.booleans(), st.none(), st.just({"k": "v"}))
+_keys = st.sampled_from(["event_id", "shop_id", "ticket_id", "type", "at", "priority", "sla_minutes", "result",
+                         "category", "due_at", "platform", "extra"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_keys, _values), max_size=4), st.sampled_from(["created", "handled", "closed"]),
+       st.booleans())
+def test_decode_ticket_agrees_with_decode_on_any_record(changes, typ, repeat) -> None:
+    """Issue #12: ``decode_ticket`` = ``decode`` on records built from a valid one by changed,
+    added, wrongly typed and (``repeat``) repeated fields, written as text so keys can repeat."""
+    fields = {**BASE, "type": typ, "result": "resolved"} if typ == "handled" else {**BASE, "type": typ}
+    if typ == "closed":
+        del fields["priority"]
+    pairs = list(fields.items())
+    for k, v in changes:
+        if repeat:
+            pairs.append((k, v))
+        else:
+            pairs = [(a, b) for a, b in pairs if a != k] + [(k, v)]
+    data = b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in pairs) + b"}"
+    assert _same(decode_ticket(orjson.loads(data), data), decode(data)), data

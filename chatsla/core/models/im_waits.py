@@ -32,12 +32,16 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 from math import ceil
-from typing import ClassVar, Hashable, Iterable
+from typing import TYPE_CHECKING, ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ChatMessage, ShopEvent
-from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.periods import DAY, WEEK, period_bounds, seconds
+from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import WaitPolicy
-from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from chatsla.core.timefmt import format_time
+
+if TYPE_CHECKING:  # (the runner imports the models)
+    from chatsla.core.runner import EngineConfig
 
 _RANK_SHOP, _RANK_BUYER, _RANK_SELLER_SIDE, _RANK_CLOSE = 0, 1, 2, 3  # R10.2.6 (R6.3)
 ANSWERED, CLOSED = "answered", "closed"
@@ -122,13 +126,13 @@ class WaitPeriod:
         return p
 
 
-class ImWaits:
+class ImWaits(ShopZones):
     """The ``im_waits`` model (RULES R10). See the module docstring."""
 
     kind: ClassVar[str] = "im_waits"
     record_kinds: ClassVar[tuple[str, ...]] = ("wait", "period")  # formatted dicts (Runner.take_records)
 
-    def __init__(self, policy: WaitPolicy, config: object, host: object) -> None:
+    def __init__(self, policy: WaitPolicy, config: EngineConfig, host: object) -> None:
         self.policy = policy
         self.config = config
         self.host = host
@@ -137,11 +141,11 @@ class ImWaits:
         self.shop_tz: dict[str, str] = {}
         self.shop_ids: dict[str, list] = {}
         self.periods: dict[tuple[str, str, str], WaitPeriod] = {}
-        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
-        dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
-        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + dedupe
-        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
-        self._max_ids = getattr(config, "max_remembered_ids", 1000)
+        self._default_tz = policy.default_timezone or config.default_timezone
+        dedupe = config.dedupe_window
+        self._keep = config.allowed_lateness + dedupe
+        self._retention = config.week_retention
+        self._max_ids = config.max_remembered_ids
         self._ar_period = policy.auto_reply_period
         # per zone, the bounds of the latest period asked for, by kind: nearly every event falls in them
         self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
@@ -149,8 +153,19 @@ class ImWaits:
         # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
         # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
         # when it opens and on late changes only, so its state may be ahead of its last record.
-        self._defer = not getattr(host, "session_updates", True)
+        self._defer = not host.session_updates
         self._by_first = policy.wait_measured_from == "first_unanswered"
+        # deadlines go straight onto a timer channel of its own (as service_tickets); the frontier
+        # is read from the kept host.time (the Model contract's hot-path reading)
+        self._ch = host.timer_channel(self._on_timer)
+        self._push = host.push
+        self._time = host.time
+        # per shop, its current day and week: (from, until, [day, week periods]) for the instants
+        # both contain (nearly every event of the shop falls there); dropped when a period is
+        # forgotten or the shop's zone changes
+        self._shop_periods: dict[str, tuple[int, int, list[WaitPeriod]]] = {}
+        self._labels: dict[str, tuple[int, int, str, str]] = {}  # per zone, for wait records
+        self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: ChatMessage | ShopEvent) -> int:
@@ -164,11 +179,14 @@ class ImWaits:
     def stats(self) -> Counter[str]:
         """valid, duplicate, late (shop events only when it is the runner's lead: they count once),
         seller_messages_no_wait, closes_no_wait, waits_opened, waits_answered, waits_closed."""
-        return Counter({k: v for k, v in self.counters.items() if v})
+        c = Counter(self.counters)
+        c["valid"] += self._valid
+        return Counter({k: v for k, v in c.items() if v})
 
     def process(self, ev: ChatMessage | ShopEvent, late: bool) -> None:
         if type(ev) is ShopEvent:
-            self._shop_event(ev, late)
+            if self._shop_event(ev, late) and ev.type == "timezone":
+                self._shop_periods.pop(ev.shop_id, None)  # its days and weeks move
             return
         shop = self.convs.get(ev.shop_id)
         if shop is None:
@@ -176,14 +194,14 @@ class ImWaits:
         c = shop.get(ev.conversation_id)
         if c is None:
             c = shop[ev.conversation_id] = WaitConv(ev.shop_id, ev.conversation_id)
-            self.host.schedule(ev.t + self._evict_after(), self, ("E", ev.shop_id, ev.conversation_id))
+            self._schedule(ev.t + self._evict_after(), ("E", ev.shop_id, ev.conversation_id))
         eid, t = ev.event_id, ev.t
         ids = c.ids
         if eid in ids:
             self.counters["duplicate"] += 1
             return
         ids[eid] = t
-        f = self.host.frontier
+        f = self._time.frontier
         if len(ids) > self._max_ids or (f is not None and t < f - self._keep) or (
                 f is not None and next(iter(ids.values())) < f - self._keep):
             cutoff = -(1 << 62) if f is None else f - self._keep
@@ -191,7 +209,7 @@ class ImWaits:
             c.ids = dict(kept)
         if t > c.last_t:
             c.last_t = t
-        self.counters["valid"] += 1
+        self._valid += 1
         if late:
             self.counters["late"] += 1
         sender = ev.sender
@@ -251,21 +269,6 @@ class ImWaits:
 
         self.process, self.fire, self._periods_at = tracked_process, tracked_fire, tracked_periods_at  # type: ignore[method-assign]
 
-    @property
-    def dirty_parts_count(self) -> int:
-        return len(getattr(self, "_dirty", ()))
-
-    def mark_dirty_parts(self, keys: list[tuple]) -> None:
-        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
-        the next checkpoint would otherwise drop)."""
-        self._dirty.update(keys)
-
-    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
-        """``(key, entry or None)`` of every key changed since the last call, in key order."""
-        out = [(k, self.part(k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return out
-
     def part(self, key: tuple) -> list | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten)."""
         tag, shop_id = key[0], key[1]
@@ -275,9 +278,7 @@ class ImWaits:
         if tag == "wait_period":
             p = self.periods.get((shop_id, key[2], key[3]))
             return p.to_list() if p is not None else None
-        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
-            return None
-        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+        return self._shop_part(shop_id)
 
     def parts(self) -> list[tuple[tuple, list]]:
         """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
@@ -287,7 +288,7 @@ class ImWaits:
         return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
 
     @classmethod
-    def from_parts(cls, policy: WaitPolicy, config: object, host: object, counters: dict,
+    def from_parts(cls, policy: WaitPolicy, config: EngineConfig, host: object, counters: dict,
                    parts: "Iterable[tuple[tuple, list]]") -> "ImWaits":
         """The model its stored entries describe (all of one commit point: streams/runtime.py),
         its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
@@ -298,24 +299,28 @@ class ImWaits:
             if tag == "wait":
                 c = WaitConv.from_list(v)
                 m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
-                host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))  # type: ignore[attr-defined]
+                m._schedule(m._evict_at(c), ("E", c.shop_id, c.conversation_id))
             elif tag == "wait_period":
                 p = WaitPeriod.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
                 if p.emitted:
-                    host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                    m._schedule(p.end + m._retention, ("F", p.shop_id, p.kind, p.label))
                 else:
-                    host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))  # type: ignore[attr-defined]
+                    m._schedule(p.end - 1, ("P", p.shop_id, p.kind, p.label))
             elif tag == "wait_shop":
-                tz, ids = v
-                if tz is not None:
-                    m.shop_tz[key[1]] = tz
-                m.shop_ids[key[1]] = [list(x) for x in ids]
+                m._restore_shop(key[1], v)
             else:
                 raise ValueError(f"not a {cls.kind} entry: {key!r}")
-        if getattr(host, "track_dirty", False):
+        if host.track_dirty:
             m.track()
         return m
+
+    def _schedule(self, when: int, key: tuple) -> None:
+        """``fire(when, key)`` once the watermark passes ``when`` (stale entries are checked there)."""
+        self._push((when, self._ch, key, None))
+
+    def _on_timer(self, entry: tuple) -> None:
+        self.fire(entry[0], entry[2])
 
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
@@ -326,13 +331,14 @@ class ImWaits:
             self._measure_end(p)
             p.emitted = True
             self._emit_period(p)
-            self.host.schedule(p.end + self._retention, self, ("F", key[1], key[2], key[3]))
+            self._schedule(p.end + self._retention, ("F", key[1], key[2], key[3]))
         elif tag == "F":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is not None and p.end + self._retention <= when:
                 if self._defer and p.emitted:
                     self.host.emit("period", self.period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
+                self._shop_periods.pop(key[1], None)
         elif tag == "E":
             shop = self.convs.get(key[1])
             c = shop.get(key[2]) if shop is not None else None
@@ -342,7 +348,7 @@ class ImWaits:
             if c.first_at is not None or at > when:
                 # an open wait is kept (R10.3): looked at again an eviction interval later, not
                 # at the next microsecond (a run's end far ahead would fire it for every µs)
-                self.host.schedule(at if at > when else when + self._evict_after(), self, key)
+                self._schedule(at if at > when else when + self._evict_after(), key)
                 return
             del shop[key[2]]
             if not shop:
@@ -378,7 +384,7 @@ class ImWaits:
         }
 
     @classmethod
-    def restore(cls, policy: WaitPolicy, config: object, host: object, snap: dict) -> "ImWaits":
+    def restore(cls, policy: WaitPolicy, config: EngineConfig, host: object, snap: dict) -> "ImWaits":
         """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
         to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
@@ -388,14 +394,14 @@ class ImWaits:
         for v in snap["wait_convs"]:
             c = WaitConv.from_list(v)
             m.convs.setdefault(c.shop_id, {})[c.conversation_id] = c
-            host.schedule(m._evict_at(c), m, ("E", c.shop_id, c.conversation_id))
+            m._schedule(m._evict_at(c), ("E", c.shop_id, c.conversation_id))
         for v in snap["wait_periods"]:
             p = WaitPeriod.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
             if p.emitted:
-                host.schedule(p.end + m._retention, m, ("F", p.shop_id, p.kind, p.label))
+                m._schedule(p.end + m._retention, ("F", p.shop_id, p.kind, p.label))
             else:
-                host.schedule(p.end - 1, m, ("P", p.shop_id, p.kind, p.label))
+                m._schedule(p.end - 1, ("P", p.shop_id, p.kind, p.label))
         return m
 
     def view(self, shop_id: str, watermark: int) -> dict:
@@ -421,25 +427,6 @@ class ImWaits:
                 "longest_waiting_from_first": seconds(longest_ff), "conversations": rows}
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
-        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
-        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
-        counts = self.host.lead is self
-        ids = self.shop_ids.setdefault(ev.shop_id, [])
-        if any(x[0] == ev.event_id for x in ids):
-            if counts:
-                self.counters["duplicate"] += 1
-            return
-        ids.append([ev.event_id, ev.t])
-        if len(ids) > self._max_ids:
-            del ids[0]
-        if counts:
-            self.counters["valid"] += 1
-            if late:
-                self.counters["late"] += 1
-        if ev.type == "timezone":
-            self.shop_tz[ev.shop_id] = ev.timezone
-
     def _buyer(self, c: WaitConv, t: int, late: bool) -> None:
         # R10.4.1: the first buyer message at or after the current period's end opens the next
         # (a late message before the current period is not re-segmented: it opens none)
@@ -506,6 +493,9 @@ class ImWaits:
 
     # ------------------------------------------------------------ periods
     def _periods_at(self, shop_id: str, t: int) -> list[WaitPeriod]:
+        cur = self._shop_periods.get(shop_id)
+        if cur is not None and cur[0] <= t < cur[1]:
+            return cur[2]
         tz = self.shop_tz.get(shop_id, self._default_tz)
         out = []
         for kind in self.policy.periods:
@@ -514,8 +504,10 @@ class ImWaits:
             p = self.periods.get(key)
             if p is None:
                 p = self.periods[key] = WaitPeriod(shop_id, kind, label, start, end)
-                self.host.schedule(end - 1, self, ("P", shop_id, kind, label))
+                self._schedule(end - 1, ("P", shop_id, kind, label))
             out.append(p)
+        if out:
+            self._shop_periods[shop_id] = (max(p.start for p in out), min(p.end for p in out), out)
         return out
 
     def _count(self, shop_id: str, t: int, field: str, late: bool) -> None:
@@ -555,8 +547,12 @@ class ImWaits:
             day = week = None
         else:
             tz = self.shop_tz.get(c.shop_id, self._default_tz)
-            day = self._bounds(DAY, ended_at, tz)[2]
-            week = self._bounds(WEEK, ended_at, tz)[2]
+            cur = self._labels.get(tz)  # (from, until, day, week): the instants both labels hold for
+            if cur is None or not cur[0] <= ended_at < cur[1]:
+                ds, de, day = self._bounds(DAY, ended_at, tz)
+                ws, we, week = self._bounds(WEEK, ended_at, tz)
+                cur = self._labels[tz] = (max(ds, ws), min(de, we), day, week)
+            day, week = cur[2], cur[3]
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,

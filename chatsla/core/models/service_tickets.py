@@ -27,13 +27,17 @@ Readings where RULES is silent (also in docs/rules.md, "Readings chatsla chose f
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar, Hashable, Iterable
+from typing import TYPE_CHECKING, ClassVar, Hashable, Iterable
 
 from chatsla.core.events import ShopEvent, TicketEvent, ticket_from_list, ticket_to_list
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, seconds
+from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import TicketPolicy
 from chatsla.core.service_clock import ServiceClock, clock_for
-from chatsla.core.timefmt import HOUR, MINUTE, format_time
+from chatsla.core.timefmt import MINUTE, format_time
+
+if TYPE_CHECKING:  # (the runner imports the models)
+    from chatsla.core.runner import EngineConfig
 
 RANKS = {"created": 1, "handled": 2, "closed": 3}  # R9.1: shop events 0, then these
 CLOSED_UNHANDLED = "closed_unhandled"
@@ -42,9 +46,6 @@ COUNTS = ("tickets", "normal", "urgent", "agreed", "handled_in_time", "missed", 
           "excluded", "returned", "unresolved")
 _N = len(COUNTS)
 _ZERO = (0,) * _N
-_PRIO = {"normal": 1, "urgent": 2, "agreed": 3}
-_RES = {"returned": 9, "unresolved": 10}
-_DEFAULT_AT_RISK = HOUR  # R9.8 ticket_at_risk (an engine setting; EngineConfig may carry it)
 
 
 def _fmt(us: int | None) -> str | None:
@@ -87,24 +88,55 @@ def outcome(tk: Ticket) -> tuple[bool, bool | None, int | None]:
     return False, None, None
 
 
-def contribution(tk: Ticket) -> tuple:
-    excluded, in_time, _ = outcome(tk)
-    if excluded:
+# A ticket's contribution to its periods' counts (R9.6.2) is one of a few dozen tuples, so it is
+# handled as a small int, its *code*: 0 nothing (before creation), 1 excluded, else
+# 2 + 12 x (priority - 1) + 3 x state + result, with state 0 pending, 1 handled in time, 2 missed
+# unhandled, 3 missed and handled late, and result 0, 1 returned, 2 unresolved (handled only).
+# :data:`_CONTRIB` maps a code to its counts, :data:`_DELTAS` two codes to the counts that move
+# (index, change): a change costs no tuple building nor comparing (issue #12, the audit's speed).
+_STATE_IDX = ((7,), (4,), (5,), (5, 6))
+_RES_CODE = {"returned": 1, "unresolved": 2}
+
+
+def _counts_of(code: int) -> tuple:
+    if code == 0:
+        return _ZERO
+    if code == 1:
         return (0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0)
+    prio, rest = divmod(code - 2, 12)
+    state, res = divmod(rest, 3)
     v = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    v[_PRIO[tk.priority]] = 1
-    if in_time is None:
-        v[7] = 1
-    elif in_time:
-        v[4] = 1
-    else:
-        v[5] = 1
-        if tk.handled_at is not None:
-            v[6] = 1
-    r = _RES.get(tk.result) if tk.handled_at is not None else None
-    if r is not None:
-        v[r] = 1
+    v[1 + prio] = 1
+    for i in _STATE_IDX[state]:
+        v[i] = 1
+    if res:
+        v[8 + res] = 1  # 9 returned, 10 unresolved
     return tuple(v)
+
+
+_CODES = 2 + 12 * 3
+_CONTRIB = tuple(_counts_of(c) for c in range(_CODES))
+_DELTAS = tuple(tuple(tuple((i, n - o) for i, (n, o) in enumerate(zip(_CONTRIB[new], _CONTRIB[old])) if n != o)
+                      for new in range(_CODES)) for old in range(_CODES))
+_PRIO_BASE = {"normal": 2, "urgent": 14, "agreed": 26}
+
+
+def contribution_code(tk: Ticket) -> int:
+    """The code of the ticket's contribution now (see :data:`_CONTRIB`): :func:`outcome` inlined."""
+    h, k, d = tk.handled_at, tk.closed_at, tk.due_at
+    if k is not None and k <= d and (h is None or h > k):
+        return 1  # excluded (R9.4.6)
+    if h is not None:
+        r = _RES_CODE.get(tk.result, 0)
+        return _PRIO_BASE[tk.priority] + (3 if h <= d else 9) + r  # in time, else missed and handled late
+    if tk.past_due or (k is not None and k > d):
+        return _PRIO_BASE[tk.priority] + 6  # missed unhandled
+    return _PRIO_BASE[tk.priority]  # pending
+
+
+def contribution(tk: Ticket) -> tuple:
+    """The ticket's contribution to its day's and week's counts, in :data:`COUNTS` order."""
+    return _CONTRIB[contribution_code(tk)]
 
 
 class Period:
@@ -126,13 +158,13 @@ class Period:
         return p
 
 
-class ServiceTickets:
+class ServiceTickets(ShopZones):
     """The ``service_tickets`` model (RULES R9). See the module docstring."""
 
     kind: ClassVar[str] = "service_tickets"
     record_kinds: ClassVar[tuple[str, ...]] = ("ticket", "period")  # formatted dicts (Runner.take_records)
 
-    def __init__(self, policy: TicketPolicy, config: object, host: object) -> None:
+    def __init__(self, policy: TicketPolicy, config: EngineConfig, host: object) -> None:
         self.policy = policy
         self.config = config
         self.host = host
@@ -142,20 +174,24 @@ class ServiceTickets:
         self.shop_ids: dict[str, list] = {}  # shop_id -> [[event_id, t], ...] of shop events applied
         self.periods: dict[tuple[str, str, str], Period] = {}
         self.orphans: dict[tuple[str, str], list[TicketEvent]] = {}  # R9.4.7, held
-        self._default_tz = policy.default_timezone or getattr(config, "default_timezone", "UTC")
-        self._dedupe = getattr(config, "dedupe_window", 8 * 24 * HOUR)
-        self._keep = getattr(config, "allowed_lateness", 2 * MINUTE) + self._dedupe
-        self._retention = getattr(config, "week_retention", 35 * 24 * HOUR)
-        self._max_ids = getattr(config, "max_remembered_ids", 1000)
-        self._at_risk = getattr(config, "ticket_at_risk", _DEFAULT_AT_RISK)
+        self._default_tz = policy.default_timezone or config.default_timezone
+        self._dedupe = config.dedupe_window
+        self._keep = config.allowed_lateness + self._dedupe
+        self._retention = config.week_retention
+        self._max_ids = config.max_remembered_ids
+        self._at_risk = config.ticket_at_risk
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
+        # per shop, its latest (day label, week label, [periods]) (:meth:`_ticket_periods`); dropped
+        # when one of its periods is forgotten
+        self._shop_periods: dict[str, tuple[str, str, list[Period]]] = {}
+        self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
         # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
         # state alone, so instead of formatting one at every change (the costliest step, as for
         # chat sessions) each is emitted once, when it is forgotten (eviction) or at
         # :meth:`finish`: the same final records, read from state (so also after a restore).
-        self._defer = not getattr(host, "session_updates", True)
+        self._defer = not host.session_updates
         # deadlines go straight onto a timer channel of its own (host.schedule's entries, without
         # finding the model among the hosted ones at every call)
         self._ch = host.timer_channel(self._on_timer)
@@ -169,7 +205,9 @@ class ServiceTickets:
     def stats(self) -> Counter[str]:
         """valid, duplicate, late (shop events only when it is the runner's lead: they count once), orphan,
         conflict, rehandled, agreed_sla_below_min, result_not_handling."""
-        return Counter({k: v for k, v in self.counters.items() if v})
+        c = Counter(self.counters)
+        c["valid"] += self._valid
+        return Counter({k: v for k, v in c.items() if v})
 
     def clock(self, tz: str) -> ServiceClock:
         c = self._clocks.get(tz)
@@ -189,11 +227,11 @@ class ServiceTickets:
     def track(self) -> None:
         """Remember the keys of what changes from now on. The three places state changes are
         wrapped (not edited): :meth:`process` (the event's ticket, its orphans, its shop), :meth:`fire`
-        (the deadline's ticket, period or orphans) and :meth:`_period` (every count change of a
-        period goes through it, and so does a period's creation)."""
+        (the deadline's ticket, period or orphans) and :meth:`_ticket_periods` (every count change
+        of a period goes through it, and so does a period's creation)."""
         dirty: set[tuple] = set()
         self._dirty = dirty
-        process, fire, period = self.process, self.fire, self._period
+        process, fire, ticket_periods = self.process, self.fire, self._ticket_periods
 
         def tracked_process(ev: TicketEvent | ShopEvent, late: bool) -> None:
             process(ev, late)
@@ -213,26 +251,13 @@ class ServiceTickets:
             else:  # P, F
                 dirty.add(("ticket_period", key[1], key[2], key[3]))  # type: ignore[index]
 
-        def tracked_period(shop_id: str, kind: str, label: str, tz: str | None) -> Period:
-            dirty.add(("ticket_period", shop_id, kind, label))
-            return period(shop_id, kind, label, tz)
+        def tracked_ticket_periods(tk: Ticket, tz: str | None) -> list[Period]:
+            out = ticket_periods(tk, tz)
+            for p in out:
+                dirty.add(("ticket_period", p.shop_id, p.kind, p.label))
+            return out
 
-        self.process, self.fire, self._period = tracked_process, tracked_fire, tracked_period  # type: ignore[method-assign]
-
-    @property
-    def dirty_parts_count(self) -> int:
-        return len(getattr(self, "_dirty", ()))
-
-    def mark_dirty_parts(self, keys: list[tuple]) -> None:
-        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
-        the next checkpoint would otherwise drop)."""
-        self._dirty.update(keys)
-
-    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
-        """``(key, entry or None)`` of every key changed since the last call, in key order."""
-        out = [(k, self.part(k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return out
+        self.process, self.fire, self._ticket_periods = tracked_process, tracked_fire, tracked_ticket_periods  # type: ignore[method-assign]
 
     def part(self, key: tuple) -> list | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
@@ -246,9 +271,7 @@ class ServiceTickets:
         if tag == "ticket_period":
             p = self.periods.get((shop_id, key[2], key[3]))
             return p.to_list() if p is not None else None
-        if shop_id not in self.shop_ids and shop_id not in self.shop_tz:
-            return None
-        return [self.shop_tz.get(shop_id), self.shop_ids.get(shop_id, [])]
+        return self._shop_part(shop_id)
 
     def parts(self) -> list[tuple[tuple, list]]:
         """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
@@ -259,7 +282,7 @@ class ServiceTickets:
         return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
 
     @classmethod
-    def from_parts(cls, policy: TicketPolicy, config: object, host: object, counters: dict,
+    def from_parts(cls, policy: TicketPolicy, config: EngineConfig, host: object, counters: dict,
                    parts: "Iterable[tuple[tuple, list]]") -> "ServiceTickets":
         """The model its stored entries describe (all of one commit point: streams/runtime.py),
         its deadlines scheduled again as :meth:`restore` does; tracked if ``host.track_dirty``."""
@@ -285,13 +308,10 @@ class ServiceTickets:
                 m.orphans[(evs[0].shop_id, evs[0].ticket_id)] = evs
                 host.schedule(min(e.t for e in evs) + m._dedupe, m, ("O", evs[0].shop_id, evs[0].ticket_id))  # type: ignore[attr-defined]
             elif tag == "ticket_shop":
-                tz, ids = v
-                if tz is not None:
-                    m.shop_tz[key[1]] = tz
-                m.shop_ids[key[1]] = [list(x) for x in ids]
+                m._restore_shop(key[1], v)
             else:
                 raise ValueError(f"not a {cls.kind} entry: {key!r}")
-        if getattr(host, "track_dirty", False):
+        if host.track_dirty:
             m.track()
         return m
 
@@ -317,7 +337,7 @@ class ServiceTickets:
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
-            self.counters["valid"] += 1
+            self._valid += 1
             if late:
                 self.counters["late"] += 1
             if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
@@ -339,7 +359,7 @@ class ServiceTickets:
         tk.ids.append(ev.event_id)
         if len(tk.ids) > self._max_ids:
             del tk.ids[0]
-        self.counters["valid"] += 1
+        self._valid += 1
         if late:
             self.counters["late"] += 1
         if ev.type == "created":  # R9.4.7: a second created with another event_id
@@ -360,12 +380,13 @@ class ServiceTickets:
             tk = self.tickets.get(key[1], {}).get(key[2])
             if tk is None or tk.due_at != when or tk.past_due:
                 return
-            old = contribution(tk)
             tk.past_due = True
-            new = contribution(tk)
-            if new != old:  # the miss is decided at due_at (R9.4.3)
+            # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
+            # (handled: in time or late; closed: excluded, or missed at a close after due_at)
+            if tk.handled_at is None and tk.closed_at is None:
                 self._emit_ticket(tk)
-                self._bump(tk, old, new, False)
+                old = contribution_code(tk) - 6  # (missed unhandled, from pending)
+                self._bump(tk, old, old + 6, False)
         elif tag == "P":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is None or p.end != when or p.status is not None:
@@ -379,6 +400,7 @@ class ServiceTickets:
                 if self._defer and p.status is not None:  # (a period has a record once it ended)
                     self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
+                self._shop_periods.pop(key[1], None)
         elif tag == "O":
             okey = (key[1], key[2])
             held = self.orphans.get(okey)
@@ -433,7 +455,7 @@ class ServiceTickets:
         }
 
     @classmethod
-    def restore(cls, policy: TicketPolicy, config: object, host: object, snap: dict) -> "ServiceTickets":
+    def restore(cls, policy: TicketPolicy, config: EngineConfig, host: object, snap: dict) -> "ServiceTickets":
         """The model a snapshot describes (``snap["counters"]``: the counters the runner gives back
         to it), its deadlines scheduled again with ``host``."""
         m = cls(policy, config, host)
@@ -495,25 +517,6 @@ class ServiceTickets:
         }
 
     # ------------------------------------------------------------ transitions
-    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
-        """Every hosted model gets a shop event; only the runner's ``lead`` counts it (valid,
-        duplicate, late), so it counts once (issue #12; as chat_sessions does)."""
-        counts = self.host.lead is self
-        ids = self.shop_ids.setdefault(ev.shop_id, [])
-        if any(x[0] == ev.event_id for x in ids):
-            if counts:
-                self.counters["duplicate"] += 1
-            return
-        ids.append([ev.event_id, ev.t])
-        if len(ids) > self._max_ids:
-            del ids[0]
-        if counts:
-            self.counters["valid"] += 1
-            if late:
-                self.counters["late"] += 1
-        if ev.type == "timezone":
-            self.shop_tz[ev.shop_id] = ev.timezone
-
     def _create(self, ev: TicketEvent, late: bool) -> Ticket:
         """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record."""
         p = self.policy
@@ -529,10 +532,10 @@ class ServiceTickets:
             sla, source = p.category_sla[ev.category], "category"
         else:
             sla, source = p.ticket_sla[ev.priority], "priority"
-        computed = clock.due(c, sla)
+        start, computed = clock.start_due(c, sla)
         tk = Ticket.__new__(Ticket)
         tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
-        tk.created_at, tk.clock_start, tk.sla = c, clock.clock_start(c), sla
+        tk.created_at, tk.clock_start, tk.sla = c, start, sla
         tk.computed_due_at = computed
         if ev.due_at is not None:
             tk.due_at, tk.due_source = ev.due_at, "platform"
@@ -545,17 +548,21 @@ class ServiceTickets:
         tk.ids = [ev.event_id]
         tk.last_t = c
         tk.day, tk.week, tk.week_end = self._day_week(c, tz)
-        self.tickets.setdefault(ev.shop_id, {})[ev.ticket_id] = tk
-        self._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-        self._schedule(self._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+        shop = self.tickets.get(ev.shop_id)
+        if shop is None:
+            shop = self.tickets[ev.shop_id] = {}
+        shop[ev.ticket_id] = tk
+        push, ch = self._push, self._ch
+        push((tk.due_at, ch, ("D", tk.shop_id, tk.ticket_id), None))
+        push((self._evict_at(tk), ch, ("E", tk.shop_id, tk.ticket_id), None))
         self._emit_ticket(tk)
-        self._bump(tk, _ZERO, contribution(tk), late, tz)
+        self._bump(tk, 0, contribution_code(tk), late, tz)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
         """A handled or closed event of a known ticket (R9.4)."""
         before = (tk.handled_at, tk.result, tk.closed_at)
-        old = contribution(tk)
+        old = contribution_code(tk)
         if ev.t > tk.last_t:
             tk.last_t = ev.t
         if ev.type == "handled":
@@ -570,7 +577,7 @@ class ServiceTickets:
                 self.counters["rehandled"] += 1  # R9.4.5
         elif tk.closed_at is None or ev.t < tk.closed_at:
             tk.closed_at = ev.t
-        new = contribution(tk)
+        new = contribution_code(tk)
         if (tk.handled_at, tk.result, tk.closed_at) == before and new == old:
             return
         if late:
@@ -588,11 +595,20 @@ class ServiceTickets:
             self._schedule(end, ("P", shop_id, kind, label))
         return p
 
-    def _bump(self, tk: Ticket, old: tuple, new: tuple, late: bool, tz: str | None = None) -> None:
-        """Move the ticket's contribution from ``old`` to ``new`` in its day and week (R9.6)."""
-        delta = [(i, n - o) for i, n, o in zip(range(_N), new, old) if n != o]  # (two to four of 11)
-        for kind in self.policy.periods:
-            p = self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz)
+    def _ticket_periods(self, tk: Ticket, tz: str | None) -> list[Period]:
+        """The ticket's day and week (those of the policy's ``periods``), created if new. The
+        shop's latest pair is kept: nearly every ticket of a shop falls in it."""
+        cur = self._shop_periods.get(tk.shop_id)
+        if cur is not None and cur[0] == tk.day and cur[1] == tk.week:
+            return cur[2]
+        out = [self._period(tk.shop_id, kind, tk.day if kind == DAY else tk.week, tz) for kind in self.policy.periods]
+        self._shop_periods[tk.shop_id] = (tk.day, tk.week, out)
+        return out
+
+    def _bump(self, tk: Ticket, old: int, new: int, late: bool, tz: str | None = None) -> None:
+        """Move the ticket's contribution from code ``old`` to ``new`` in its day and week (R9.6)."""
+        delta = _DELTAS[old][new]  # (two to four of 11)
+        for p in self._ticket_periods(tk, tz):
             counts = p.counts
             for i, d in delta:
                 counts[i] += d
