@@ -555,8 +555,15 @@ def _policy_json(p) -> dict:
 
         out = {"ref": p.ref, "model": p.model}
         for k, v in asdict(p).items():
-            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period"):
+            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period",
+                     "platform_return_window", "repeat_window", "review_window"):  # (the last three: R11)
                 k, v = k + "_s", ({c: seconds(x) for c, x in v.items()} if type(v) is dict else seconds(v))
+            elif k == "near_threshold_band":
+                v = str(v)
+            elif k == "review_rate_below":
+                v = decimal(v)
+            elif k == "rule_sets":
+                continue  # (given to a run, not a policy field)
             elif k == "week_starts_on":
                 v = WEEKDAYS[v]
             elif k in ("handled_results", "window_days", "periods", "percentiles"):

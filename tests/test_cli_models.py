@@ -115,7 +115,7 @@ def test_a_bare_id_names_the_version_marked_current() -> None:
     assert current_ref("tiktok_shop") == "tiktok_shop@2023-11"
     assert current_ref("aliexpress") == "aliexpress@seed004"
     assert load_policy("douyin_ticket").ref == "douyin_ticket@2024-09"
-    assert [p.model for p in default_policies()] == ["chat_sessions", "service_tickets", "im_waits"]
+    assert [p.model for p in default_policies()] == ["chat_sessions", "service_tickets", "im_waits", "aftersale"]
     for path in (REPO / "chatsla" / "policies").glob("*.json"):
         assert json.loads(path.read_text()).get("current", False) in (True, False), path
 
@@ -132,7 +132,7 @@ def test_policies_lists_each_with_its_model_and_which_is_current() -> None:
     assert rows["tiktok_shop@2023-11"] == ["chat_sessions", "current"]
     listed = json.loads(run(["policies", "--format", "json"]).stdout)
     assert {p["ref"] for p in listed if p["current"]} == {"douyin_ticket@2024-09", "aliexpress@seed004",
-                                                          "tiktok_shop@2023-11"}
+                                                          "tiktok_shop@2023-11", "tiktok_aftersale@2026-01"}
 
 
 def test_table_shows_tickets_and_waits(mixed: Path) -> None:
