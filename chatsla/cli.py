@@ -49,6 +49,7 @@ class LazyGroup(click.Group):
         "replay": "chatsla.replay_cli:replay",
         "export": "chatsla.replay_cli:export",
         "verify": "chatsla.replay_cli:verify",
+        "rules": "chatsla.rules_cli:rules",  # after-sales rule sets (RULES R11.2, issue #14)
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

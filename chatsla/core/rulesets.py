@@ -117,6 +117,37 @@ class RuleSet:
         return cls(d["id"], d["version"], cur, tuple(out))
 
 
+def check(d: object, origin: str = "rule set") -> list[str]:
+    """Every error of a rule set document, one line each (``chatsla rules check``): the top-level
+    fields, then the first error of each rule. Empty when :meth:`RuleSet.from_dict` would load it."""
+    if type(d) is not dict:
+        return [f"{origin}: must hold a JSON object"]
+    errors: list[str] = []
+    base = {k: v for k, v in d.items() if k != "rules"} | {"rules": []}
+    try:
+        RuleSet.from_dict(base, origin)
+    except RuleSetError as e:
+        errors.append(str(e))
+    rules = d.get("rules")
+    if type(rules) is not list:
+        if "rules" not in d:
+            errors.append(f"{origin}: rules: missing")
+        elif not errors or "rules:" not in errors[-1]:
+            errors.append(str(_bad(origin, "rules", "a list of rules", rules)))
+        return errors
+    names: set[str] = set()
+    for i, r in enumerate(rules):
+        try:
+            rule = _rule(r, f"rules[{i}]", origin)
+        except RuleSetError as e:
+            errors.append(str(e))
+            continue
+        if rule.name in names:
+            errors.append(str(_bad(origin, f"rules[{i}].name", "a name unique in the set", rule.name)))
+        names.add(rule.name)
+    return errors
+
+
 def _unknown(d: dict, known: tuple[str, ...], origin: str, prefix: str) -> None:
     for k in d:
         if k not in known:
