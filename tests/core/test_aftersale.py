@@ -348,3 +348,17 @@ def test_decoder_valid_and_defaults():
     bad = decode(orjson.dumps({"schema": "shop.event/v1", "event_id": "e", "shop_id": "S9", "type": "aftersale_rules",
                                "at": "2026-11-02T09:00:00Z"}))
     assert bad.reason == "missing_field:rules"
+
+
+def test_stored_parts_rebuild_the_model():
+    """The worker's stored entries (one per shop, through JSON) rebuild a model whose state is the
+    snapshot's (R6.1; the coarse parts of issue #14's first step)."""
+    events = sorted(_mixed_events(), key=lambda e: e.t)
+    cut = len(events) // 2
+    h = Host(Aftersale, POLICY, CONFIG).feed(events[:cut])
+    parts = orjson.loads(orjson.dumps(h.model.parts()))
+    h2 = Host(Aftersale, POLICY, CONFIG)
+    runner = h2.runner
+    h2.runner = type(runner).from_snapshot(h2.config, [(Aftersale, POLICY)], orjson.loads(h.snapshot()), sink=h2._emit)
+    m = Aftersale.from_parts(POLICY, CONFIG, h2.runner.models[0].host, {}, [(tuple(k), v) for k, v in parts])
+    assert orjson.dumps(m.snapshot()) == orjson.dumps(h2.runner.models[0].snapshot())

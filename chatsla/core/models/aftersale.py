@@ -309,6 +309,85 @@ class Aftersale:
             "aftersale_orphans": [[aftersale_to_list(e) for e in held] for held in self.orphans.values()],
         }
 
+    # ------------------------------------------------------------ stored parts (the live worker)
+    # One entry per shop, ("aftersale_shop", shop_id): the shop's whole after-sales state, in the
+    # snapshot's form. Coarse (a busy shop's entry is rewritten at every checkpoint it changed);
+    # finer entries per request and period are a later step of the live side (issue #14).
+    PART_TAGS: ClassVar[tuple[str, ...]] = ("aftersale_shop",)
+
+    def track(self) -> None:
+        """Remember which shops change from now on (every change comes through process or fire,
+        and each touches one shop: the event's, or the one in the deadline's key)."""
+        dirty: set[tuple] = set()
+        self._dirty = dirty
+        process, fire = self.process, self.fire
+
+        def tracked_process(ev: AftersaleRequest | ShopEvent, late: bool) -> None:
+            process(ev, late)
+            dirty.add(("aftersale_shop", ev.shop_id))
+
+        def tracked_fire(when: int, key: Hashable) -> None:
+            fire(when, key)
+            dirty.add(("aftersale_shop", key[1]))  # type: ignore[index]
+
+        self.process, self.fire = tracked_process, tracked_fire  # type: ignore[method-assign]
+
+    @property
+    def dirty_parts_count(self) -> int:
+        return len(getattr(self, "_dirty", ()))
+
+    def mark_dirty_parts(self, keys: list[tuple]) -> None:
+        self._dirty.update(keys)
+
+    def take_dirty_parts(self) -> list[tuple[tuple, dict | None]]:
+        out = [(k, self.part(k)) for k in sorted(self._dirty)]
+        self._dirty.clear()
+        return out
+
+    def _shops(self) -> set[str]:
+        return (self.shop_tz.keys() | self.shop_ids.keys() | self.assigned.keys() | self.requests.keys()
+                | {s for s, _ in self.buyers} | {k[0] for k in self.daily} | {k[0] for k in self.periods}
+                | {s for s, _ in self.orphans})
+
+    def part(self, key: tuple) -> dict | None:
+        """A shop's stored entry now (its part of :meth:`snapshot`); None when it holds nothing."""
+        shop = key[1]
+        if shop not in self._shops():
+            return None
+        snap = self.snapshot()
+        return {
+            "aftersale_shop_tz": {s: v for s, v in snap["aftersale_shop_tz"].items() if s == shop},
+            "aftersale_shop_ids": {s: v for s, v in snap["aftersale_shop_ids"].items() if s == shop},
+            "aftersale_assigned": {s: v for s, v in snap["aftersale_assigned"].items() if s == shop},
+            "aftersale_requests": [v for v in snap["aftersale_requests"] if v[0] == shop],
+            "aftersale_buyers": [v for v in snap["aftersale_buyers"] if v[0] == shop],
+            "aftersale_daily": [v for v in snap["aftersale_daily"] if v[0] == shop],
+            "aftersale_periods": [v for v in snap["aftersale_periods"] if v[0] == shop],
+            "aftersale_orphans": [v for v in snap["aftersale_orphans"] if v[0][2] == shop],
+        }
+
+    def parts(self) -> list[tuple[tuple, dict]]:
+        return [(("aftersale_shop", s), self.part(("aftersale_shop", s))) for s in sorted(self._shops())]  # type: ignore[misc]
+
+    @classmethod
+    def from_parts(cls, policy: object, config: object, host: object, counters: dict, parts) -> "Aftersale":
+        """The model its stored shop entries describe, deadlines scheduled again as in :meth:`restore`."""
+        snap: dict = {"counters": counters, "aftersale_shop_tz": {}, "aftersale_shop_ids": {}, "aftersale_assigned": {},
+                      "aftersale_requests": [], "aftersale_buyers": [], "aftersale_daily": [], "aftersale_periods": [],
+                      "aftersale_orphans": []}
+        for key, v in parts:
+            if key[0] != "aftersale_shop":
+                raise ValueError(f"not an {cls.kind} entry: {key!r}")
+            for k, x in v.items():
+                if type(x) is dict:
+                    snap[k].update(x)
+                else:
+                    snap[k].extend(x)
+        m = cls.restore(policy, config, host, snap)
+        if getattr(host, "track_dirty", False):
+            m.track()
+        return m
+
     @classmethod
     def restore(cls, policy: object, config: object, host: object, snap: dict) -> "Aftersale":
         m = cls(policy, config, host)
