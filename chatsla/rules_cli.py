@@ -125,7 +125,8 @@ def diff_requests(old: list[dict], new: list[dict], start: int | None, end: int 
 @click.option("--policy", "policy_spec", default="tiktok_aftersale", show_default=True, metavar="ID@VERSION|FILE.json",
               help="The aftersale policy (platform guard, signal thresholds).")
 @click.option("--until", metavar="RFC3339", help="Advance the watermark to this time at the end of input (as audit).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one changed request per line, then the totals; json: one object.")
 def diff(old: str, new: str, events: str, start: str | None, end: str | None, policy_spec: str, until: str | None,
          fmt: str) -> None:
     """Replay EVENTS.jsonl (the audit's input) under two versions of a rule set (bundled id@version
