@@ -43,8 +43,8 @@ def test_the_sample_week_changes_only_by_three_empty_keys() -> None:
     always present and empty here; without them the JSON is byte for byte what it was."""
     r = run(["audit", str(SAMPLE), "--until", "2026-11-17T00:10:00Z", "--format", "json", "-q"])
     d = orjson.loads(r.stdout)
-    assert list(d) == ["sessions", "assessments", "tickets", "waits", "periods", "stats"]
-    assert (d.pop("tickets"), d.pop("waits"), d.pop("periods")) == ([], [], [])
+    assert list(d) == ["sessions", "assessments", "tickets", "waits", "requests", "periods", "stats"]
+    assert (d.pop("tickets"), d.pop("waits"), d.pop("requests"), d.pop("periods")) == ([], [], [], [])  # (+ requests: issue #14)
     assert "models" not in d["stats"]
     assert hashlib.sha256(orjson.dumps(d, option=orjson.OPT_INDENT_2) + b"\n").hexdigest() == OLD_WEEK_SHA256
 
@@ -178,7 +178,7 @@ def test_the_worked_examples_of_docs_models_md_are_what_the_audit_prints() -> No
     d = run_audit([x.encode() for x in jsonl.splitlines()], *policies_for(())[:1],
                   until=parse_time("2026-11-10T00:00:00Z"), policies=policies_for(())[1:]).to_dict()
     assert d["stats"]["late"] == 0 and d["stats"]["invalid"] == 0
-    records = d["sessions"] + d["tickets"] + d["waits"] + d["periods"]
+    records = d["sessions"] + d["tickets"] + d["waits"] + d["requests"] + d["periods"]
     shown = []
     dec = json.JSONDecoder()
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
@@ -189,6 +189,6 @@ def test_the_worked_examples_of_docs_models_md_are_what_the_audit_prints() -> No
                 continue
             obj, i = dec.raw_decode(block, i)
             shown.append(obj)
-    assert len(shown) == 5
+    assert len(shown) == 7  # (two of them the after-sales example, issue #14)
     for obj in shown:
         assert any(all(r.get(k, object()) == v for k, v in obj.items()) for r in records), obj
