@@ -38,6 +38,7 @@ from chatsla.schemas.decode import MAX_RECORD_BYTES
 
 InvalidHook = Callable[[int, str], None]  # (line number, reason)
 TICKET, WAIT, PERIOD = "ticket", "wait", "period"  # the other models' record kinds (issue #12)
+REQUEST = "request"  # after-sales requests (R11.5.1, issue #14)
 
 
 @dataclass
@@ -51,12 +52,13 @@ class Report:
     tickets: list[dict] = field(default_factory=list)
     waits: list[dict] = field(default_factory=list)
     periods: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Key order is fixed (R6.1): the records of each model, then the counters. ``tickets``,
-        ``waits`` and ``periods`` are always present, empty lists when there are none."""
+        ``waits``, ``requests`` and ``periods`` are always present, empty lists when there are none."""
         return {"sessions": self.sessions, "assessments": self.assessments, "tickets": self.tickets,
-                "waits": self.waits, "periods": self.periods, "stats": self.stats}
+                "waits": self.waits, "requests": self.requests, "periods": self.periods, "stats": self.stats}
 
 
 def _ticket_key(r: dict) -> tuple:
@@ -74,7 +76,22 @@ _PERIOD_ORDER = {"day": 0, "week": 1}
 
 
 def _period_key(r: dict) -> tuple:
-    return (r["policy_id"], r["policy_version"], r["shop_id"], _PERIOD_ORDER.get(r["period"], 2), r["period"], r["start"])
+    return (r["policy_id"], r["policy_version"], r["shop_id"], _PERIOD_ORDER.get(r["period"], 2), r["period"], r["start"],
+            _period_sub(r))
+
+
+_SUB_ORDER = {"all": "", "cancel": "1", "refund_only": "2", "return_refund": "3", "exchange": "4"}
+
+
+def _period_sub(r: dict) -> str:
+    """An after-sales period's row within its period: the ``all`` row, then request types in R11.1's
+    order (R11.5.2), or the month's group (R11.6.3); "" for the other models' periods (one row)."""
+    sub = r.get("request_type") or r.get("group") or ""
+    return _SUB_ORDER.get(sub, sub)
+
+
+def _request_key(r: dict) -> tuple:
+    return (r["shop_id"], r["requested_at"], r["request_id"])
 
 
 class Collector:
@@ -91,6 +108,7 @@ class Collector:
         self.tickets: dict[tuple, dict] = {}
         self.waits: dict[tuple, dict] = {}
         self.periods: dict[tuple, dict] = {}
+        self.requests: dict[tuple, dict] = {}
 
     def add(self, kind: str, raw: tuple) -> None:
         if kind == SESSION:
@@ -107,7 +125,9 @@ class Collector:
         elif kind == WAIT:
             self.waits[(r["shop_id"], r["conversation_id"], r["first_at"])] = r
         elif kind == PERIOD:
-            self.periods[(r["policy_id"], r["policy_version"], r["shop_id"], r["period"], r["start"])] = r
+            self.periods[(r["policy_id"], r["policy_version"], r["shop_id"], r["period"], r["start"], _period_sub(r))] = r
+        elif kind == REQUEST:
+            self.requests[(r["shop_id"], r["request_id"], r["requested_at"])] = r
         else:
             raise ValueError(f"unknown record kind {kind!r}")
 
@@ -138,7 +158,7 @@ class Collector:
         )
         return Report(sessions, [assessment_record(r, policy) for r in assessments], stats,
                       self._final(self.tickets, wanted, _ticket_key), self._final(self.waits, wanted, _wait_key),
-                      self._final(self.periods, wanted, _period_key))
+                      self._final(self.periods, wanted, _period_key), self._final(self.requests, wanted, _request_key))
 
     @staticmethod
     def _final(records: dict[tuple, dict], wanted: set[str] | None, key: Callable[[dict], tuple]) -> list[dict]:

@@ -49,6 +49,7 @@ class LazyGroup(click.Group):
         "replay": "chatsla.replay_cli:replay",
         "export": "chatsla.replay_cli:export",
         "verify": "chatsla.replay_cli:verify",
+        "rules": "chatsla.rules_cli:rules",  # after-sales rule sets (RULES R11.2, issue #14)
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -555,8 +556,15 @@ def _policy_json(p) -> dict:
 
         out = {"ref": p.ref, "model": p.model}
         for k, v in asdict(p).items():
-            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period"):
+            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period",
+                     "platform_return_window", "repeat_window", "review_window"):  # (the last three: R11)
                 k, v = k + "_s", ({c: seconds(x) for c, x in v.items()} if type(v) is dict else seconds(v))
+            elif k == "near_threshold_band":
+                v = str(v)
+            elif k == "review_rate_below":
+                v = decimal(v)
+            elif k == "rule_sets":
+                continue  # (given to a run, not a policy field)
             elif k == "week_starts_on":
                 v = WEEKDAYS[v]
             elif k in ("handled_results", "window_days", "periods", "percentiles"):

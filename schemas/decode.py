@@ -31,6 +31,13 @@ import orjson
 from chatsla.core.calendar import IANA_ZONES
 from chatsla.core.timefmt import MIN_SEC_UTC, hour_cache, parse_time
 from chatsla.core.events import (
+    AFTERSALE_DECISIONS,
+    AFTERSALE_PLATFORM,
+    AFTERSALE_REQUEST_TYPES,
+    AFTERSALE_REVIEWERS,
+    AFTERSALE_SCHEMA,
+    AFTERSALE_TYPES,
+    AftersaleRequest,
     CHAT_SCHEMA,
     DEFAULT_PLATFORM,
     KINDS,
@@ -204,7 +211,144 @@ def _decode_shop(obj: dict) -> ShopEvent | Invalid:
         if "timezone" in obj and type(tz) is not str:
             return Invalid("bad_type:timezone")
         tz = None
+    if typ == "aftersale_rules":  # R11.2: rules is "<id>@<version>" or "none"
+        rules = obj.get("rules")
+        if rules is None:
+            return Invalid("missing_field:rules")
+        if type(rules) is not str:
+            return Invalid("bad_type:rules")
+        if rules != "none" and _RULES_REF.fullmatch(rules) is None:
+            return Invalid("bad_value:rules", rules[:64])
+        return ShopEvent(obj["event_id"], obj["shop_id"], typ, t, tz, rules)
     return ShopEvent(obj["event_id"], obj["shop_id"], typ, t, tz)
+
+
+_RULES_REF = __import__("re").compile(r"[^@/\s]+@[^@/\s]+")
+_DECIMAL = __import__("re").compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?")  # as chatsla.core.rulesets.DECIMAL
+_CURRENCY = __import__("re").compile(r"[A-Z]{3}")
+
+
+def _opt_str(obj: dict, field: str) -> str | None | Invalid:
+    v = obj.get(field, _ABSENT)
+    if v is _ABSENT:
+        return None
+    if type(v) is not str or not v:
+        return Invalid("bad_type:" + field)
+    return v
+
+
+def _decimal(obj: dict, field: str, required: bool) -> str | None | Invalid:
+    """A decimal string (``"98.00"``), kept as sent: amounts are exact (R11.1), never floats."""
+    v = obj.get(field, _ABSENT)
+    if v is _ABSENT or (v is None and required):
+        return Invalid("missing_field:" + field) if required else None
+    if type(v) is not str:
+        return Invalid("bad_type:" + field)  # 98.0 as a JSON number would be a float: refused
+    if _DECIMAL.fullmatch(v) is None:
+        return Invalid("bad_value:" + field, v[:64])
+    return v
+
+
+def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:
+    """A parsed ``aftersale.request/v1`` object -> event (RULES R11.1). Reasons beyond R1's
+    generic ones: ``missing_field:F`` for the fields ``requested`` (request_type, reason, amount,
+    currency) or ``reviewed`` (by, decision) require; ``bad_value:amount`` and
+    ``bad_value:return_shipping_cost`` (not a decimal string such as ``"98.00"``: no sign, exponent
+    or separators; a JSON number is ``bad_type``), ``bad_value:currency`` (not three capitals),
+    ``bad_value:buyer_credit`` (not an integer 0-100), ``bad_time:delivered_at``. Fields that do
+    not belong to the event's type are ignored, unchecked (as R9.1)."""
+    for field in ("event_id", "shop_id", "request_id"):
+        r = _required_id(obj, field)
+        if type(r) is Invalid:
+            return r
+    typ = obj.get("type")
+    if typ is None:
+        return Invalid("missing_field:type")
+    if type(typ) is not str:
+        return Invalid("bad_type:type")
+    if typ not in AFTERSALE_TYPES:
+        return Invalid("bad_value:type")
+    at = obj.get("at")
+    if type(at) is not str:
+        return Invalid("missing_field:at" if at is None else "bad_type:at")
+    t = parse_time(at)
+    if t is None or not (MIN_TIME <= t <= MAX_TIME):
+        return Invalid("bad_time:at", at[:64])
+    platform = obj.get("platform", _ABSENT)
+    if platform is _ABSENT:
+        platform = AFTERSALE_PLATFORM
+    elif type(platform) is not str or not platform:
+        return Invalid("bad_type:platform")
+    if typ == "reviewed":
+        vals = []
+        for field, allowed in (("by", AFTERSALE_REVIEWERS), ("decision", AFTERSALE_DECISIONS)):
+            v = obj.get(field)
+            if v is None:
+                return Invalid("missing_field:" + field)
+            if type(v) is not str:
+                return Invalid("bad_type:" + field)
+            if v not in allowed:
+                return Invalid("bad_value:" + field)
+            vals.append(v)
+        return AftersaleRequest(obj["event_id"], obj["shop_id"], obj["request_id"], typ, t, by=vals[0],
+                                decision=vals[1], platform=platform)
+    rt = obj.get("request_type")
+    if rt is None:
+        return Invalid("missing_field:request_type")
+    if type(rt) is not str:
+        return Invalid("bad_type:request_type")
+    if rt not in AFTERSALE_REQUEST_TYPES:
+        return Invalid("bad_value:request_type")
+    reason = obj.get("reason")
+    if reason is None:
+        return Invalid("missing_field:reason")
+    if type(reason) is not str or not reason:
+        return Invalid("bad_type:reason")  # other codes are allowed and match only literally (R11.1)
+    amount = _decimal(obj, "amount", True)
+    if type(amount) is Invalid:
+        return amount
+    cur = obj.get("currency")
+    if cur is None:
+        return Invalid("missing_field:currency")
+    if type(cur) is not str:
+        return Invalid("bad_type:currency")
+    if _CURRENCY.fullmatch(cur) is None:
+        return Invalid("bad_value:currency", cur[:64])
+    opt = {}
+    for field in ("category", "sku_id", "buyer_ref"):
+        v = _opt_str(obj, field)
+        if type(v) is Invalid:
+            return v
+        opt[field] = v
+    credit = obj.get("buyer_credit", _ABSENT)
+    if credit is _ABSENT:
+        credit = None
+    elif type(credit) is not int or not 0 <= credit <= 100:
+        return Invalid("bad_value:buyer_credit" if type(credit) is int else "bad_type:buyer_credit")
+    flags = {}
+    for field in ("shipped", "awaiting_seller"):
+        v = obj.get(field, _ABSENT)
+        if v is _ABSENT:
+            v = None
+        elif type(v) is not bool:
+            return Invalid("bad_type:" + field)
+        flags[field] = v
+    delivered = obj.get("delivered_at", _ABSENT)
+    if delivered is _ABSENT:
+        delivered = None
+    else:
+        if type(delivered) is not str:
+            return Invalid("bad_type:delivered_at")
+        d = parse_time(delivered)
+        if d is None or not (MIN_TIME <= d <= MAX_TIME):
+            return Invalid("bad_time:delivered_at", delivered[:64])
+        delivered = d
+    cost = _decimal(obj, "return_shipping_cost", False)
+    if type(cost) is Invalid:
+        return cost
+    return AftersaleRequest(obj["event_id"], obj["shop_id"], obj["request_id"], typ, t, rt, reason,
+                            opt["category"], amount, cur, opt["sku_id"], opt["buyer_ref"], credit, flags["shipped"],
+                            delivered, cost, flags["awaiting_seller"], platform=platform)
 
 
 # The largest sla_minutes a ticket may carry: a year (the policies' own bound on durations). Beyond
@@ -370,6 +514,8 @@ def decode_obj(obj: object) -> ChatMessage | ShopEvent | TicketEvent | Invalid:
         return _decode_shop(obj)
     if schema == TICKET_SCHEMA:
         return _decode_ticket(obj)
+    if schema == AFTERSALE_SCHEMA:
+        return _decode_aftersale(obj)
     if schema is None:
         return Invalid("missing_field:schema")
     if type(schema) is not str:

@@ -12,8 +12,8 @@ from functools import lru_cache
 from importlib import resources
 
 SUFFIX = ".schema.json"
-SCHEMA_NAMES = ("chat.message.v1", "shop.event.v1", "ticket.event.v1", "session", "assessment", "ticket", "wait", "period",
-                "audit-report")
+SCHEMA_NAMES = ("chat.message.v1", "shop.event.v1", "ticket.event.v1", "aftersale.request.v1", "aftersale.rules", "session",
+                "assessment", "ticket", "wait", "request", "period", "audit-report")
 
 
 @lru_cache(maxsize=None)

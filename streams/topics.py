@@ -29,6 +29,10 @@ class TopicNames:
     ticket_records: str = "chatsla.tickets"
     waits: str = "chatsla.waits"
     periods: str = "chatsla.periods"
+    # issue #14 (RULES R11.1, A.1): after-sales requests in, shadow decisions out (named here; the
+    # worker does not read or create them yet: the live side of R11 is a later task)
+    aftersale: str = "aftersale.requests"
+    aftersale_records: str = "chatsla.aftersale"
 
     @classmethod
     def prefixed(cls, prefix: str) -> "TopicNames":
@@ -52,6 +56,10 @@ class TopicNames:
     @property
     def ticket_dlq(self) -> str:
         return self.tickets + ".dlq"
+
+    @property
+    def aftersale_dlq(self) -> str:
+        return self.aftersale + ".dlq"
 
     @property
     def dlqs(self) -> tuple[str, ...]:

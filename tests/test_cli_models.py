@@ -43,8 +43,8 @@ def test_the_sample_week_changes_only_by_three_empty_keys() -> None:
     always present and empty here; without them the JSON is byte for byte what it was."""
     r = run(["audit", str(SAMPLE), "--until", "2026-11-17T00:10:00Z", "--format", "json", "-q"])
     d = orjson.loads(r.stdout)
-    assert list(d) == ["sessions", "assessments", "tickets", "waits", "periods", "stats"]
-    assert (d.pop("tickets"), d.pop("waits"), d.pop("periods")) == ([], [], [])
+    assert list(d) == ["sessions", "assessments", "tickets", "waits", "requests", "periods", "stats"]
+    assert (d.pop("tickets"), d.pop("waits"), d.pop("requests"), d.pop("periods")) == ([], [], [], [])  # (+ requests: issue #14)
     assert "models" not in d["stats"]
     assert hashlib.sha256(orjson.dumps(d, option=orjson.OPT_INDENT_2) + b"\n").hexdigest() == OLD_WEEK_SHA256
 
@@ -115,7 +115,7 @@ def test_a_bare_id_names_the_version_marked_current() -> None:
     assert current_ref("tiktok_shop") == "tiktok_shop@2023-11"
     assert current_ref("aliexpress") == "aliexpress@seed004"
     assert load_policy("douyin_ticket").ref == "douyin_ticket@2024-09"
-    assert [p.model for p in default_policies()] == ["chat_sessions", "service_tickets", "im_waits"]
+    assert [p.model for p in default_policies()] == ["chat_sessions", "service_tickets", "im_waits", "aftersale"]
     for path in (REPO / "chatsla" / "policies").glob("*.json"):
         assert json.loads(path.read_text()).get("current", False) in (True, False), path
 
@@ -132,7 +132,7 @@ def test_policies_lists_each_with_its_model_and_which_is_current() -> None:
     assert rows["tiktok_shop@2023-11"] == ["chat_sessions", "current"]
     listed = json.loads(run(["policies", "--format", "json"]).stdout)
     assert {p["ref"] for p in listed if p["current"]} == {"douyin_ticket@2024-09", "aliexpress@seed004",
-                                                          "tiktok_shop@2023-11"}
+                                                          "tiktok_shop@2023-11", "tiktok_aftersale@2026-01"}
 
 
 def test_table_shows_tickets_and_waits(mixed: Path) -> None:
@@ -178,7 +178,7 @@ def test_the_worked_examples_of_docs_models_md_are_what_the_audit_prints() -> No
     d = run_audit([x.encode() for x in jsonl.splitlines()], *policies_for(())[:1],
                   until=parse_time("2026-11-10T00:00:00Z"), policies=policies_for(())[1:]).to_dict()
     assert d["stats"]["late"] == 0 and d["stats"]["invalid"] == 0
-    records = d["sessions"] + d["tickets"] + d["waits"] + d["periods"]
+    records = d["sessions"] + d["tickets"] + d["waits"] + d["requests"] + d["periods"]
     shown = []
     dec = json.JSONDecoder()
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
@@ -189,6 +189,6 @@ def test_the_worked_examples_of_docs_models_md_are_what_the_audit_prints() -> No
                 continue
             obj, i = dec.raw_decode(block, i)
             shown.append(obj)
-    assert len(shown) == 5
+    assert len(shown) == 7  # (two of them the after-sales example, issue #14)
     for obj in shown:
         assert any(all(r.get(k, object()) == v for k, v in obj.items()) for r in records), obj

@@ -52,6 +52,24 @@ def week_bounds_of(label: str, tz: str) -> tuple[int, int]:
     return from_datetime(start), from_datetime(end)
 
 
+def month_bounds(t: int, tz: str) -> tuple[int, int, str]:
+    """(start µs, end µs, first date ``YYYY-MM-01``) of the local calendar month containing ``t``
+    (RULES R11.6.3), resolved like week bounds (``datetime.combine``, fold 0)."""
+    local = to_datetime(t).astimezone(zone(tz))
+    label = local.date().replace(day=1).isoformat()
+    start, end = month_bounds_of(label, tz)
+    return start, end, label
+
+
+def month_bounds_of(label: str, tz: str) -> tuple[int, int]:
+    """(start µs, end µs) of the local calendar month starting on ``label`` (``YYYY-MM-01``)."""
+    z = zone(tz)
+    d = date.fromisoformat(label)
+    nxt = date(d.year + 1, 1, 1) if d.month == 12 else date(d.year, d.month + 1, 1)
+    return (from_datetime(datetime.combine(d, time(0), tzinfo=z)),
+            from_datetime(datetime.combine(nxt, time(0), tzinfo=z)))
+
+
 class Week:
     """Per shop and week counters of R5.3; ``pending`` counts sessions not yet decided (R3)."""
 

@@ -138,7 +138,7 @@ class Policy:
 
 # ------------------------------------------------------------------ models (RULES A.3)
 CHAT_SESSIONS, SERVICE_TICKETS, IM_WAITS, AFTERSALE = "chat_sessions", "service_tickets", "im_waits", "aftersale"
-MODELS = (CHAT_SESSIONS, SERVICE_TICKETS, IM_WAITS)  # the models chatsla computes today
+MODELS = (CHAT_SESSIONS, SERVICE_TICKETS, IM_WAITS, AFTERSALE)  # the models chatsla computes today
 PERIODS = ("day", "week")  # the periods R9.6 / R10.5 report ("month" is R11's, not built)
 HANDLED_RESULTS = ("resolved", "unresolved", "returned")
 _HHMM = __import__("re").compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
@@ -321,7 +321,81 @@ class WaitPolicy:
                    percentiles=tuple(out))
 
 
-AnyPolicy = Policy | TicketPolicy | WaitPolicy
+_REQUEST_TYPES = ("cancel", "refund_only", "return_refund", "exchange")  # R11.1
+
+
+@dataclass(frozen=True, slots=True)
+class AftersalePolicy:
+    """An ``aftersale`` policy (RULES R11, R11.7; "Policy fields beyond ..."). Durations in µs,
+    ``near_threshold_band`` a ``Decimal`` and ``review_rate_below`` a ``Fraction`` (exact).
+
+    ``rule_sets``: rule sets given to a run beyond the bundled ones (``chatsla rules diff`` and
+    tests; not a policy-file field): an assignment of their ``id`` at any version, and
+    ``default_rules`` of their id, resolve to them (docs/rules.md, "rules diff")."""
+
+    id: str
+    version: str
+    platform: str
+    source: str
+    default_timezone: str | None
+    periods: tuple[str, ...]
+    week_starts_on: int
+    platform_return_window: dict = field(hash=False)  # category code -> µs (R11.3.2)
+    default_rules: str | None = None  # "<id>@<version>" (R11.2)
+    near_threshold_band: object = None  # Decimal (R11.4.3)
+    repeat_window: int = 30 * 86_400_000_000
+    repeat_buyer_min: int = 3
+    repeat_sku_min: int = 2
+    review_window: dict = field(default_factory=dict, hash=False)  # request_type -> µs (R11.6.1)
+    review_rate_below: Fraction = Fraction(9, 10)
+    review_period: str = "month"
+    rule_sets: tuple = field(default=(), hash=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def model(self) -> str:
+        return AFTERSALE
+
+    @classmethod
+    def from_dict(cls, d: dict, origin: str = "policy") -> "AftersalePolicy":
+        from decimal import Decimal
+
+        from chatsla.core.rulesets import DECIMAL
+
+        common = _common(d, origin)
+        prw = d.get("platform_return_window", {})
+        if type(prw) is not dict:
+            raise _bad(origin, "platform_return_window", "an object {category code: duration}", prw)
+        windows = {k: _dur(v, f"platform_return_window.{k}", origin) for k, v in prw.items()}
+        dr = d.get("default_rules")
+        if dr is not None and (type(dr) is not str or dr.count("@") != 1 or dr.startswith("@") or dr.endswith("@")):
+            raise _bad(origin, "default_rules", 'null or "<id>@<version>"', dr)
+        band = _req(d, "near_threshold_band", origin)
+        if type(band) is not str or not DECIMAL.fullmatch(band) or Decimal(band) > 1:
+            raise _bad(origin, "near_threshold_band", 'a decimal string from 0 to 1 such as "0.10"', band)
+        rw = _req(d, "review_window", origin)
+        if type(rw) is not dict or set(rw) != set(_REQUEST_TYPES):
+            # (a service_window object, R11.6.1's working-day form, is not built: one line says so)
+            raise _bad(origin, "review_window", "an object with a duration for each of " + ", ".join(_REQUEST_TYPES), rw)
+        review = {k: _dur(rw[k], f"review_window.{k}", origin) for k in _REQUEST_TYPES}
+        mins = {}
+        for key in ("repeat_buyer_min", "repeat_sku_min"):
+            v = _req(d, key, origin)
+            if type(v) is not int or v < 1:
+                raise _bad(origin, key, "a whole number >= 1", v)
+            mins[key] = v
+        if d.get("review_period", "month") != "month":
+            raise _bad(origin, "review_period", '"month"', d.get("review_period"))
+        return cls(**common, platform_return_window=windows, default_rules=dr, near_threshold_band=Decimal(band),
+                   repeat_window=_dur(_req(d, "repeat_window", origin), "repeat_window", origin),
+                   review_window=review, review_rate_below=_share(d, "review_rate_below", origin) if "review_rate_below" in d
+                   else Fraction(9, 10), review_period="month", **mins)
+
+
+AnyPolicy = Policy | TicketPolicy | WaitPolicy | AftersalePolicy
 
 
 def policy_from_dict(d: dict, origin: str = "policy") -> AnyPolicy:
@@ -334,7 +408,7 @@ def policy_from_dict(d: dict, origin: str = "policy") -> AnyPolicy:
     if model == IM_WAITS:
         return WaitPolicy.from_dict(d, origin)
     if model == AFTERSALE:
-        raise PolicyError(f"{origin}: model: {AFTERSALE!r} (RULES R11) is not built yet")
+        return AftersalePolicy.from_dict(d, origin)
     raise _bad(origin, "model", "one of " + ", ".join(f'"{m}"' for m in MODELS), model)
 
 

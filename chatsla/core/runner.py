@@ -68,7 +68,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
-from chatsla.core.events import ChatMessage, ShopEvent, TicketEvent, new_chat_message, ticket_from_list, ticket_to_list
+from chatsla.core.events import (AftersaleRequest, ChatMessage, ShopEvent, TicketEvent, aftersale_from_list,
+                                 aftersale_to_list, new_chat_message, ticket_from_list, ticket_to_list)
 from chatsla.core.models import route
 from chatsla.core.records import to_record
 from chatsla.core.timefmt import DAY, HOUR, MINUTE
@@ -884,12 +885,15 @@ def register_event_codec(tag: str, cls: type, to_list: Callable[[Any], list], fr
 # The core's own third event type (RULES A.1, R9.1), registered once here where the runner is
 # defined: every snapshot or buffer holding a ticket event can be read back by any caller.
 register_event_codec("t", TicketEvent, ticket_to_list, ticket_from_list)
+register_event_codec("a", AftersaleRequest, aftersale_to_list, aftersale_from_list)  # RULES R11.1
 
 
 def event_to_list(ev: Any) -> list:
     """An event's stored form (snapshots, buffers): a list tagged by its type."""
     tp = type(ev)
     if tp is ShopEvent:
+        if ev.rules is not None:  # (R11.2: only an aftersale_rules event has it; older lists stay as they were)
+            return ["s", ev.event_id, ev.shop_id, ev.type, ev.t, ev.timezone, ev.rules]
         return ["s", ev.event_id, ev.shop_id, ev.type, ev.t, ev.timezone]
     if tp is ChatMessage:
         return ["c", ev.event_id, ev.shop_id, ev.conversation_id, ev.sender, ev.t, ev.kind, ev.message_type,
@@ -903,7 +907,7 @@ def event_to_list(ev: Any) -> list:
 def event_from_list(v: list) -> Any:
     tag = v[0]
     if tag == "s":
-        return ShopEvent(v[1], v[2], v[3], v[4], v[5])
+        return ShopEvent(v[1], v[2], v[3], v[4], v[5], v[6] if len(v) > 6 else None)
     if tag == "c":
         return new_chat_message(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
     try:

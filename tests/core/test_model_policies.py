@@ -21,7 +21,7 @@ def test_every_bundled_policy_loads_with_its_model():
     models = {ref: load_policy(ref).model for ref in available()}
     assert models == {"aliexpress@seed004": "im_waits", "douyin_ticket@2024-09": "service_tickets",
                       "douyin_ticket@seed001": "service_tickets", "tiktok_shop@2023-11": "chat_sessions",
-                      "tiktok_shop@2025-sea": "chat_sessions"}
+                      "tiktok_shop@2025-sea": "chat_sessions", "tiktok_aftersale@2026-01": "aftersale"}
 
 
 def test_douyin_seed001_values():
@@ -88,7 +88,7 @@ def test_chat_policy_without_model_stays_valid_and_rejects_another_model():
     d = bundled("tiktok_shop@2023-11")
     assert "model" not in d and policy_from_dict(d).model == "chat_sessions"
     assert policy_from_dict({**d, "model": "chat_sessions"}).model == "chat_sessions"
-    with pytest.raises(PolicyError, match="aftersale"):
+    with pytest.raises(PolicyError, match="near_threshold_band: missing"):  # read as an R11 policy (issue #14)
         policy_from_dict({**d, "model": "aftersale"})
 
 

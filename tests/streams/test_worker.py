@@ -246,12 +246,12 @@ def test_the_references_are_the_runtimes_own_results() -> None:
     what the partition runtime gives fed directly (tests/test_runtime.py), or a worker that lost
     or withheld outputs everywhere would pass them."""
     outputs, final, _ = REFERENCE
-    # the worker hosts all three models (issue #12): on a chat-only log the chat outputs and the
+    # the worker hosts all the models (issue #12, #14): on a chat-only log the chat outputs and the
     # chat state are the chat-only runtime's, and the other models hold only what shop events
     # gave every model (the shops' zones and event ids)
     parts = final.get("parts", [])
     assert (outputs, {k: v for k, v in final.items() if k != "parts"}) == test_runtime.REFERENCE
-    assert parts and {k[0] for k, _ in parts} == {"ticket_shop", "wait_shop"}
+    assert parts and {k[0] for k, _ in parts} == {"ticket_shop", "wait_shop", "aftersale_shop"}  # (+ R11, issue #14)
     assert BOUNDED_REFERENCE[:2] == test_runtime.BOUNDED_REFERENCE
     assert len(REFERENCE[0]) > 40
 

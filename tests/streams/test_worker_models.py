@@ -98,7 +98,7 @@ def test_the_worker_hosts_three_models_and_the_mixed_log_exercises_them() -> Non
     outputs, final, journal = REFERENCE
     kinds = {k[0] for k in outputs}
     assert kinds == {"session", "assessment", "ticket", "wait", "period"}, kinds
-    assert [p.model for p in POLICIES] == ["chat_sessions", SERVICE_TICKETS, IM_WAITS]
+    assert [p.model for p in POLICIES] == ["chat_sessions", SERVICE_TICKETS, IM_WAITS, "aftersale"]  # (R11: issue #14)
     tags = {k[0] for k, _ in final["parts"]}
     assert {"ticket", "ticket_period", "wait", "wait_period"} <= tags, tags
     assert any(r["late"] for k, r in outputs.items() if k[0] in ("ticket", "wait"))  # late events flagged

@@ -32,11 +32,12 @@ import importlib
 from collections import Counter
 from typing import Any, ClassVar, Hashable, Protocol
 
-from chatsla.core.events import ChatMessage, ShopEvent
+from chatsla.core.events import AftersaleRequest, ChatMessage, ShopEvent
 
 CHAT_SESSIONS = "chat_sessions"
 SERVICE_TICKETS = "service_tickets"
 IM_WAITS = "im_waits"
+AFTERSALE = "aftersale"
 
 # kind -> "module:Class", imported on first use: a model module may import the runner, which
 # imports this package (route), without a cycle
@@ -44,6 +45,7 @@ MODELS: dict[str, str] = {
     CHAT_SESSIONS: "chatsla.core.models.chat_sessions:ChatSessions",
     SERVICE_TICKETS: "chatsla.core.models.service_tickets:ServiceTickets",
     IM_WAITS: "chatsla.core.models.im_waits:ImWaits",
+    AFTERSALE: "chatsla.core.models.aftersale:Aftersale",
 }
 
 
@@ -85,13 +87,15 @@ class Model(Protocol):
 def route(ev: Any) -> str | None:
     """The kind of model an event belongs to (A.3); None for a shop event: every hosted model.
 
-    ``TicketEvent`` -> service_tickets; a chat message on AliExpress -> im_waits; any other chat
+    ``TicketEvent`` -> service_tickets; ``AftersaleRequest`` -> aftersale; a chat message on AliExpress -> im_waits; any other chat
     message -> chat_sessions."""
     tp = type(ev)
     if tp is ChatMessage:
         return IM_WAITS if ev.platform == "aliexpress" else CHAT_SESSIONS
     if tp is ShopEvent:
         return None
+    if tp is AftersaleRequest:
+        return AFTERSALE  # R11 (A.3: by schema)
     return SERVICE_TICKETS  # (TicketEvent, the only other event type)
 
 

@@ -392,7 +392,7 @@ class ChatSessions:
             shop.vacation = True
         elif ev.type == "vacation_off":
             shop.vacation = False
-        else:
+        elif ev.type == "timezone":  # (an aftersale_rules event, R11.2, is another model's)
             shop.set_timezone(ev.timezone)
 
     def _shop(self, shop_id: str) -> Shop:
