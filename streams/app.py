@@ -217,7 +217,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(names.chat, names.shop, **raw)
+    # ticket.events too (issue #12, RULES A.1); H-router's getmany router replaces this agent
+    inputs = app.topic(names.chat, names.shop, names.tickets, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
     dlqs = {name: app.topic(name, **raw) for name in names.dlqs}
     output_topics = {kind: getattr(names, attr) for kind, attr in KIND_TOPIC.items()}

@@ -61,6 +61,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Hashable, Iterable
+import base64
 import zlib
 
 import orjson
@@ -80,6 +81,7 @@ MAX_INLINE_SHOPS = 1000
 MAX_INLINE_PARTS = 1000  # changed ticket / wait / period entries a meta carries at most
 META_COMPRESS_BYTES = 64 * 1024
 _ZLIB_HEAD = b"x"  # the first byte of zlib's output at every level
+COMPRESSED = "zlib"  # the key of a compressed meta's JSON object (_meta_value)
 
 
 @dataclass
@@ -113,21 +115,33 @@ def meta_key(partition: int) -> Key:
 
 
 def _value(v: object) -> object:
-    """A stored value: our JSON bytes (zlib-compressed for a large meta), or (after some
-    recoveries) the already decoded JSON."""
-    if isinstance(v, (bytes, bytearray, memoryview)) and bytes(v[:1]) == _ZLIB_HEAD:
-        return _loads(zlib.decompress(v))
-    return _loads(v) if isinstance(v, (bytes, bytearray, memoryview, str)) else v
+    """A stored value: our JSON bytes, or (after a recovery from the changelog, whose topic
+    decodes values as JSON) the already decoded JSON. A large meta is a ``{"zlib": base64}``
+    object (:func:`_meta_value`); raw zlib bytes are still read (metas written before it)."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        if bytes(v[:1]) == _ZLIB_HEAD:
+            return _loads(zlib.decompress(v))
+        v = _loads(v)
+    elif isinstance(v, str):
+        v = _loads(v)
+    if type(v) is dict and len(v) == 1 and COMPRESSED in v:
+        return _loads(zlib.decompress(base64.b64decode(v[COMPRESSED])))
+    return v
 
 
 def _meta_value(meta: dict) -> bytes:
-    """The meta carries the events still held for the watermark. When the input partitions are
-    consumed unevenly (a backfill with large fetches) they can be thousands: 2 MB of JSON was
-    seen with 4 MB fetches, over Kafka's default 1 MB message limit, which would stop every
-    checkpoint. Such a meta is compressed, three- to eightfold depending on the ids (a JSON value
-    never starts with the zlib header byte, so both forms read back)."""
+    """The meta carries the events still held for the watermark, and the changed ticket / wait
+    entries (up to MAX_INLINE_PARTS). When the input partitions are consumed unevenly (a
+    backfill with large fetches) the held events can be thousands: 2 MB of JSON was seen with
+    4 MB fetches, over Kafka's default 1 MB message limit, which would stop every checkpoint.
+    Such a meta is compressed, three- to eightfold depending on the ids, and stored as the JSON
+    object ``{"zlib": "<base64>"}``: Faust's changelog topic decodes every value as JSON on
+    recovery, and raw zlib bytes made that recovery fail and wait forever for the record (issue
+    #12, the mixed-week SIGKILL test). A meta never has the single key ``zlib``."""
     raw = _dumps(meta)
-    return zlib.compress(raw, 1) if len(raw) > META_COMPRESS_BYTES else raw
+    if len(raw) <= META_COMPRESS_BYTES:
+        return raw
+    return b'{"' + COMPRESSED.encode() + b'":"' + base64.b64encode(zlib.compress(raw, 1)) + b'"}'
 
 
 def _of_partition(table: Table, partition: int) -> Iterable[object]:

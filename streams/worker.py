@@ -403,7 +403,7 @@ class Worker:
         names = self.names
         lags = {}
         for tp in assignment:
-            if tp[0] not in (names.chat, names.shop, names.events):
+            if tp[0] not in (names.chat, names.shop, names.tickets, names.events):
                 continue
             high = highwater(tp)
             done = max((o for o in (self.position.get(tuple(tp)), committed.get(tp)) if o is not None), default=None)

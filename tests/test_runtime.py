@@ -27,7 +27,7 @@ from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
 from chatsla.schemas.decode import decode
 from chatsla.streams.codec import encode_event, encode_tick
-from chatsla.streams.runtime import PartitionRuntime, Tables
+from chatsla.streams.runtime import META_COMPRESS_BYTES, PartitionRuntime, Tables
 from tests.builders import at, msg, shop_event
 
 POLICY = load_policy()
@@ -201,6 +201,31 @@ def test_r6_1_a_meta_holding_thousands_of_events_is_compressed_and_restores_exac
     assert _state(restored) == _state(rt)
     got += outputs(restored, behind + end)
     assert got == want
+
+
+
+def test_r6_1_a_compressed_meta_survives_the_changelog_topics_json_decoding() -> None:
+    """Issue #12 end-to-end SIGKILL test (tests/integration/test_pipeline_models.py): a meta over
+    META_COMPRESS_BYTES (a mixed week's ticket and wait entries ride in it) was zlib bytes, and
+    Faust's changelog topic decodes every table value as JSON on recovery ('utf-8' codec can't
+    decode byte 0xed): the worker logged "Error in recovery" and waited for that record forever.
+    The stored meta must be JSON whichever way it is read back: as the bytes written (a local
+    RocksDB store) or JSON-decoded (Faust's changelog recovery, its ``json`` codec)."""
+    import json
+
+    events = [msg(f"k{i}", "buyer", at(h=i / 100), shop=f"s{i % 5}") for i in range(3000)]
+    ahead = [encode_event(decode(orjson.dumps(e)), SOURCES[0]) for e in events]
+    rt = PartitionRuntime.load(0, POLICY, CONFIG, SOURCES, Tables({}, {}, {}))
+    for r in ahead:
+        rt.handle(r)
+    tables = Tables({}, {}, {})
+    rt.checkpoint_into(tables)
+    (stored,) = tables.partitions.values()
+    assert len(orjson.dumps(rt.engine.meta())) > META_COMPRESS_BYTES > len(stored)  # compressed
+    recovered = Tables(*({k: json.loads(bytes(v).decode("utf-8")) for k, v in t.items()}
+                         for t in (tables.conversations, tables.shops, tables.partitions)))
+    for t in (tables, recovered):
+        assert _state(PartitionRuntime.load(0, POLICY, CONFIG, SOURCES, t)) == _state(rt)
 
 
 # ---------------------------------------------------------------- issue #10: bounded state

@@ -159,3 +159,42 @@ def shop_series(text: str, name: str) -> dict[str, float]:
             if sample.name == name and "shop" in sample.labels:
                 out[sample.labels["shop"]] = sample.value
     return out
+
+
+def record_identity(kind: str, rec: dict) -> tuple:
+    """Identity of an output record as a consumer keeps it (docs/pipeline.md): later records with
+    the same identity supersede earlier ones. The same keys as the audit's ``Collector``: a
+    session by its opened_at too (an evicted conversation numbers again from 1), a ticket by
+    shop, id and creation, a wait by shop, conversation and first message, a period by policy,
+    shop, period and start."""
+    if kind == "sessions":
+        return (rec["shop_id"], rec["session_id"], rec["opened_at"])
+    if kind == "assessments":
+        return (rec["shop_id"], rec["week_start"])
+    if kind == "tickets":
+        return (rec["shop_id"], rec["ticket_id"], rec["created_at"])
+    if kind == "waits":
+        return (rec["shop_id"], rec["conversation_id"], rec["first_at"])
+    if kind == "periods":
+        return (rec["policy_id"], rec["policy_version"], rec["shop_id"], rec["period"], rec["start"])
+    raise ValueError(f"unknown output kind {kind!r}")
+
+
+MODEL_OUTPUTS = ("sessions", "assessments", "tickets", "waits", "periods")
+
+
+def model_output_topics(names: TopicNames) -> dict[str, str]:
+    """Output kind -> topic, for every model's records (issue #12)."""
+    return {"sessions": names.sessions, "assessments": names.assessments, "tickets": names.ticket_records,
+            "waits": names.waits, "periods": names.periods}
+
+
+def latest_model_outputs(bootstrap: str, names: TopicNames) -> dict[str, dict]:
+    """Every model's outputs as a consumer sees them: the latest record per identity and kind."""
+    out: dict[str, dict] = {}
+    for kind, topic in model_output_topics(names).items():
+        latest = out[kind] = {}
+        for r in read_topic(bootstrap, topic):
+            rec = orjson.loads(r.value)
+            latest[record_identity(kind, rec)] = rec
+    return out
