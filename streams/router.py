@@ -1,0 +1,303 @@
+"""The worker's input stage (issue #15): the input topics read with aiokafka's batched fetch
+(``getmany``), outside Faust's per-record stream machinery.
+
+A Faust agent costs about 55 µs of CPU per Kafka record before any work (BENCHMARKS.md); the
+router's work per input event is a decode and a few checks. So the stateless stage that
+validates ``chat.messages``, ``shop.events`` and ``ticket.events`` (RULES R1), sends bad records
+to ``<input>.dlq`` and re-keys the good ones by shop runs here, on a plain
+:class:`aiokafka.AIOKafkaConsumer` in the worker process, in a consumer group of its own
+(:func:`router_group`). What it forwards is exactly what the Faust route agent forwarded:
+:meth:`Worker.route <chatsla.streams.worker.Worker.route>` groups a fetch's good events by their
+shop's ``chatsla.events`` partition, and each partition's items leave as batch records
+(``streams/codec.py``). Faust keeps the session agent on ``chatsla.events``, the tables,
+recovery and the web server.
+
+**Offsets are committed only behind acknowledged batches** (at-least-once; the engine drops
+duplicates by ``event_id``). Each fetch's next offsets are booked (:class:`OffsetBook`) when its
+batch records are queued on the router's own producer (an :class:`OutputWriter`, which keeps a
+partition's batches in order); a delivery task waits until everything queued so far is
+acknowledged by the broker (``acks=all``), marks those fetches delivered and commits their
+offsets. Fetching and routing go on meanwhile, so the round trip is not paid per fetch. A crash
+anywhere between forwarding and committing forwards those events again at worst
+(``tests/integration/test_router.py`` kills a worker exactly there).
+
+**Rebalances.** The router follows its own group's assignment. When partitions are revoked it
+stops forwarding (routing and queuing a fetch never awaits, so a revocation falls between two
+fetches), waits for what it queued to be acknowledged, commits those offsets, and forgets the
+rest, all inside aiokafka's ``on_partitions_revoked``, which every member runs before any member
+is assigned partitions: a worker that loses an input partition has stopped forwarding it before
+the new owner starts. A fetch that was completed before a revocation but handed to the loop
+after it is dropped (its records are the new owner's now).
+
+The pure bookkeeping (:class:`OffsetBook`) and the loop's steps (:class:`Router`, with the
+consumer and producer as small interfaces) are unit-tested with in-memory fakes in
+``tests/streams/test_router.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+
+from chatsla.streams.codec import batch_records
+
+log = logging.getLogger("chatsla.router")
+
+TP = tuple  # (topic, partition); aiokafka's TopicPartition is a namedtuple of the two
+
+# A test hook (tests/integration/test_router.py): SIGKILL the process after this many deliveries
+# were acknowledged, before their input offsets are committed: the crash the router's at-least-once
+# promise is about. Read once, at import; never set in production.
+KILL_BEFORE_COMMIT = int(os.environ.get("CHATSLA_TEST_KILL_BEFORE_COMMIT", "0") or 0)
+
+
+def router_group(app_id: str) -> str:
+    """The router's consumer group: its own, next to the Faust app's (``app_id``), which now
+    consumes only ``chatsla.events``. A deployment's input offsets are committed here."""
+    return f"{app_id}-router"
+
+
+class OffsetBook:
+    """Which input offsets may be committed: those of fetches whose batch records the broker
+    acknowledged, in fetch order.
+
+    :meth:`forwarded` books a fetch's next offsets and returns its sequence number;
+    :meth:`delivered` says every fetch up to a sequence number is acknowledged; :meth:`committable`
+    hands out (once) the offsets that became committable. :meth:`drop` forgets what was not
+    acknowledged of revoked partitions: the next owner reads it again from the committed offset.
+    """
+
+    def __init__(self) -> None:
+        self._seq = 0  # sequence number of the last fetch booked
+        self._pending: list[tuple[int, dict[TP, int]]] = []  # (seq, next offsets), not yet acknowledged
+        self._ready: dict[TP, int] = {}  # acknowledged, not yet handed to a commit
+        self.committed: dict[TP, int] = {}  # handed to a commit (the router's view of its group's offsets)
+
+    @property
+    def last(self) -> int:
+        return self._seq
+
+    def forwarded(self, offsets: Mapping[TP, int]) -> int:
+        """Book one fetch whose records were all queued for forwarding; ``offsets``: each input
+        partition's offset after the fetch's last record."""
+        self._seq += 1
+        self._pending.append((self._seq, dict(offsets)))
+        return self._seq
+
+    def pending(self) -> bool:
+        """Fetches queued but not yet acknowledged."""
+        return bool(self._pending)
+
+    def delivered(self, upto: int) -> None:
+        """Every fetch booked up to ``upto`` is acknowledged by the broker."""
+        keep = []
+        for seq, offsets in self._pending:
+            if seq <= upto:
+                for tp, o in offsets.items():  # fetches are booked in order: later ones are ahead
+                    if o > self._ready.get(tp, -1):
+                        self._ready[tp] = o
+            else:
+                keep.append((seq, offsets))
+        self._pending = keep
+
+    def committable(self) -> dict[TP, int]:
+        """The acknowledged offsets not committed yet, each partition once."""
+        ready, self._ready = self._ready, {}
+        ready = {tp: o for tp, o in ready.items() if o > self.committed.get(tp, -1)}
+        self.committed.update(ready)
+        return ready
+
+    def drop(self, tps: Iterable[TP]) -> None:
+        """Forget what is booked for revoked partitions ``tps`` (after committing what was
+        acknowledged): none of it may be committed by this worker any more."""
+        gone = {tuple(tp) for tp in tps}
+        self._pending = [(seq, {tp: o for tp, o in offsets.items() if tuple(tp) not in gone})
+                         for seq, offsets in self._pending]
+        self._pending = [(seq, offsets) for seq, offsets in self._pending if offsets]
+        for tp in list(self._ready):
+            if tuple(tp) in gone:
+                del self._ready[tp]
+        for tp in list(self.committed):
+            if tuple(tp) in gone:
+                del self.committed[tp]
+
+
+class Consumer(Protocol):
+    """What the router uses of :class:`aiokafka.AIOKafkaConsumer`."""
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict: ...
+
+    async def commit(self, offsets: dict) -> None: ...
+
+    def assignment(self) -> set: ...
+
+    def highwater(self, tp: Any) -> int | None: ...
+
+
+class Writer(Protocol):
+    """What the router uses of :class:`~chatsla.streams.outputs.OutputWriter`."""
+
+    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None: ...
+
+    def send(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class Router:
+    """The input stage's loop: fetch, route (:meth:`Worker.route`), queue batch records, deliver
+    and commit in the background, follow rebalances.
+
+    ``worker`` is the process's :class:`~chatsla.streams.worker.Worker` (its ``route``, which
+    sends bad records to their DLQ through the worker's producer). ``flush_dead_letters`` waits
+    until those are delivered; :meth:`_deliver` awaits it too, so a bad record's offset is
+    committed only once the record is in its DLQ. (It must not flush the session agent's output
+    writer: that one's flush belongs to the checkpoint.) ``consumer`` is subscribed by the
+    caller with this object as its rebalance listener."""
+
+    def __init__(self, worker: Any, consumer: Consumer, writer: Writer, events_topic: str,
+                 max_records: int, flush_dead_letters: Callable[[], Awaitable[Any]],
+                 metrics: "RouterMetrics | None" = None) -> None:
+        self.worker = worker
+        self.flush_dead_letters = flush_dead_letters
+        self.consumer = consumer
+        self.writer = writer
+        self.events_topic = events_topic
+        self.max_records = max_records
+        self.metrics = metrics
+        self.book = OffsetBook()
+        self.generation = 0  # bumped by every revocation: a fetch from before one is dropped
+        self._delivering = asyncio.Lock()  # one delivery (flush + commit) at a time
+        self._delivery: asyncio.Future | None = None
+        self._failed: BaseException | None = None
+        self._deliveries = 0  # acknowledged deliveries (the crash test's hook counts them)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """One fetch: route it, queue its batch records, book its offsets, make sure a delivery
+        runs. Returns the number of input records taken. Raises what a delivery raised (a
+        failed produce: crash-only, the next owner resumes from the committed offsets)."""
+        if self._failed is not None:
+            raise self._failed
+        generation = self.generation
+        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
+        if generation != self.generation:  # revoked while the fetch was being handed over
+            return 0
+        return self.forward(fetched)
+
+    def forward(self, fetched: Mapping[Any, list]) -> int:
+        """Route one fetch and queue its batch records (no await: a revocation cannot fall in
+        the middle), then book its offsets."""
+        offsets: dict[TP, int] = {}
+        records = []
+        for tp, msgs in fetched.items():
+            if msgs:
+                records.extend(msgs)
+                offsets[tp] = msgs[-1].offset + 1
+        if not records:
+            return 0
+        batches = 0
+        for p, items in self.worker.route(records).items():
+            for record in batch_records(items):
+                self.writer.add(self.events_topic, None, record, partition=p)
+                batches += 1
+        self.writer.send()
+        self.book.forwarded(offsets)
+        if self.metrics is not None:
+            self.metrics.routed.inc(len(records))
+            self.metrics.batches.inc(batches)
+            self.metrics.fetches.inc()
+        if self._delivery is None or self._delivery.done():
+            self._delivery = asyncio.ensure_future(self._deliver_all())
+        return len(records)
+
+    async def _deliver_all(self) -> None:
+        try:
+            while self.book.pending():
+                async with self._delivering:
+                    await self._deliver()
+        except BaseException as e:  # kept for the loop to raise (crash-only)
+            self._failed = e
+            log.critical("forwarding input records failed: %r", e)
+
+    async def _deliver(self) -> None:
+        """Wait until everything queued so far is acknowledged, then commit those fetches'
+        offsets. Caller holds ``_delivering``."""
+        upto = self.book.last
+        await self.writer.flush()
+        await self.flush_dead_letters()  # the dead letters of those fetches
+        self.book.delivered(upto)
+        self._deliveries += 1
+        if KILL_BEFORE_COMMIT and self._deliveries >= KILL_BEFORE_COMMIT:
+            log.warning("test hook: SIGKILL after a delivery, before its input offsets are committed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await self.commit()
+
+    async def commit(self) -> None:
+        offsets = self.book.committable()
+        if offsets:
+            await self.consumer.commit(offsets)
+
+    async def drain(self) -> None:
+        """Deliver and commit what is queued (a graceful stop)."""
+        if self._delivery is not None:
+            await asyncio.gather(self._delivery, return_exceptions=True)
+        async with self._delivering:
+            if self.book.pending():
+                await self._deliver()
+
+    # ------------------------------------------------------------------ rebalances (aiokafka's listener)
+
+    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        """Stop forwarding the revoked partitions before their next owner starts: what was
+        queued is delivered and its offsets committed; what could not be delivered is dropped
+        (not committed: the next owner forwards it again)."""
+        revoked = list(revoked)
+        self.generation += 1
+        try:
+            async with self._delivering:
+                if self.book.pending():
+                    await self._deliver()
+        except Exception as e:  # noqa: BLE001 - nothing more is committed; the loop stops the worker
+            log.warning("delivering before a revocation failed (%r): its offsets are not committed", e)
+            self._failed = self._failed or e
+        self.book.drop(revoked)
+        for tp in revoked:
+            self.worker.position.pop(tuple(tp), None)
+        log.info("router: input partitions revoked: %s", sorted(map(tuple, revoked)))
+
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        log.info("router: input partitions assigned: %s", sorted(map(tuple, assigned)))
+
+    # ------------------------------------------------------------------ lag
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Input records between what the router has taken (or its group committed) and the end
+        of each input partition it reads (``chatsla_consumer_lag_records``)."""
+        return self.worker.lags(self.consumer.assignment(), self.consumer.highwater, self.book.committed)
+
+
+class RouterMetrics:
+    """The router's throughput, on the worker's registry (the consumer lag of its input
+    partitions is ``chatsla_consumer_lag_records``, as before)."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter
+
+        self.routed = Counter("chatsla_router_records", "Input records the router took (valid or not).",
+                              registry=registry)
+        self.batches = Counter("chatsla_router_batches", "Batch records the router forwarded to chatsla.events.",
+                               registry=registry)
+        self.fetches = Counter("chatsla_router_fetches", "Fetches (getmany) that returned records.",
+                               registry=registry)
+
+
+async def run_router(router: Router, stopping: Any) -> None:
+    """The loop until ``stopping()``; then what is queued is delivered and committed."""
+    while not stopping():
+        await router.step()
+    await router.drain()
