@@ -42,6 +42,8 @@ import os
 import signal
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+from aiokafka.abc import ConsumerRebalanceListener
+
 from chatsla.streams.codec import batch_records
 
 log = logging.getLogger("chatsla.router")
@@ -147,7 +149,7 @@ class Writer(Protocol):
     async def flush(self) -> None: ...
 
 
-class Router:
+class Router(ConsumerRebalanceListener):
     """The input stage's loop: fetch, route (:meth:`Worker.route`), queue batch records, deliver
     and commit in the background, follow rebalances.
 

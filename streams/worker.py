@@ -141,7 +141,7 @@ class Worker:
         # which partitions hold the watermark: written once, in streams/topics.py (R6.2)
         self.sources: list[Hashable] = list(watermark_sources(self.names, range(settings.partitions)))
         self.dlq = {self.names.chat: self.names.chat_dlq, self.names.shop: self.names.shop_dlq,
-                    self.names.events: self.names.events_dlq}
+                    self.names.tickets: self.names.ticket_dlq, self.names.events: self.names.events_dlq}
         self.runtimes: dict[int, PartitionRuntime] = {}
         # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the
         # rebalance signals): /metrics and /shops export only these, and nothing once the worker
@@ -162,7 +162,8 @@ class Worker:
     def route(self, records: Iterable[Record]) -> dict[int, list[bytes]]:
         """Validate input records (R1) and group the good ones, encoded with their source tag,
         by their shop's ``chatsla.events`` partition, in log order; bad ones go to their input's
-        DLQ. The caller forwards each partition's items as batch records."""
+        DLQ. The caller (``streams/router.py``, one fetch at a time) forwards each partition's
+        items as batch records."""
         out: dict[int, list[bytes]] = defaultdict(list)
         # one clock reading per fetch: an event further ahead than max_future is a clock or
         # producer error, and forwarding it would move its partition's watermark (and every
@@ -394,7 +395,7 @@ class Worker:
         names = self.names
         lags = {}
         for tp in assignment:
-            if tp[0] not in (names.chat, names.shop, names.events):
+            if tp[0] not in (names.chat, names.shop, names.tickets, names.events):
                 continue
             high = highwater(tp)
             done = max((o for o in (self.position.get(tuple(tp)), committed.get(tp)) if o is not None), default=None)
