@@ -272,12 +272,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # The input stage: aiokafka's getmany in a consumer group of its own, outside Faust's
     # per-record machinery (streams/router.py, issue #15).
     router_writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, group_id=router_group(settings.app_id),
-        client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
-        session_timeout_ms=10_000, heartbeat_interval_ms=3_000,  # as the Faust app's (see above)
-        **settings.security.aiokafka_kwargs())
-    router = Router(worker, consumer, router_writer, names.events, settings.route_batch,
+    router = Router(worker, None, router_writer, names.events, settings.route_batch,
                     flush_dead_letters=lambda: app.producer.flush(), metrics=RouterMetrics(metrics.registry))
     app.chatsla["router"] = router
 
@@ -291,6 +286,12 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
         async def on_start(self) -> None:
             await router_writer.ensure_started([names.events])
+            # created here: aiokafka's consumer needs the running event loop
+            router.consumer = consumer = AIOKafkaConsumer(
+                bootstrap_servers=settings.bootstrap, group_id=router_group(settings.app_id),
+                client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
+                session_timeout_ms=10_000, heartbeat_interval_ms=3_000,  # as the Faust app's (see above)
+                **settings.security.aiokafka_kwargs())
             consumer.subscribe([names.chat, names.shop, names.tickets], listener=router)
             await consumer.start()
             self._task = asyncio.ensure_future(self._run())
@@ -313,7 +314,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 await router.drain()
             except Exception as e:  # noqa: BLE001 - not committed: the next owner forwards it again
                 log.warning("router: delivering on shutdown failed: %r", e)
-            await consumer.stop()
+            if router.consumer is not None:
+                await router.consumer.stop()
             await router_writer.stop()
 
     @app.agent(events)

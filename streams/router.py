@@ -160,7 +160,7 @@ class Router(ConsumerRebalanceListener):
     writer: that one's flush belongs to the checkpoint.) ``consumer`` is subscribed by the
     caller with this object as its rebalance listener."""
 
-    def __init__(self, worker: Any, consumer: Consumer, writer: Writer, events_topic: str,
+    def __init__(self, worker: Any, consumer: Consumer | None, writer: Writer, events_topic: str,
                  max_records: int, flush_dead_letters: Callable[[], Awaitable[Any]],
                  metrics: "RouterMetrics | None" = None) -> None:
         self.worker = worker
@@ -186,6 +186,7 @@ class Router(ConsumerRebalanceListener):
         if self._failed is not None:
             raise self._failed
         generation = self.generation
+        assert self.consumer is not None
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
         if generation != self.generation:  # revoked while the fetch was being handed over
             return 0
@@ -242,6 +243,7 @@ class Router(ConsumerRebalanceListener):
     async def commit(self) -> None:
         offsets = self.book.committable()
         if offsets:
+            assert self.consumer is not None
             await self.consumer.commit(offsets)
 
     async def drain(self) -> None:
@@ -280,6 +282,8 @@ class Router(ConsumerRebalanceListener):
     def lags(self) -> dict[tuple[str, int], int]:
         """Input records between what the router has taken (or its group committed) and the end
         of each input partition it reads (``chatsla_consumer_lag_records``)."""
+        if self.consumer is None:
+            return {}
         return self.worker.lags(self.consumer.assignment(), self.consumer.highwater, self.book.committed)
 
 
