@@ -272,7 +272,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # The input stage: aiokafka's getmany in a consumer group of its own, outside Faust's
     # per-record machinery (streams/router.py, issue #15).
     router_writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
-    router = Router(worker, None, router_writer, names.events, settings.route_batch,
+    # max_records None: each getmany takes what every partition fetched (see Router.forward)
+    router = Router(worker, None, router_writer, names.events, None,
                     flush_dead_letters=lambda: app.producer.flush(), metrics=RouterMetrics(metrics.registry))
     app.chatsla["router"] = router
 
