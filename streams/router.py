@@ -40,6 +40,7 @@ import asyncio
 import heapq
 import logging
 import os
+from collections import deque
 import signal
 from operator import attrgetter
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
@@ -143,6 +144,10 @@ class Consumer(Protocol):
 
     def highwater(self, tp: Any) -> int | None: ...
 
+    def pause(self, *partitions: Any) -> None: ...
+
+    def resume(self, *partitions: Any) -> None: ...
+
 
 class Writer(Protocol):
     """What the router uses of :class:`~chatsla.streams.outputs.OutputWriter`."""
@@ -181,6 +186,9 @@ class Router(ConsumerRebalanceListener):
         self._delivery: asyncio.Future | None = None
         self._failed: BaseException | None = None
         self._deliveries = 0  # acknowledged deliveries (the crash test's hook counts them)
+        self._held: dict[Any, deque] = {}  # fetched, not yet routed (see _releasable)
+        self._fetched: dict[Any, tuple[int, int]] = {}  # partition -> (offset after, timestamp) of its last record fetched
+        self._paused: set = set()
 
     # ------------------------------------------------------------------ the loop
 
@@ -198,20 +206,18 @@ class Router(ConsumerRebalanceListener):
         return self.forward(fetched)
 
     def forward(self, fetched: Mapping[Any, list]) -> int:
-        """Route one fetch and queue its batch records (no await: a revocation cannot fall in
-        the middle), then book its offsets.
-
-        A fetch holds a run of records of each partition it read. They are routed merged by
-        record timestamp (each partition's own order kept), as a per-record consumer would
-        interleave them: routed partition by partition, a shop event behind a long run of chat
-        messages of the same fetch would reach the engine after the chat partitions moved the
-        watermark past it, and be late (R6.4) where the audit has it on time."""
-        offsets: dict[TP, int] = {}
-        runs = []
+        """Take one fetch, route what may go now (:meth:`_releasable`) and queue its batch
+        records (no await: a revocation cannot fall in the middle), then book its offsets.
+        Returns the number of input records routed."""
         for tp, msgs in fetched.items():
             if msgs:
-                runs.append(msgs)
-                offsets[tuple(tp)] = msgs[-1].offset + 1
+                held = self._held.get(tp)
+                if held is None:
+                    held = self._held[tp] = deque()
+                held.extend(msgs)
+                self._fetched[tp] = (msgs[-1].offset + 1, msgs[-1].timestamp)
+        runs, offsets = self._releasable()
+        self._pace()
         if not runs:
             return 0
         records = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=_TIMESTAMP))
@@ -229,6 +235,60 @@ class Router(ConsumerRebalanceListener):
         if self._delivery is None or self._delivery.done():
             self._delivery = asyncio.ensure_future(self._deliver_all())
         return len(records)
+
+    def _releasable(self) -> tuple[list[list], dict[Any, int]]:
+        """The held records that may be routed now, as one run per partition, and each such
+        partition's next offset.
+
+        The input topics are read independently, and a fetch is a snapshot of each partition's
+        log: a chat partition's records may already run hours of event time past a shop event
+        that its producer wrote earlier but the broker had not appended to ``shop.events`` when
+        the fetch was answered. Routed as fetched, that shop event would reach the engine after
+        the chat partitions moved the watermark past it, and be late (R6.4) where the audit has
+        it on time. So records are released in record-timestamp order across the partitions,
+        the order ``chatsla replay`` merges the topics in: a record goes once every assigned
+        partition that has more to read (its end, as the last fetch reported, is past what was
+        fetched) has been fetched up to its timestamp. A partition read to its end does not hold
+        the others back (an idle ``shop.events`` would stall everything)."""
+        bound = None  # the smallest timestamp fetched last from a partition that is not at its end
+        consumer = self.consumer
+        for tp in consumer.assignment() if consumer is not None else ():
+            fetched = self._fetched.get(tp)
+            high = consumer.highwater(tp)  # type: ignore[union-attr]
+            # Not fetched yet (no high watermark known, or a fetch that returned nothing: read
+            # to its end), or fetched to its end: it does not hold the others back.
+            if fetched is None or high is None or fetched[0] >= high:
+                continue
+            bound = fetched[1] if bound is None else min(bound, fetched[1])
+        runs, offsets = [], {}
+        for tp, held in self._held.items():
+            if not held:
+                continue
+            if bound is None or held[-1].timestamp <= bound:
+                run = list(held)
+                held.clear()
+            else:
+                run = []
+                while held and held[0].timestamp <= bound:
+                    run.append(held.popleft())
+            if run:
+                runs.append(run)
+                offsets[tp] = run[-1].offset + 1
+        return runs, offsets
+
+    def _pace(self) -> None:
+        """Pause fetching the partitions with records still held (they are ahead of another
+        partition): what is held stays at about one fetch per partition. Resumed once released."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        held = [tp for tp, q in self._held.items() if q]
+        if held:
+            consumer.pause(*held)
+        free = [tp for tp, q in self._held.items() if not q and tp in self._paused]
+        if free:
+            consumer.resume(*free)
+        self._paused = set(held)
 
     async def _deliver_all(self) -> None:
         try:
@@ -282,6 +342,10 @@ class Router(ConsumerRebalanceListener):
             log.warning("delivering before a revocation failed (%r): its offsets are not committed", e)
             self._failed = self._failed or e
         self.book.drop(revoked)
+        for tp in revoked:  # fetched, not routed: the next owner reads them again
+            self._held.pop(tp, None)
+            self._fetched.pop(tp, None)
+            self._paused.discard(tp)
         for tp in revoked:
             self.worker.position.pop(tuple(tp), None)
         log.info("router: input partitions revoked: %s", sorted(map(tuple, revoked)))
