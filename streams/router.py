@@ -295,6 +295,8 @@ class Router(ConsumerRebalanceListener):
             while self.book.pending():
                 async with self._delivering:
                     await self._deliver()
+        except asyncio.CancelledError:
+            raise
         except BaseException as e:  # kept for the loop to raise (crash-only)
             self._failed = e
             log.critical("forwarding input records failed: %r", e)
