@@ -144,6 +144,8 @@ class Consumer(Protocol):
 
     def highwater(self, tp: Any) -> int | None: ...
 
+    async def position(self, tp: Any) -> int: ...
+
     def pause(self, *partitions: Any) -> None: ...
 
     def resume(self, *partitions: Any) -> None: ...
@@ -189,6 +191,7 @@ class Router(ConsumerRebalanceListener):
         self._held: dict[Any, deque] = {}  # fetched, not yet routed (see _releasable)
         self._fetched: dict[Any, tuple[int, int]] = {}  # partition -> (offset after, timestamp) of its last record fetched
         self._paused: set = set()
+        self._start: dict[Any, int] = {}  # position of an assigned partition not fetched yet
 
     # ------------------------------------------------------------------ the loop
 
@@ -198,8 +201,9 @@ class Router(ConsumerRebalanceListener):
         failed produce: crash-only, the next owner resumes from the committed offsets)."""
         if self._failed is not None:
             raise self._failed
-        generation = self.generation
         assert self.consumer is not None
+        await self._positions()
+        generation = self.generation
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
         if generation != self.generation:  # revoked while the fetch was being handed over
             return 0
@@ -236,6 +240,17 @@ class Router(ConsumerRebalanceListener):
             self._delivery = asyncio.ensure_future(self._deliver_all())
         return len(records)
 
+    async def _positions(self) -> None:
+        """The position of each assigned partition not fetched yet, once its end is known: a
+        partition at its end holds nothing back (:meth:`_releasable`)."""
+        consumer = self.consumer
+        for tp in consumer.assignment():  # type: ignore[union-attr]
+            if tp not in self._fetched and tp not in self._start and consumer.highwater(tp) is not None:  # type: ignore[union-attr]
+                try:
+                    self._start[tp] = await consumer.position(tp)  # type: ignore[union-attr]
+                except Exception:  # noqa: BLE001 - revoked meanwhile: the next step looks again
+                    return
+
     def _releasable(self) -> tuple[list[list], dict[Any, int]]:
         """The held records that may be routed now, as one run per partition, and each such
         partition's next offset.
@@ -248,17 +263,26 @@ class Router(ConsumerRebalanceListener):
         it on time. So records are released in record-timestamp order across the partitions,
         the order ``chatsla replay`` merges the topics in: a record goes once every assigned
         partition that has more to read (its end, as the last fetch reported, is past what was
-        fetched) has been fetched up to its timestamp. A partition read to its end does not hold
-        the others back (an idle ``shop.events`` would stall everything)."""
+        fetched) has been fetched up to its timestamp; one not fetched yet since its assignment
+        holds everything (a restart's first fetch may answer for the chat partitions before
+        ``shop.events`` is fetchable). A partition read to its end does not hold the others back
+        (an idle ``shop.events`` would stall everything)."""
         bound = None  # the smallest timestamp fetched last from a partition that is not at its end
         consumer = self.consumer
         for tp in consumer.assignment() if consumer is not None else ():
             fetched = self._fetched.get(tp)
             high = consumer.highwater(tp)  # type: ignore[union-attr]
-            # Not fetched yet (no high watermark known, or a fetch that returned nothing: read
-            # to its end), or fetched to its end: it does not hold the others back.
-            if fetched is None or high is None or fetched[0] >= high:
-                continue
+            if fetched is None:
+                # Nothing fetched since it was assigned: it holds everything back unless it is
+                # known to have nothing to read (its position at its end, once its first fetch
+                # answered; an idle shop.events must not stall the router).
+                start = self._start.get(tp)
+                if start is not None and high is not None and start >= high:
+                    continue
+                bound = -1
+                break
+            if high is not None and fetched[0] >= high:
+                continue  # read to its end: it does not hold the others back
             bound = fetched[1] if bound is None else min(bound, fetched[1])
         runs, offsets = [], {}
         for tp, held in self._held.items():
@@ -347,6 +371,7 @@ class Router(ConsumerRebalanceListener):
         for tp in revoked:  # fetched, not routed: the next owner reads them again
             self._held.pop(tp, None)
             self._fetched.pop(tp, None)
+            self._start.pop(tp, None)
             self._paused.discard(tp)
         for tp in revoked:
             self.worker.position.pop(tuple(tp), None)

@@ -51,6 +51,7 @@ class FakeConsumer:
         self.fetches: list[dict] = []
         self.commits: list[dict] = []
         self.paused: set = set()
+        self.start: dict = {}  # committed offsets (where a partition's reading starts)
 
     async def getmany(self, *partitions, timeout_ms: int = 0, max_records=None) -> dict:
         await asyncio.sleep(0)
@@ -64,6 +65,9 @@ class FakeConsumer:
 
     def highwater(self, tp):
         return self.high.get(tp)
+
+    async def position(self, tp) -> int:
+        return self.start.get(tp, 0)
 
     def pause(self, *tps) -> None:
         self.paused.update(tps)
@@ -266,5 +270,25 @@ def test_an_idle_partition_read_to_its_end_does_not_stall_the_others() -> None:
         assert await router.step() == 2
         await settle()
         assert routed_ids(writer) == ["c0", "c1"] and router.book.committed == {CHAT0: 2}
+
+    asyncio.run(run())
+
+
+def test_a_partition_not_fetched_yet_holds_everything_until_its_first_fetch() -> None:
+    """R6.4 / issue #15: a restarted worker's first fetch can answer for the chat partitions
+    before shop.events is fetchable; routing them then would make the shop events late."""
+    async def run() -> None:
+        consumer, writer = FakeConsumer({CHAT0, SHOP0}), FakeWriter()
+        writer.gate.set()
+        router = make_router(consumer, writer)
+        consumer.high.update({CHAT0: 2})  # shop.events: no fetch answered yet (end unknown)
+        chat = [rec(CHAT0, i, msg("c", "buyer", at(h=i), eid=f"c{i}"), 100 * (i + 1)) for i in range(2)]
+        consumer.fetches.append({CHAT0: chat})
+        assert await router.step() == 0
+        consumer.high[SHOP0] = 1
+        consumer.fetches.append({SHOP0: [rec(SHOP0, 0, shop_event("vacation_on", at(m=30), eid="v0"), 150)]})
+        assert await router.step() == 3
+        await settle()
+        assert routed_ids(writer) == ["c0", "v0", "c1"]
 
     asyncio.run(run())
