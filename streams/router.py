@@ -387,7 +387,9 @@ class Router(ConsumerRebalanceListener):
         of each input partition it reads (``chatsla_consumer_lag_records``)."""
         if self.consumer is None:
             return {}
-        return self.worker.lags(self.consumer.assignment(), self.consumer.highwater, self.book.committed)
+        # right after a start (or a rebalance) nothing is taken yet: the position the partition
+        # starts from (its group's committed offset) is what is done (issue #10 finding 8)
+        return self.worker.lags(self.consumer.assignment(), self.consumer.highwater, {**self._start, **self.book.committed})
 
 
 class RouterMetrics:
