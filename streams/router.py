@@ -244,12 +244,16 @@ class Router(ConsumerRebalanceListener):
         """The position of each assigned partition not fetched yet, once its end is known: a
         partition at its end holds nothing back (:meth:`_releasable`)."""
         consumer = self.consumer
+        generation = self.generation
         for tp in consumer.assignment():  # type: ignore[union-attr]
             if tp not in self._fetched and tp not in self._start and consumer.highwater(tp) is not None:  # type: ignore[union-attr]
                 try:
-                    self._start[tp] = await consumer.position(tp)  # type: ignore[union-attr]
+                    position = await consumer.position(tp)  # type: ignore[union-attr]
                 except Exception:  # noqa: BLE001 - revoked meanwhile: the next step looks again
                     return
+                if generation != self.generation:  # a rebalance while waiting: stale
+                    return
+                self._start[tp] = position
 
     def _releasable(self) -> tuple[list[list], dict[Any, int]]:
         """The held records that may be routed now, as one run per partition, and each such
