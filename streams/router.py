@@ -46,6 +46,7 @@ from operator import attrgetter
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from chatsla.streams.codec import batch_records
 
@@ -311,11 +312,14 @@ class Router(ConsumerRebalanceListener):
         if consumer is None:
             return
         held = [tp for tp, q in self._held.items() if q]
-        if held:
-            consumer.pause(*held)
         free = [tp for tp, q in self._held.items() if not q and tp in self._paused]
-        if free:
-            consumer.resume(*free)
+        try:
+            if held:
+                consumer.pause(*held)
+            if free:
+                consumer.resume(*free)
+        except IllegalStateError:  # a partition revoked meanwhile: its pause state went with it
+            return
         self._paused = set(held)
 
     async def _deliver_all(self) -> None:
@@ -343,10 +347,16 @@ class Router(ConsumerRebalanceListener):
         await self.commit()
 
     async def commit(self) -> None:
+        """Commit the acknowledged offsets. A commit the group refuses (a rebalance began: the
+        generation moved on, or a partition is no longer ours) is not an error: those records
+        are forwarded again by whoever reads them next, and the engine drops the copies."""
         offsets = self.book.committable()
         if offsets:
             assert self.consumer is not None
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except (KafkaError, IllegalStateError) as e:
+                log.warning("router: commit refused (%r); those input records will be forwarded again", e)
 
     async def drain(self) -> None:
         """Deliver and commit what is queued (a graceful stop)."""

@@ -292,3 +292,28 @@ def test_a_partition_not_fetched_yet_holds_everything_until_its_first_fetch() ->
         assert routed_ids(writer) == ["c0", "v0", "c1"]
 
     asyncio.run(run())
+
+
+def test_a_commit_the_group_refuses_during_a_rebalance_does_not_stop_the_router() -> None:
+    """A rebalance may begin while a delivery commits: the group refuses the commit; those
+    records are forwarded again by their next reader (at-least-once), the worker goes on."""
+    from aiokafka.errors import CommitFailedError
+
+    async def run() -> None:
+        consumer, writer = FakeConsumer({CHAT0}), FakeWriter()
+        writer.gate.set()
+        router = make_router(consumer, writer)
+
+        async def refuse(offsets):
+            raise CommitFailedError("the group has already rebalanced")
+        consumer.commit = refuse  # type: ignore[method-assign]
+        consumer.high[CHAT0] = 2
+        consumer.fetches.append({CHAT0: [rec(CHAT0, 0, msg("c", "buyer", at(), eid="e0"), 1)]})
+        await router.step()
+        await settle()
+        consumer.fetches.append({CHAT0: [rec(CHAT0, 1, msg("c", "seller", at(m=1), eid="e1"), 2)]})
+        assert await router.step() == 1  # no crash
+        await settle()
+        assert routed_ids(writer) == ["e0", "e1"]
+
+    asyncio.run(run())
