@@ -318,8 +318,8 @@ class Router(ConsumerRebalanceListener):
                 consumer.pause(*held)
             if free:
                 consumer.resume(*free)
-        except IllegalStateError:  # a partition revoked meanwhile: its pause state went with it
-            return
+        except (IllegalStateError, AssertionError):  # a partition revoked meanwhile (aiokafka asserts
+            return                                    # on an assignment in transition): its pause state went with it
         self._paused = set(held)
 
     async def _deliver_all(self) -> None:
