@@ -61,6 +61,11 @@ KILL_BEFORE_COMMIT = int(os.environ.get("CHATSLA_TEST_KILL_BEFORE_COMMIT", "0") 
 
 
 _TIMESTAMP = attrgetter("timestamp")
+# A partition read to its end holds the others back to this long before the router's wall clock
+# (record timestamps are the producers' clocks): a producer's batch for one partition can reach
+# the broker a linger and a request later than its batch for another, so a partition that looks
+# idle may still get a record older than what another one just returned (see _releasable).
+SETTLE_MS = 500
 
 
 def router_group(app_id: str) -> str:
@@ -205,6 +210,8 @@ class Router(ConsumerRebalanceListener):
         assert self.consumer is not None
         await self._positions()
         generation = self.generation
+        if any(self._held.values()):  # look again soon: held records may settle without new input
+            timeout_ms = min(timeout_ms, 50)
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
         if generation != self.generation:  # revoked while the fetch was being handed over
             return 0
@@ -270,10 +277,12 @@ class Router(ConsumerRebalanceListener):
         partition that has more to read (its end, as the last fetch reported, is past what was
         fetched) has been fetched up to its timestamp; one not fetched yet since its assignment
         holds everything (a restart's first fetch may answer for the chat partitions before
-        ``shop.events`` is fetchable). A partition read to its end does not hold the others back
-        (an idle ``shop.events`` would stall everything)."""
+        ``shop.events`` is fetchable). A partition read to its end holds back only records
+        younger than ``SETTLE_MS`` by the router's clock (an idle ``shop.events`` must not stall
+        a backfill; live, this is the latency it adds)."""
         bound = None  # the smallest timestamp fetched last from a partition that is not at its end
         consumer = self.consumer
+        settled = self.worker.clock.wall_us() // 1000 - SETTLE_MS  # what a partition at its end allows
         for tp in consumer.assignment() if consumer is not None else ():
             fetched = self._fetched.get(tp)
             high = consumer.highwater(tp)  # type: ignore[union-attr]
@@ -283,11 +292,13 @@ class Router(ConsumerRebalanceListener):
                 # answered; an idle shop.events must not stall the router).
                 start = self._start.get(tp)
                 if start is not None and high is not None and start >= high:
+                    bound = settled if bound is None else min(bound, settled)
                     continue
                 bound = -1
                 break
-            if high is not None and fetched[0] >= high:
-                continue  # read to its end: it does not hold the others back
+            if high is not None and fetched[0] >= high:  # read to its end: it holds back only the
+                bound = settled if bound is None else min(bound, settled)  # last moments
+                continue
             bound = fetched[1] if bound is None else min(bound, fetched[1])
         runs, offsets = [], {}
         for tp, held in self._held.items():

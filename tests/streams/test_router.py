@@ -317,3 +317,27 @@ def test_a_commit_the_group_refuses_during_a_rebalance_does_not_stop_the_router(
         assert routed_ids(writer) == ["e0", "e1"]
 
     asyncio.run(run())
+
+
+def test_a_partition_at_its_end_holds_back_only_the_last_moments() -> None:
+    """R6.4 / issue #15: a producer's batch for shop.events can reach the broker a linger later
+    than its batch for chat.messages; records younger than SETTLE_MS by the router's clock wait."""
+    from chatsla.streams.router import SETTLE_MS
+
+    async def run() -> None:
+        consumer, writer = FakeConsumer({CHAT0, SHOP0}), FakeWriter()
+        writer.gate.set()
+        router = make_router(consumer, writer)
+        now_ms = 10_000
+        router.worker.clock.wall = now_ms * 1000
+        consumer.high.update({CHAT0: 2, SHOP0: 0})  # shop.events: read to its end (empty)
+        old, young = now_ms - SETTLE_MS - 1, now_ms - SETTLE_MS + 100
+        consumer.fetches.append({CHAT0: [rec(CHAT0, 0, msg("c", "buyer", at(), eid="c0"), old),
+                                         rec(CHAT0, 1, msg("c", "buyer", at(m=1), eid="c1"), young)]})
+        assert await router.step() == 1
+        router.worker.clock.wall += 200_000  # 200 ms later the young one has settled too
+        assert await router.step() == 1
+        await settle()
+        assert routed_ids(writer) == ["c0", "c1"]
+
+    asyncio.run(run())
