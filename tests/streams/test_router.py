@@ -340,3 +340,20 @@ def test_a_partition_at_its_end_holds_back_only_the_last_moments() -> None:
         assert routed_ids(writer) == ["c0", "c1"]
 
     asyncio.run(run())
+
+
+def test_at_equal_timestamps_a_shop_event_goes_before_chat_messages() -> None:
+    """R6.4: record timestamps are milliseconds; within one, a shop event must not be routed
+    behind chat messages of the same millisecond (early it waits for the watermark)."""
+    async def run() -> None:
+        consumer, writer = FakeConsumer({CHAT0, SHOP0}), FakeWriter()
+        writer.gate.set()
+        router = make_router(consumer, writer)
+        consumer.high.update({CHAT0: 2, SHOP0: 1})
+        consumer.fetches.append({CHAT0: [rec(CHAT0, i, msg("c", "buyer", at(h=i), eid=f"c{i}"), 7) for i in range(2)],
+                                 SHOP0: [rec(SHOP0, 0, shop_event("vacation_on", at(m=30), eid="v0"), 7)]})
+        assert await router.step() == 3
+        await settle()
+        assert routed_ids(writer) == ["v0", "c0", "c1"]
+
+    asyncio.run(run())
