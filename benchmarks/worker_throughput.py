@@ -1,9 +1,11 @@
 """Benchmark: events/s through one chatsla worker with full state, against a plain Faust agent
-doing one table write per event, in the same run on the same (local, real) broker (issue #3).
+doing one table write per event and a raw aiokafka ``getmany`` + ``orjson.loads`` loop, in the
+same run on the same (local, real) broker (issues #3, #15); then two chatsla workers together.
 
-Both consume the same pre-produced input topic from the beginning; the time is measured from
-worker start until its consumer group has committed the end of its input (for chatsla: the end
-of chat.messages and of chatsla.events, i.e. routed and sessionised). Figures go to BENCHMARKS.md.
+All consume the same pre-produced input topic from the beginning; the time is measured from
+process start until the consumer group has committed the end of its input (for chatsla: the
+router group's end of chat.messages and the app group's end of chatsla.events, i.e. routed and
+sessionised). Figures go to BENCHMARKS.md.
 
     .venv/bin/python benchmarks/worker_throughput.py [--conversations N]
 """
@@ -26,6 +28,7 @@ from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
 from chatsla.streams.topics import TopicNames, topic_specs
 from chatsla.streams.admin import committed_lag, ensure_topics, topic_size
+from chatsla.streams.router import router_group
 
 PARTITIONS = 4
 
@@ -41,28 +44,41 @@ STEADY: dict[str, float] = {}
 
 
 def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path,
-          then: str | None = None) -> float:
-    """Run ``cmd`` until ``group`` has committed ``total`` records of ``topic`` and, if ``then``
-    names a second topic (the chatsla worker's own chatsla.events), all of that one too."""
+          then: tuple[str, str] | None = None, copies: int = 1) -> float:
+    """Run ``copies`` processes of ``cmd`` until ``group`` has committed ``total`` records of
+    ``topic`` and, if ``then`` names a second (group, topic) (the chatsla worker's app group and
+    chatsla.events), all of that one too. CPU time is the processes' sum."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    procs = [subprocess.Popen(cmd if i == 0 else _second(cmd), stdout=open(log.with_suffix(f".{i}.log") if i else log, "wb"),
+                              stderr=subprocess.STDOUT, start_new_session=True) for i in range(copies)]
+    proc = procs[0]
     first: tuple[float, int] | None = None  # (time, committed) once a tenth of the input is committed
     try:
         while ((done := total - committed_lag(bootstrap, group, [topic])) < total
-               or (then is not None and committed_lag(bootstrap, group, [then]) > 0)):
-            if proc.poll() is not None:
+               or (then is not None and committed_lag(bootstrap, then[0], [then[1]]) > 0)):
+            if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"{cmd[1]} exited early, see {log}")
             if first is None and done >= total // 10:
                 first = (time.monotonic(), done)
             time.sleep(0.2)  # polling the committed offsets
         elapsed = time.monotonic() - t0
-        CPU[str(log)] = cpu_seconds(proc.pid)
+        CPU[str(log)] = sum(cpu_seconds(p.pid) for p in procs)
         if first is not None:  # the rate after start-up, partition assignment and table recovery
             STEADY[str(log)] = (total - first[1]) / (time.monotonic() - first[0])
         return elapsed
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
-        proc.wait(timeout=60)
+        for p in procs:
+            os.killpg(p.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
+        for p in procs:
+            p.wait(timeout=60)
+
+
+def _second(cmd: list[str]) -> list[str]:
+    """A second chatsla worker's command: its own web port and data directory."""
+    out = list(cmd)
+    out[out.index("--web-port") + 1] = str(free_port())
+    out[out.index("--data-dir") + 1] += "-2"
+    return out
 
 
 def main() -> None:
@@ -72,6 +88,8 @@ def main() -> None:
                     help="also time Faust agents that do nothing per event (the floor of any Faust job)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and broker data (printed at the end)")
     ap.add_argument("--profile", type=Path, help="also write py-spy collapsed stacks of both jobs here")
+    ap.add_argument("--two", action="store_true", help="also time two chatsla workers on the same input")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain Faust agent (its ratio is then not printed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
     broker = BrokerConfig(port=free_port(), data_dir=tmp / "kafka", heap="1g")
@@ -98,26 +116,50 @@ def main() -> None:
                                    broker.bootstrap, names.chat, group, str(PARTITIONS), mode], mode),
                          broker.bootstrap, group, names.chat, n, tmp / f"{mode}.log")
 
-        t_plain = baseline("write")
+        t_plain = None if args.no_plain else baseline("write")
         floors = {mode: baseline(mode) for mode in args.floors}
-        group = f"chatsla-{tag}"
-        t_worker = timed(profiled([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id",
-                                   group, "--topic-prefix", f"b{tag}.", "--partitions", str(PARTITIONS), "--no-ticks",
-                                   "--web-port", str(free_port()), "--data-dir", str(tmp / "worker"),
-                                   "--no-create-topics"], "worker"),
-                         broker.bootstrap, group, names.chat, n, tmp / "worker.log", then=names.events)
+        raw_group = f"raw-{tag}"
+        t_raw = timed(profiled([str(bin_dir / "python"), str(Path(__file__).with_name("raw_getmany.py")),
+                                broker.bootstrap, names.chat, raw_group], "raw"),
+                      broker.bootstrap, raw_group, names.chat, n, tmp / "raw.log")
+
+        def chatsla_worker(name: str, copies: int = 1, prefix: str = f"b{tag}.") -> float:
+            group = f"chatsla-{name}-{tag}"
+            return timed(profiled([str(bin_dir / "chatsla"), "worker", "--bootstrap", broker.bootstrap, "--app-id",
+                                   group, "--topic-prefix", prefix, "--partitions", str(PARTITIONS), "--no-ticks",
+                                   "--web-port", str(free_port()), "--data-dir", str(tmp / name),
+                                   "--no-create-topics"], name),
+                         broker.bootstrap, router_group(group), TopicNames.prefixed(prefix).chat, n,
+                         tmp / f"{name}.log", then=(group, TopicNames.prefixed(prefix).events), copies=copies)
+
+        t_worker = chatsla_worker("worker")
         print(f"{n} events, {PARTITIONS} partitions, one worker process each")
-        print(f"plain Faust agent, one table write per event: {n / t_plain:10,.0f} events/s ({t_plain:.1f} s)")
+        if t_plain is not None:
+            print(f"plain Faust agent, one table write per event: {n / t_plain:10,.0f} events/s ({t_plain:.1f} s)")
+        print(f"raw aiokafka getmany + orjson.loads:          {n / t_raw:10,.0f} events/s ({t_raw:.1f} s), "
+              f"{n / CPU[str(tmp / 'raw.log')]:,.0f} events per CPU-second")
         print(f"chatsla worker (route + sessionise + outputs): {n / t_worker:10,.0f} events/s ({t_worker:.1f} s)")
-        print(f"ratio: {t_plain / t_worker:.2f}")
+        if t_plain is not None:
+            print(f"ratio to the plain agent: {t_plain / t_worker:.2f}")
+        print(f"ratio to the raw loop: {t_raw / t_worker:.3f}")
+        if args.two:  # on topics of their own (chatsla.events must not hold the first run's batches)
+            names2 = TopicNames.prefixed(f"c{tag}.")
+            ensure_topics(broker.bootstrap, topic_specs(names2, PARTITIONS))
+            produce(records, broker.bootstrap, names2)
+            t_two = chatsla_worker("two", copies=2, prefix=f"c{tag}.")
+            print(f"two chatsla workers: {n / t_two:10,.0f} events/s ({t_two:.1f} s), {t_worker / t_two:.2f}x one; "
+                  f"{n / CPU[str(tmp / 'two.log')]:,.0f} events per CPU-second")
         steady = {k: f"{Path(k).stem} {v:,.0f}" for k, v in STEADY.items()}
         print("after the first tenth is committed (no start-up), events/s: " + ", ".join(steady.values()))
         for mode, t in floors.items():
             print(f"floor, Faust agent doing nothing ({mode}):  {n / t:10,.0f} events/s ({t:.1f} s), "
                   f"{n / CPU[str(tmp / f'{mode}.log')]:,.0f} events per CPU-second")
-        c_plain, c_worker = CPU[str(tmp / "write.log")], CPU[str(tmp / "worker.log")]
-        print(f"CPU time (start-up included): plain {c_plain:.1f} s = {n / c_plain:,.0f} events per CPU-second, "
-              f"chatsla {c_worker:.1f} s = {n / c_worker:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
+        c_worker = CPU[str(tmp / "worker.log")]
+        print(f"CPU time (start-up included): chatsla {c_worker:.1f} s = {n / c_worker:,.0f} events per CPU-second")
+        if t_plain is not None:
+            c_plain = CPU[str(tmp / "write.log")]
+            print(f"plain {c_plain:.1f} s = {n / c_plain:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
+        print(f"load average at the end: {os.getloadavg()}")
     finally:
         stop(broker)
         if args.keep:

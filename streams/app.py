@@ -3,11 +3,12 @@ timers, rebalance signals, web pages and tables. What the worker *does* is in
 ``streams/worker.py`` (Faust-free, unit-tested with in-memory fakes); this module only adapts
 Faust and Kafka to its small interfaces (``_FaustStore``, ``_FaustProducer``).
 
-``route`` validates both input topics (RULES R1); bad records go to ``<input>.dlq`` with the
+The router (``streams/router.py``: aiokafka's ``getmany`` in a consumer group of its own, not a
+Faust agent) validates the input topics (RULES R1); bad records go to ``<input>.dlq`` with the
 original bytes and the reason in headers, good ones are forwarded to the shop's ``chatsla.events``
 partition, tagged with their input partition, in one batch record per partition and fetch
-(``streams/codec.py``). ``sessions`` hands each ``chatsla.events`` record to the worker, which
-runs one :class:`PartitionRuntime` (the pure core) per partition and writes its outputs to
+(``streams/codec.py``); its input offsets are committed once those are acknowledged.
+``sessions`` hands each ``chatsla.events`` record to the worker, which runs one :class:`PartitionRuntime` (the pure core) per partition and writes its outputs to
 ``chatsla.sessions`` and ``chatsla.assessments`` through :class:`OutputWriter`. Each Kafka record
 costs a Faust worker far more than the engine's work on an event, so records are batched wherever
 the topic is ours. Deadlines fire inside stream processing as the partition's event time
@@ -37,13 +38,15 @@ from typing import Callable
 
 import faust
 import mode
+from aiokafka import AIOKafkaConsumer
 from faust.sensors import Monitor
 from faust.web.base import BlueprintManager
 
 from chatsla.streams import logs
 from chatsla.streams.clock import wall_clock_us
-from chatsla.streams.codec import batch_records, encode_flush, encode_tick
+from chatsla.streams.codec import encode_flush, encode_tick
 from chatsla.streams.outputs import OutputWriter
+from chatsla.streams.router import Router, RouterMetrics, router_group, run_router
 from chatsla.streams.runtime import KIND_TOPIC, Tables
 from chatsla.streams.settings import WorkerSettings
 from chatsla.streams.worker import CONVERSATIONS, Worker
@@ -217,8 +220,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    # ticket.events too (issue #12, RULES A.1); H-router's getmany router replaces this agent
-    inputs = app.topic(names.chat, names.shop, names.tickets, **raw)
     events = app.topic(names.events, partitions=settings.partitions, **raw)
     dlqs = {name: app.topic(name, **raw) for name in names.dlqs}
     output_topics = {kind: getattr(names, attr) for kind, attr in KIND_TOPIC.items()}
@@ -274,15 +275,55 @@ def create_app(settings: WorkerSettings) -> faust.App:
         ok, why = readiness()
         return web.json({"status": why, "partitions": sorted(worker.owned)}, status=200 if ok else 503)
 
-    @app.agent(inputs)
-    async def route(stream: faust.StreamT) -> None:
-        # take_events acknowledges the events only after this body has handed their batch records
-        # to the producer, and Faust flushes the producer before it commits offsets, so a crash
-        # at any point forwards an event again at worst (the engine drops the duplicate).
-        async for taken in stream.take_events(settings.route_batch, within=settings.route_linger):
-            for p, items in worker.route(event.message for event in taken).items():
-                for record in batch_records(items):
-                    events.send_soon(key=None, value=record, partition=p)
+    # The input stage: aiokafka's getmany in a consumer group of its own, outside Faust's
+    # per-record machinery (streams/router.py, issue #15).
+    router_writer = OutputWriter({"bootstrap_servers": settings.bootstrap, **settings.security.aiokafka_kwargs()})
+    # max_records None: each getmany takes what every partition fetched (see Router.forward)
+    router = Router(worker, None, router_writer, names.events, None,
+                    flush_dead_letters=lambda: app.producer.flush(), metrics=RouterMetrics(metrics.registry))
+    app.chatsla["router"] = router
+
+    @app.service
+    class _Router(mode.Service):
+        """Starts the router with the app and stops it first: what it queued is delivered and
+        committed (a crash instead: forwarded again by the next owner, deduplicated)."""
+
+        _task: asyncio.Future | None = None
+        _stop = False
+
+        async def on_start(self) -> None:
+            await router_writer.ensure_started([names.events])
+            # created here: aiokafka's consumer needs the running event loop
+            router.consumer = consumer = AIOKafkaConsumer(
+                bootstrap_servers=settings.bootstrap, group_id=router_group(settings.app_id),
+                client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
+                session_timeout_ms=10_000, heartbeat_interval_ms=3_000,  # as the Faust app's (see above)
+                **settings.security.aiokafka_kwargs())
+            consumer.subscribe([names.chat, names.shop, names.tickets], listener=router)
+            await consumer.start()
+            self._task = asyncio.ensure_future(self._run())
+
+        async def _run(self) -> None:
+            try:
+                await run_router(router, lambda: self._stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # crash-only, as the session agent (below)
+                log.critical("router failed, stopping the worker: %r", e)
+                await app.crash(e)
+
+        async def on_stop(self) -> None:
+            self._stop = True
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            try:
+                await router.drain()
+            except Exception as e:  # noqa: BLE001 - not committed: the next owner forwards it again
+                log.warning("router: delivering on shutdown failed: %r", e)
+            if router.consumer is not None:
+                await router.consumer.stop()
+            await router_writer.stop()
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
@@ -330,7 +371,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
         committed offsets, read when partitions are assigned (not public API; without it the
         gauge waits for the first record taken, as before)."""
         committed = getattr(app.consumer, "_committed_offset", None) or {}
-        metrics.lag_now(worker.lags(app.consumer.assignment(), app.consumer.highwater, committed))
+        # the input topics' lag is the router's (its own consumer and group)
+        metrics.lag_now({**worker.lags(app.consumer.assignment(), app.consumer.highwater, committed),
+                         **router.lags()})
 
     dlq_reader: list = []  # the kafka-python consumer reading the DLQ topics' end offsets
     dlq_reading = asyncio.Lock()

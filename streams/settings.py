@@ -98,10 +98,6 @@ class WorkerSettings:
     # per changed conversation and four flushes, so fewer of them in a backfill means fewer writes
     # (a conversation changed several times is written once); a crash re-reads at most this much.
     checkpoint_events: int = 20000
-    # The router forwards what it took from the inputs within route_linger seconds (at most
-    # route_batch events) as one batch record per chatsla.events partition (streams/codec.py).
-    route_batch: int = 1000
-    route_linger: float = 0.01
     checkpoint_interval: float = 10.0
     checkpoint_idle: float = 0.25
     # --policy values, one per model (repeatable); a model not named runs its platform's bundled

@@ -170,7 +170,8 @@ class Worker:
     def route(self, records: Iterable[Record]) -> dict[int, list[bytes]]:
         """Validate input records (R1) and group the good ones, encoded with their source tag,
         by their shop's ``chatsla.events`` partition, in log order; bad ones go to their input's
-        DLQ. The caller forwards each partition's items as batch records."""
+        DLQ. The caller (``streams/router.py``, one fetch at a time) forwards each partition's
+        items as batch records."""
         out: dict[int, list[bytes]] = defaultdict(list)
         # one clock reading per fetch: an event further ahead than max_future is a clock or
         # producer error, and forwarding it would move its partition's watermark (and every

@@ -35,6 +35,7 @@ from chatsla.projections.weekly import PENALTY_RISK
 from chatsla.schemas.decode import decode
 from chatsla.core.events import Invalid
 from chatsla.streams.admin import committed_lag
+from chatsla.streams.router import router_group
 from tests.integration.harness import Deployment, wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions, model_of
 
@@ -98,7 +99,7 @@ def test_r8_r5_prometheus_shows_each_shops_rate_and_outcome_as_the_audit(deploym
 
     produce(records, deployment.bootstrap, deployment.names)
     inputs = [deployment.names.chat, deployment.names.shop]
-    wait_for(lambda: committed_lag(deployment.bootstrap, deployment.app_id, inputs) == 0, 180, "all events routed")
+    wait_for(lambda: committed_lag(deployment.bootstrap, router_group(deployment.app_id), inputs) == 0, 180, "all events routed")
     # every partition's watermark becomes `watermark` (R6.2), the clock walked from the last event
     deployment.send_ticks(watermark + LATENESS, since_us=min(decode(v).t for _, _, v in records))
 
