@@ -151,8 +151,9 @@ class ImWaits(ShopZones):
         self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
         # ``session_updates=False`` (the audit): a period's record is emitted when it is forgotten
         # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
-        # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
-        # when it opens and on late changes only, so its state may be ahead of its last record.
+        # sorts its waits). An open wait's opening record (R10.5.1: emitted when it opens and on
+        # late changes only, so its state may be ahead of its last record) is deferred too, see
+        # :meth:`_emit_open`.
         self._defer = not host.session_updates
         self._by_first = policy.wait_measured_from == "first_unanswered"
         # deadlines go straight onto a timer channel of its own (as service_tickets); the frontier
@@ -356,13 +357,18 @@ class ImWaits(ShopZones):
 
     def finish(self, until: int) -> None:
         """End of input: waits still open have had their opening record (with
-        ``session_updates=False``, the emitted periods get theirs now, once each)."""
+        ``session_updates=False``, the emitted periods get theirs now, once each, and so do the
+        open waits whose opening record was deferred, :meth:`_emit_open`)."""
         if not self._defer:
             return
         emit = self.host.emit
         for p in self.periods.values():
             if p.emitted:
                 emit("period", self.period_record(p))
+        for shop in self.convs.values():
+            for c in shop.values():
+                if c.first_at is not None and not c.wait_late:
+                    emit("wait", self._opening_record(c))
 
     def _bounds(self, kind: str, t: int, tz: str) -> tuple[int, int, str]:
         """:func:`period_bounds`, cached per zone and kind (the same day and week over and over)."""
@@ -447,6 +453,10 @@ class ImWaits(ShopZones):
         if t > c.last_at:
             c.last_at = t
         if t < c.first_at:
+            if self._defer and not c.wait_late:
+                # the deferred opening record is keyed by the first_at it had (audit.Collector):
+                # a record under the new first_at does not supersede it, so it is emitted now
+                self.host.emit("wait", self._opening_record(c))
             c.first_at = t
         if late:
             c.wait_late = True
@@ -599,5 +609,27 @@ class ImWaits(ShopZones):
             self.host.emit("period", self.period_record(p))
 
     def _emit_open(self, c: WaitConv) -> None:
-        """An open wait's record: when it opens, and on late changes (R10.5.1)."""
+        """An open wait's record: when it opens, and on late changes (R10.5.1).
+
+        With ``session_updates=False`` (the audit, replay) a wait's records are kept last per
+        (shop, conversation, first_at), as a compacted topic keeps them: the record of a wait that
+        opens in order is superseded by the one of its end, so formatting it at opening is wasted
+        (it was a fifth of a wait line's cost, BENCHMARKS.md). It is not emitted then; the state
+        says when it is owed: an open wait with ``wait_late`` False has had no record but its
+        opening one (every late change sets ``wait_late`` and emits), and that record is a function
+        of ``first_at`` and ``n`` (:meth:`_opening_record`). It is emitted at :meth:`finish` if the
+        wait is still open, or before ``first_at`` moves (:meth:`_buyer`); derived from state, it
+        survives a snapshot and restore."""
+        if self._defer and not c.wait_late:
+            return
         self.host.emit("wait", self._wait_record(c, None, None))
+
+    def _opening_record(self, c: WaitConv) -> dict:
+        """The record :meth:`_buyer` emitted when ``c``'s open wait opened in order: one buyer
+        message at ``first_at``, no auto-reply yet, not late."""
+        rec = self._wait_record(c, None, None)
+        rec["last_at"] = rec["first_at"]
+        rec["buyer_messages"] = 1
+        rec["auto_replied_at"] = None
+        rec["late"] = False
+        return rec
