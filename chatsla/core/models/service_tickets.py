@@ -293,9 +293,10 @@ class ServiceTickets(ShopZones):
             if tag == "ticket":
                 tk = Ticket.from_list(v)
                 m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-                if not tk.past_due:
+                if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
                     host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
-                host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+                else:
+                    host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
             elif tag == "ticket_period":
                 p = Period.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -377,10 +378,16 @@ class ServiceTickets(ShopZones):
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
-            tk = self.tickets.get(key[1], {}).get(key[2])
+            shop = self.tickets.get(key[1])
+            tk = shop.get(key[2]) if shop is not None else None
             if tk is None or tk.due_at != when or tk.past_due:
                 return
             tk.past_due = True
+            # the eviction is looked at from here on, not from the creation: one timer per ticket
+            # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
+            # It fires at the same instant as it would have: both are the first fixed point of
+            # _evict_at above the creation's, which only grows with the ticket's state.
+            self._schedule(self._evict_at(tk), ("E", key[1], key[2]))
             # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
             # (handled: in time or late; closed: excluded, or missed at a close after due_at)
             if tk.handled_at is None and tk.closed_at is None:
@@ -465,9 +472,10 @@ class ServiceTickets(ShopZones):
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-            if not tk.past_due:
+            if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
                 m._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-            m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+            else:
+                m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
         for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -552,9 +560,8 @@ class ServiceTickets(ShopZones):
         if shop is None:
             shop = self.tickets[ev.shop_id] = {}
         shop[ev.ticket_id] = tk
-        push, ch = self._push, self._ch
-        push((tk.due_at, ch, ("D", tk.shop_id, tk.ticket_id), None))
-        push((self._evict_at(tk), ch, ("E", tk.shop_id, tk.ticket_id), None))
+        # its deadline; its eviction is scheduled when the deadline fires (:meth:`fire`)
+        self._push((tk.due_at, self._ch, ("D", tk.shop_id, tk.ticket_id), None))
         self._emit_ticket(tk)
         self._bump(tk, 0, contribution_code(tk), late, tz)
         return tk
