@@ -567,29 +567,33 @@ class ServiceTickets(ShopZones):
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
-        """A handled or closed event of a known ticket (R9.4)."""
-        before = (tk.handled_at, tk.result, tk.closed_at)
-        old = contribution_code(tk)
-        if ev.t > tk.last_t:
-            tk.last_t = ev.t
+        """A handled or closed event of a known ticket (R9.4). Only an earlier handling or close
+        changes the ticket (and so its contribution): anything else returns before the
+        contribution is derived."""
+        t = ev.t
+        if t > tk.last_t:
+            tk.last_t = t
         if ev.type == "handled":
             if ev.result not in self.policy.handled_results:
                 self.counters["result_not_handling"] += 1
                 return
-            if tk.handled_at is None or ev.t < tk.handled_at:  # the earliest handling counts (R9.4.4)
-                if tk.handled_at is not None:
-                    self.counters["rehandled"] += 1  # the later one becomes a further handling
-                tk.handled_at, tk.result = ev.t, ev.result
-            else:
-                self.counters["rehandled"] += 1  # R9.4.5
-        elif tk.closed_at is None or ev.t < tk.closed_at:
-            tk.closed_at = ev.t
-        new = contribution_code(tk)
-        if (tk.handled_at, tk.result, tk.closed_at) == before and new == old:
-            return
+            h = tk.handled_at
+            if h is not None:
+                self.counters["rehandled"] += 1  # R9.4.5; or R9.4.4: the later one is a further handling
+                if t >= h:
+                    return
+            old = contribution_code(tk)
+            tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
+        else:
+            k = tk.closed_at
+            if k is not None and t >= k:
+                return
+            old = contribution_code(tk)
+            tk.closed_at = t
         if late:
             tk.late = True
         self._emit_ticket(tk)
+        new = contribution_code(tk)
         if new != old:
             self._bump(tk, old, new, late)
 
