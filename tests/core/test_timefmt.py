@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatsla.core.timefmt import format_time, parse_time
+from chatsla.core.timefmt import HOUR, format_time, format_time_as, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # 1970 .. 2100, µs
@@ -41,3 +41,13 @@ def test_format_time_edges() -> None:
         "2026-11-02T23:59:59Z", "2026-11-02T23:59:59.000001Z", "2026-11-02T23:59:59.000010Z",
         "2026-11-02T23:59:59.000999Z", "2026-11-02T23:59:59.001Z", "2026-11-02T23:59:59.001001Z",
         "2026-11-02T23:59:59.999Z", "2026-11-02T23:59:59.999999Z", "2026-11-03T00:00:00Z"]
+
+
+@given(TIMES, st.integers(min_value=-2000, max_value=2000), st.integers(min_value=-3, max_value=3),
+       st.sampled_from([1, 1000, 1_000_000]))
+def test_format_time_as_equals_format_time(ref: int, hours: int, off: int, unit: int) -> None:
+    """``format_time_as`` shares the reference's tail only when the two are whole hours apart
+    (``off`` 0); anything else is formatted in full. Either way, what ``format_time`` says."""
+    ref -= ref % unit
+    us = max(0, ref + hours * HOUR + off)
+    assert format_time_as(us, ref, format_time(ref)) == format_time(us)
