@@ -38,7 +38,7 @@ from chatsla.core.events import ChatMessage, ShopEvent
 from chatsla.core.periods import DAY, WEEK, period_bounds, seconds
 from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import WaitPolicy
-from chatsla.core.timefmt import format_time
+from chatsla.core.timefmt import SECOND, format_time
 
 if TYPE_CHECKING:  # (the runner imports the models)
     from chatsla.core.runner import EngineConfig
@@ -203,9 +203,8 @@ class ImWaits(ShopZones):
             return
         ids[eid] = t
         f = self._time.frontier
-        if len(ids) > self._max_ids or (f is not None and t < f - self._keep) or (
-                f is not None and next(iter(ids.values())) < f - self._keep):
-            cutoff = -(1 << 62) if f is None else f - self._keep
+        cutoff = -(1 << 62) if f is None else f - self._keep
+        if len(ids) > self._max_ids or t < cutoff or next(iter(ids.values())) < cutoff:
             kept = [(k, v) for k, v in ids.items() if v >= cutoff or k == eid][-self._max_ids:]
             c.ids = dict(kept)
         if t > c.last_t:
@@ -493,7 +492,8 @@ class ImWaits(ShopZones):
             for p in self._periods_at(c.shop_id, t):
                 p.waited.append(t - c.last_at)
                 p.from_first.append(t - c.first_at)
-                self._changed(p, late)
+                if p.emitted:
+                    self._changed(p, late)
         else:
             self.counters["waits_closed"] += 1
             self._count(c.shop_id, t, "closed_unanswered", late)
@@ -523,7 +523,8 @@ class ImWaits(ShopZones):
     def _count(self, shop_id: str, t: int, field: str, late: bool) -> None:
         for p in self._periods_at(shop_id, t):
             setattr(p, field, getattr(p, field) + 1)
-            self._changed(p, late)
+            if p.emitted:  # (_changed's test: nearly always False, a call saved)
+                self._changed(p, late)
 
     def _changed(self, p: WaitPeriod, late: bool) -> None:
         if p.emitted:  # R10.5.4: late events re-emit it with late: true
@@ -563,23 +564,35 @@ class ImWaits(ShopZones):
                 ws, we, week = self._bounds(WEEK, ended_at, tz)
                 cur = self._labels[tz] = (max(ds, ws), min(de, we), day, week)
             day, week = cur[2], cur[3]
+        # equal instants share one formatted string (a single buyer message: last_at is first_at)
+        first_at, last_at = c.first_at, c.last_at
+        first = format_time(first_at)
+        if answered:
+            waited = ended_at - last_at  # seconds(), inlined
+            waited = waited // SECOND if waited % SECOND == 0 else waited / SECOND
+            from_first = ended_at - first_at
+            from_first = from_first // SECOND if from_first % SECOND == 0 else from_first / SECOND
+        else:
+            waited = from_first = None
+        ar = c.auto_replied_at
+        policy = self.policy
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,
             "conversation_id": c.conversation_id,
-            "first_at": format_time(c.first_at),
-            "last_at": format_time(c.last_at),
+            "first_at": first,
+            "last_at": first if last_at == first_at else format_time(last_at),
             "buyer_messages": c.buyer_messages,
-            "auto_replied_at": _fmt(c.auto_replied_at),
-            "ended_at": _fmt(ended_at),
+            "auto_replied_at": None if ar is None else format_time(ar),
+            "ended_at": None if ended_at is None else format_time(ended_at),
             "end_reason": reason,
-            "waited": seconds(ended_at - c.last_at) if answered else None,
-            "waited_from_first": seconds(ended_at - c.first_at) if answered else None,
+            "waited": waited,
+            "waited_from_first": from_first,
             "day": day,
             "week_start": week,
             "late": c.wait_late,
-            "policy_id": self.policy.id,
-            "policy_version": self.policy.version,
+            "policy_id": policy.id,
+            "policy_version": policy.version,
         }
 
     def period_record(self, p: WaitPeriod) -> dict:
