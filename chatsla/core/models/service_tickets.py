@@ -334,7 +334,7 @@ class ServiceTickets(ShopZones):
         tk = shop.get(ev.ticket_id) if shop is not None else None
         if tk is None:
             okey = (ev.shop_id, ev.ticket_id)
-            held = self.orphans.get(okey)
+            held = self.orphans.get(okey) if self.orphans else None  # (nearly always none held)
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
@@ -562,8 +562,10 @@ class ServiceTickets(ShopZones):
         shop[ev.ticket_id] = tk
         # its deadline; its eviction is scheduled when the deadline fires (:meth:`fire`)
         self._push((tk.due_at, self._ch, ("D", tk.shop_id, tk.ticket_id), None))
-        self._emit_ticket(tk)
-        self._bump(tk, 0, contribution_code(tk), late, tz)
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
+        self._bump(tk, 0, _PRIO_BASE[tk.priority], late, tz)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
