@@ -149,6 +149,13 @@ def _parse_other(s: str) -> int | None:
 
 _prefix_cache: dict[int, str] = {}
 _MIN_SEC_Z = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
+# Fractions from tables as well: ``MM:SS.`` by second of the hour, three digits (and three with
+# the ``Z``) by millisecond and by µs within it. Concatenating table strings costs half of an
+# f-string's ``{:06d}`` (a µs time was formatted in twice a whole second's time, and the ticket
+# and wait records format several: BENCHMARKS.md, issue #12).
+_MIN_SEC_DOT = [f"{m:02d}:{s:02d}." for m in range(60) for s in range(60)]
+_DIGITS3 = [f"{i:03d}" for i in range(1000)]
+_DIGITS3_Z = [f"{i:03d}Z" for i in range(1000)]
 
 
 def format_time(us: int) -> str:
@@ -164,10 +171,22 @@ def format_time(us: int) -> str:
         prefix = _prefix_cache[hour] = to_datetime(hour * HOUR).strftime("%Y-%m-%dT%H:")
     if frac == 0:
         return prefix + _MIN_SEC_Z[sec]
-    mm_ss = _MIN_SEC_Z[sec][:5]
-    if frac % MS == 0:
-        return f"{prefix}{mm_ss}.{frac // MS:03d}Z"
-    return f"{prefix}{mm_ss}.{frac:06d}Z"
+    ms, sub = divmod(frac, MS)
+    if sub == 0:
+        return prefix + _MIN_SEC_DOT[sec] + _DIGITS3_Z[ms]
+    return prefix + _MIN_SEC_DOT[sec] + _DIGITS3[ms] + _DIGITS3_Z[sub]
+
+
+def format_time_as(us: int, ref: int, ref_text: str) -> str:
+    """``format_time(us)``, given ``ref_text == format_time(ref)``: when ``us`` is whole hours
+    from ``ref`` the two share everything after ``YYYY-MM-DDTHH:`` (minutes, seconds, fraction),
+    so only the hour's cached prefix is looked up. A ticket's deadline is often whole hours of
+    service time after its creation (BENCHMARKS.md, issue #12)."""
+    if (us - ref) % HOUR == 0 and ref_text[13] == ":":
+        prefix = _prefix_cache.get(us // SECOND // 3600)
+        if prefix is not None:
+            return prefix + ref_text[14:]
+    return format_time(us)
 
 
 def format_opt(us: int | None) -> str | None:

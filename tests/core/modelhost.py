@@ -29,10 +29,11 @@ class Host:
     """``model_cls`` with ``policy`` hosted alone on a :class:`Runner`; records collect in ``out``
     as ``(kind, record)`` pairs (``out`` may be replaced: the sink appends to the current list)."""
 
-    def __init__(self, model_cls, policy, config=None, lateness: int = 2 * MINUTE) -> None:
+    def __init__(self, model_cls, policy, config=None, lateness: int = 2 * MINUTE,
+                 session_updates: bool = True) -> None:
         self.policy, self.config, self.lateness = policy, _config(config, lateness), lateness
         self.out: list[tuple[str, dict]] = []
-        self.runner = Runner(self.config, sink=self._emit)
+        self.runner = Runner(self.config, sink=self._emit, session_updates=session_updates)
         self.model = self.runner.add_model(model_cls, policy)
 
     def _emit(self, kind: str, record: dict) -> None:
@@ -67,11 +68,13 @@ class Host:
         return orjson.dumps(self.runner.snapshot())
 
     @classmethod
-    def restore(cls, model_cls, policy, config, raw: bytes, lateness: int = 2 * MINUTE) -> "Host":
+    def restore(cls, model_cls, policy, config, raw: bytes, lateness: int = 2 * MINUTE,
+                session_updates: bool = True) -> "Host":
         h = cls.__new__(cls)
         h.policy, h.config, h.lateness = policy, _config(config, lateness), lateness
         h.out = []
-        h.runner = Runner.from_snapshot(h.config, [(model_cls, policy)], orjson.loads(raw), sink=h._emit)
+        h.runner = Runner.from_snapshot(h.config, [(model_cls, policy)], orjson.loads(raw), sink=h._emit,
+                                        session_updates=session_updates)
         h.model = h.runner.models[0]
         return h
 

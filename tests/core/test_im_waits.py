@@ -230,3 +230,54 @@ def test_reordering_within_lateness_duplicates_and_snapshot_restore(seed):
     h2.out = list(h.out)
     h2.feed(arrival[cut:]).finish(ut(f"{WED} 00:00"))
     assert _final(h2) == expected
+
+
+def _by_key(h: Host) -> dict:
+    """The audit's reading of the wait records (``chatsla.audit.Collector``): the last one per
+    (shop, conversation, first_at), as a compacted topic keeps them."""
+    return h.latest("wait", lambda r: (r["shop_id"], r["conversation_id"], r["first_at"]))
+
+
+def _late_cases() -> list[list]:
+    """Waits whose records move late (R6.4, R10.5.1), each after an in-order opening: a late
+    buyer message before first_at (a new key), after it (the same key), a late auto-reply, a
+    late reply, a wait still open at the end, one opened late; "x" only moves the watermark."""
+    return [
+        [m("a", f"{MON} 10:00"), m("x", f"{MON} 11:00"), m("a", f"{MON} 09:50"), m("a", f"{MON} 12:00", "seller")],
+        [m("a", f"{MON} 10:00"), m("x", f"{MON} 11:00"), m("a", f"{MON} 09:50")],  # open at the end
+        [m("a", f"{MON} 10:00"), m("a", f"{MON} 10:01"), m("x", f"{MON} 11:00"), m("a", f"{MON} 10:05")],
+        [m("a", f"{MON} 10:00"), m("a", f"{MON} 10:20", "auto_reply"), m("x", f"{MON} 11:00"),
+         m("a", f"{MON} 10:10", "auto_reply")],
+        [m("a", f"{MON} 10:00"), m("x", f"{MON} 11:00"), m("a", f"{MON} 10:30", "seller")],
+        [m("a", f"{MON} 10:00"), m("a", f"{MON} 10:05"), m("a", f"{MON} 10:06", "auto_reply")],  # open, in order
+        [m("x", f"{MON} 11:00"), m("a", f"{MON} 10:00"), m("a", f"{MON} 11:30", "seller")],  # opened late
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("restore", [False, True])
+def test_audit_defers_opening_records_and_equals_live(case, restore):
+    """With ``session_updates=False`` (the audit) an in-order opening's record is not formatted
+    at once (ImWaits._emit_open); the audit's last record per (shop, conversation, first_at)
+    still equals the live one's, whatever moves late afterwards (R10.5.1, R6.4), also across a
+    snapshot/restore between the events (the owed record is read from state)."""
+    events = _late_cases()[case]
+    live = Host(ImWaits, POLICY, CONFIG).feed(events).finish(ut(f"{TUE} 00:00"))
+    audit = Host(ImWaits, POLICY, CONFIG, session_updates=False)
+    cut = len(events) - 1 if restore else len(events)
+    audit.feed(events[:cut])
+    if restore:
+        out = audit.out
+        audit = Host.restore(ImWaits, POLICY, CONFIG, audit.snapshot(), session_updates=False)
+        audit.out = out
+    audit.feed(events[cut:]).finish(ut(f"{TUE} 00:00"))
+    assert _by_key(audit) == _by_key(live)
+    assert _by_key(live)  # every case has waits
+
+
+def test_audit_formats_an_in_order_wait_once():
+    """The point of the deferral (BENCHMARKS.md): a wait opened and answered in order gets one
+    record in the audit, its final one."""
+    events = [m("a", f"{MON} 10:00"), m("a", f"{MON} 10:05"), m("a", f"{MON} 10:30", "seller")]
+    audit = Host(ImWaits, POLICY, CONFIG, session_updates=False).feed(events).finish(ut(f"{TUE} 00:00"))
+    assert [r["ended_at"] for r in audit.records("wait")] == ["2026-11-02T10:30:00Z"]

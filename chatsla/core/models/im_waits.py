@@ -38,7 +38,7 @@ from chatsla.core.events import ChatMessage, ShopEvent
 from chatsla.core.periods import DAY, WEEK, period_bounds, seconds
 from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import WaitPolicy
-from chatsla.core.timefmt import format_time
+from chatsla.core.timefmt import SECOND, format_time
 
 if TYPE_CHECKING:  # (the runner imports the models)
     from chatsla.core.runner import EngineConfig
@@ -151,8 +151,9 @@ class ImWaits(ShopZones):
         self._cur: dict[tuple[str, str], tuple[int, int, str]] = {}
         # ``session_updates=False`` (the audit): a period's record is emitted when it is forgotten
         # or at :meth:`finish`, read from state, instead of at every late change (each re-emission
-        # sorts its waits). Wait records are not deferred: R10.5.1 emits an open wait's record
-        # when it opens and on late changes only, so its state may be ahead of its last record.
+        # sorts its waits). An open wait's opening record (R10.5.1: emitted when it opens and on
+        # late changes only, so its state may be ahead of its last record) is deferred too, see
+        # :meth:`_emit_open`.
         self._defer = not host.session_updates
         self._by_first = policy.wait_measured_from == "first_unanswered"
         # deadlines go straight onto a timer channel of its own (as service_tickets); the frontier
@@ -202,9 +203,8 @@ class ImWaits(ShopZones):
             return
         ids[eid] = t
         f = self._time.frontier
-        if len(ids) > self._max_ids or (f is not None and t < f - self._keep) or (
-                f is not None and next(iter(ids.values())) < f - self._keep):
-            cutoff = -(1 << 62) if f is None else f - self._keep
+        cutoff = -(1 << 62) if f is None else f - self._keep
+        if len(ids) > self._max_ids or t < cutoff or next(iter(ids.values())) < cutoff:
             kept = [(k, v) for k, v in ids.items() if v >= cutoff or k == eid][-self._max_ids:]
             c.ids = dict(kept)
         if t > c.last_t:
@@ -356,13 +356,18 @@ class ImWaits(ShopZones):
 
     def finish(self, until: int) -> None:
         """End of input: waits still open have had their opening record (with
-        ``session_updates=False``, the emitted periods get theirs now, once each)."""
+        ``session_updates=False``, the emitted periods get theirs now, once each, and so do the
+        open waits whose opening record was deferred, :meth:`_emit_open`)."""
         if not self._defer:
             return
         emit = self.host.emit
         for p in self.periods.values():
             if p.emitted:
                 emit("period", self.period_record(p))
+        for shop in self.convs.values():
+            for c in shop.values():
+                if c.first_at is not None and not c.wait_late:
+                    emit("wait", self._opening_record(c))
 
     def _bounds(self, kind: str, t: int, tz: str) -> tuple[int, int, str]:
         """:func:`period_bounds`, cached per zone and kind (the same day and week over and over)."""
@@ -447,6 +452,10 @@ class ImWaits(ShopZones):
         if t > c.last_at:
             c.last_at = t
         if t < c.first_at:
+            if self._defer and not c.wait_late:
+                # the deferred opening record is keyed by the first_at it had (audit.Collector):
+                # a record under the new first_at does not supersede it, so it is emitted now
+                self.host.emit("wait", self._opening_record(c))
             c.first_at = t
         if late:
             c.wait_late = True
@@ -483,7 +492,8 @@ class ImWaits(ShopZones):
             for p in self._periods_at(c.shop_id, t):
                 p.waited.append(t - c.last_at)
                 p.from_first.append(t - c.first_at)
-                self._changed(p, late)
+                if p.emitted:
+                    self._changed(p, late)
         else:
             self.counters["waits_closed"] += 1
             self._count(c.shop_id, t, "closed_unanswered", late)
@@ -513,7 +523,8 @@ class ImWaits(ShopZones):
     def _count(self, shop_id: str, t: int, field: str, late: bool) -> None:
         for p in self._periods_at(shop_id, t):
             setattr(p, field, getattr(p, field) + 1)
-            self._changed(p, late)
+            if p.emitted:  # (_changed's test: nearly always False, a call saved)
+                self._changed(p, late)
 
     def _changed(self, p: WaitPeriod, late: bool) -> None:
         if p.emitted:  # R10.5.4: late events re-emit it with late: true
@@ -553,23 +564,35 @@ class ImWaits(ShopZones):
                 ws, we, week = self._bounds(WEEK, ended_at, tz)
                 cur = self._labels[tz] = (max(ds, ws), min(de, we), day, week)
             day, week = cur[2], cur[3]
+        # equal instants share one formatted string (a single buyer message: last_at is first_at)
+        first_at, last_at = c.first_at, c.last_at
+        first = format_time(first_at)
+        if answered:
+            waited = ended_at - last_at  # seconds(), inlined
+            waited = waited // SECOND if waited % SECOND == 0 else waited / SECOND
+            from_first = ended_at - first_at
+            from_first = from_first // SECOND if from_first % SECOND == 0 else from_first / SECOND
+        else:
+            waited = from_first = None
+        ar = c.auto_replied_at
+        policy = self.policy
         return {
             "wait_id": f"{c.conversation_id}#{c.n}",
             "shop_id": c.shop_id,
             "conversation_id": c.conversation_id,
-            "first_at": format_time(c.first_at),
-            "last_at": format_time(c.last_at),
+            "first_at": first,
+            "last_at": first if last_at == first_at else format_time(last_at),
             "buyer_messages": c.buyer_messages,
-            "auto_replied_at": _fmt(c.auto_replied_at),
-            "ended_at": _fmt(ended_at),
+            "auto_replied_at": None if ar is None else format_time(ar),
+            "ended_at": None if ended_at is None else format_time(ended_at),
             "end_reason": reason,
-            "waited": seconds(ended_at - c.last_at) if answered else None,
-            "waited_from_first": seconds(ended_at - c.first_at) if answered else None,
+            "waited": waited,
+            "waited_from_first": from_first,
             "day": day,
             "week_start": week,
             "late": c.wait_late,
-            "policy_id": self.policy.id,
-            "policy_version": self.policy.version,
+            "policy_id": policy.id,
+            "policy_version": policy.version,
         }
 
     def period_record(self, p: WaitPeriod) -> dict:
@@ -599,5 +622,27 @@ class ImWaits(ShopZones):
             self.host.emit("period", self.period_record(p))
 
     def _emit_open(self, c: WaitConv) -> None:
-        """An open wait's record: when it opens, and on late changes (R10.5.1)."""
+        """An open wait's record: when it opens, and on late changes (R10.5.1).
+
+        With ``session_updates=False`` (the audit, replay) a wait's records are kept last per
+        (shop, conversation, first_at), as a compacted topic keeps them: the record of a wait that
+        opens in order is superseded by the one of its end, so formatting it at opening is wasted
+        (it was a fifth of a wait line's cost, BENCHMARKS.md). It is not emitted then; the state
+        says when it is owed: an open wait with ``wait_late`` False has had no record but its
+        opening one (every late change sets ``wait_late`` and emits), and that record is a function
+        of ``first_at`` and ``n`` (:meth:`_opening_record`). It is emitted at :meth:`finish` if the
+        wait is still open, or before ``first_at`` moves (:meth:`_buyer`); derived from state, it
+        survives a snapshot and restore."""
+        if self._defer and not c.wait_late:
+            return
         self.host.emit("wait", self._wait_record(c, None, None))
+
+    def _opening_record(self, c: WaitConv) -> dict:
+        """The record :meth:`_buyer` emitted when ``c``'s open wait opened in order: one buyer
+        message at ``first_at``, no auto-reply yet, not late."""
+        rec = self._wait_record(c, None, None)
+        rec["last_at"] = rec["first_at"]
+        rec["buyer_messages"] = 1
+        rec["auto_replied_at"] = None
+        rec["late"] = False
+        return rec

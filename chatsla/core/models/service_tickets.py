@@ -34,7 +34,7 @@ from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of, sec
 from chatsla.core.models.shops import ShopZones
 from chatsla.core.policy import TicketPolicy
 from chatsla.core.service_clock import ServiceClock, clock_for
-from chatsla.core.timefmt import MINUTE, format_time
+from chatsla.core.timefmt import MINUTE, SECOND, format_time, format_time_as
 
 if TYPE_CHECKING:  # (the runner imports the models)
     from chatsla.core.runner import EngineConfig
@@ -293,9 +293,10 @@ class ServiceTickets(ShopZones):
             if tag == "ticket":
                 tk = Ticket.from_list(v)
                 m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-                if not tk.past_due:
+                if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
                     host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
-                host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+                else:
+                    host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
             elif tag == "ticket_period":
                 p = Period.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -333,7 +334,7 @@ class ServiceTickets(ShopZones):
         tk = shop.get(ev.ticket_id) if shop is not None else None
         if tk is None:
             okey = (ev.shop_id, ev.ticket_id)
-            held = self.orphans.get(okey)
+            held = self.orphans.get(okey) if self.orphans else None  # (nearly always none held)
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
@@ -377,10 +378,16 @@ class ServiceTickets(ShopZones):
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
-            tk = self.tickets.get(key[1], {}).get(key[2])
+            shop = self.tickets.get(key[1])
+            tk = shop.get(key[2]) if shop is not None else None
             if tk is None or tk.due_at != when or tk.past_due:
                 return
             tk.past_due = True
+            # the eviction is looked at from here on, not from the creation: one timer per ticket
+            # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
+            # It fires at the same instant as it would have: both are the first fixed point of
+            # _evict_at above the creation's, which only grows with the ticket's state.
+            self._schedule(self._evict_at(tk), ("E", key[1], key[2]))
             # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
             # (handled: in time or late; closed: excluded, or missed at a close after due_at)
             if tk.handled_at is None and tk.closed_at is None:
@@ -465,9 +472,10 @@ class ServiceTickets(ShopZones):
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-            if not tk.past_due:
+            if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
                 m._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-            m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+            else:
+                m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
         for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -552,37 +560,42 @@ class ServiceTickets(ShopZones):
         if shop is None:
             shop = self.tickets[ev.shop_id] = {}
         shop[ev.ticket_id] = tk
-        push, ch = self._push, self._ch
-        push((tk.due_at, ch, ("D", tk.shop_id, tk.ticket_id), None))
-        push((self._evict_at(tk), ch, ("E", tk.shop_id, tk.ticket_id), None))
-        self._emit_ticket(tk)
-        self._bump(tk, 0, contribution_code(tk), late, tz)
+        # its deadline; its eviction is scheduled when the deadline fires (:meth:`fire`)
+        self._push((tk.due_at, self._ch, ("D", tk.shop_id, tk.ticket_id), None))
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
+        self._bump(tk, 0, _PRIO_BASE[tk.priority], late, tz)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
-        """A handled or closed event of a known ticket (R9.4)."""
-        before = (tk.handled_at, tk.result, tk.closed_at)
-        old = contribution_code(tk)
-        if ev.t > tk.last_t:
-            tk.last_t = ev.t
+        """A handled or closed event of a known ticket (R9.4). Only an earlier handling or close
+        changes the ticket (and so its contribution): anything else returns before the
+        contribution is derived."""
+        t = ev.t
+        if t > tk.last_t:
+            tk.last_t = t
         if ev.type == "handled":
             if ev.result not in self.policy.handled_results:
                 self.counters["result_not_handling"] += 1
                 return
-            if tk.handled_at is None or ev.t < tk.handled_at:  # the earliest handling counts (R9.4.4)
-                if tk.handled_at is not None:
-                    self.counters["rehandled"] += 1  # the later one becomes a further handling
-                tk.handled_at, tk.result = ev.t, ev.result
-            else:
-                self.counters["rehandled"] += 1  # R9.4.5
-        elif tk.closed_at is None or ev.t < tk.closed_at:
-            tk.closed_at = ev.t
-        new = contribution_code(tk)
-        if (tk.handled_at, tk.result, tk.closed_at) == before and new == old:
-            return
+            h = tk.handled_at
+            if h is not None:
+                self.counters["rehandled"] += 1  # R9.4.5; or R9.4.4: the later one is a further handling
+                if t >= h:
+                    return
+            old = contribution_code(tk)
+            tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
+        else:
+            k = tk.closed_at
+            if k is not None and t >= k:
+                return
+            old = contribution_code(tk)
+            tk.closed_at = t
         if late:
             tk.late = True
         self._emit_ticket(tk)
+        new = contribution_code(tk)
         if new != old:
             self._bump(tk, old, new, late)
 
@@ -625,24 +638,35 @@ class ServiceTickets(ShopZones):
 
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
-        """R9.5, keys in order. Equal times share one formatted string (clock_start is usually
-        created_at, due_at computed_due_at, decided_at handled_at or due_at): formatting is the
-        costliest step of a record."""
-        excluded, in_time, decided_at = outcome(tk)
-        h = tk.handled_at
-        created = format_time(tk.created_at)
-        start = created if tk.clock_start == tk.created_at else format_time(tk.clock_start)
-        due = format_time(tk.due_at)
-        computed = due if tk.computed_due_at == tk.due_at else format_time(tk.computed_due_at)
-        handled = None if h is None else format_time(h)
-        if decided_at is None:
-            decided = None
-        elif decided_at == h:
-            decided = handled
-        elif decided_at == tk.due_at:
-            decided = due
+        """R9.5, keys in order. Formatting is the costliest step of a record (every ticket has
+        one in the audit), so equal times share one formatted string (clock_start is usually
+        created_at, due_at computed_due_at, decided_at handled_at or due_at), a deadline whole
+        hours after its clock start reuses its minutes and fraction (``format_time_as``), and
+        :func:`outcome` and :func:`seconds` are inlined."""
+        h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
+        created = format_time(c)
+        cs = tk.clock_start
+        start = created if cs == c else format_time(cs)
+        due = format_time_as(d, cs, start)
+        computed = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
+        sla = tk.sla
+        if h is None:
+            handled = service = wall = None
         else:
-            decided = format_time(decided_at)
+            handled = format_time(h)
+            service = self.clock(tk.clock_tz).service(c, h)
+            service = service // SECOND if service % SECOND == 0 else service / SECOND
+            wall = h - c
+            wall = wall // SECOND if wall % SECOND == 0 else wall / SECOND
+        # outcome(tk), with decided_at as its formatted string
+        excluded = in_time = decided = None
+        if k is not None and k <= d and (h is None or h > k):
+            excluded = CLOSED_UNHANDLED  # (R9.4.6)
+        elif h is not None and h <= d:
+            in_time, decided = True, handled
+        elif tk.past_due or h is not None or (k is not None and k > d):
+            in_time, decided = False, due
+        policy = self.policy
         return {
             "ticket_id": tk.ticket_id,
             "shop_id": tk.shop_id,
@@ -650,7 +674,7 @@ class ServiceTickets(ShopZones):
             "category": tk.category,
             "created_at": created,
             "clock_start": start,
-            "sla": seconds(tk.sla),
+            "sla": sla // SECOND if sla % SECOND == 0 else sla / SECOND,
             "due_at": due,
             "computed_due_at": computed,
             "due_source": tk.due_source,
@@ -658,16 +682,16 @@ class ServiceTickets(ShopZones):
             "result": tk.result if h is not None else None,
             "handled_in_time": in_time,
             "decided_at": decided,
-            "handled_late": h is not None and h > tk.due_at,
-            "service_time_to_handle": None if h is None else seconds(self.clock(tk.clock_tz).service(tk.created_at, h)),
-            "wall_time_to_handle": None if h is None else seconds(h - tk.created_at),
-            "closed_at": _fmt(tk.closed_at),
-            "excluded": CLOSED_UNHANDLED if excluded else None,
+            "handled_late": h is not None and h > d,
+            "service_time_to_handle": service,
+            "wall_time_to_handle": wall,
+            "closed_at": None if k is None else format_time(k),
+            "excluded": excluded,
             "late": tk.late,
             "day": tk.day,
             "week_start": tk.week,
-            "policy_id": self.policy.id,
-            "policy_version": self.policy.version,
+            "policy_id": policy.id,
+            "policy_version": policy.version,
         }
 
     def _period_record(self, p: Period) -> dict:
