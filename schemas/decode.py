@@ -1,7 +1,7 @@
 """Bytes -> typed event, or a precise machine-readable reason (RULES R1).
 
 Runs on every record, so it checks fields by hand instead of running a general JSON Schema
-validator; ``tests/test_schemas.py`` keeps it in step with the JSON Schema files beside it.
+validator; ``tests/schemas/test_schemas.py`` keeps it in step with the JSON Schema files beside it.
 Reasons have the form ``<code>`` or ``<code>:<field>``:
 
 ``not_json``, ``not_object``, ``missing_field:F``, ``bad_type:F`` (wrong JSON type or empty id),

@@ -16,7 +16,7 @@ distinct informational lines (a partition loaded, then another) all pass, and th
 logger sees only the records created by that very logger, not those of its children
 (``aiokafka.conn``, ``faust.transport.drivers.aiokafka``...), whereas every propagated record of
 every library reaches the root handlers. :class:`RepeatLimiter` is pure (an injected clock), so
-it is unit-tested without logging or sleeping (tests/test_live_guards.py).
+it is unit-tested without logging or sleeping (tests/streams/test_live_guards.py).
 """
 
 from __future__ import annotations

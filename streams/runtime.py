@@ -1,6 +1,6 @@
 """One ``chatsla.events`` partition in a worker: its engine and the state it persists.
 
-Faust-free, so its persistence protocol is unit-tested with plain dicts (``tests/test_runtime.py``).
+Faust-free, so its persistence protocol is unit-tested with plain dicts (``tests/streams/test_runtime.py``).
 State lives in three changelog-backed key-value tables, keyed by partition first:
 
 * ``conversations``: one entry per conversation (session state, the event ids it applied, its

@@ -1,7 +1,7 @@
 """Every PromQL expression the project ships: dashboard panels, dashboard variables, alert rules.
 
 One home for reading ``docker/grafana/dashboards/*.json`` and ``docker/prometheus/alerts.yml``,
-shared by ``tests/test_alert_rules.py`` (promtool, and a Prometheus over synthetic metrics) and
+shared by ``tests/docker/test_alert_rules.py`` (promtool, and a Prometheus over synthetic metrics) and
 ``tests/integration/test_prometheus.py`` (a Prometheus scraping a real worker), so both check
 exactly the same expressions with the same Grafana variable substitution (RULES R8).
 """
@@ -25,7 +25,7 @@ DASHBOARDS = GRAFANA / "dashboards"
 FLEET = DASHBOARDS / "fleet-overview.json"
 SHOP = DASHBOARDS / "shop-drilldown.json"
 
-# The worker's metric contract (streams/metrics.py): name -> label names. tests/test_metrics_views.py
+# The worker's metric contract (streams/metrics.py): name -> label names. tests/streams/test_metrics_views.py
 # checks that a real worker registry exports exactly these chatsla_* series. Counters carry their
 # `_total` suffix, histograms are listed by their exposed series.
 CONTRACT: dict[str, tuple[str, ...]] = {

@@ -31,7 +31,7 @@ from chatsla.cli import cli
 from chatsla.core.policy import load_policy
 from chatsla.report import to_json
 from tests.builders import MONDAY
-from tests.test_schemas import errors
+from tests.schemas.test_schemas import errors
 
 POLICY = load_policy()
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -299,7 +299,7 @@ def check_audit(lines: list[bytes], bad_numbers: list[int]) -> dict:
     calls: list[tuple[int, str]] = []
     # Decoding is under test here, with times drawn at random over days in random order: the time
     # sanity check (an event far ahead of its stream, contradicted by the events after it, is
-    # rejected as future_time; tests/test_time_sanity.py) would reject valid lines on purpose.
+    # rejected as future_time; tests/core/test_time_sanity.py) would reject valid lines on purpose.
     report = run_audit(lines, POLICY, config=NO_TIME_SANITY,
                        on_invalid=lambda n, reason: calls.append((n, reason)))
     stats = report.stats

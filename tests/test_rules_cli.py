@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.test_cli import run
+from tests.cli.test_cli import run
 
 RULES = "shop-S9-aftersale@2026-01-22"
 REPO = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ def to_datetime(us: int) -> datetime:
 
 
 # RFC 3339 section 5.6 ``date-time``, the same pattern as the ``rfc3339`` definition of
-# schemas/chat.message.v1.schema.json and shop.event.v1.schema.json (tests/test_schemas.py checks
+# schemas/chat.message.v1.schema.json and shop.event.v1.schema.json (tests/schemas/test_schemas.py checks
 # that they agree, RULES R1): full date, ``T`` or ``t``, seconds, an optional fraction of one or
 # more digits, then ``Z``, ``z`` or ``+HH:MM`` / ``-HH:MM``. ``[0-9]`` is ASCII only, and fullmatch
 # leaves no room for anything before or after (a space, a NUL, a newline). The calendar (February 30)

@@ -3,7 +3,7 @@
 ``docker/grafana/dashboards/*.json`` are this module's output, built with the Grafana Foundation
 SDK (``grafana-foundation-sdk`` on PyPI, pinned in pyproject's ``test`` extra to its build for
 Grafana 11.3, the version ``docker/compose.yaml`` runs). The SDK's typed builders keep every field
-a field Grafana 11.3 knows, with the right type; ``tests/test_alert_rules.py`` regenerates the
+a field Grafana 11.3 knows, with the right type; ``tests/docker/test_alert_rules.py`` regenerates the
 dashboards and fails when a committed file differs, and reads every committed file back through
 the SDK's models (unknown keys and enum values not in the schema fail).
 

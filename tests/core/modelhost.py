@@ -8,7 +8,7 @@ deadlines fired once the watermark passes them, before an event at the same inst
 strictly earlier; ``snapshot`` / ``restore`` through JSON, as a changelog would carry them
 (R6.1). Time sanity is off here (``max_future=None``): the rule examples jump hours and days
 between one event and the next, or tick far ahead of the last event, as a fixture and not as a
-skewed clock; the runner's screening has its own tests (tests/test_time_sanity.py).
+skewed clock; the runner's screening has its own tests (tests/core/test_time_sanity.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The finding was bad SASL credentials (a 30-line traceback). The private test bro
 listener (chatsla.dev.broker starts a PLAINTEXT one), so these tests drive the same code path, a
 connection that the broker refuses during the handshake, with the two wrong settings this broker
 can answer: a SASL login it does not offer, and TLS spoken to a plaintext port.
-tests/test_cli.py covers an unreachable bootstrap and the exit codes of every command.
+tests/cli/test_cli.py covers an unreachable bootstrap and the exit codes of every command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import PERIOD, chatsla_exe, one_error_line
+from tests.cli.test_cli import PERIOD, chatsla_exe, one_error_line
 
 WRONG = {
     "sasl": ["--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-256",

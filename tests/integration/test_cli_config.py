@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import chatsla_exe, one_error_line
-from tests.test_cli_config import CLEAN
+from tests.cli.test_cli import chatsla_exe, one_error_line
+from tests.cli.test_cli_config import CLEAN
 
 SIM = ["simulate", "--shops", "2", "--conversations", "5", "--quiet"]
 WIDE = ["--from", "2026-10-26T00:00:00Z", "--to", "2026-11-30T00:00:00Z", "--lookback", "all"]

@@ -34,7 +34,7 @@ from chatsla.simulate import SimConfig, generate
 from chatsla.streams.metrics import ShopViews, WorkerMetrics
 from tests.integration.waiting import wait_for
 from tests.promql import ALERTS, alert_rules, evaluated_rule_groups, expressions, model_of
-from tests.test_model_views import walk
+from tests.streams.test_model_views import walk
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ crash between *any* two effects followed by a restart from the stored tables and
 offset, a partition revoked and taken over by another worker, ticks, and bad input (dead letters
 for rejected events and poison records, issue #10 findings 2 and 4-5).
 
-``tests/test_runtime.py`` cuts checkpoints with arbitrary subsets of one phase's writes landed;
+``tests/streams/test_runtime.py`` cuts checkpoints with arbitrary subsets of one phase's writes landed;
 here the cut is anywhere in the worker's own sequence, including between the acknowledgements.
 """
 
@@ -30,13 +30,13 @@ from chatsla.streams.runtime import Tables
 from chatsla.streams.settings import WorkerSettings
 from chatsla.streams.worker import Worker
 from tests.builders import at, msg
-from tests import test_runtime
-from tests.test_runtime import SMALL
+from tests.streams import test_runtime
+from tests.streams.test_runtime import SMALL
 
 EVENTS = "chatsla.events"
 P = 0
 EVERY = 5  # events between checkpoints (checkpoint_events)
-# two chat.messages partitions: the sources of tests/test_runtime.py's logs
+# two chat.messages partitions: the sources of tests/streams/test_runtime.py's logs
 SETTINGS = WorkerSettings(partitions=2, checkpoint_events=EVERY)
 NOW_US = parse_time("2030-06-01T00:00:00Z")  # the fake wall clock: every tick of the logs is behind it
 
@@ -234,7 +234,7 @@ def run(records: list[bytes], config: EngineConfig | None = None, crash_at: int 
     return asyncio.run(go())
 
 
-# the logs of tests/test_runtime.py (the same records: event ids come from a global counter)
+# the logs of tests/streams/test_runtime.py (the same records: event ids come from a global counter)
 RECORDS = test_runtime.RECORDS + [encode_flush()]
 REFERENCE = run(RECORDS)
 BOUNDED = test_runtime.BOUNDED + [encode_flush()]
@@ -243,7 +243,7 @@ BOUNDED_REFERENCE = run(BOUNDED, SMALL)
 
 def test_the_references_are_the_runtimes_own_results() -> None:
     """The crash tests below compare with the worker's own uninterrupted run; that run must give
-    what the partition runtime gives fed directly (tests/test_runtime.py), or a worker that lost
+    what the partition runtime gives fed directly (tests/streams/test_runtime.py), or a worker that lost
     or withheld outputs everywhere would pass them."""
     outputs, final, _ = REFERENCE
     # the worker hosts all the models (issue #12, #14): on a chat-only log the chat outputs and the
@@ -389,7 +389,7 @@ def test_issue_10_r6_1_a_crash_anywhere_in_a_log_that_evicts_changes_no_output()
 
 
 def test_issue_10_r6_1_a_crash_anywhere_around_a_jump_of_weeks_changes_no_output() -> None:
-    """The jump log of tests/test_runtime.py (one tick moves event time by weeks and evicts
+    """The jump log of tests/streams/test_runtime.py (one tick moves event time by weeks and evicts
     conversations that had events in the same interval, which then come back): a replay must
     never apply to fresh conversations events that the evicted ones had applied."""
     records = test_runtime.JUMP + [encode_flush()]

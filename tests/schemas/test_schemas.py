@@ -35,7 +35,7 @@ from chatsla.core.events import ChatMessage, Invalid, ShopEvent
 from chatsla.schemas.registry import SCHEMA_NAMES, load_schema
 from tests.builders import at, lines, msg, shop_event
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 # ------------------------------------------------------------------------------------ formats
 _RFC3339 = re.compile(

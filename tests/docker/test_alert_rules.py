@@ -38,7 +38,7 @@ import pytest
 try:
     import yaml
 except ImportError:  # pragma: no cover - a clear message instead of a bare ImportError
-    pytest.fail("tests/test_alert_rules.py needs PyYAML (pip install pyyaml; it belongs in the 'test' extras)",
+    pytest.fail("tests/docker/test_alert_rules.py needs PyYAML (pip install pyyaml; it belongs in the 'test' extras)",
                 pytrace=False)
 
 from chatsla.dev.broker import free_port

@@ -21,10 +21,10 @@ from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import DAY, HOUR, MINUTE, parse_time
 from chatsla.schemas.decode import decode
 from tests.builders import at, audit, msg, session
-from tests.test_properties import SETTINGS, outputs_only, streams
+from tests.core.test_properties import SETTINGS, outputs_only, streams
 
 POLICY = load_policy()
-SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "week.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "week.jsonl"
 UNTIL = parse_time("2026-11-17T00:10:00Z")
 OFF = EngineConfig(max_future=None)
 

@@ -21,7 +21,7 @@ from chatsla.streams.metrics import ShopCollector, ShopViews, WorkerMetrics
 from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg
 from tests.promql import CONTRACT
-from tests.test_model_views import TICKET_EVENTS, WAIT_EVENTS, Partition, engine
+from tests.streams.test_model_views import TICKET_EVENTS, WAIT_EVENTS, Partition, engine
 
 POLICY = load_policy()
 SOURCE = "chat.messages/0"

@@ -23,8 +23,8 @@ from chatsla.core.timefmt import DAY, HOUR, MINUTE, SECOND, parse_time
 from chatsla.schemas.decode import decode
 from chatsla.core.events import ChatMessage, new_chat_message
 from tests.builders import at, msg
-from tests.test_properties import SETTINGS, outputs_only, streams
-from tests.test_properties import engine_run as properties_engine_run
+from tests.core.test_properties import SETTINGS, outputs_only, streams
+from tests.core.test_properties import engine_run as properties_engine_run
 
 POLICY = load_policy()
 T0 = parse_time(at())
@@ -267,7 +267,7 @@ def _latest(records: list) -> dict:
 
 
 def _engine_run(events: list[dict], cuts: list[int], config: EngineConfig) -> tuple[list, dict]:
-    """tests/test_properties.py's batched snapshot/restore run, ending the input 30 days after
+    """tests/core/test_properties.py's batched snapshot/restore run, ending the input 30 days after
     the last event so that evictions fall inside it."""
     return properties_engine_run(events, cuts, config, finish_after=30 * DAY)
 

@@ -19,7 +19,7 @@ from chatsla.audit import run_audit
 from chatsla.core.policy import current_ref, default_policies, load_policy, policies_for
 from chatsla.core.timefmt import parse_time
 from tests.mixed import mixed_lines
-from tests.test_cli import REPO, SAMPLE, one_error_line, run
+from tests.cli.test_cli import REPO, SAMPLE, one_error_line, run
 
 UNTIL = "2026-11-20T00:00:00Z"
 OLD_WEEK_SHA256 = "2371944d3456573ba069d86ceb2a977e800e7926ffd3c4494b4d4505d3bc291c"  # before issue #12

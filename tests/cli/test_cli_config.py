@@ -2,7 +2,7 @@
 variable shown in ``--help``, a ``--config`` TOML file, ``-X`` Kafka client properties, passwords
 from the environment or a file, and the precedence flag > environment > config file > default.
 
-Most tests run the installed ``chatsla`` entry point in a subprocess (tests/test_cli.py's ``run``),
+Most tests run the installed ``chatsla`` entry point in a subprocess (tests/cli/test_cli.py's ``run``),
 as a user does; the property mapping is checked on :class:`streams.settings.KafkaSecurity`, the
 one place that spells the properties for kafka-python, aiokafka and Faust.
 """
@@ -22,7 +22,7 @@ from chatsla.cli import security_settings, cli
 from chatsla.config import _all_commands, iter_env_names
 from chatsla.core.errors import UsageError
 from chatsla.streams.settings import KafkaSecurity
-from tests.test_cli import SAMPLE, chatsla_exe, one_error_line
+from tests.cli.test_cli import SAMPLE, chatsla_exe, one_error_line
 
 UNTIL = ["--until", "2026-11-17T00:10:00Z"]
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith("CHATSLA_")}
@@ -301,7 +301,7 @@ def test_completion_completes_commands_and_options() -> None:
 
 def test_the_documented_example_file_is_valid_for_every_command(tmp_path: Path) -> None:
     """docs/chatsla.example.toml, the file docs/cli.md shows, is accepted as it is."""
-    from tests.test_cli import REPO
+    from tests.cli.test_cli import REPO
 
     example = REPO / "docs" / "chatsla.example.toml"
     (tmp_path / "kafka.pass").write_text("x\n")

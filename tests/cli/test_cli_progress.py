@@ -19,8 +19,8 @@ import pytest
 
 from chatsla.audit import read_records
 from chatsla.progress import Progress
-from tests.test_cli import SAMPLE, chatsla_exe
-from tests.test_cli_config import CLEAN
+from tests.cli.test_cli import SAMPLE, chatsla_exe
+from tests.cli.test_cli_config import CLEAN
 
 UNTIL = ["--until", "2026-11-17T00:10:00Z"]
 

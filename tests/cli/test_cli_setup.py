@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_appeal import find_browser
-from tests.test_cli import REPO
+from tests.cli.test_cli import REPO
 
 SCRIPT = REPO / "scripts" / "ensure-chromium"
 BASH = "/bin/bash"

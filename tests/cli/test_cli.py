@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "week.jsonl"
 PERIOD = ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-09T00:00:00Z"]
 NOBODY = ["--bootstrap", "127.0.0.1:1", "--timeout", "1"]  # nothing listens on port 1

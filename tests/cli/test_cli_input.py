@@ -17,7 +17,7 @@ from chatsla.audit import read_records, run_audit
 from chatsla.core.policy import load_policy
 from chatsla.schemas.decode import MAX_RECORD_BYTES, decode
 from chatsla.core.events import ChatMessage, Invalid
-from tests.test_cli import chatsla_exe
+from tests.cli.test_cli import chatsla_exe
 
 POLICY = load_policy()
 
