@@ -18,7 +18,7 @@ import orjson
 
 from chatsla.core.engine import Engine
 from chatsla.core.policy import policies_for
-from chatsla.feed import Feeder
+from chatsla.streams.feed import Feeder
 from models_path import aliexpress_lines, ticket_lines
 
 

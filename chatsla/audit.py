@@ -3,7 +3,7 @@
 The same :class:`~chatsla.core.engine.Engine` runs here as in the live worker and the replay, so a
 report is evidence for the live numbers. Reading is line-at-a-time; bad lines are counted by
 reason and reported, never fatal (R1). Decoding, screening and applying are the one feeding loop
-the replay uses too (:class:`chatsla.feed.Feeder`).
+the replay uses too (:class:`chatsla.streams.feed.Feeder`).
 
 Input limits (issue #10 finding 10): a line is one record, its size counted without the line end.
 :func:`read_records` reads the input in blocks and never holds more than ``max_bytes + 1`` bytes of
@@ -33,7 +33,7 @@ from chatsla.core.policy import Policy
 from chatsla.core.records import assessment_record, session_record
 from chatsla.core.timefmt import format_opt, parse_time
 from chatsla.core.errors import InputError
-from chatsla.feed import Feeder
+from chatsla.streams.feed import Feeder
 from chatsla.schemas.decode import MAX_RECORD_BYTES
 
 InvalidHook = Callable[[int, str], None]  # (line number, reason)

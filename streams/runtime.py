@@ -70,7 +70,8 @@ from chatsla.core.engine import ASSESSMENT, Engine, EngineConfig
 from chatsla.core.models import model_class, model_kind
 from chatsla.core.policy import Policy
 from chatsla.core.records import to_record
-from chatsla.streams.codec import FLUSH, TICK, decode_internal, encode_record, event_json
+from chatsla.streams.codec import decode_internal, encode_record, event_json
+from chatsla.streams.feed import Feeder
 
 Key = tuple
 Table = MutableMapping[Key, bytes]
@@ -154,6 +155,7 @@ class PartitionRuntime:
     def __init__(self, partition: int, engine: Engine) -> None:
         self.partition = partition
         self.engine = engine
+        self.feeder = Feeder(engine)
         self.pending_acks = 0  # events handled since the last checkpoint
         self.observer = None  # called with (kind, record) for every output (live projections)
         # conversations evicted before the last checkpoint: tombstoned by the next one (see above)
@@ -222,17 +224,8 @@ class PartitionRuntime:
         items = decode_internal(value)  # a PoisonRecord raised here has changed nothing
         if offset is not None:
             self.next_offset = offset + 1
-        flush = False
-        engine = self.engine
         self.pending_acks += len(items)
-        for source, body in items:
-            if source == TICK:
-                engine.advance(body)  # type: ignore[arg-type]
-            elif source == FLUSH:
-                flush = True
-            else:
-                engine.apply(body, source)  # type: ignore[arg-type]
-        return flush
+        return self.feeder.feed_items(items)  # the one feeding loop (streams/feed.py)
 
     def outputs(self) -> list[tuple[str, bytes, bytes]]:
         """``(kind, key, value)`` of every record emitted since the last call, in order."""

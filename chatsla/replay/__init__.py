@@ -118,7 +118,7 @@ The package is split by concern; every public name is importable from ``chatsla.
 * :mod:`chatsla.replay.period`: the period, ``--week`` arithmetic, the notes on cut weeks (pure);
 * :mod:`chatsla.replay.result`: :class:`ReplayResult` and :class:`LateEvent`;
 * :mod:`chatsla.replay.inputs`: the period's reader (:mod:`chatsla.streams.reader`) fed to the
-  engine in this process through :class:`chatsla.feed.Feeder`, the feeding loop the audit uses;
+  engine in this process through :class:`chatsla.streams.feed.Feeder`, the feeding loop the audit uses;
 * :mod:`chatsla.replay.child`: the same input read by a second process, and its wire format;
 * :mod:`chatsla.replay.run`: :func:`replay` and :func:`export_async`;
 * :mod:`chatsla.replay.verify`: :func:`verify` and the pure :func:`compare`.
@@ -126,7 +126,7 @@ The package is split by concern; every public name is importable from ``chatsla.
 
 from __future__ import annotations
 
-from chatsla.feed import empty_reason, named_shop
+from chatsla.streams.feed import empty_reason, named_shop
 from chatsla.replay.child import CHUNK_RECORDS, PARALLEL_MIN_RECORDS, ChildInput
 from chatsla.replay.inputs import LocalInput, period_reader
 from chatsla.replay.period import (

@@ -22,7 +22,7 @@ from typing import AsyncIterator, Callable
 
 from chatsla.core.engine import event_from_list, event_to_list
 from chatsla.core.events import Invalid
-from chatsla.feed import Feeder
+from chatsla.streams.feed import Feeder
 from chatsla.replay.inputs import chat_sources, period_reader, tail_late
 from chatsla.replay.period import Period
 from chatsla.replay.result import LateEvent
@@ -47,7 +47,7 @@ def encode_chunk(records: list[tuple], index: dict[str, int]) -> list[tuple]:
 
 
 def decode_chunk(chunk: list[tuple], sources: list[str]) -> list[tuple]:
-    """A chunk from the child as reader records again, for :meth:`chatsla.feed.Feeder.feed`
+    """A chunk from the child as reader records again, for :meth:`chatsla.streams.feed.Feeder.feed`
     (merge key, topic and partition are not sent: zero and empty)."""
     out = []
     append, _Invalid, from_list = out.append, Invalid, event_from_list

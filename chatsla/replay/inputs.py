@@ -2,7 +2,7 @@
 
 :func:`period_reader` configures the one Kafka reader for a period (module docs of
 :mod:`chatsla.replay`: "What is read"); :class:`LocalInput` runs it in this process and hands
-each merged batch to the :class:`~chatsla.feed.Feeder`. :class:`chatsla.replay.child.ChildInput`
+each merged batch to the :class:`~chatsla.streams.feed.Feeder`. :class:`chatsla.replay.child.ChildInput`
 is the same input read by a second process.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from chatsla.feed import Feeder
+from chatsla.streams.feed import Feeder
 from chatsla.replay.period import Period
 from chatsla.replay.result import LateEvent, late_event
 from chatsla.schemas.decode import decode

@@ -17,7 +17,7 @@ from chatsla.core.events import ChatMessage, ShopEvent
 from chatsla.core.periods import period_bounds_of
 from chatsla.core.policy import Policy
 from chatsla.core.timefmt import parse_time
-from chatsla.feed import InvalidHook, LateHook, Feeder, named_shop
+from chatsla.streams.feed import InvalidHook, LateHook, Feeder, named_shop
 from chatsla.replay.child import PARALLEL_MIN_RECORDS, ChildInput
 from chatsla.replay.inputs import LocalInput, period_reader
 from chatsla.replay.period import Period

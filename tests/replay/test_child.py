@@ -18,7 +18,7 @@ from chatsla.core.engine import Engine, event_to_list
 from chatsla.core.events import Invalid
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import parse_time
-from chatsla.feed import Feeder
+from chatsla.streams.feed import Feeder
 from chatsla.replay.child import decode_chunk, encode_chunk
 from chatsla.schemas.decode import decode
 from chatsla.streams.reader import EVENT, OFFSET, SOURCE, VALUE, PartitionRange, PartitionState

@@ -1,4 +1,4 @@
-"""The one feeding loop (chatsla/feed.py) the audit and the replay share (issue #11).
+"""The one feeding loop (streams/feed.py) the audit and the replay share (issue #11).
 
 Lines (the audit) and records decoded by the Kafka reader (the replay) must be counted the same
 way: each invalid record once, under the same reason (R1: nothing dropped silently), and every
@@ -14,7 +14,7 @@ import orjson
 from chatsla.core.engine import Engine, EngineConfig
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import MINUTE, parse_time
-from chatsla.feed import Feeder, named_shop
+from chatsla.streams.feed import Feeder, named_shop
 from chatsla.schemas.decode import decode
 from chatsla.streams.reader import EMPTY
 from tests.builders import at, msg
@@ -77,3 +77,22 @@ def test_an_event_the_engine_counts_late_is_reported_with_its_source_and_offset(
     Feeder(engine, on_late=lambda ev, src, off: late.append((ev.event_id, src, off))).feed(as_records(lines))
     assert late == [("late", "chat.messages/0", 2)]
     assert engine.counters["late"] == 1
+
+
+def test_the_worker_feeds_chatsla_events_items_through_the_same_loop() -> None:
+    """issue #11: the live worker's items (an event with its partition tag, a tick, a checkpoint
+    request) go through Feeder.feed_items, and give what the audit's loop gives for the same
+    events and the same end of time (R6.2: a tick is the wall clock's watermark)."""
+    from chatsla.streams.codec import FLUSH, TICK
+
+    events = [decode(line) for line in (LINES[0], LINES[-1])]
+    live = Engine(POLICY, EngineConfig(), session_updates=False, sources=["chat.messages/0"])
+    feeder = Feeder(live)
+    assert feeder.feed_items([("chat.messages/0", events[0]), (FLUSH, 0)]) is True
+    assert feeder.feed_items([("chat.messages/0", events[1]), (TICK, parse_time(at(h=2, m=30)))]) is False
+    assert feeder.read == 4
+    offline = Engine(POLICY, EngineConfig(), session_updates=False)
+    Feeder(offline).feed_lines([LINES[0], LINES[-1]])
+    offline.finish(parse_time(at(h=2, m=30)) - EngineConfig().allowed_lateness)
+    live.finish(parse_time(at(h=2, m=30)) - EngineConfig().allowed_lateness)
+    assert live.take() == offline.take() != []

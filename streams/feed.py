@@ -1,8 +1,9 @@
 """The one feeding loop: records in, engine applied, invalid records counted by reason (issue #11).
 
-``chatsla audit`` (lines of a file) and ``chatsla replay`` (records read from Kafka) feed the core's
-:class:`~chatsla.core.engine.Engine` through a :class:`Feeder`, so that what counts as invalid and
-under which reason, what is too large, and how late events are noticed is written once:
+``chatsla audit`` (lines of a file), ``chatsla replay`` (records read from Kafka) and the live
+worker (``chatsla.events`` records) feed the core's :class:`~chatsla.core.engine.Engine` through a
+:class:`Feeder`, so that what counts as invalid and under which reason, what is too large, and how
+late events are noticed is written once:
 
 * :meth:`Feeder.feed_lines` decodes raw lines (R1) and screens them: a line longer than
   ``max_record_bytes`` is ``too_large`` and not parsed, a blank one ``empty_line``, a record that
@@ -12,6 +13,11 @@ under which reason, what is too large, and how late events are noticed is writte
   (``chatsla.streams.reader`` record tuples: offset, source, value, event), so that decoding can
   run in the replay's reader process; each event is applied with its partition's source tag
   (R6.2), and an event the engine counts late (R6.4) is reported to ``on_late``.
+
+* :meth:`Feeder.feed_items` takes the items of one ``chatsla.events`` record, which the worker's
+  router decoded and screened with the same :func:`~chatsla.schemas.decode.decode` (its invalid
+  records went to their input's dead-letter topic with that reason): events with their source
+  tag, ticks (R6.2 live mode) and checkpoint requests.
 
 Invalid records are counted in ``invalid`` by reason (``Engine.stats`` adds the engine's own
 rejections) and reported to ``on_invalid(position, reason, value)``: the line number or offset,
@@ -29,6 +35,7 @@ from typing import Callable, Iterable
 import orjson
 
 from chatsla.core.engine import Engine
+from chatsla.streams.codec import FLUSH, TICK
 from chatsla.core.events import CHAT_SCHEMA, TICKET_SCHEMA, ChatMessage, Invalid, ShopEvent
 from chatsla.schemas.decode import (DUPLICATE_KEY, MAX_RECORD_BYTES, decode, decode_chat, decode_ticket,
                                     has_duplicate_keys)
@@ -158,3 +165,20 @@ class Feeder:
         self.invalid[reason] += 1
         if self.on_invalid is not None:
             self.on_invalid(rec[_OFFSET], reason, value)
+
+    def feed_items(self, items: list[tuple]) -> bool:
+        """Apply the ``(source, body)`` items of one ``chatsla.events`` record in order: an event
+        read from ``source`` (an input partition's tag), a tick ``(TICK, t)`` or a checkpoint
+        request ``(FLUSH, _)``. Returns True if the record asked for a checkpoint."""
+        engine = self.engine
+        apply = engine.apply
+        flush = False
+        for source, body in items:
+            if source == TICK:
+                engine.advance(body)  # type: ignore[arg-type]
+            elif source == FLUSH:
+                flush = True
+            else:
+                apply(body, source)  # type: ignore[arg-type]
+        self.read += len(items)
+        return flush
