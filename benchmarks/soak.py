@@ -38,6 +38,7 @@ import orjson
 
 from chatsla.core.timefmt import parse_time
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
+from chatsla.streams.topics import router_group
 from chatsla.streams.producer import produce
 from chatsla.simulate import DEFAULT_WEEK_START, SimConfig, generate
 from chatsla.streams.topics import TopicNames, TopicSpec, changelog_specs, topic_specs
@@ -150,7 +151,7 @@ def main() -> None:
         produced = 0
 
         def caught_up() -> bool:
-            return (committed_lag(broker.bootstrap, app_id, [names.chat, names.shop]) == 0
+            return (committed_lag(broker.bootstrap, router_group(app_id), [names.chat, names.shop]) == 0
                     and committed_lag(broker.bootstrap, app_id, [names.events]) == 0)
 
         last = [0.0]
@@ -158,7 +159,7 @@ def main() -> None:
         def sample(w: Worker) -> None:
             if time.monotonic() - last[0] >= 2.0:
                 last[0] = time.monotonic()
-                done = produced - committed_lag(broker.bootstrap, app_id, [names.chat, names.shop])
+                done = produced - committed_lag(broker.bootstrap, router_group(app_id), [names.chat, names.shop])
                 samples.append((time.monotonic() - w.t0, rss_mib(w.proc.pid), done))
 
         results = []

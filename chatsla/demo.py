@@ -25,10 +25,13 @@ import orjson
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.timefmt import HOUR, format_time
+from chatsla.streams.topics import router_group
 from chatsla.streams.settings import WorkerSettings
 
 STATE = Path(".chatsla")
-WORKER_GROUP = WorkerSettings().app_id  # the demo's worker runs with the default app id (consumer group)
+# the demo's worker runs with the default app id; its router commits the input offsets in a
+# consumer group of its own (streams/router.py, issue #15)
+ROUTER_GROUP = router_group(WorkerSettings().app_id)
 ALERTS = Path(__file__).resolve().parents[1] / "docker" / "prometheus" / "alerts.yml"  # in a source checkout
 # (query, what its numbers mean). The first shows the week the demo simulated, as assessed: in the
 # demo the watermark has moved into the following week, whose week-to-date series are all zero.
@@ -185,10 +188,11 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         click.echo(f"the simulated week ({len(records)} events, {shops} shops) is already in the input topics "
                    f"from an earlier run: not producing it again")
     else:
-        click.echo(f"producing a simulated week: {len(records)} events, {shops} shops ...")
+        click.echo(f"producing a simulated week: {len(records)} events, {shops} TikTok shops, one Douyin and one "
+                   f"AliExpress shop ...")
         produce(records, broker.bootstrap, names)
         marker.write_bytes(orjson.dumps(produced))
-    _wait(lambda: committed_lag(broker.bootstrap, WORKER_GROUP, inputs) == 0, 300, "the worker to route every event")
+    _wait(lambda: committed_lag(broker.bootstrap, ROUTER_GROUP, inputs) == 0, 300, "the worker to route every event")
     lateness = EngineConfig().allowed_lateness  # the worker's default, as started above
     end = max(ev.t for ev in valid) + lateness + HOUR
     # event time moves past the week (R6.2), walked from the first event: each partition's clock is

@@ -48,6 +48,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from chatsla.streams.codec import batch_records
+from chatsla.streams.topics import router_group  # noqa: F401 (re-exported: where the router is)
 
 log = logging.getLogger("chatsla.router")
 
@@ -66,10 +67,6 @@ KILL_BEFORE_COMMIT = int(os.environ.get("CHATSLA_TEST_KILL_BEFORE_COMMIT", "0") 
 SETTLE_MS = 500
 
 
-def router_group(app_id: str) -> str:
-    """The router's consumer group: its own, next to the Faust app's (``app_id``), which now
-    consumes only ``chatsla.events``. A deployment's input offsets are committed here."""
-    return f"{app_id}-router"
 
 
 class OffsetBook:

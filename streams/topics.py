@@ -66,6 +66,13 @@ class TopicNames:
         return (self.chat_dlq, self.shop_dlq, self.events_dlq, self.ticket_dlq)
 
 
+def router_group(app_id: str) -> str:
+    """The router's consumer group (streams/router.py): its own, next to the Faust app's
+    (``app_id``), which consumes only ``chatsla.events``. A deployment's input offsets are
+    committed here."""
+    return f"{app_id}-router"
+
+
 def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list[str]:
     """The engine's watermark sources: one per ``chat.messages`` partition (R6.2, R6.3).
 
