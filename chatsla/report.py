@@ -161,7 +161,8 @@ def print_other_models(report: Report, console: Console) -> None:
                       str(p["missed"]), str(p["pending"]), _pct(p["rate"]), str(p["excluded"]),
                       (p["status"] or "open") + (" (late)" if p["late"] else ""))
         console.print(t)
-        console.print(f"tickets {len(report.tickets)}", highlight=False)
+        if report.tickets:  # (the demo prints live period records alone)
+            console.print(f"tickets {len(report.tickets)}", highlight=False)
     if waits or report.waits:
         t = Table(title=f"Buyer waits, by period ({_refs(waits or report.waits)})")
         for col, justify in (("shop", "left"), ("period", "left"), ("start", "left"), ("answered", "right"),
@@ -174,8 +175,9 @@ def print_other_models(report: Report, console: Console) -> None:
                       _seconds(p["waited_max"]), str(p["closed_unanswered"]), str(p["open_at_end"]),
                       _seconds(p["oldest_waiting_at_end"]) + (" (late)" if p["late"] else ""))
         console.print(t)
-        console.print(f"waits {len(report.waits)}, open {sum(1 for w in report.waits if w['ended_at'] is None)}",
-                      highlight=False)
+        if report.waits:
+            console.print(f"waits {len(report.waits)}, open {sum(1 for w in report.waits if w['ended_at'] is None)}",
+                          highlight=False)
 
 
 def _refs(records: list[dict]) -> str:
