@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from chatsla.simulate import SimConfig, generate, write_jsonl
-from tests.test_cli import SAMPLE, run
+from tests.cli.test_cli import SAMPLE, run
 
 UNTIL = "2026-12-02T00:00:00Z"  # past the week's month: its review-timeliness records are out (R11.6.3)
 
