@@ -211,7 +211,7 @@ AUDIT_POLICY_HELP = ("Rules of one model: a bundled policy id@version (see `chat
                      "current version) or a policy JSON file. Repeatable, one per model (chat sessions, "
                      "service tickets, IM waits); a model not named uses its platform's current bundled "
                      f"version ({DEFAULT_POLICY} for chat).")
-RECORDS = ("assessments", "sessions", "tickets", "waits", "periods")
+RECORDS = ("assessments", "sessions", "tickets", "waits", "requests", "periods")
 
 
 @cli.command()

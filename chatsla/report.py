@@ -32,6 +32,10 @@ def _csv_value(v: object) -> object:
         return "true" if v else "false"
     if isinstance(v, float):  # the rate: a share with 4 decimals, not a float's 17 digits
         return f"{v:.4f}"
+    if isinstance(v, list):  # an after-sales request's signals (R11.4), in their fixed order
+        return " ".join(str(x) for x in v)
+    if isinstance(v, dict):  # an after-sales period's maps (R11.5.2): compact JSON, keys as emitted
+        return orjson.dumps(v).decode()
     return v
 
 
@@ -42,6 +46,10 @@ TICKET_COLUMNS = ("ticket_id", "shop_id", "priority", "category", "created_at", 
 WAIT_COLUMNS = ("wait_id", "shop_id", "conversation_id", "first_at", "last_at", "buyer_messages", "auto_replied_at",
                 "ended_at", "end_reason", "waited", "waited_from_first", "day", "week_start", "late", "policy_id",
                 "policy_version")
+# R11.5.1's key order. ``signals`` is written space-separated, in R11.4's order.
+REQUEST_COLUMNS = ("request_id", "shop_id", "request_type", "reason", "category", "amount", "currency", "decision",
+                   "decision_reason", "rule", "rules_ref", "signals", "requested_at", "observed", "agree", "late",
+                   "day", "week_start", "policy_id", "policy_version")
 # Periods of both models share one list: these columns first, then every other key in the order
 # the (sorted) records first show it, so one CSV holds ticket and wait periods (blank where a key
 # is the other model's) and its columns depend only on the report.
@@ -57,13 +65,15 @@ def period_columns(periods: list[dict]) -> tuple[str, ...]:
 
 
 def to_csv(report: Report, records: str = "assessments") -> str:
-    """One kind of record as CSV (``--records``): assessments, sessions, tickets, waits or periods."""
+    """One kind of record as CSV (``--records``): assessments, sessions, tickets, waits, requests or periods."""
     if records == "sessions":
         rows, columns = report.sessions, SESSION_COLUMNS
     elif records == "tickets":
         rows, columns = report.tickets, TICKET_COLUMNS
     elif records == "waits":
         rows, columns = report.waits, WAIT_COLUMNS
+    elif records == "requests":
+        rows, columns = report.requests, REQUEST_COLUMNS
     elif records == "periods":
         rows, columns = report.periods, period_columns(report.periods)
     else:
@@ -111,7 +121,7 @@ def print_table(report: Report, console: Console, no_weeks: str = NO_WEEK_ENDED)
     single valid event says so in one line instead of showing an empty table; ``no_weeks`` is
     the line for a table without assessments (a replay says why in its own words)."""
     s = report.stats
-    others = report.tickets or report.waits or report.periods
+    others = report.tickets or report.waits or report.requests or report.periods
     if s["valid"] == 0:
         console.print(f"No valid event was read ({s['read']} lines, {s['invalid']} invalid): nothing to assess.",
                       soft_wrap=True)
@@ -147,7 +157,8 @@ def _seconds(v: float | int | None) -> str:
 
 def print_other_models(report: Report, console: Console) -> None:
     """The period records of the service-ticket (R9.6) and IM-wait (R10.5.2) models, one table
-    each; the per-ticket and per-wait records are in ``--format json`` and ``--records``."""
+    each, and the after-sales tables (:func:`print_aftersale`); the per-ticket, per-wait and
+    per-request records are in ``--format json`` and ``--records``."""
     tickets = [p for p in report.periods if "tickets" in p]
     waits = [p for p in report.periods if "answered" in p]
     if tickets or report.tickets:
@@ -178,6 +189,61 @@ def print_other_models(report: Report, console: Console) -> None:
         if report.waits:
             console.print(f"waits {len(report.waits)}, open {sum(1 for w in report.waits if w['ended_at'] is None)}",
                           highlight=False)
+    print_aftersale(report, console)
+
+
+def _counts(m: dict) -> str:
+    """A map (currency -> amount) as ``k v, k v`` (``-`` when empty), in the record's key order."""
+    return ", ".join(f"{k} {v}" for k, v in m.items()) or "-"
+
+
+_REVIEW_STYLES = {"ok": "green", "auto_approval_tool_risk": "bold red", "not_assessed": "dim"}
+
+
+def print_aftersale(report: Report, console: Console) -> None:
+    """After-sales requests (R11, issue #14): the ``all`` row of each shop's day and week
+    (R11.5.2: requests, auto-approved, manual review, the approved amount per currency, the count
+    of each signal of R11.4;
+    the per-request-type rows are in ``--format json`` and ``--records periods``), then each
+    month's review timeliness (R11.6.3), then one line of totals. Nothing without requests."""
+    periods = [p for p in report.periods if "auto_approved" in p and p["request_type"] == "all"]
+    months = [p for p in report.periods if "awaiting_seller" in p]
+    if not (periods or months or report.requests):
+        return
+    # (twelve columns: without collapsed padding they would not fit the 120 columns of a pipe)
+    t = Table(title=f"After-sales requests, shadow decisions by period ({_refs(periods or report.requests)})",
+              caption="signals (R11.4): buyer = repeat_buyer, SKU = repeat_sku, near = near_threshold",
+              collapse_padding=True)
+    for col, justify in (("shop", "left"), ("period", "left"), ("start", "left"), ("requests", "right"),
+                         ("auto", "right"), ("manual", "right"), ("rate", "right"), ("approved", "right"),
+                         ("buyer", "right"), ("SKU", "right"), ("near", "right"), ("status", "left")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in periods:
+        sig = p["signals"]
+        t.add_row(escape(p["shop_id"]), p["period"], p["start"], str(p["requests"]), str(p["auto_approved"]),
+                  str(p["manual_review"]), _pct(p["auto_approval_rate"]), escape(_counts(p["auto_approved_amount"])),
+                  *(str(sig.get(k, 0)) for k in ("repeat_buyer", "repeat_sku", "near_threshold")),
+                  (p["status"] or "open") + (" (late)" if p["late"] else ""))
+    console.print(t)
+    if months:
+        t = Table(title=f"After-sales review timeliness, by month ({_refs(months)})")
+        for col, justify in (("shop", "left"), ("month", "left"), ("group", "left"), ("awaiting seller", "right"),
+                             ("in time", "right"), ("pending", "right"), ("rate", "right"), ("outcome", "left"),
+                             ("status", "left")):
+            t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for p in months:
+            t.add_row(escape(p["shop_id"]), p["start"], p["group"], str(p["awaiting_seller"]),
+                      str(p["reviewed_in_time"]), str(p["pending"]), _pct(p["review_rate"]),
+                      f"[{_REVIEW_STYLES.get(p['outcome'], 'default')}]{p['outcome']}[/]",
+                      (p["status"] or "open") + (" (late)" if p["late"] else ""))
+        console.print(t)
+    rq = report.requests
+    approved = sum(1 for r in rq if r["decision"] == "approve")
+    agree = sum(1 for r in rq if r["agree"] is True)
+    disagree = sum(1 for r in rq if r["agree"] is False)
+    console.print(f"requests {len(rq)}, auto-approved {approved}, manual review {len(rq) - approved}, "
+                  f"agree {agree}, disagree {disagree}, not yet observed {len(rq) - agree - disagree}",
+                  highlight=False)
 
 
 def _refs(records: list[dict]) -> str:

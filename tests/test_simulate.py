@@ -22,10 +22,12 @@ import pytest
 from click.testing import CliRunner
 
 from chatsla.core.engine import Engine, EngineConfig
-from chatsla.core.events import ChatMessage, Invalid, TicketEvent
-from chatsla.core.policy import load_policy
+from chatsla.core.events import AftersaleRequest, ChatMessage, Invalid, ShopEvent, TicketEvent
+from chatsla.core.policy import load_policy, policies_for
 from chatsla.schemas.decode import decode
 from chatsla.simulate import (
+    AFTERSALE_RULES,
+    AFTERSALE_TOPIC,
     CHAT_TOPIC,
     MESSAGE_TYPES,
     PLATFORMS,
@@ -454,7 +456,7 @@ def test_cli_unreachable_broker_is_one_plain_line() -> None:
 # Douyin service tickets and AliExpress chats (issue #12: "the simulator produces Douyin tickets
 # ... and AliExpress chats"; RULES R9, R10)
 
-MIXED = SimConfig(seed=7, shops=2, conversations_per_shop=40, platforms=PLATFORMS)
+MIXED = SimConfig(seed=7, shops=2, conversations_per_shop=40, platforms=("tiktok_shop", "douyin", "aliexpress"))
 _TICKET_SHOP_ZONE = "Asia/Shanghai"  # douyin_ticket's default_timezone (R9.2.2)
 
 
@@ -513,7 +515,7 @@ def test_default_platforms_are_tiktok_only_and_more_platforms_leave_its_records_
     assert [r for r in both if r in mine] == alone
     # the added records are keyed by the other platforms' shops, conversations and tickets
     added = Counter(re.sub(r"\d+", "N", key.decode()).split("-N")[0] for t, key, _ in both if (t, key, _) not in mine)
-    assert set(added) == {"douyin", "aliexpress", "c-aeN", "t-dyN"}, added
+    assert set(added) == {"douyin", "aliexpress", "c-aeN", "t-dyN", "aftersale", "as"}, added
     assert sum(added.values()) > len(alone)
 
 
@@ -733,3 +735,146 @@ def test_config_rejects_impossible_platform_values(kwargs: dict[str, Any], messa
     """Issue #12: a wrong platform or count is refused before anything is made."""
     with pytest.raises(ValueError, match=message):
         SimConfig(seed=1, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# TikTok Shop after-sales requests (issue #14: "the simulator produces after-sales requests,
+# including the abuse patterns of R11.8"; RULES R11)
+
+AFTERSALE = SimConfig(seed=7, platforms=("aftersale",))
+
+
+def test_every_aftersale_record_decodes_on_its_topic_and_key() -> None:
+    """R11.1, R11.2: every record decodes; requests are aftersale.request/v1 on aftersale.requests
+    keyed by request_id, amounts two-place decimal strings in USD; each shop gets the R11.2 rule
+    set by an aftersale_rules shop event (shop 2 in the middle of its week, after requests);
+    a shop outside UTC says its zone first; event ids are unique; the same seed gives the same bytes."""
+    records = generate(AFTERSALE)
+    assert jsonl(records) == jsonl(generate(AFTERSALE)) != jsonl(generate(replace(AFTERSALE, seed=8)))
+    ids, rules_at, first_request = [], {}, {}
+    kinds: Counter[str] = Counter()
+    for topic, key, value in records:
+        ev = decode(value)
+        assert not isinstance(ev, Invalid), (value, ev)
+        ids.append(ev.event_id)
+        if isinstance(ev, AftersaleRequest):
+            assert topic == AFTERSALE_TOPIC and key.decode() == ev.request_id and ev.shop_id.startswith("aftersale-")
+            first_request.setdefault(ev.shop_id, ev.t)
+            kinds[ev.type] += 1
+            if ev.type == "requested":
+                assert re.fullmatch(r"\d+\.\d\d", ev.amount) and ev.currency == "USD", value
+                kinds[f"awaiting:{ev.awaiting_seller}"] += 1
+                kinds["no_buyer_ref"] += ev.buyer_ref is None
+                kinds["return_cost"] += ev.return_shipping_cost is not None
+            else:
+                kinds[f"by:{ev.by}"] += 1
+        else:
+            assert topic == SHOP_TOPIC and isinstance(ev, ShopEvent) and key.decode() == ev.shop_id
+            if ev.type == "aftersale_rules":
+                assert ev.rules == AFTERSALE_RULES and ev.shop_id not in rules_at
+                rules_at[ev.shop_id] = ev.t
+            else:
+                assert ev.type == "timezone" and ev.shop_id == "aftersale-02" and ev.shop_id not in first_request
+    assert len(ids) == len(set(ids))
+    assert rules_at["aftersale-01"] < first_request["aftersale-01"]
+    assert first_request["aftersale-02"] < rules_at["aftersale-02"]
+    for name in ("requested", "reviewed", "awaiting:False", "awaiting:True", "no_buyer_ref", "return_cost",
+                 "by:seller", "by:seller_rule", "by:platform"):
+        assert kinds[name] > 0, (name, kinds)
+
+
+def _through_engine(records: Iterable[Record]) -> tuple[Engine, dict[str, dict], list[dict]]:
+    """The log through one engine hosting every bundled model (policies_for(()), as chatsla audit
+    does): (engine, last record per request, period records)."""
+    first, *rest = policies_for(())
+    engine = Engine(first, policies=rest)
+    last = 0
+    for _topic, _key, value in records:
+        ev = decode(value)
+        if not isinstance(ev, Invalid):
+            engine.apply(ev)
+            last = max(last, ev.t)
+    # past the end of the week's month, whose review-timeliness records come when it ends (R11.6.3)
+    month_over = int(datetime(2026, 12, 2, tzinfo=UTC).timestamp()) * 1_000_000
+    engine.finish(max(last + EngineConfig().dedupe_window + 1, month_over))
+    requests: dict[str, dict] = {}
+    periods: list[dict] = []
+    for kind, record in engine.take():
+        if kind == "request":
+            requests[record["request_id"]] = record
+        elif kind == "period":
+            periods.append(record)
+    return engine, requests, periods
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_aftersale_week_through_the_engine_reaches_every_r11_case(seed: int) -> None:
+    """R11.3-R11.6 and R11.8 through Engine(policies_for(())): every rule of the R11.2 set
+    decides some request, and so do the platform guard, no_rule_matched, no_rule_set (shop 2
+    before its assignment), both limits; every signal occurs; R11.8 v1-v3 occur as the
+    example says for the vase buyer of the shop with its rule set from the start; shadow and
+    observed decisions agree and disagree; one shop is ok on review timeliness, the other at
+    auto_approval_tool_risk (R11.6.3)."""
+    engine, requests, periods = _through_engine(generate(replace(AFTERSALE, seed=seed)))
+    reasons = Counter(r["decision_reason"] for r in requests.values())
+    for name in ("rule:cancel-under-50", "rule:home-under-100", "rule:apparel-size-exchange",
+                 "rule:jewelry-15-days", "evidence_required:unboxing_video", "inspection_required:unopened_only",
+                 "no_rule_matched", "no_rule_set", "platform:outside_return_window",
+                 "limit:per_buyer:home-under-100", "limit:buyer_unknown:home-under-100"):
+        assert reasons[name] > 0, (name, reasons)
+    signals = Counter(s for r in requests.values() for s in r["signals"])
+    assert set(signals) == {"repeat_buyer", "repeat_sku", "near_threshold"}, signals
+    vase = [(requests[f"as-01-vase{k}"]["decision_reason"], requests[f"as-01-vase{k}"]["signals"]) for k in (1, 2, 3)]
+    assert vase == [("rule:home-under-100", ["near_threshold"]),
+                    ("rule:home-under-100", ["repeat_sku", "near_threshold"]),
+                    ("limit:per_buyer:home-under-100", ["repeat_buyer", "repeat_sku", "near_threshold"])]
+    assert any(r["amount"] == "50.00" and r["decision_reason"] == "rule:cancel-under-50" for r in requests.values())
+    agree = Counter(str(r["agree"]) for r in requests.values())
+    assert agree["True"] > 0 and agree["False"] > 0 and agree["None"] > 0, agree
+    months = {(p["shop_id"], p["group"]): p["outcome"] for p in periods if p["period"] == "month"}
+    assert months == {("aftersale-01", "return_refund"): "ok", ("aftersale-01", "cancellation"): "ok",
+                      ("aftersale-02", "return_refund"): "auto_approval_tool_risk",
+                      ("aftersale-02", "cancellation"): "auto_approval_tool_risk"}, months
+    assert {p["period"] for p in periods} == {"day", "week", "month"}
+    assert engine.model("aftersale").stats()["unknown_rule_set"] == 0
+
+
+def test_bad_aftersale_records_are_invalid_and_keep_the_good_traffic() -> None:
+    """R1, R11.1: invalid after-sales records sit on aftersale.requests, never span lines, and
+    leave the good records exactly as without them; JSON numbers as amounts are refused."""
+    clean = generate(replace(AFTERSALE, aftersale_requests=300))
+    dirty = generate(replace(AFTERSALE, aftersale_requests=300, bad_fraction=0.05))
+    decoded = [decode(v) for _, _, v in dirty]
+    bad = [(r, ev) for r, ev in zip(dirty, decoded, strict=True) if isinstance(ev, Invalid)]
+    assert 0.04 <= len(bad) / len(dirty) <= 0.06
+    assert {topic for (topic, _, _), _ in bad} == {AFTERSALE_TOPIC}
+    assert not any(b"\n" in value for _, _, value in dirty)
+    assert [r for r, ev in zip(dirty, decoded, strict=True) if not isinstance(ev, Invalid)] == clean
+    reasons = {ev.reason for _, ev in bad}
+    assert {"not_json", "bad_value:amount", "bad_value:request_type", "bad_value:type",
+            "bad_value:buyer_credit"} <= reasons, reasons
+
+
+def test_cli_aftersale_gives_the_generated_bytes_and_refuses_kafka() -> None:
+    """Issue #14: --platforms aftersale and its counts are SimConfig's fields, byte for byte; with
+    --bootstrap it is one line and exit 2 (no stream worker reads aftersale.requests yet)."""
+    args = ["--platforms", "aftersale", "--aftersale-shops", "3", "--aftersale-requests", "10", "--seed", "4"]
+    config = SimConfig(seed=4, platforms=("aftersale",), aftersale_shops=3, aftersale_requests=10)
+    result = CliRunner().invoke(simulate, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == jsonl(generate(config))
+    shops = {orjson.loads(line)["shop_id"] for line in result.stdout_bytes.splitlines()}
+    assert shops == {"aftersale-01", "aftersale-02", "aftersale-03"} and config.shop_count == 3
+    result = CliRunner().invoke(simulate, [*args, "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 2 and result.stdout_bytes == b""
+    assert len(result.stderr.splitlines()) == 1 and "aftersale" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"aftersale_shops": 0}, "aftersale_shops"), ({"aftersale_requests": -1}, "aftersale_requests"),
+     ({"aftersale_timezones": ("Mars/Olympus",)}, "timezone"), ({"aftersale_timezones": ()}, "aftersale_timezones")],
+)
+def test_config_rejects_impossible_aftersale_values(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SimConfig(seed=1, platforms=("aftersale",), **kwargs)
