@@ -249,15 +249,13 @@ def _decimal(obj: dict, field: str, required: bool) -> str | None | Invalid:
     return v
 
 
-def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:
-    """A parsed ``aftersale.request/v1`` object -> event (RULES R11.1). Reasons beyond R1's
-    generic ones: ``missing_field:F`` for the fields ``requested`` (request_type, reason, amount,
-    currency) or ``reviewed`` (by, decision) require; ``bad_value:amount`` and
-    ``bad_value:return_shipping_cost`` (not a decimal string such as ``"98.00"``: no sign, exponent
-    or separators; a JSON number is ``bad_type``), ``bad_value:currency`` (not three capitals),
-    ``bad_value:buyer_credit`` (not an integer 0-100), ``bad_time:delivered_at``. Fields that do
-    not belong to the event's type are ignored, unchecked (as R9.1)."""
-    for field in ("event_id", "shop_id", "request_id"):
+def _record_head(obj: dict, id_field: str, types: frozenset[str] | tuple[str, ...] | set[str],
+                 default_platform: str) -> tuple[str, str, int, str] | Invalid:
+    """The fields every typed record of R9.1 and R11.1 starts with, checked in one order (so both
+    inputs give the same reason for the same fault): ``event_id``, ``shop_id`` and the record's own
+    id, ``type`` (one of ``types``), ``at`` (RFC 3339 within the representable range) and the
+    optional ``platform``. Returns ``(type, at text, at µs, platform)``."""
+    for field in ("event_id", "shop_id", id_field):
         r = _required_id(obj, field)
         if type(r) is Invalid:
             return r
@@ -266,7 +264,7 @@ def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:
         return Invalid("missing_field:type")
     if type(typ) is not str:
         return Invalid("bad_type:type")
-    if typ not in AFTERSALE_TYPES:
+    if typ not in types:
         return Invalid("bad_value:type")
     at = obj.get("at")
     if type(at) is not str:
@@ -276,9 +274,24 @@ def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:
         return Invalid("bad_time:at", at[:64])
     platform = obj.get("platform", _ABSENT)
     if platform is _ABSENT:
-        platform = AFTERSALE_PLATFORM
+        platform = default_platform
     elif type(platform) is not str or not platform:
         return Invalid("bad_type:platform")
+    return typ, at, t, platform
+
+
+def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:
+    """A parsed ``aftersale.request/v1`` object -> event (RULES R11.1). Reasons beyond R1's
+    generic ones: ``missing_field:F`` for the fields ``requested`` (request_type, reason, amount,
+    currency) or ``reviewed`` (by, decision) require; ``bad_value:amount`` and
+    ``bad_value:return_shipping_cost`` (not a decimal string such as ``"98.00"``: no sign, exponent
+    or separators; a JSON number is ``bad_type``), ``bad_value:currency`` (not three capitals),
+    ``bad_value:buyer_credit`` (not an integer 0-100), ``bad_time:delivered_at``. Fields that do
+    not belong to the event's type are ignored, unchecked (as R9.1)."""
+    head = _record_head(obj, "request_id", AFTERSALE_TYPES, AFTERSALE_PLATFORM)
+    if type(head) is Invalid:
+        return head
+    typ, at, t, platform = head
     if typ == "reviewed":
         vals = []
         for field, allowed in (("by", AFTERSALE_REVIEWERS), ("decision", AFTERSALE_DECISIONS)):
@@ -364,28 +377,10 @@ def _decode_ticket(obj: dict) -> TicketEvent | Invalid:
     ``bad_value:sla_minutes`` (not an integer from 1 to :data:`MAX_SLA_MINUTES`; JSON ``true`` is no
     integer), ``bad_value:due_at`` (not RFC 3339 with an offset, or before ``at``). A field that does
     not belong to the event's type is ignored, unchecked (R9.1)."""
-    for field in ("event_id", "shop_id", "ticket_id"):
-        r = _required_id(obj, field)
-        if type(r) is Invalid:
-            return r
-    typ = obj.get("type")
-    if typ is None:
-        return Invalid("missing_field:type")
-    if type(typ) is not str:
-        return Invalid("bad_type:type")
-    if typ not in TICKET_TYPES:
-        return Invalid("bad_value:type")
-    at = obj.get("at")
-    if type(at) is not str:
-        return Invalid("missing_field:at" if at is None else "bad_type:at")
-    t = parse_time(at)
-    if t is None or not (MIN_TIME <= t <= MAX_TIME):
-        return Invalid("bad_time:at", at[:64])
-    platform = obj.get("platform", _ABSENT)
-    if platform is _ABSENT:
-        platform = TICKET_PLATFORM
-    elif type(platform) is not str or not platform:
-        return Invalid("bad_type:platform")
+    head = _record_head(obj, "ticket_id", TICKET_TYPES, TICKET_PLATFORM)
+    if type(head) is Invalid:
+        return head
+    typ, at, t, platform = head
     priority = category = sla = due = result = None
     if typ == "created":
         priority = obj.get("priority")
