@@ -11,17 +11,20 @@ records of the same file with the same policies, up to the same watermark.
 
 from __future__ import annotations
 
+import subprocess
+
+import orjson
 import pytest
 
 from chatsla.audit import run_audit
 from chatsla.core.events import Invalid
 from chatsla.core.policy import policies_for
-from chatsla.core.timefmt import HOUR, MINUTE
+from chatsla.core.timefmt import HOUR, MINUTE, format_time
 from chatsla.schemas.decode import decode
 from chatsla.simulate import SimConfig, generate
 from chatsla.streams.admin import committed_lag
 from chatsla.streams.producer import produce
-from tests.integration.harness import (MODEL_OUTPUTS, Deployment, count, latest_model_outputs, record_identity,
+from tests.integration.harness import (CHATSLA, MODEL_OUTPUTS, Deployment, count, latest_model_outputs, record_identity,
                                        routed_ids, wait_for)
 
 pytestmark = pytest.mark.integration
@@ -101,6 +104,17 @@ def test_issue12_mixed_week_live_outputs_equal_the_audit(deployment: Deployment)
     produce(records, deployment.bootstrap, deployment.names)
     deployment.start_worker()
     finish_and_compare(deployment, records)
+    # ... and `chatsla verify` of the live worker's output topics against a replay of the same
+    # input finds nothing to report, for every model (issue #12 "Done when")
+    times = [ev.t for ev in valid_events(records)]
+    flags = ["--bootstrap", deployment.bootstrap, "--topic-prefix", deployment.prefix,
+             "--from", format_time(min(times)), "--to", format_time(max(times) + HOUR)]
+    v = subprocess.run([CHATSLA, "verify", *flags, "--format", "json"], capture_output=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    result = orjson.loads(v.stdout) if v.stdout else {}
+    assert v.returncode == 0, (v.stderr.decode()[-2000:], result.get("differences", [])[:5])
+    compared = result["compared"]
+    assert all(compared.get(kind) for kind in ("tickets", "waits", "periods")), compared
 
 
 def progress(dep: Deployment) -> tuple[int, int, int]:
