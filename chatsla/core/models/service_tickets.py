@@ -54,21 +54,27 @@ def _fmt(us: int | None) -> str | None:
 
 class Ticket:
     """One ticket's state (R9.3-R9.5). ``clock_tz``: the zone of its service clock, fixed at
-    creation (R9.2.2); ``past_due``: the watermark passed ``due_at`` (R9.4.3)."""
+    creation (R9.2.2); ``past_due``: the watermark passed ``due_at`` (R9.4.3).
+
+    ``created_text``: ``format_time(created_at)`` when the created event's text already was that
+    (``TicketEvent.at_text``), else None: the record reuses it (issue #12). A cache, so not among
+    the stored fields (:data:`STORED`): a restored ticket formats its time again, the same text."""
 
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
-                 "day", "week", "week_end", "clock_tz", "ids", "last_t")
+                 "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-1]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
-        return [getattr(self, k) for k in Ticket.__slots__]
+        return [getattr(self, k) for k in Ticket.STORED]
 
     @classmethod
     def from_list(cls, v: list) -> "Ticket":
         tk = cls.__new__(cls)
-        for k, x in zip(Ticket.__slots__, v):
+        for k, x in zip(Ticket.STORED, v):
             setattr(tk, k, x)
         tk.ids = list(tk.ids)
+        tk.created_text = None
         return tk
 
 
@@ -544,6 +550,7 @@ class ServiceTickets(ShopZones):
         tk = Ticket.__new__(Ticket)
         tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
         tk.created_at, tk.clock_start, tk.sla = c, start, sla
+        tk.created_text = ev.at_text
         tk.computed_due_at = computed
         if ev.due_at is not None:
             tk.due_at, tk.due_source = ev.due_at, "platform"
@@ -639,12 +646,13 @@ class ServiceTickets(ShopZones):
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
         """R9.5, keys in order. Formatting is the costliest step of a record (every ticket has
-        one in the audit), so equal times share one formatted string (clock_start is usually
+        one in the audit), so ``created_at`` is the input's text when that was canonical
+        (``created_text``), equal times share one formatted string (clock_start is usually
         created_at, due_at computed_due_at, decided_at handled_at or due_at), a deadline whole
         hours after its clock start reuses its minutes and fraction (``format_time_as``), and
         :func:`outcome` and :func:`seconds` are inlined."""
         h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
-        created = format_time(c)
+        created = tk.created_text or format_time(c)
         cs = tk.clock_start
         start = created if cs == c else format_time(cs)
         due = format_time_as(d, cs, start)
