@@ -121,7 +121,7 @@ class Collector:
 
     def _add_other(self, kind: str, r: dict) -> None:
         if kind == TICKET:
-            self.tickets[(r["shop_id"], r["ticket_id"], r["created_at"])] = r
+            self.tickets[_ticket_key(r)] = r  # (also the report's sort key: _by_key)
         elif kind == WAIT:
             self.waits[(r["shop_id"], r["conversation_id"], r["first_at"])] = r
         elif kind == PERIOD:
