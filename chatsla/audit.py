@@ -121,7 +121,7 @@ class Collector:
 
     def _add_other(self, kind: str, r: dict) -> None:
         if kind == TICKET:
-            self.tickets[(r["shop_id"], r["ticket_id"], r["created_at"])] = r
+            self.tickets[_ticket_key(r)] = r  # (also the report's sort key: _by_key)
         elif kind == WAIT:
             self.waits[(r["shop_id"], r["conversation_id"], r["first_at"])] = r
         elif kind == PERIOD:
@@ -157,8 +157,17 @@ class Collector:
             key=lambda r: (r[0], r[1]),
         )
         return Report(sessions, [assessment_record(r, policy) for r in assessments], stats,
-                      self._final(self.tickets, wanted, _ticket_key), self._final(self.waits, wanted, _wait_key),
+                      self._by_key(self.tickets, wanted), self._final(self.waits, wanted, _wait_key),
                       self._final(self.periods, wanted, _period_key), self._final(self.requests, wanted, _request_key))
+
+    @staticmethod
+    def _by_key(records: dict[tuple, dict], wanted: set[str] | None) -> list[dict]:
+        """``_final(records, wanted, _ticket_key)`` for a dict whose keys *are* each record's sort
+        key with the shop first (tickets: :meth:`_add_other` keys them by ``_ticket_key``'s
+        tuple): the keys are sorted themselves, with no key function called per record (a
+        ticket's share of the report's time, issue #12). Keys are unique, so the order is the same."""
+        keys = sorted(records) if wanted is None else sorted(k for k in records if k[0] in wanted)
+        return [records[k] for k in keys]
 
     @staticmethod
     def _final(records: dict[tuple, dict], wanted: set[str] | None, key: Callable[[dict], tuple]) -> list[dict]:

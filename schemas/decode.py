@@ -29,7 +29,7 @@ import json
 import orjson
 
 from chatsla.core.calendar import IANA_ZONES
-from chatsla.core.timefmt import MIN_SEC_UTC, hour_cache, parse_time
+from chatsla.core.timefmt import MIN_SEC, MIN_SEC_UTC, hour_cache, parse_time
 from chatsla.core.events import (
     AFTERSALE_DECISIONS,
     AFTERSALE_PLATFORM,
@@ -468,10 +468,22 @@ def decode_ticket(obj: dict, raw: bytes) -> TicketEvent | Invalid:
             return _decode_ticket_checked(obj, raw)
     else:
         return _decode_ticket_checked(obj, raw)
+    # The hour cache holds valid ``YYYY-MM-DDTHH`` prefixes only (``T`` or ``t``), the tables valid
+    # ``:MM:SS[Z]`` tails only: whole seconds, or parse_time's µs path inlined. ``at_text``: the
+    # text when it is what format_time(t) writes (``T``; six fraction digits only when the last
+    # three are not 000), so the ticket's record need not format created_at again.
     base = hour_cache.get(at[:13])
     rest = MIN_SEC_UTC.get(at[13:])
+    text = None
     if base is not None and rest is not None:
         t = base + rest
+        if at[10] == "T":
+            text = at
+    elif (base is not None and len(at) == 27 and at[19] == "." and at[26] == "Z"
+          and (rest := MIN_SEC.get(at[13:19])) is not None and (frac := at[20:26]).isdigit() and frac.isascii()):
+        t = base + rest + int(frac)
+        if at[10] == "T" and frac[3:] != "000":
+            text = at
     else:
         t = parse_time(at)
     if t is None or not (MIN_TIME <= t <= MAX_TIME):
@@ -490,6 +502,7 @@ def decode_ticket(obj: dict, raw: bytes) -> TicketEvent | Invalid:
     ev.sla_minutes = sla
     ev.due_at = None
     ev.result = result
+    ev.at_text = text
     return ev
 
 

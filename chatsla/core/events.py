@@ -100,14 +100,19 @@ TICKET_PLATFORM = "douyin"  # R9.1: the default platform of a ticket.event/v1
 class TicketEvent:
     """``ticket.event/v1`` (RULES R9.1); ``t`` is ``at`` in microseconds, ``due_at`` the platform's
     deadline in µs or None. Fields that do not belong to the event's ``type`` are None (R9.1: they
-    are ignored), so two copies of one event compare equal whatever extras they carried."""
+    are ignored), so two copies of one event compare equal whatever extras they carried.
+
+    ``at_text``: the input's ``at`` when it is already what ``format_time(t)`` would write (set by
+    the decoder only then, else None), so a ticket's record reuses it for ``created_at`` instead
+    of formatting the time again (issue #12). A cache, not data: not stored (``ticket_to_list``)."""
 
     __slots__ = ("event_id", "shop_id", "ticket_id", "platform", "type", "t", "priority", "category",
-                 "sla_minutes", "due_at", "result")
+                 "sla_minutes", "due_at", "result", "at_text")
 
     def __init__(self, event_id: str, shop_id: str, ticket_id: str, type: str, t: int,
                  priority: str | None = None, category: str | None = None, sla_minutes: int | None = None,
-                 due_at: int | None = None, result: str | None = None, platform: str = TICKET_PLATFORM) -> None:
+                 due_at: int | None = None, result: str | None = None, platform: str = TICKET_PLATFORM,
+                 at_text: str | None = None) -> None:
         self.event_id = event_id
         self.shop_id = shop_id
         self.ticket_id = ticket_id
@@ -119,6 +124,7 @@ class TicketEvent:
         self.sla_minutes = sla_minutes
         self.due_at = due_at
         self.result = result
+        self.at_text = at_text
 
     def __repr__(self) -> str:
         return f"TicketEvent({self.event_id!r}, {self.shop_id!r}, {self.ticket_id!r}, {self.type!r}, t={self.t})"

@@ -120,6 +120,8 @@ class ServiceClock:
             hi = b if b < end else end
             if hi > lo:
                 total += hi - lo
+            if b <= end:  # the next window starts after ``end``, so after ``b``: not looked up
+                break
             o, start, end = self._following(o)
         return total
 

@@ -89,6 +89,7 @@ _MIN_SEC = {f":{m:02d}:{s:02d}": m * MINUTE + s * SECOND for m in range(60) for 
 # ``:MM:SSZ`` -> µs: the whole tail of ``YYYY-MM-DDTHH:MM:SSZ`` in one lookup, which also proves
 # its length and the ``Z`` (the decoder's fast path, schemas/decode.py)
 MIN_SEC_UTC = {k + "Z": v for k, v in _MIN_SEC.items()}
+MIN_SEC = _MIN_SEC  # (``:MM:SS`` alone: the decoder's fast path for µs fractions)
 _OFFSETS = {f"{sign}{h:02d}:{m:02d}": (1 if sign == "+" else -1) * (h * HOUR + m * MINUTE)
             for sign in "+-" for h in range(24) for m in range(60)}
 

@@ -352,3 +352,39 @@ def test_reordering_within_lateness_duplicates_and_snapshot_restore_give_the_sam
     h2.out = list(h.out)
     h2.feed(arrival[cut:]).finish(lt("2026-11-10 00:00"))
     assert _final(h2) == expected
+
+
+def test_record_times_reuse_canonical_input_text_only_when_it_is_the_time_shown():
+    """Issue #12 (a ticket's record reuses its events' ``at`` text when canonical): whatever form
+    each ``at`` has (``Z``, an offset, µs, trailing zeros, ``t``), ``created_at``, ``handled_at``
+    and ``closed_at`` are ``format_time`` of the time they show; an earlier handling or close that
+    arrives later (R9.4.4) replaces the text with its own, even when its own is not canonical."""
+    from chatsla.audit import run_audit
+    from chatsla.core.policy import policies_for
+    from chatsla.core.timefmt import parse_time
+
+    def line(eid, tid, typ, at, **kw):
+        return orjson.dumps({"schema": "ticket.event/v1", "event_id": eid, "shop_id": "dy-1", "ticket_id": tid,
+                             "type": typ, "at": at, **kw})
+
+    # (all in one UTC hour: a line whose hour is not yet in the decoder's cache is parsed the slow
+    # way, without at_text, so the texts that must be replaced are in a cached hour)
+    lines = [
+        line("a-c", "A", "created", "2026-11-02T10:00:00.123456Z", priority="normal"),
+        line("b-c", "B", "created", "2026-11-02T10:00:01.250000Z", priority="urgent"),
+        line("c-c", "C", "created", "2026-11-02t10:00:02Z", priority="normal"),
+        line("a-h2", "A", "handled", "2026-11-02T10:50:00.654321Z", result="resolved"),
+        line("b-x2", "B", "closed", "2026-11-02T10:50:01.987654Z"),
+        line("c-h", "C", "handled", "2026-11-02T18:40:02+08:00", result="resolved"),
+        line("d-c", "D", "created", "2026-11-02T10:59:00Z", priority="normal"),  # the watermark passes 10:50
+        line("a-h1", "A", "handled", "2026-11-02T18:30:00.5+08:00", result="resolved"),  # earlier: replaces
+        line("b-x1", "B", "closed", "2026-11-02T10:30:01.000Z"),  # earlier, not canonical: replaces
+    ]
+    lead, *others = policies_for(())
+    got = {r["ticket_id"]: r for r in run_audit(lines, lead, policies=others).tickets}
+    want = {"A": ("2026-11-02T10:00:00.123456Z", "2026-11-02T18:30:00.5+08:00", None),
+            "B": ("2026-11-02T10:00:01.250000Z", None, "2026-11-02T10:30:01.000Z"),
+            "C": ("2026-11-02t10:00:02Z", "2026-11-02T18:40:02+08:00", None)}
+    for tid, texts in want.items():
+        shown = tuple(got[tid][k] for k in ("created_at", "handled_at", "closed_at"))
+        assert shown == tuple(None if x is None else format_time(parse_time(x)) for x in texts), (tid, shown)

@@ -54,21 +54,29 @@ def _fmt(us: int | None) -> str | None:
 
 class Ticket:
     """One ticket's state (R9.3-R9.5). ``clock_tz``: the zone of its service clock, fixed at
-    creation (R9.2.2); ``past_due``: the watermark passed ``due_at`` (R9.4.3)."""
+    creation (R9.2.2); ``past_due``: the watermark passed ``due_at`` (R9.4.3).
+
+    ``created_text``, ``handled_text``, ``closed_text``: ``format_time`` of ``created_at``,
+    ``handled_at``, ``closed_at`` when the event that set the time already had that text
+    (``TicketEvent.at_text``), else None: the record reuses them (issue #12). Caches, so not among
+    the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text."""
 
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
-                 "day", "week", "week_end", "clock_tz", "ids", "last_t")
+                 "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text",
+                 "handled_text", "closed_text")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-3]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
-        return [getattr(self, k) for k in Ticket.__slots__]
+        return [getattr(self, k) for k in Ticket.STORED]
 
     @classmethod
     def from_list(cls, v: list) -> "Ticket":
         tk = cls.__new__(cls)
-        for k, x in zip(Ticket.__slots__, v):
+        for k, x in zip(Ticket.STORED, v):
             setattr(tk, k, x)
         tk.ids = list(tk.ids)
+        tk.created_text = tk.handled_text = tk.closed_text = None
         return tk
 
 
@@ -544,12 +552,13 @@ class ServiceTickets(ShopZones):
         tk = Ticket.__new__(Ticket)
         tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
         tk.created_at, tk.clock_start, tk.sla = c, start, sla
+        tk.created_text = ev.at_text
         tk.computed_due_at = computed
         if ev.due_at is not None:
             tk.due_at, tk.due_source = ev.due_at, "platform"
         else:
             tk.due_at, tk.due_source = computed, source
-        tk.handled_at = tk.result = tk.closed_at = None
+        tk.handled_at = tk.result = tk.closed_at = tk.handled_text = tk.closed_text = None
         tk.past_due = False
         tk.late = late
         tk.clock_tz = clock_tz
@@ -586,12 +595,14 @@ class ServiceTickets(ShopZones):
                     return
             old = contribution_code(tk)
             tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
+            tk.handled_text = ev.at_text
         else:
             k = tk.closed_at
             if k is not None and t >= k:
                 return
             old = contribution_code(tk)
             tk.closed_at = t
+            tk.closed_text = ev.at_text
         if late:
             tk.late = True
         self._emit_ticket(tk)
@@ -639,12 +650,13 @@ class ServiceTickets(ShopZones):
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
         """R9.5, keys in order. Formatting is the costliest step of a record (every ticket has
-        one in the audit), so equal times share one formatted string (clock_start is usually
+        one in the audit), so ``created_at`` is the input's text when that was canonical
+        (``created_text``, ``handled_text``, ``closed_text``), equal times share one formatted string (clock_start is usually
         created_at, due_at computed_due_at, decided_at handled_at or due_at), a deadline whole
         hours after its clock start reuses its minutes and fraction (``format_time_as``), and
         :func:`outcome` and :func:`seconds` are inlined."""
         h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
-        created = format_time(c)
+        created = tk.created_text or format_time(c)
         cs = tk.clock_start
         start = created if cs == c else format_time(cs)
         due = format_time_as(d, cs, start)
@@ -653,7 +665,7 @@ class ServiceTickets(ShopZones):
         if h is None:
             handled = service = wall = None
         else:
-            handled = format_time(h)
+            handled = tk.handled_text or format_time(h)
             service = self.clock(tk.clock_tz).service(c, h)
             service = service // SECOND if service % SECOND == 0 else service / SECOND
             wall = h - c
@@ -685,7 +697,7 @@ class ServiceTickets(ShopZones):
             "handled_late": h is not None and h > d,
             "service_time_to_handle": service,
             "wall_time_to_handle": wall,
-            "closed_at": None if k is None else format_time(k),
+            "closed_at": None if k is None else tk.closed_text or format_time(k),
             "excluded": excluded,
             "late": tk.late,
             "day": tk.day,
