@@ -335,7 +335,8 @@ class Worker:
         stream processing (table writes need the partition's event), so when a partition's input
         pauses (``checkpoint_idle``), or its last checkpoint is older than
         ``checkpoint_interval``, a flush record asks for one; otherwise its last events would
-        stay uncommitted until more input came. One request per partition until it is handled."""
+        stay uncommitted until more input came. So does a quiet partition that owes tombstones.
+        One request per partition until it is handled."""
         now = self.clock.monotonic()
         settings = self.settings
         due = []
@@ -343,6 +344,14 @@ class Worker:
             if pending and p not in self.flush_requested and (
                     now - self.last_checkpoint[p] >= settings.checkpoint_interval
                     or now - self.last_event[p] >= settings.checkpoint_idle):
+                self.flush_requested.add(p)
+                due.append(p)
+        # A partition gone quiet right after a checkpoint that evicted conversations still owes
+        # their tombstones (the checkpoint after the eviction's writes them, streams/runtime.py):
+        # without this they waited for the partition's next input, however long that took.
+        for p, rt in list(self.runtimes.items()):
+            if rt.evicted and p not in self.flush_requested and p not in due and (
+                    now - self.last_event.get(p, 0.0) >= settings.checkpoint_idle):
                 self.flush_requested.add(p)
                 due.append(p)
         return due
