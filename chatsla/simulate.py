@@ -325,6 +325,19 @@ class _Shop:
         ev.update(type=kind, **extra, at=self._stamp(t))
         self.events.append(_Event(t, SHOP_TOPIC, self.shop_id, orjson.dumps(ev)))
 
+    def _typed(self, t: int, schema: str, topic: str, record_id: tuple[str, str], platform: str, kind: str,
+               fields: dict[str, Any]) -> None:
+        """Append one typed record (``ticket.event/v1`` R9.1, ``aftersale.request/v1`` R11.1), keyed
+        by its own id; ``platform`` is present only sometimes (it is optional on the wire)."""
+        ev: dict[str, Any] = {"schema": schema, "event_id": self._event_id(), "shop_id": self.shop_id,
+                              record_id[0]: record_id[1]}
+        if self.rng.random() < _PLATFORM_SHARE:
+            ev["platform"] = platform
+        ev["type"] = kind
+        ev.update(fields)
+        ev["at"] = self._stamp(t)
+        self.events.append(_Event(t, topic, record_id[1], orjson.dumps(ev)))
+
     def _start_time(self) -> int:
         """A start inside the window, more likely in the shop's local daytime."""
         rng = self.rng
@@ -559,18 +572,7 @@ class _TicketTraffic(_Shop):
 
     def ticket(self, t: int, ticket_id: str, kind: str, **fields: Any) -> None:
         """Append one ticket.event/v1 event (R9.1); ``platform`` is present only sometimes."""
-        ev: dict[str, Any] = {
-            "schema": TICKET_SCHEMA,
-            "event_id": self._event_id(),
-            "shop_id": self.shop_id,
-            "ticket_id": ticket_id,
-        }
-        if self.rng.random() < _PLATFORM_SHARE:
-            ev["platform"] = "douyin"
-        ev["type"] = kind
-        ev.update(fields)
-        ev["at"] = self._stamp(t)
-        self.events.append(_Event(t, TICKET_TOPIC, ticket_id, orjson.dumps(ev)))
+        self._typed(t, TICKET_SCHEMA, TICKET_TOPIC, ("ticket_id", ticket_id), "douyin", kind, fields)
 
     def play(self) -> list[_Event]:
         if self.tz.key != self.policy.default_timezone:
@@ -810,18 +812,7 @@ class _AftersaleTraffic(_Shop):
 
     def request(self, t: int, request_id: str, kind: str, **fields: Any) -> None:
         """Append one aftersale.request/v1 event (R11.1), keyed by request_id."""
-        ev: dict[str, Any] = {
-            "schema": AFTERSALE_SCHEMA,
-            "event_id": self._event_id(),
-            "shop_id": self.shop_id,
-            "request_id": request_id,
-        }
-        if self.rng.random() < _PLATFORM_SHARE:
-            ev["platform"] = "tiktok_shop"
-        ev["type"] = kind
-        ev.update(fields)
-        ev["at"] = self._stamp(t)
-        self.events.append(_Event(t, AFTERSALE_TOPIC, request_id, orjson.dumps(ev)))
+        self._typed(t, AFTERSALE_SCHEMA, AFTERSALE_TOPIC, ("request_id", request_id), "tiktok_shop", kind, fields)
 
     def play(self) -> list[_Event]:
         if self.tz.key != "UTC":  # R1: a shop never told its zone is read in UTC

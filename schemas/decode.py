@@ -184,19 +184,10 @@ def _decode_shop(obj: dict) -> ShopEvent | Invalid:
         r = _required_id(obj, field)
         if type(r) is Invalid:
             return r
-    typ = obj.get("type")
-    if typ is None:
-        return Invalid("missing_field:type")
-    if type(typ) is not str:
-        return Invalid("bad_type:type")
-    if typ not in SHOP_EVENT_TYPES:
-        return Invalid("bad_value:type")
-    at = obj.get("at")
-    if type(at) is not str:
-        return Invalid("missing_field:at" if at is None else "bad_type:at")
-    t = parse_time(at)
-    if t is None or not (MIN_TIME <= t <= MAX_TIME):
-        return Invalid("bad_time:at", at[:64])
+    head = _type_and_time(obj, SHOP_EVENT_TYPES)
+    if type(head) is Invalid:
+        return head
+    typ, at, t = head
     tz = obj.get("timezone")
     if typ == "timezone":
         if tz is None:
@@ -259,6 +250,22 @@ def _record_head(obj: dict, id_field: str, types: frozenset[str] | tuple[str, ..
         r = _required_id(obj, field)
         if type(r) is Invalid:
             return r
+    head = _type_and_time(obj, types)
+    if type(head) is Invalid:
+        return head
+    typ, at, t = head
+    platform = obj.get("platform", _ABSENT)
+    if platform is _ABSENT:
+        platform = default_platform
+    elif type(platform) is not str or not platform:
+        return Invalid("bad_type:platform")
+    return typ, at, t, platform
+
+
+def _type_and_time(obj: dict, types: frozenset[str] | tuple[str, ...] | set[str]) -> tuple[str, str, int] | Invalid:
+    """``type`` (one of ``types``) and ``at`` (RFC 3339 within the representable range), checked
+    in the same order and with the same reasons for every typed input (shop events, R9.1, R11.1).
+    Returns ``(type, at text, at µs)``."""
     typ = obj.get("type")
     if typ is None:
         return Invalid("missing_field:type")
@@ -272,12 +279,7 @@ def _record_head(obj: dict, id_field: str, types: frozenset[str] | tuple[str, ..
     t = parse_time(at)
     if t is None or not (MIN_TIME <= t <= MAX_TIME):
         return Invalid("bad_time:at", at[:64])
-    platform = obj.get("platform", _ABSENT)
-    if platform is _ABSENT:
-        platform = default_platform
-    elif type(platform) is not str or not platform:
-        return Invalid("bad_type:platform")
-    return typ, at, t, platform
+    return typ, at, t
 
 
 def _decode_aftersale(obj: dict) -> AftersaleRequest | Invalid:

@@ -73,8 +73,20 @@ def _share(d: dict, field: str, origin: str) -> Fraction:
     return share
 
 
+class _Versioned:
+    """What every policy is named by (RULES R7): ``id@version``, on every output record."""
+
+    __slots__ = ()
+    id: str
+    version: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+
 @dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(_Versioned):
     id: str
     version: str
     platform: str
@@ -90,9 +102,6 @@ class Policy:
     violation_points: int  # R5.5 (1)
     source: str = ""
 
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def model(self) -> str:
@@ -208,7 +217,7 @@ def _hhmm(value: object, field: str, origin: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class TicketPolicy:
+class TicketPolicy(_Versioned):
     """A ``service_tickets`` policy (RULES R9, R9.9; "Policy fields beyond ..."). Durations in µs."""
 
     id: str
@@ -227,9 +236,6 @@ class TicketPolicy:
     category_sla: dict = field(default_factory=dict, hash=False)  # category code -> µs (R9.3.3)
     handled_results: frozenset = frozenset(HANDLED_RESULTS)  # R9.4.1
 
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def model(self) -> str:
@@ -275,7 +281,7 @@ MEASURES = ("last_buyer_message", "first_unanswered")
 
 
 @dataclass(frozen=True, slots=True)
-class WaitPolicy:
+class WaitPolicy(_Versioned):
     """An ``im_waits`` policy (RULES R10, R10.6; "Policy fields beyond ..."). Durations in µs."""
 
     id: str
@@ -290,9 +296,6 @@ class WaitPolicy:
     auto_reply_period: int = 86_400_000_000  # R10.4.1, µs
     percentiles: tuple = (50, 90, 99)  # R10.5.2-3: ints, or Fractions when not whole
 
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def model(self) -> str:
@@ -325,7 +328,7 @@ _REQUEST_TYPES = ("cancel", "refund_only", "return_refund", "exchange")  # R11.1
 
 
 @dataclass(frozen=True, slots=True)
-class AftersalePolicy:
+class AftersalePolicy(_Versioned):
     """An ``aftersale`` policy (RULES R11, R11.7; "Policy fields beyond ..."). Durations in µs,
     ``near_threshold_band`` a ``Decimal`` and ``review_rate_below`` a ``Fraction`` (exact).
 
@@ -351,9 +354,6 @@ class AftersalePolicy:
     review_period: str = "month"
     rule_sets: tuple = field(default=(), hash=False)
 
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}"
 
     @property
     def model(self) -> str:
