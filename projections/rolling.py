@@ -55,8 +55,12 @@ class RollingRate:
         Idempotent per ``session_key``: the latest observation replaces the earlier one, so a late
         event that turns a miss into an in-time reply (R6.4) corrects the rate.
         """
-        old = self._by_key.pop(session_key, None)
+        by_key = self._by_key
+        old = by_key.get(session_key)
         if old is not None:
+            if replied is not None and old[1] is replied and old[0] == opened_at:
+                return  # the same outcome again (a decided session's later records): nothing moves
+            del by_key[session_key]
             old_opened, old_replied = old
             i = bisect_left(self._order, (old_opened, session_key))
             del self._order[i]
@@ -66,6 +70,12 @@ class RollingRate:
         self._by_key[session_key] = (opened_at, replied)
         insort(self._order, (opened_at, session_key))
         self._replied += replied
+
+    def advance(self, watermark: int) -> None:
+        """Drop what no window at or after ``watermark`` can count. Queries do it too; the worker
+        also calls it at every checkpoint, so memory stays one window per shop when nothing
+        queries (a worker nobody scrapes held every session it ever decided)."""
+        self._prune(watermark - self.window)
 
     def _prune(self, horizon: int) -> None:
         if self._horizon is not None and horizon <= self._horizon:

@@ -79,7 +79,7 @@ class ShopViews:
         self.rolling: dict[str, RollingRate] = {}
         self.errors = 0  # shop views skipped because they failed (exported as chatsla_view_errors)
 
-    def observe(self, record: dict, kind: str = "session") -> None:
+    def observe(self, record: dict, kind: str = "session", opened_at: int | None = None) -> None:
         """Feed a session record (from the engine's outputs) to its shop's rolling 7-day rate.
 
         Ticket, wait and period records (``kind`` ``ticket`` / ``wait`` / ``period``) need
@@ -94,7 +94,26 @@ class ShopViews:
         rolling = self.rolling.get(shop)
         if rolling is None:
             rolling = self.rolling[shop] = RollingRate()
-        rolling.observe(record["session_id"], parse_time(record["opened_at"]), record["replied_within_24h"])
+        rolling.observe(record["session_id"], parse_time(record["opened_at"]) if opened_at is None else opened_at,
+                        record["replied_within_24h"])
+
+    def advance(self, shop_ids: Iterable[str], watermark: int | None) -> None:
+        """Let the rolling rates of ``shop_ids`` (one partition's shops) forget what ``watermark``
+        (that partition's) has left behind for good: called at every checkpoint, so the rates
+        stay bounded by one window even when nothing scrapes (see :meth:`RollingRate.advance`)."""
+        if watermark is None:
+            return
+        rolling = self.rolling
+        for shop_id in shop_ids:
+            r = rolling.get(shop_id)
+            if r is not None:
+                r.advance(watermark)
+
+    def drop(self, shop_ids: Iterable[str]) -> None:
+        """Forget the rolling rates of shops whose partition this worker no longer owns (their
+        new owner builds its own from their records); otherwise they stayed until the process ended."""
+        for shop_id in shop_ids:
+            self.rolling.pop(shop_id, None)
 
     def views(self) -> list[tuple[ShopView, list[OpenSession], int]]:
         """(view, open at-risk sessions, watermark) of every owned shop, sorted by shop."""

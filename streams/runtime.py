@@ -157,7 +157,9 @@ class PartitionRuntime:
         self.engine = engine
         self.feeder = Feeder(engine)
         self.pending_acks = 0  # events handled since the last checkpoint
-        self.observer = None  # called with (kind, record) for every output (live projections)
+        # called with (kind, record, raw) for every output (live projections); raw is the engine's
+        # own form of the record (a session's tuple: its times as ints, no parsing back)
+        self.observer = None
         # conversations evicted before the last checkpoint: tombstoned by the next one (see above)
         self.evicted: list[tuple[str, str]] = []
         self.next_offset: int | None = None  # of the next input record not yet in the state
@@ -239,7 +241,7 @@ class PartitionRuntime:
             else:
                 record, key = to_record(kind, raw, policy), raw[0]
             if observer is not None:
-                observer(kind, record)
+                observer(kind, record, raw)
             out.append((kind, key.encode(), encode_record(record)))
         return out
 

@@ -293,9 +293,9 @@ class Worker:
                  p, len(rt.engine.convs), rt.engine.watermark, why)
         return rt
 
-    def _observe(self, kind: str, record: dict) -> None:
+    def _observe(self, kind: str, record: dict, raw: object) -> None:
         if kind == "session" and record["replied_within_24h"] is not None:
-            self.views.observe(record)
+            self.views.observe(record, opened_at=raw[3])  # type: ignore[index]  # session_raw: opened_at
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -329,6 +329,7 @@ class Worker:
         metrics.account(p, rt.engine.stats)
         metrics.watermark_now(p, rt.engine.watermark)
         metrics.owned.set(len(self.runtimes))
+        self.views.advance(rt.engine.shops, rt.engine.watermark)
 
     def due_checkpoints(self) -> list[int]:
         """Partitions to send a flush record to (the app's timer does). Checkpoints run inside
@@ -371,7 +372,7 @@ class Worker:
             topic, p = tp
             if topic == self.names.events:
                 self.owned.discard(p)
-                self.runtimes.pop(p, None)
+                self._drop(p)
                 self.unacked.pop(p, None)
                 self.metrics.forget(p)
         self.metrics.owned.set(len(self.runtimes))
@@ -384,9 +385,14 @@ class Worker:
         self.owned.clear()
         self.owned.update(p for topic, p in assigned if topic == self.names.events)
         for p in self.runtimes.keys() - self.owned:
-            self.runtimes.pop(p)
+            self._drop(p)
             self.unacked.pop(p, None)
             self.metrics.forget(p)
+
+    def _drop(self, p: int) -> None:
+        rt = self.runtimes.pop(p, None)
+        if rt is not None:
+            self.views.drop(rt.engine.shops)
 
     def serve_owned(self, assignment: Iterable[TopicPartition]) -> None:
         """Serve every owned partition as soon as the rebalance is complete, tables recovered,

@@ -627,3 +627,36 @@ def test_r1_the_router_forwards_valid_events_by_shop_and_dead_letters_the_rest()
         ("chat.messages.dlq", b"not_json", b"chat.messages/1@1"),
         ("chat.messages.dlq", b"future_time", b"chat.messages/1@2")]
     assert w.position == {("chat.messages", 1): 3, ("chat.messages", 0): 8}
+
+
+# ---------------------------------------------------------------- live views stay bounded
+
+
+def test_rolling_rates_stay_one_window_when_nothing_scrapes() -> None:
+    """State is bounded by what is live (issue #15's backfill, R8): the rolling 7-day rate of a
+    shop held every session it ever saw decided until /metrics was scraped, so a worker nobody
+    scraped grew with history. Checkpoints now let it forget what the partition's watermark has
+    left behind: after four weeks of one answered conversation an hour, the rate holds about a
+    week's sessions, not four, and it still equals the rate over the last seven days.
+    A revoked partition's rates go with it."""
+    sources = test_runtime.SOURCES
+    records = []
+    for h in range(28 * 24):  # four weeks, one conversation an hour, answered after 10 minutes
+        for e in (msg(f"r{h}", "buyer", at(h=h)), msg(f"r{h}", "seller", at(h=h, m=10))):
+            records.append(encode_event(decode(orjson.dumps(e)), sources[h % 2]))
+
+    async def go() -> Worker:
+        broker, journal = Broker(), Journal()
+        worker = make_worker(broker, journal)
+        await feed(worker, broker, records)
+        await drain(worker, broker, records)
+        return worker
+
+    worker = asyncio.run(go())
+    rolling = worker.views.rolling["s1"]
+    wm = worker.runtimes[P].engine.watermark
+    assert 7 * 24 - 2 <= len(rolling) <= 8 * 24, len(rolling)  # one window (+ what the watermark has not passed)
+    replied, decided = rolling.counts(wm)
+    assert replied == decided and 7 * 24 - 2 <= decided <= 7 * 24  # every one answered in 10 minutes
+    worker.assigned([])  # the partition moved to another worker
+    assert "s1" not in worker.views.rolling
