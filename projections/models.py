@@ -1,5 +1,6 @@
-"""Live projections of the ``service_tickets`` and ``im_waits`` models (RULES A.4: R9.8 for
-tickets, R10.3 for waits), as the worker's ``/metrics`` and ``GET /shops/{id}`` show them.
+"""Live projections of the ``service_tickets``, ``im_waits`` and ``aftersale`` models (RULES A.4:
+R9.8 for tickets, R10.3 for waits; R11.5.2 and R11.6 for after-sales, ``projections/aftersale.py``),
+as the worker's ``/metrics`` and ``GET /shops/{id}`` show them.
 
 The models compute their own views (``view(shop_id, watermark)``); this module only finds which
 shops a model has data for, adds the day- and week-to-date wait figures (R10.5.2 computed on the
@@ -20,8 +21,10 @@ from fractions import Fraction
 from typing import Any
 
 from chatsla.core.periods import DAY, WEEK, period_bounds
+from chatsla.projections.aftersale import AFTERSALE, lowest_rate, review_risk
 
 TICKETS, WAITS = "service_tickets", "im_waits"  # model kinds (chatsla.core.models)
+KINDS = (TICKETS, WAITS, AFTERSALE)  # the models with a live view besides chat sessions
 PERIODS = (DAY, WEEK)
 PRIORITIES = ("normal", "urgent", "agreed")  # R9.2
 # day / week-to-date ticket counts exported (R9.6.2 record keys; "tickets" is exported as "total")
@@ -41,7 +44,8 @@ class ModelView:
 
     ``body``: for tickets the R9.8 view of ``ServiceTickets.view`` (open by priority, at-risk and
     overdue lists, ``day`` and ``week`` records to date); for waits the R10.3 view of
-    ``ImWaits.view`` plus ``day`` and ``week`` (:func:`wait_to_date`)."""
+    ``ImWaits.view`` plus ``day`` and ``week`` (:func:`wait_to_date`); for after-sales
+    :func:`chatsla.projections.aftersale.aftersale_view`."""
 
     shop_id: str
     kind: str
@@ -50,12 +54,15 @@ class ModelView:
 
 
 def model_shops(model: Any) -> list[str]:
-    """Shops the model has data for (an open or remembered ticket / conversation, or a period
-    record), sorted. A shop known only by a shop event (its time zone) has no view."""
+    """Shops the model has data for (an open or remembered ticket / conversation / request, or a
+    period record), sorted. A shop known only by a shop event (its time zone, its rule set) has
+    no view."""
     if model.kind == TICKETS:
         shops = set(model.tickets)
     elif model.kind == WAITS:
         shops = set(model.convs)
+    elif model.kind == AFTERSALE:
+        shops = set(model.requests)
     else:
         raise ValueError(f"no live view for model {model.kind!r}")
     shops.update(key[0] for key in model.periods)
@@ -91,26 +98,31 @@ def quantile_label(p: int | Fraction) -> str:
 
 
 def is_busy(view: ModelView) -> bool:
-    """Selected by ``--shop-metrics at-risk``: tickets at risk or overdue, or an unreplied
-    conversation."""
+    """Selected by ``--shop-metrics at-risk``: tickets at risk or overdue, an unreplied
+    conversation, or review timeliness heading under the threshold (risk 1 or 2)."""
     b = view.body
     if view.kind == TICKETS:
         return bool(b["at_risk"] or b["overdue"])
+    if view.kind == AFTERSALE:
+        return review_risk(b) > 0
     return b["unreplied"] > 0
 
 
 def urgency(view: ModelView) -> tuple:
     """Sort key, most urgent first, for ``--shop-metrics worst:K``: tickets by overdue then at-risk
-    count; waits by the longest wait (the policy's primary measure) then the unreplied count."""
+    count; waits by the longest wait (the policy's primary measure) then the unreplied count;
+    after-sales by the review-timeliness risk then the lowest projected review rate."""
     b = view.body
     if view.kind == TICKETS:
         return (-len(b["overdue"]), -len(b["at_risk"]), view.shop_id)
+    if view.kind == AFTERSALE:
+        return (-review_risk(b), lowest_rate(b), view.shop_id)
     primary = "longest_waiting_from_first" if b["measured_from"] == "first_unanswered" else "longest_waiting"
     return (-(b[primary] or 0), -b["unreplied"], view.shop_id)
 
 
 def select_model_views(views: list[ModelView], mode: str) -> list[ModelView]:
-    """The ticket and wait views whose per-shop series are exported under ``mode`` (the same
+    """The ticket, wait and after-sales views whose per-shop series are exported under ``mode`` (the same
     ``--shop-metrics`` setting as the chat series, :func:`chatsla.projections.fleet.select_shops`,
     which validates it): ``all``; ``at-risk`` (:func:`is_busy`); ``worst:K``, the K most urgent
     shops of each model (:func:`urgency`); ``none``."""
@@ -122,6 +134,6 @@ def select_model_views(views: list[ModelView], mode: str) -> list[ModelView]:
         return sorted((v for v in views if is_busy(v)), key=lambda v: (v.kind, v.shop_id))
     k = int(mode.split(":", 1)[1])
     out: list[ModelView] = []
-    for kind in (TICKETS, WAITS):
+    for kind in KINDS:
         out += sorted((v for v in views if v.kind == kind), key=urgency)[:k]
     return out

@@ -26,6 +26,17 @@ shops that model has data for; ``--shop-metrics`` selects them too. Labels are s
 1 at risk + 3 overdue + 12 day/week counts + 2 rates = 21 series; per selected wait shop:
 1 unreplied + 2 longest + 6 day/week counts + up to 2 x 2 x (percentiles + 1) waited = 25 with
 three percentiles. ``GET /shops/{id}`` adds the views under ``tickets`` and ``waits``.
+
+TikTok Shop after-sales (issue #14; RULES R11.5.2, R11.6) are read the same way from the
+``aftersale`` model (``chatsla.projections.aftersale``): the day and week to date per request type
+and ``all``, and this month's review timeliness per group with where it is heading against the
+policy's ``review_rate_below``. Every after-sales series also carries ``policy_id`` and
+``policy_version`` (R7: the rule set's numbers depend on the policy version). Amounts are exact
+decimal strings up to here and become float gauges only in :func:`model_families`. Per selected
+after-sales shop: 2 periods x 5 rows x 5 states = 50 counts, up to 10 auto-approval ratios, one
+approved amount per (period, row, currency approved), 2 x 3 signals, the manual-review reasons
+seen (per period), 2 groups x (4 counts + 3 ratios + risk + reviews needed) = 18: about 90 with
+one currency. ``GET /shops/{id}`` adds the view under ``aftersale``.
 """
 
 from __future__ import annotations
@@ -44,8 +55,10 @@ from chatsla.core.calendar import week_bounds
 from chatsla.core.records import assessment_record, week_raw
 from chatsla.core.timefmt import HOUR, SECOND, format_opt, parse_time
 from chatsla.projections.fleet import EndedWeek, ShopView, fleet_summary, select_shops
-from chatsla.projections.models import (MEASURES, PERIODS, PRIORITIES, TICKET_STATES, TICKETS, WAIT_STATES, WAITS,
-                                        ModelView, model_shops, quantile_label, select_model_views,
+from chatsla.projections.aftersale import (AFTERSALE, GROUPS, REQUEST_STATES, REVIEW_STATES, ROWS, SIGNALS,
+                                           aftersale_view)
+from chatsla.projections.models import (KINDS, MEASURES, PERIODS, PRIORITIES, TICKET_STATES, TICKETS, WAIT_STATES,
+                                        WAITS, ModelView, model_shops, quantile_label, select_model_views,
                                         wait_to_date)
 from chatsla.projections.risk import OpenSession, at_risk, longest_wait
 from chatsla.projections.rolling import RollingRate
@@ -146,20 +159,23 @@ class ShopViews:
         return [rt.engine for p, rt in list(self.runtimes.items()) if owned is None or p in owned]
 
     def model_views(self) -> list[ModelView]:
-        """R9.8 / R10.3 views of every shop with ticket or wait data in an owned partition, at
-        that partition's watermark, sorted by model and shop (A.4). A shop whose view fails is
-        skipped and counted, as in :meth:`views`."""
+        """R9.8 / R10.3 / R11.5.2-R11.6 views of every shop with ticket, wait or after-sales data in
+        an owned partition, at that partition's watermark, sorted by model and shop (A.4). A shop
+        whose view fails is skipped and counted, as in :meth:`views`."""
         out = []
         for engine in self._engines():
             wm = engine.watermark
             if wm is None:
                 continue
-            for kind in (TICKETS, WAITS):
+            for kind in KINDS:
                 model = engine.model(kind)
                 if model is None:
                     continue
                 for shop_id in model_shops(model):
                     try:
+                        if kind == AFTERSALE:
+                            out.append(ModelView(shop_id, kind, wm, aftersale_view(model, shop_id, wm)))
+                            continue
                         body = model.view(shop_id, wm)
                         if kind == WAITS:
                             body.update(wait_to_date(model, shop_id, wm, engine.config.default_timezone))
@@ -205,15 +221,17 @@ class ShopViews:
 
     def shop_json(self, shop_id: str) -> dict | None:
         """``GET /shops/{id}``: the chat projection (R8) when the shop has chat sessions, and per
-        other model the shop has data in its view under ``tickets`` (R9.8) or ``waits`` (R10.3:
+        other model the shop has data in its view under ``tickets`` (R9.8), ``waits`` (R10.3:
         rows by ``waiting`` longest first, then ``conversation_id``; plus the day and week to
-        date). None when no owned partition has the shop."""
+        date) or ``aftersale`` (R11.5.2 day and week to date per request type, R11.6 month and
+        review timeliness, ``chatsla.projections.aftersale``). None when no owned partition has
+        the shop."""
         body = self._chat_json(shop_id)
         for v in self.model_views():
             if v.shop_id == shop_id:
                 if body is None:
                     body = {"shop_id": shop_id, "watermark": format_opt(v.watermark)}
-                body["tickets" if v.kind == TICKETS else "waits"] = v.body
+                body[{TICKETS: "tickets", WAITS: "waits", AFTERSALE: "aftersale"}[v.kind]] = v.body
         return body
 
     def _chat_json(self, shop_id: str) -> dict | None:
@@ -328,7 +346,8 @@ class ShopCollector:
 
 
 def model_families(views: Iterable[ModelView]) -> list[GaugeMetricFamily]:
-    """The per-shop ticket (R9.8) and wait (R10.3) series of ``views`` (docs/dashboards.md).
+    """The per-shop ticket (R9.8), wait (R10.3) and after-sales (R11.5.2, R11.6) series of
+    ``views`` (docs/dashboards.md).
 
     Every family is yielded even when empty, so ``/metrics`` always lists its HELP and TYPE. A
     value that is None (no rate without tickets, no percentile without answered waits) is left
@@ -356,9 +375,13 @@ def model_families(views: Iterable[ModelView]) -> list[GaugeMetricFamily]:
         "waited": GaugeMetricFamily("chatsla_shop_waited_seconds", "Day / week to date: nearest-rank percentiles "
                                     "of the answered waits' waiting time (quantile 1 is the longest), by measure "
                                     "(R10.5.2, R10.5.3).", labels=["shop", "period", "measured_from", "quantile"]),
+        **_aftersale_families(),
     }
     for v in views:
         s, b = v.shop_id, v.body
+        if v.kind == AFTERSALE:
+            _aftersale_samples(f, s, b)
+            continue
         if v.kind == TICKETS:
             overdue = {p: 0 for p in PRIORITIES}
             for row in b["overdue"]:
@@ -392,6 +415,85 @@ def model_families(views: Iterable[ModelView]) -> list[GaugeMetricFamily]:
                     if value is not None:
                         f["waited"].add_metric([s, period, measure, q], value)
     return list(f.values())
+
+
+_POLICY = ["policy_id", "policy_version"]  # R7: every after-sales series names its policy
+
+
+def _aftersale_families() -> dict[str, GaugeMetricFamily]:
+    """The after-sales families (issue #14), keyed ``as_*`` in :func:`model_families`."""
+    period = ["shop", "period"]
+    group = ["shop", "group", *_POLICY]
+    return {
+        "as_requests": GaugeMetricFamily(
+            "chatsla_shop_aftersale_requests", "After-sales requests of the day / week to date (shop time) by "
+            "request type (cancel, refund_only, return_refund, exchange, all) and state: total, auto_approved, "
+            "manual_review (the shadow decision), agree, disagree (with the observed review) (R11.5.2).",
+            labels=[*period, "request_type", "state", *_POLICY]),
+        "as_rate": GaugeMetricFamily(
+            "chatsla_shop_aftersale_auto_approval_ratio", "Day / week to date: requests the rule set would "
+            "auto-approve / requests, by request type (R11.5.2).", labels=[*period, "request_type", *_POLICY]),
+        "as_amount": GaugeMetricFamily(
+            "chatsla_shop_aftersale_approved_amount", "Day / week to date: the amount the rule set would "
+            "auto-approve, per currency (exact decimals in /shops and the records; a float here) (R11.5.2).",
+            labels=[*period, "request_type", "currency", *_POLICY]),
+        "as_reasons": GaugeMetricFamily(
+            "chatsla_shop_aftersale_manual_reviews", "Day / week to date: requests sent to manual review, by "
+            "reason (rule reasons, limits, platform:outside_return_window, no_rule_matched...) (R11.3, R11.5.2).",
+            labels=[*period, "reason", *_POLICY]),
+        "as_signals": GaugeMetricFamily(
+            "chatsla_shop_aftersale_signals", "Day / week to date: requests flagged with an abuse signal "
+            "(repeat_buyer, repeat_sku, near_threshold) (R11.4, R11.5.2).", labels=[*period, "signal", *_POLICY]),
+        "as_reviews": GaugeMetricFamily(
+            "chatsla_shop_aftersale_reviews", "This month (shop time), requests awaiting the seller's review by "
+            "group (cancellation, return_refund) and state: awaiting_seller (all of them), reviewed_in_time, "
+            "missed, pending (not decided yet) (R11.6).", labels=[*group[:2], "state", *_POLICY]),
+        "as_review_rate": GaugeMetricFamily(
+            "chatsla_shop_aftersale_review_ratio", "This month: reviewed in time / decided (in time or missed), "
+            "where review timeliness is heading (R11.6; docs/dashboards.md).", labels=group),
+        "as_review_best": GaugeMetricFamily(
+            "chatsla_shop_aftersale_review_best_ratio", "This month's best case: every pending request reviewed "
+            "in time, (in time + pending) / awaiting_seller (R11.6).", labels=group),
+        "as_review_worst": GaugeMetricFamily(
+            "chatsla_shop_aftersale_review_worst_ratio", "This month's worst case: no pending request reviewed in "
+            "time, in time / awaiting_seller, the month record's review_rate now (R11.6.3).", labels=group),
+        "as_review_risk": GaugeMetricFamily(
+            "chatsla_shop_aftersale_review_risk", "0 ok or not assessed, 1 heading under review_rate_below (90 %) "
+            "but the pending requests can still bring it back, 2 under even if every pending request is "
+            "reviewed in time (R11.6.3: TikTok may switch its Auto-Approval Tool on).", labels=group),
+        "as_needed": GaugeMetricFamily(
+            "chatsla_shop_aftersale_reviews_needed", "In-time reviews still needed this month to reach "
+            "review_rate_below (90 %) if no other request comes (R11.6).", labels=group),
+    }
+
+
+def _aftersale_samples(f: dict[str, GaugeMetricFamily], s: str, b: dict) -> None:
+    """One after-sales shop's samples (``b``: :func:`chatsla.projections.aftersale.aftersale_view`)."""
+    pol = [b["policy_id"], b["policy_version"]]
+    for period in PERIODS:
+        for row in ROWS:
+            rec = b[period][row]
+            for state, key in REQUEST_STATES:
+                f["as_requests"].add_metric([s, period, row, state, *pol], rec[key])
+            if rec["auto_approval_rate"] is not None:
+                f["as_rate"].add_metric([s, period, row, *pol], rec["auto_approval_rate"])
+            for currency, amount in rec["auto_approved_amount"].items():
+                f["as_amount"].add_metric([s, period, row, currency, *pol], float(amount))
+        rec = b[period]["all"]
+        for reason, n in rec["manual_reasons"].items():
+            f["as_reasons"].add_metric([s, period, reason, *pol], n)
+        for signal in SIGNALS:
+            f["as_signals"].add_metric([s, period, signal, *pol], rec["signals"].get(signal, 0))
+    for g in GROUPS:
+        p = b["review_timeliness"][g]
+        for state in REVIEW_STATES:
+            f["as_reviews"].add_metric([s, g, state, *pol], p[state])
+        for key, fam in (("rate_now", "as_review_rate"), ("best_case", "as_review_best"),
+                         ("worst_case", "as_review_worst")):
+            if p[key] is not None:
+                f[fam].add_metric([s, g, *pol], p[key])
+        f["as_review_risk"].add_metric([s, g, *pol], p["risk"])
+        f["as_needed"].add_metric([s, g, *pol], p["reviews_needed"])
 
 
 def _number(text: str) -> int | float:

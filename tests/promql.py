@@ -53,6 +53,19 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "chatsla_shop_longest_wait_seconds": ("shop", "measured_from"),
     "chatsla_shop_waits": ("shop", "period", "state"),
     "chatsla_shop_waited_seconds": ("shop", "period", "measured_from", "quantile"),
+    # per selected TikTok Shop after-sales shop (R11.5.2, R11.6), issue #14; policy named (R7)
+    "chatsla_shop_aftersale_requests": ("shop", "period", "request_type", "state", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_auto_approval_ratio": ("shop", "period", "request_type", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_approved_amount": ("shop", "period", "request_type", "currency", "policy_id",
+                                               "policy_version"),
+    "chatsla_shop_aftersale_manual_reviews": ("shop", "period", "reason", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_signals": ("shop", "period", "signal", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_reviews": ("shop", "group", "state", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_review_ratio": ("shop", "group", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_review_best_ratio": ("shop", "group", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_review_worst_ratio": ("shop", "group", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_review_risk": ("shop", "group", "policy_id", "policy_version"),
+    "chatsla_shop_aftersale_reviews_needed": ("shop", "group", "policy_id", "policy_version"),
     # fleet
     "chatsla_shops": ("risk",),
     "chatsla_fleet_rolling_7d_reply_ratio_bucket": ("le",),
@@ -142,12 +155,13 @@ def expressions(shop: str = SHOP_VALUE) -> list[tuple[str, str]]:
 MODEL_SERIES = {
     "service_tickets": re.compile(r"chatsla_shop_tickets"),
     "im_waits": re.compile(r"chatsla_shop_(unreplied_conversations|longest_wait_seconds|waits|waited_seconds)"),
+    "aftersale": re.compile(r"chatsla_shop_aftersale_"),  # issue #14
 }
 
 
 def model_of(expr: str) -> str:
     """The model whose shops an expression (or a metric name) shows data for: ``service_tickets``,
-    ``im_waits``, or ``chat_sessions`` for everything else."""
+    ``im_waits``, ``aftersale``, or ``chat_sessions`` for everything else."""
     for kind, pattern in MODEL_SERIES.items():
         if pattern.search(expr):
             return kind

@@ -45,6 +45,8 @@ DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SHOP_URL = "/d/chatsla-shop/chatsla-shop-drill-down?var-shop=${__value.raw}&${__url_time_range}"
 
 RATE_STEPS = [(None, "red"), (0.85, "orange"), (0.9, "green")]  # R5.5: under 85 % / 90 %
+REVIEW_STEPS = [(None, "red"), (0.9, "green")]  # R11.6.3: review_rate_below 0.90 (tiktok_aftersale@2026-01)
+AS_RISK = "chatsla_shop_aftersale_review_risk"  # R11.6, projections/aftersale.py: 0 ok, 1 heading under, 2 under
 
 
 # --- small helpers -----------------------------------------------------------------------------------
@@ -368,14 +370,45 @@ def fleet() -> dict:
                               [q('topk(10, max by (shop) (chatsla_shop_longest_wait_seconds{measured_from="last_buyer_message"}))',
                                  "{{shop}}", instant=True)],
                               orientation=common.VizOrientation.HORIZONTAL,
-                              thresholds=steps((None, "green"), (14400, "orange"), (43200, "red"))).unit("s")))
+                              thresholds=steps((None, "green"), (14400, "orange"), (43200, "red"))).unit("s"))
+        .with_row(db.Row("TikTok Shop after-sales (RULES R11)").id(33).collapsed(False).grid_pos(pos(0, 83, 24, 1)))
+        .with_panel(stat_panel(34, "Shops with review timeliness at risk",
+                               "Shop and group (cancellation, return_refund) pairs whose share of this month's decided "
+                               "after-sales requests reviewed in time is under 90 % (R11.6; risk 1 or 2, "
+                               "ChatslaReviewTimelinessAtRisk).", pos(0, 84, 6, 5),
+                               [q(f"sum(max by (shop, group) ({AS_RISK}) >= bool 1)", "at risk")],
+                               decimals=0, thresholds=steps((None, "green"), (1, "orange"))))
+        .with_panel(ts_panel(35, "After-sales auto-approval rate this week",
+                             "All shops: requests the seller's rule set would auto-approve / requests, week to date "
+                             "(shop time, R11.5.2). A shadow decision: chatsla approves nothing.", pos(6, 84, 6, 8),
+                             [q(f"sum({as_week('auto_approved')}) / sum({as_week('total')})", "auto-approved")],
+                             unit="percentunit", min_=0, max_=1, fill=0))
+        .with_panel(ts_panel(36, "Auto-approved amount this week by currency",
+                             "All shops: the refund amount the rule sets would auto-approve, week to date, per "
+                             "currency (R11.5.2; exact decimals in the records and GET /shops/{id}).", pos(12, 84, 6, 8),
+                             [q('sum by (currency) (max by (shop, currency) (chatsla_shop_aftersale_approved_amount'
+                                '{period="week", request_type="all"}))', "{{currency}}")], fill=0))
+        .with_panel(bar_panel(37, "Lowest review timeliness this month, by shop",
+                              "This month's requests reviewed in time / decided, per shop and group, lowest first "
+                              "(R11.6); red under 90 %, the line under which TikTok may switch its Auto-Approval "
+                              "Tool on.", pos(18, 84, 6, 8),
+                              [q("bottomk(10, min by (shop, group) (chatsla_shop_aftersale_review_ratio))",
+                                 "{{shop}} {{group}}", instant=True)],
+                              orientation=common.VizOrientation.HORIZONTAL, thresholds=steps(*REVIEW_STEPS), min_=0)
+                    .unit("percentunit").decimals(1)))
+
+
+def as_week(state: str) -> str:
+    """The fleet's week-to-date after-sales requests in ``state`` (all request types), one value per shop."""
+    return (f'max by (shop) (chatsla_shop_aftersale_requests{{period="week", request_type="all", '
+            f'state="{state}"}})')
 
 
 # --- chatsla / Shop drill-down ---------------------------------------------------------------------------
 
 # the drill-down's shops: one series each model exports for every shop it shows (issue #12)
 SHOP_SELECTOR = ('{__name__=~"chatsla_shop_rolling_7d_reply_ratio|chatsla_shop_tickets_open'
-                 '|chatsla_shop_unreplied_conversations"}')
+                 '|chatsla_shop_unreplied_conversations|chatsla_shop_aftersale_review_risk"}')
 HOW_TO_READ = (
     "**Shop `$shop`.** TikTok Shop checks each week (Monday to Monday, shop time) the share of buyer-started chat "
     "sessions that got a human reply within 24 hours: under **90 %** a warning, under **85 %** a violation point "
@@ -389,8 +422,8 @@ def shop() -> dict:
     s = '{shop="$shop"}'
     d = base("chatsla-shop", "chatsla / Shop drill-down", "One shop's live 24 h reply-rate projections (RULES R8).")
     shop_var = (db.QueryVariable("shop").label("Shop")
-                .description("Shops with chat sessions (a rolling reply rate), Douyin tickets or AliExpress "
-                             "conversations on some worker now.")
+                .description("Shops with chat sessions (a rolling reply rate), Douyin tickets, AliExpress "
+                             "conversations or TikTok Shop after-sales requests on some worker now.")
                 .datasource(DS)
                 .query({"label": "shop", "metric": SHOP_SELECTOR, "qryType": 1,
                         "query": f"label_values({SHOP_SELECTOR}, shop)",
@@ -407,6 +440,18 @@ def shop() -> dict:
                    "0": dm.ValueMappingResult(text="OK / not assessed", color="green", index=0),
                    "1": dm.ValueMappingResult(text="Warning (< 90 %)", color="orange", index=1),
                    "2": dm.ValueMappingResult(text="Violation (< 85 %)", color="red", index=2)})]))
+    review_risk = (stat_panel(30, "Review timeliness risk",
+                              "Per group, this month: 0 ok or not assessed; 1 heading under 90 % (in time / decided), "
+                              "but reviewing the pending requests in time brings it back; 2 under 90 % even if every "
+                              "pending request is reviewed in time (R11.6, ChatslaReviewTimelinessAtRisk).",
+                              pos(6, 68, 6, 5), [q(f"max by (group) ({AS_RISK}{s})", "{{group}}")],
+                              thresholds=steps((None, "green"), (1, "orange"), (2, "red")),
+                              color_mode=common.BigValueColorMode.BACKGROUND, graph_mode=common.BigValueGraphMode.NONE,
+                              text_mode=common.BigValueTextMode.VALUE_AND_NAME)
+                   .mappings([dm.ValueMap(options={
+                       "0": dm.ValueMappingResult(text="OK / not assessed", color="green", index=0),
+                       "1": dm.ValueMappingResult(text="Heading under 90 %", color="orange", index=1),
+                       "2": dm.ValueMappingResult(text="Under 90 % even at best", color="red", index=2)})]))
     rate_lines = dict(unit="percentunit", thresholds=steps(*RATE_STEPS), dashed=True, min_=0, max_=1, fill=0)
     dashboard = (
         d.with_variable(shop_var)
@@ -522,7 +567,67 @@ def shop() -> dict:
                              "Nearest-rank percentiles (quantile 1 is the longest) of the answered waits today so far, "
                              "from the buyer's last message to the reply (R10.5.2, R10.5.3).", pos(12, 59, 12, 8),
                              [q('max by (quantile) (chatsla_shop_waited_seconds{shop="$shop", period="day", '
-                                'measured_from="last_buyer_message"})', "quantile {{quantile}}")], unit="s", fill=0)))
+                                'measured_from="last_buyer_message"})', "quantile {{quantile}}")], unit="s", fill=0))
+        .with_row(db.Row("TikTok Shop after-sales (RULES R11)").id(28).collapsed(False).grid_pos(pos(0, 67, 24, 1)))
+        .with_panel(stat_panel(29, "Review timeliness this month",
+                               "This month (shop time), per group: requests reviewed in time (by the seller or the "
+                               "seller's rule, within 48 h) / decided requests (in time or missed); pending ones wait "
+                               "(R11.6). Under 90 % TikTok may switch its Auto-Approval Tool on.", pos(0, 68, 6, 5),
+                               [q(f"max by (group) (chatsla_shop_aftersale_review_ratio{s})", "{{group}}")],
+                               unit="percentunit", decimals=1, thresholds=steps(*REVIEW_STEPS)))
+        .with_panel(review_risk)
+        .with_panel(stat_panel(31, "Reviews needed for 90 %",
+                               "Per group: in-time reviews still needed this month to reach 90 % if no other request "
+                               "comes (R11.6).", pos(12, 68, 6, 5),
+                               [q(f"max by (group) (chatsla_shop_aftersale_reviews_needed{s})", "{{group}}")],
+                               decimals=0, thresholds=steps((None, "green"), (1, "orange"))))
+        .with_panel(stat_panel(32, "Auto-approval rate today",
+                               "Today so far (shop time): requests the seller's rule set would auto-approve / "
+                               "requests (R11.5.2). A shadow decision: chatsla approves nothing.", pos(18, 68, 6, 5),
+                               [q('max(chatsla_shop_aftersale_auto_approval_ratio{shop="$shop", period="day", '
+                                  'request_type="all"})', "today")], unit="percentunit", decimals=1))
+        .with_panel(ts_panel(33, "Review timeliness: now, best case, worst case",
+                             "This month, per group: in time / decided (now), every pending request reviewed in time "
+                             "(best case), none (worst case, the month record's review_rate) (R11.6); dashed line at "
+                             "90 %.", pos(0, 73, 12, 8),
+                             [q(f"max by (group) (chatsla_shop_aftersale_review_ratio{s})", "{{group}} now"),
+                              q(f"max by (group) (chatsla_shop_aftersale_review_best_ratio{s})", "{{group}} best case",
+                                "B"),
+                              q(f"max by (group) (chatsla_shop_aftersale_review_worst_ratio{s})", "{{group}} worst case",
+                                "C")],
+                             unit="percentunit", thresholds=steps(*REVIEW_STEPS), dashed=True, min_=0, max_=1, fill=0))
+        .with_panel(ts_panel(34, "Requests awaiting review this month",
+                             "This month, per group: requests awaiting the seller, reviewed in time, missed (the 48 h "
+                             "passed first), pending (R11.6).", pos(12, 73, 12, 8),
+                             [q(f"max by (group, state) (chatsla_shop_aftersale_reviews{s})", "{{group}} {{state}}")],
+                             fill=0))
+        .with_panel(ts_panel(35, "Auto-approval rate by request type",
+                             "Day and week to date (shop time), per request type and all (R11.5.2).", pos(0, 81, 8, 8),
+                             [q(f"max by (period, request_type) (chatsla_shop_aftersale_auto_approval_ratio{s})",
+                                "{{period}} {{request_type}}")], unit="percentunit", min_=0, max_=1, fill=0))
+        .with_panel(ts_panel(36, "Auto-approved amount",
+                             "Day and week to date: the refund amount the rule set would auto-approve, per currency "
+                             "(R11.5.2; exact decimals in GET /shops/{id}).", pos(8, 81, 8, 8),
+                             [q('max by (period, currency) (chatsla_shop_aftersale_approved_amount{shop="$shop", '
+                                'request_type="all"})', "{{period}} {{currency}}")], fill=0))
+        .with_panel(bar_panel(37, "Manual-review reasons this week",
+                              "Week to date: requests the rule set sends to a person, by reason (R11.3, R11.5.2).",
+                              pos(16, 81, 8, 8),
+                              [q('sort_desc(max by (reason) (chatsla_shop_aftersale_manual_reviews{shop="$shop", '
+                                 'period="week"}))', "{{reason}}", instant=True)],
+                              orientation=common.VizOrientation.HORIZONTAL, thresholds=steps((None, "blue"))))
+        .with_panel(ts_panel(38, "Abuse signals",
+                             "Day and week to date: requests flagged repeat_buyer, repeat_sku (the same buyer and SKU "
+                             "again) or near_threshold (just under an approve rule's amount) (R11.4). Flags only: "
+                             "they never change a decision.", pos(0, 89, 12, 8),
+                             [q(f"max by (period, signal) (chatsla_shop_aftersale_signals{s})", "{{period}} {{signal}}")],
+                             fill=0))
+        .with_panel(ts_panel(39, "After-sales requests today and this week",
+                             "Day and week to date, all request types: total, auto_approved and manual_review (the "
+                             "shadow decision), agree and disagree (with the first observed review) (R11.5).",
+                             pos(12, 89, 12, 8),
+                             [q('max by (period, state) (chatsla_shop_aftersale_requests{shop="$shop", '
+                                'request_type="all"})', "{{period}} {{state}}")], fill=0)))
     return build(dashboard)
 
 

@@ -57,7 +57,7 @@ MISSING_TOOL = "{tool} not found on PATH: run scripts/ensure-prometheus (install
 
 # Labels Prometheus adds, and the ones of its own series the rules and panels use (up, ALERTS).
 TARGET_LABELS = ("job", "instance")
-OTHER_SERIES = {"up": TARGET_LABELS, "ALERTS": ("alertname", "alertstate", "severity", "shop")}
+OTHER_SERIES = {"up": TARGET_LABELS, "ALERTS": ("alertname", "alertstate", "severity", "shop", "group")}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}  # the dashboards' datasource variable (issue #13)
 # What Grafana 11.3 (docker/compose.yaml pins grafana/grafana:11.3.1) writes when it saves a
 # dashboard: its last schema migration then was v40 (refresh always a string); 12.0 brought 41.
@@ -92,6 +92,11 @@ FLEET_PANELS = {
     "Unreplied AliExpress conversations": {"chatsla_shop_unreplied_conversations"},
     "Unreplied conversations over time": {"chatsla_shop_unreplied_conversations"},
     "Longest current buyer waits, by shop": {"chatsla_shop_longest_wait_seconds"},
+    # issue #14: TikTok Shop after-sales (R11.5.2, R11.6)
+    "Shops with review timeliness at risk": {"chatsla_shop_aftersale_review_risk"},
+    "After-sales auto-approval rate this week": {"chatsla_shop_aftersale_requests"},
+    "Auto-approved amount this week by currency": {"chatsla_shop_aftersale_approved_amount"},
+    "Lowest review timeliness this month, by shop": {"chatsla_shop_aftersale_review_ratio"},
 }
 SHOP_PANELS = {
     "Rolling 7-day reply rate": {"chatsla_shop_rolling_7d_reply_ratio"},
@@ -120,10 +125,25 @@ SHOP_PANELS = {
     "Answered waits today": {"chatsla_shop_waits"},
     "Longest current wait, both measures": {"chatsla_shop_longest_wait_seconds"},
     "Waiting time of today's answered waits": {"chatsla_shop_waited_seconds"},
+    # issue #14: TikTok Shop after-sales (R11.5.2, R11.6)
+    "Review timeliness this month": {"chatsla_shop_aftersale_review_ratio"},
+    "Review timeliness risk": {"chatsla_shop_aftersale_review_risk"},
+    "Reviews needed for 90 %": {"chatsla_shop_aftersale_reviews_needed"},
+    "Auto-approval rate today": {"chatsla_shop_aftersale_auto_approval_ratio"},
+    "Review timeliness: now, best case, worst case": {
+        "chatsla_shop_aftersale_review_ratio", "chatsla_shop_aftersale_review_best_ratio",
+        "chatsla_shop_aftersale_review_worst_ratio"},
+    "Requests awaiting review this month": {"chatsla_shop_aftersale_reviews"},
+    "Auto-approval rate by request type": {"chatsla_shop_aftersale_auto_approval_ratio"},
+    "Auto-approved amount": {"chatsla_shop_aftersale_approved_amount"},
+    "Manual-review reasons this week": {"chatsla_shop_aftersale_manual_reviews"},
+    "Abuse signals": {"chatsla_shop_aftersale_signals"},
+    "After-sales requests today and this week": {"chatsla_shop_aftersale_requests"},
 }
 ALERT_NAMES = {"ChatslaShopProjectedWarning", "ChatslaShopProjectedViolation", "ChatslaSessionsAtRiskPilingUp",
                "ChatslaPipelineStalled", "ChatslaDeadLetterGrowing", "ChatslaWorkerDown", "ChatslaPoisonRecords",
-               "ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong"}  # the last two: issue #12
+               "ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong",  # issue #12
+               "ChatslaReviewTimelinessAtRisk"}  # issue #14
 
 IDENT = re.compile(r"(?<![\w:\"'.$])([a-zA-Z_:][\w:]*)\s*(?=[{\[)\s]|$)")
 PROMQL_WORDS = {
@@ -213,7 +233,8 @@ def test_alert_rules_cover_the_brief():
         ann = rule["annotations"]
         assert ann.get("summary") and ann.get("description"), rule["alert"]
         assert "What sellers should do" in ann["description"] or "What the seller" in ann["description"], rule["alert"]
-        if rule["alert"].startswith("ChatslaShop") or rule["alert"] in {"ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong"}:
+        if rule["alert"].startswith("ChatslaShop") or rule["alert"] in {"ChatslaUrgentTicketOverdue", "ChatslaBuyerWaitLong",
+                                                                        "ChatslaReviewTimelinessAtRisk"}:
             assert "$labels.shop" in ann["summary"] and "$labels.shop" in ann["description"], rule["alert"]
     tests = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
     cases = [c for t in tests["tests"] for c in t.get("alert_rule_test", [])]
@@ -452,9 +473,10 @@ def test_shop_dashboard_variable_and_filters():
     dash = load_dashboard(SHOP)
     (var,) = [v for v in dash["templating"]["list"] if v["name"] == "shop"]
     assert var["type"] == "query" and var["datasource"] == DATASOURCE
-    # every model's shops (issue #12): chat (rolling rate), Douyin tickets, AliExpress waits
+    # every model's shops (issue #12): chat (rolling rate), Douyin tickets, AliExpress waits; and
+    # TikTok Shop after-sales (issue #14)
     selector = ('{__name__=~"chatsla_shop_rolling_7d_reply_ratio|chatsla_shop_tickets_open'
-                '|chatsla_shop_unreplied_conversations"}')
+                '|chatsla_shop_unreplied_conversations|chatsla_shop_aftersale_review_risk"}')
     assert var["query"]["query"] == f"label_values({selector}, shop)"
     assert (var["query"]["metric"], var["query"]["label"]) == (selector, "shop")
     assert not var["multi"] and not var["includeAll"]
@@ -527,6 +549,7 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
             lines.append(f'chatsla_shop_unreplied_conversations{{shop="{shop}"}} {2 * i}')
             for measure, value in (("last_buyer_message", 3000 + 50000 * i), ("first_unanswered", 4000 + 50000 * i)):
                 lines.append(f'chatsla_shop_longest_wait_seconds{{shop="{shop}",measured_from="{measure}"}} {value}')
+            lines += _aftersale_lines(shop, i)  # issue #14
         for risk, value in (("ok", 1), ("warning", 0), ("violation", 1), ("not_assessed", 0)):
             lines.append(f'chatsla_shops{{risk="{risk}"}} {value}')
         cumulative = 0
@@ -562,6 +585,34 @@ class _Exposition(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep pytest output clean
         pass
+
+
+def _aftersale_lines(shop: str, i: int) -> list[str]:
+    """A shop's after-sales series (issue #14, R11.5.2, R11.6) as streams/metrics.py exports them;
+    shop ``i == 1`` heads under the review threshold (risk 1)."""
+    pol = 'policy_id="tiktok_aftersale",policy_version="2026-01"'
+    lines = []
+    for period in ("day", "week"):
+        for rtype in ("all", "cancel", "refund_only", "return_refund", "exchange"):
+            for state, value in (("total", 10), ("auto_approved", 4), ("manual_review", 6), ("agree", 5),
+                                 ("disagree", 1)):
+                lines.append(f'chatsla_shop_aftersale_requests{{shop="{shop}",period="{period}",request_type="{rtype}",'
+                             f'state="{state}",{pol}}} {value}')
+            lines.append(f'chatsla_shop_aftersale_auto_approval_ratio{{shop="{shop}",period="{period}",'
+                         f'request_type="{rtype}",{pol}}} 0.4')
+            lines.append(f'chatsla_shop_aftersale_approved_amount{{shop="{shop}",period="{period}",request_type="{rtype}",'
+                         f'currency="USD",{pol}}} 99.99')
+        lines.append(f'chatsla_shop_aftersale_manual_reviews{{shop="{shop}",period="{period}",reason="no_rule_matched",'
+                     f'{pol}}} 6')
+        for signal in ("repeat_buyer", "repeat_sku", "near_threshold"):
+            lines.append(f'chatsla_shop_aftersale_signals{{shop="{shop}",period="{period}",signal="{signal}",{pol}}} 1')
+    for group in ("cancellation", "return_refund"):
+        for state, value in (("awaiting_seller", 30), ("reviewed_in_time", 25), ("missed", 3), ("pending", 2)):
+            lines.append(f'chatsla_shop_aftersale_reviews{{shop="{shop}",group="{group}",state="{state}",{pol}}} {value}')
+        for name, value in (("review_ratio", 25 / 28), ("review_best_ratio", 27 / 30), ("review_worst_ratio", 25 / 30),
+                            ("review_risk", i), ("reviews_needed", 2)):
+            lines.append(f'chatsla_shop_aftersale_{name}{{shop="{shop}",group="{group}",{pol}}} {value}')
+    return lines
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from chatsla.streams.metrics import ShopCollector, ShopViews, WorkerMetrics
 from chatsla.streams.runtime import PartitionRuntime, Tables
 from tests.builders import at, msg
 from tests.promql import CONTRACT
-from tests.streams.test_model_views import TICKET_EVENTS, WAIT_EVENTS, Partition, engine
+from tests.streams.test_model_views import AFTERSALE_EVENTS, AS_WM, TICKET_EVENTS, WAIT_EVENTS, Partition, engine
 
 POLICY = load_policy()
 SOURCE = "chat.messages/0"
@@ -191,9 +191,11 @@ def test_issue13_the_worker_exports_exactly_the_metric_contract() -> None:
     """The contract the dashboards and alerts are checked against (tests/promql.py CONTRACT) is
     what a real worker registry exports, names and labels, Prometheus' own labels aside."""
     metrics, _ = _worker_with_an_ended_week()
-    # a second partition whose engine hosts Douyin tickets and AliExpress waits too (issue #12)
+    # a second partition whose engine hosts Douyin tickets and AliExpress waits too (issue #12),
+    # a third with TikTok Shop after-sales (issue #14)
     (collector,) = [c for c in metrics.registry._collector_to_names if isinstance(c, ShopCollector)]
     collector.views.runtimes[1] = Partition(engine([*TICKET_EVENTS, *WAIT_EVENTS]))
+    collector.views.runtimes[2] = Partition(engine(AFTERSALE_EVENTS, until=AS_WM))
     metrics.dlq.labels("chat.messages.dlq").inc()
     metrics.dlq_topic.labels("chat.messages.dlq").set(1)
     metrics.poison.labels("not_json").inc()

@@ -1,6 +1,7 @@
-"""The worker's live views of Douyin tickets and AliExpress waits (streams/metrics.py,
-projections/models.py) from a real Engine hosting the three models (issue #12, "Live projections
-and metrics"; RULES A.4: R9.8 for tickets, R10.3 for waits).
+"""The worker's live views of Douyin tickets, AliExpress waits and TikTok Shop after-sales
+(streams/metrics.py, projections/models.py, projections/aftersale.py) from a real Engine hosting
+the four models (issue #12, "Live projections and metrics"; RULES A.4: R9.8 for tickets, R10.3
+for waits; issue #14: R11.5.2 and R11.6 for after-sales).
 
 The engine is the core one (``Engine(chat_policy, policies=[...])``), fed events and advanced as a
 partition is; the views are read exactly as a worker reads them, at scrape time, through
@@ -11,17 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatsla.core.engine import Engine, EngineConfig
-from chatsla.core.events import ChatMessage, TicketEvent
+from chatsla.core.events import AftersaleRequest, ChatMessage, ShopEvent, TicketEvent
 from chatsla.core.policy import load_policy
 from chatsla.core.timefmt import SECOND, parse_time
 from chatsla.streams.metrics import ShopViews, WorkerMetrics
 from tests.promql import CONTRACT
 
 CHAT, TICKETS, WAITS = load_policy(), load_policy("douyin_ticket@seed001"), load_policy("aliexpress@seed004")
+AFTERSALE = load_policy("tiktok_aftersale@2026-01")
 LATENESS = EngineConfig().allowed_lateness
 WM = "2026-11-02T05:00:00Z"  # Monday 13:00 in Asia/Shanghai (the Douyin shop's zone), 05:00 UTC (AliExpress)
 
@@ -66,6 +70,43 @@ WAIT_EVENTS = [
 ]
 
 
+def aftersale(eid: str, rid: str, typ: str, at: str, shop: str = "S9", **kw) -> AftersaleRequest:
+    """An aftersale.request/v1 event at ``at`` (UTC, RULES R11.1)."""
+    return AftersaleRequest(eid, shop, rid, typ, parse_time(at), **kw)
+
+
+def as_req(rid: str, at: str, rtype: str, reason: str, category: str, amount: str, shop: str = "S9",
+           **kw) -> AftersaleRequest:
+    return aftersale(f"{rid}-q", rid, "requested", at, shop, request_type=rtype, reason=reason, category=category,
+                     amount=amount, currency="USD", **kw)
+
+
+def as_rev(rid: str, at: str, by: str, decision: str, shop: str = "S9") -> AftersaleRequest:
+    return aftersale(f"{rid}-r", rid, "reviewed", at, shop, by=by, decision=decision)
+
+
+AS_WM = "2026-11-04T10:02:30Z"  # Wednesday: r2 (due 09:05) missed, r5 (due 10:05) still pending
+# R11.8's shop S9 (UTC) and its rule set; r1-r5 of Monday 2026-11-02 (R11.8 table), each awaiting
+# the seller for 48 h (R11.6.1). Reviews: r1 by the seller's rule (approved: agrees with the shadow
+# approve), r3 by the seller (in time; agrees with the shadow manual review), r4 by the seller's
+# rule (approved: disagrees with the shadow manual review), r2 never (missed at Wednesday 09:05),
+# r5 not yet (due Wednesday 10:05). S8: one cancel reviewed in time, nothing at risk.
+AFTERSALE_EVENTS = [
+    ShopEvent("rs1", "S9", "aftersale_rules", parse_time("2026-11-01T00:00:00Z"), rules="shop-S9-aftersale@2026-01-22"),
+    as_req("r1", "2026-11-02T09:00:00Z", "cancel", "address_error", "home", "49.99", shipped=False),
+    as_req("r2", "2026-11-02T09:05:00Z", "cancel", "address_error", "home", "50.00", shipped=False),
+    as_req("r3", "2026-11-02T09:10:00Z", "cancel", "address_error", "home", "50.01", shipped=False),
+    as_req("r4", "2026-11-02T10:00:00Z", "return_refund", "damaged", "electronics", "30.00", buyer_credit=59),
+    as_req("r5", "2026-11-02T10:05:00Z", "return_refund", "damaged", "electronics", "30.00", buyer_credit=60),
+    as_rev("r1", "2026-11-02T09:00:10Z", "seller_rule", "approved"),
+    as_rev("r3", "2026-11-02T12:00:00Z", "seller", "rejected"),
+    as_rev("r4", "2026-11-03T10:00:00Z", "seller_rule", "approved"),
+    ShopEvent("rs8", "S8", "aftersale_rules", parse_time("2026-11-01T00:00:00Z"), rules="shop-S9-aftersale@2026-01-22"),
+    as_req("c1", "2026-11-03T08:00:00Z", "cancel", "changed_mind", "home", "10.00", shop="S8", shipped=False),
+    as_rev("c1", "2026-11-03T09:00:00Z", "seller_rule", "approved", shop="S8"),
+]
+
+
 def walk(e: Engine, until: int) -> None:
     """Advance the engine so its watermark is ``until`` (R6.2), in half-hour ticks as a live
     worker's clock moves (a larger step waits for confirmation: time sanity, max_future)."""
@@ -78,7 +119,7 @@ def walk(e: Engine, until: int) -> None:
 
 
 def engine(events: list, until: str = WM) -> Engine:
-    e = Engine(CHAT, policies=[TICKETS, WAITS])
+    e = Engine(CHAT, policies=[TICKETS, WAITS, AFTERSALE])
     for ev in sorted(events, key=lambda ev: ev.t):
         e.apply(ev)
     walk(e, parse_time(until))
@@ -202,8 +243,8 @@ def test_shop_selection_modes_apply_to_tickets_and_waits() -> None:
 def test_a_scrape_changes_no_output() -> None:
     """R6.1: scraping (views, /shops, /metrics) between events leaves the engine's outputs byte
     for byte as without any scrape."""
-    events = sorted([*TICKET_EVENTS, *WAIT_EVENTS], key=lambda ev: ev.t)
-    quiet, scraped = Engine(CHAT, policies=[TICKETS, WAITS]), Engine(CHAT, policies=[TICKETS, WAITS])
+    events = sorted([*TICKET_EVENTS, *WAIT_EVENTS, *AFTERSALE_EVENTS], key=lambda ev: ev.t)
+    quiet, scraped = Engine(CHAT, policies=[TICKETS, WAITS, AFTERSALE]), Engine(CHAT, policies=[TICKETS, WAITS, AFTERSALE])
     views = ShopViews({0: Partition(scraped)})
     metrics = WorkerMetrics(views, "all", CHAT.id, CHAT.version)
     for ev in events:
@@ -212,7 +253,7 @@ def test_a_scrape_changes_no_output() -> None:
         scraped.advance(ev.t)
         quiet.advance(ev.t)
         generate_latest(metrics.registry)
-        views.shop_json("D1"), views.shop_json("A1")
+        views.shop_json("D1"), views.shop_json("A1"), views.shop_json("S9")
     for e in (quiet, scraped):
         walk(e, parse_time("2026-11-10T00:00:00Z"))
     assert quiet.take() == scraped.take()
@@ -231,19 +272,21 @@ def test_observe_ignores_ticket_wait_and_period_records() -> None:
 
 
 def test_issue12_every_new_series_is_in_the_contract() -> None:
-    """The ticket and wait series a worker exports are exactly the CONTRACT entries the dashboards
-    and alerts are checked against (tests/promql.py), names and labels."""
-    metrics = WorkerMetrics(ShopViews({0: Partition(engine([*TICKET_EVENTS, *WAIT_EVENTS]))}), "all", CHAT.id,
-                            CHAT.version)
+    """The ticket, wait (issue #12) and after-sales (issue #14) series a worker exports are exactly
+    the CONTRACT entries the dashboards and alerts are checked against (tests/promql.py), names
+    and labels."""
+    views = ShopViews({0: Partition(engine([*TICKET_EVENTS, *WAIT_EVENTS])),
+                       1: Partition(engine(AFTERSALE_EVENTS, until=AS_WM))})
+    metrics = WorkerMetrics(views, "all", CHAT.id, CHAT.version)
+    prefixes = ("chatsla_shop_tickets", "chatsla_shop_unreplied", "chatsla_shop_longest_wait", "chatsla_shop_waits",
+                "chatsla_shop_waited", "chatsla_shop_aftersale_")
     exported: dict[str, set[str]] = {}
     for fam in metrics.registry.collect():
         for s in fam.samples:
-            if s.name.startswith("chatsla_shop_"):
+            if s.name.startswith(prefixes):
                 exported.setdefault(s.name, set()).update(s.labels)
-    new = {n: set(labels) for n, labels in CONTRACT.items()
-           if n.startswith(("chatsla_shop_tickets", "chatsla_shop_unreplied", "chatsla_shop_longest_wait",
-                            "chatsla_shop_waits", "chatsla_shop_waited"))}
-    assert len(new) == 9 and exported == new
+    new = {n: set(labels) for n, labels in CONTRACT.items() if n.startswith(prefixes)}
+    assert len(new) == 9 + 11 and exported == new
 
 
 def test_waiting_seconds_are_exact() -> None:
@@ -254,3 +297,105 @@ def test_waiting_seconds_are_exact() -> None:
     metrics = WorkerMetrics(ShopViews({0: Partition(e)}), "all", CHAT.id, CHAT.version)
     assert samples(metrics, "chatsla_shop_longest_wait_seconds")[
         (("measured_from", "last_buyer_message"), ("shop", "A9"))] == 1 / SECOND
+
+
+# --- TikTok Shop after-sales (issue #14; RULES R11.5.2, R11.6) -----------------------------------
+
+def _as_samples(metrics: WorkerMetrics, name: str, shop: str = "S9") -> dict[tuple, float]:
+    """One after-sales family of ``shop``, labels without shop and policy (checked separately)."""
+    out = {}
+    for labels, value in samples(metrics, name).items():
+        d = dict(labels)
+        if d.pop("shop") == shop:
+            assert (d.pop("policy_id"), d.pop("policy_version")) == ("tiktok_aftersale", "2026-01")  # R7
+            out[tuple(sorted(d.items()))] = value
+    return out
+
+
+def test_issue14_aftersale_view_in_shops_json() -> None:
+    """GET /shops/S9: the week to date per request type (R11.8's Monday: 5 requests, 2 approved,
+    exactly "99.99" USD, two near_threshold signals; agree 2 / disagree 1 against the observed
+    reviews, R11.5.1), this month's review timeliness (R11.6) per group, and the request still
+    awaiting its review."""
+    views = ShopViews({0: Partition(engine(AFTERSALE_EVENTS, until=AS_WM))})
+    body = views.shop_json("S9")
+    # (the chat model keeps a shop for every shop event, so S9's aftersale_rules event gives it an
+    # empty chat projection too, as a Douyin shop's timezone event does)
+    assert body is not None and "aftersale" in body and "tickets" not in body and "waits" not in body
+    assert body["week"] == {**body["week"], "sessions": 0}
+    a = body["aftersale"]
+    w = a["week"]["all"]
+    assert (w["start"], w["requests"], w["auto_approved"], w["manual_review"], w["auto_approval_rate"]) == (
+        "2026-11-02", 5, 2, 3, 0.4)
+    assert (w["auto_approved_amount"], w["signals"], w["agree"], w["disagree"]) == (
+        {"USD": "99.99"}, {"near_threshold": 2}, 2, 1)
+    assert w["manual_reasons"] == {"evidence_required:unboxing_video": 1, "no_rule_matched": 2}
+    assert a["day"]["all"]["requests"] == 0 and a["day"]["all"]["start"] == "2026-11-04"
+    c, r = a["review_timeliness"]["cancellation"], a["review_timeliness"]["return_refund"]
+    assert (c["awaiting_seller"], c["reviewed_in_time"], c["missed"], c["pending"]) == (3, 2, 1, 0)
+    assert (c["rate_now"], c["projected_outcome"], c["risk"], c["reviews_needed"], c["reachable"]) == (
+        2 / 3, "auto_approval_tool_risk", 2, 1, False)
+    assert (r["awaiting_seller"], r["reviewed_in_time"], r["missed"], r["pending"], r["risk"]) == (2, 1, 0, 1, 0)
+    assert (r["rate_now"], r["best_case"], r["worst_case"]) == (1.0, 1.0, 0.5)
+    assert a["awaiting_review"] == [{"request_id": "r5", "request_type": "return_refund",
+                                     "due_at": "2026-11-04T10:05:00Z"}]
+
+
+def test_issue14_aftersale_series() -> None:
+    """The same view on /metrics: counts per period, request type and state; ratios; the exact
+    amount as a float only here; reasons and signals of the "all" row; the month's review counts,
+    ratios, risk (2: even the best case is under 90 %) and reviews needed, each labelled with the
+    policy (R7)."""
+    metrics = WorkerMetrics(ShopViews({0: Partition(engine(AFTERSALE_EVENTS, until=AS_WM))}), "all", CHAT.id,
+                            CHAT.version)
+    req = _as_samples(metrics, "chatsla_shop_aftersale_requests")
+    assert len(req) == 2 * 5 * 5
+    week = {(d["request_type"], d["state"]): v for k, v in req.items() if (d := dict(k))["period"] == "week"}
+    assert {k: v for k, v in week.items() if k[0] == "all"} == {
+        ("all", "total"): 5, ("all", "auto_approved"): 2, ("all", "manual_review"): 3, ("all", "agree"): 2,
+        ("all", "disagree"): 1}
+    assert (week[("cancel", "total")], week[("cancel", "auto_approved")], week[("return_refund", "total")]) == (3, 2, 2)
+    assert _as_samples(metrics, "chatsla_shop_aftersale_auto_approval_ratio") == {
+        (("period", "week"), ("request_type", t)): v for t, v in (("all", 0.4), ("cancel", 2 / 3), ("return_refund", 0.0))}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_approved_amount") == {
+        (("currency", "USD"), ("period", "week"), ("request_type", t)): 99.99 for t in ("all", "cancel")}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_manual_reviews") == {
+        (("period", "week"), ("reason", "evidence_required:unboxing_video")): 1,
+        (("period", "week"), ("reason", "no_rule_matched")): 2}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_signals") == {
+        (("period", p), ("signal", s)): (2 if (p, s) == ("week", "near_threshold") else 0)
+        for p in ("day", "week") for s in ("repeat_buyer", "repeat_sku", "near_threshold")}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_reviews") == {
+        (("group", g), ("state", st)): v for g, counts in (("cancellation", (3, 2, 1, 0)), ("return_refund", (2, 1, 0, 1)))
+        for st, v in zip(("awaiting_seller", "reviewed_in_time", "missed", "pending"), counts)}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_review_ratio") == {
+        (("group", "cancellation"),): 2 / 3, (("group", "return_refund"),): 1.0}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_review_best_ratio")[(("group", "return_refund"),)] == 1.0
+    assert _as_samples(metrics, "chatsla_shop_aftersale_review_worst_ratio")[(("group", "return_refund"),)] == 0.5
+    assert _as_samples(metrics, "chatsla_shop_aftersale_review_risk") == {
+        (("group", "cancellation"),): 2, (("group", "return_refund"),): 0}
+    assert _as_samples(metrics, "chatsla_shop_aftersale_reviews_needed") == {
+        (("group", "cancellation"),): 1, (("group", "return_refund"),): 1}  # ceil(0.9 x 2) - 1: r5 in time
+    assert _as_samples(metrics, "chatsla_shop_aftersale_review_risk", shop="S8") == {
+        (("group", "cancellation"),): 0, (("group", "return_refund"),): 0}
+
+
+def test_issue14_shop_selection_modes_apply_to_aftersale() -> None:
+    """--shop-metrics at-risk exports the after-sales shops whose review timeliness is heading
+    under the threshold (S9), worst:1 the most urgent one, none nothing."""
+    views = ShopViews({0: Partition(engine(AFTERSALE_EVENTS, until=AS_WM))})
+
+    def shops(mode: str) -> set[str]:
+        m = WorkerMetrics(views, mode, CHAT.id, CHAT.version)
+        return {dict(k)["shop"] for k in samples(m, "chatsla_shop_aftersale_review_risk")}
+
+    assert shops("all") == {"S8", "S9"}
+    assert shops("at-risk") == {"S9"} and shops("worst:1") == {"S9"} and shops("none") == set()
+
+
+def test_issue14_a_restored_engine_shows_the_same_aftersale_view() -> None:
+    """The views are read from the model's state, never accumulated from records: an engine
+    restored from its snapshot (a restarted worker) shows the same /shops view (R6.1)."""
+    e = engine(AFTERSALE_EVENTS, until=AS_WM)
+    restored = Engine.restore(CHAT, e.config, orjson.loads(orjson.dumps(e.snapshot())), policies=[TICKETS, WAITS, AFTERSALE])
+    assert ShopViews({0: Partition(restored)}).shop_json("S9") == ShopViews({0: Partition(e)}).shop_json("S9")

@@ -446,6 +446,19 @@ class Aftersale:
             key=lambda x: (x["due_at"], x["request_id"]))
         return out
 
+    def to_date(self, shop_id: str, kind: str, sub: str, watermark: int) -> dict:
+        """The record of the period of ``kind`` (``day``, ``week``: R11.5.2, ``sub`` a request type
+        or ``all``; ``month``: R11.6.3, ``sub`` a group) that contains ``watermark``, on what is
+        known so far: the empty period's record when nothing was counted in it yet. Read-only,
+        so a scrape changes nothing (R6.1); the live projections read it (issue #14)."""
+        tz = self.shop_tz.get(shop_id, self._default_tz)
+        if kind == MONTH:
+            start, end, label = month_bounds(watermark, tz)
+        else:
+            start, end, label = period_bounds(kind, watermark, tz, self.policy.week_starts_on)
+        p = self.periods.get((shop_id, kind, label, sub))
+        return self.period_record(p if p is not None else Tally(shop_id, kind, label, sub, start, end))
+
     # ------------------------------------------------------------ shop events, rule sets
     def _shop_event(self, ev: ShopEvent, late: bool) -> None:
         counts = self.host.lead is self
