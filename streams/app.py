@@ -41,6 +41,7 @@ import mode
 from aiokafka import AIOKafkaConsumer
 from faust.sensors import Monitor
 from faust.tables import TableManager
+from faust.types import TP
 from faust.web.base import BlueprintManager
 
 from chatsla.streams import logs
@@ -399,8 +400,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
     async def request_checkpoints() -> None:
         """A flush record to each partition whose pending events wait for a checkpoint
         (:meth:`Worker.due_checkpoints`)."""
-        for p in worker.due_checkpoints():
+        for p in worker.due_checkpoints(caught_up):
             events.send_soon(key=None, value=encode_flush(), partition=p)
+
+    def caught_up(p: int) -> bool:
+        """The session agent has taken every record of ``p`` the consumer has seen on the broker
+        (an unknown end counts as caught up: the idle rule then works as before)."""
+        high = app.consumer.highwater(TP(names.events, p))
+        return high is None or high < 0 or worker.position.get((names.events, p), 0) >= high
 
     @app.timer(5.0)
     async def export_lag() -> None:

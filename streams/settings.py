@@ -97,7 +97,7 @@ class WorkerSettings:
     # or once its input has paused for checkpoint_idle seconds. A checkpoint costs a table write
     # per changed conversation and four flushes, so fewer of them in a backfill means fewer writes
     # (a conversation changed several times is written once); a crash re-reads at most this much.
-    checkpoint_events: int = 20000
+    checkpoint_events: int = 50000
     checkpoint_interval: float = 10.0
     checkpoint_idle: float = 0.25
     # --policy values, one per model (repeatable); a model not named runs its platform's bundled

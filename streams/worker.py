@@ -331,20 +331,28 @@ class Worker:
         metrics.owned.set(len(self.runtimes))
         self.views.advance(rt.engine.shops, rt.engine.watermark)
 
-    def due_checkpoints(self) -> list[int]:
+    def due_checkpoints(self, caught_up: Callable[[int], bool] | None = None) -> list[int]:
         """Partitions to send a flush record to (the app's timer does). Checkpoints run inside
         stream processing (table writes need the partition's event), so when a partition's input
         pauses (``checkpoint_idle``), or its last checkpoint is older than
         ``checkpoint_interval``, a flush record asks for one; otherwise its last events would
         stay uncommitted until more input came. So does a quiet partition that owes tombstones.
-        One request per partition until it is handled."""
+        One request per partition until it is handled.
+
+        ``caught_up(p)`` says whether the agent has taken every record of ``p`` the consumer
+        knows of. A partition with records still waiting has not paused, however long since its
+        last one: the agent was busy elsewhere (a checkpoint of another partition, in a backfill
+        up to half a second), and a flush request for it then forced a needless checkpoint,
+        whose own pause made others look idle in turn (issue #15: 6 of 20 checkpoints of the
+        220k-event benchmark). Such a partition checkpoints by events or by interval."""
         now = self.clock.monotonic()
         settings = self.settings
         due = []
         for p, pending in list(self.unacked.items()):
             if pending and p not in self.flush_requested and (
                     now - self.last_checkpoint[p] >= settings.checkpoint_interval
-                    or now - self.last_event[p] >= settings.checkpoint_idle):
+                    or (now - self.last_event[p] >= settings.checkpoint_idle
+                        and (caught_up is None or caught_up(p)))):
                 self.flush_requested.add(p)
                 due.append(p)
         # A partition gone quiet right after a checkpoint that evicted conversations still owes

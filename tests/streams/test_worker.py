@@ -540,6 +540,26 @@ def test_a_quiet_partition_asks_for_a_checkpoint_once() -> None:
     assert asyncio.run(go()) == [[], [], [P], [], [], [0, 1, 2]]
 
 
+def test_a_partition_with_records_waiting_has_not_paused() -> None:
+    """Issue #15: a partition whose next records are already on the broker is not idle, however
+    long since the agent took its last one (the agent was busy with another partition's
+    checkpoint): no flush request for it, until it has caught up or its checkpoint_interval is
+    over."""
+    async def go() -> list:
+        broker = Broker()
+        w = make_worker(broker, Journal())
+        clock = w.clock
+        await feed(w, broker, RECORDS, 0, 2)
+        clock.t += SETTINGS.checkpoint_idle  # type: ignore[attr-defined]
+        seen = [w.due_checkpoints(lambda p: False)]  # behind: more records waiting
+        seen.append(w.due_checkpoints(lambda p: True))  # caught up and quiet: one request
+        clock.t += SETTINGS.checkpoint_interval  # type: ignore[attr-defined]
+        w.flush_requested.clear()
+        seen.append(w.due_checkpoints(lambda p: False))  # behind, but its interval is over
+        return seen
+    assert asyncio.run(go()) == [[], [P], [P]]
+
+
 def test_a_partition_checkpoints_after_checkpoint_interval() -> None:
     async def go() -> set:
         broker = Broker()
