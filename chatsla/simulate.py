@@ -1191,7 +1191,7 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @click.command("simulate", cls=_OneLineErrors)
 @_option("--platforms", _Platforms(), "tiktok_shop", "Platforms to simulate, comma-separated: tiktok_shop "
          "(chats, R2-R5), douyin (service tickets, R9), aliexpress (chats, R10), aftersale (TikTok Shop "
-         "after-sales requests, R11; JSONL only).")
+         "after-sales requests, R11).")
 @_option("--shops", click.IntRange(min=1), 5, "Number of TikTok Shop shops.")
 @_option("--conversations", click.IntRange(min=0), 200, "Conversations per TikTok Shop shop.")
 @_option("--douyin-shops", click.IntRange(min=1), 2, "Number of Douyin shops (with --platforms douyin).")
