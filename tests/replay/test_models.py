@@ -271,3 +271,22 @@ def test_issue_14_aftersale_requests_are_read_from_at_least_forty_days_back() ->
     assert Period(FROM, TO, lookback=60 * day).aftersale_from == FROM - 60 * day
     assert Period(FROM, TO, lookback=None).aftersale_from is None
     assert Period(FROM, TO).read_from == FROM - 9 * day  # chat and tickets unchanged
+
+
+def test_a_live_worker_ahead_of_to_has_period_records_the_replay_cannot_have_yet() -> None:
+    """verify with --to behind the live watermark (the usual case): a live day, week or month
+    record of a period that ends at or after --to is not a difference (the replay's watermark
+    stops at --to, where the period has not ended), as for an assessment; one that ended before
+    --to and is missing from the replay still is."""
+    result = replayed()
+    tickets, waits, periods, requests = live_of(result)
+    ahead = {"shop_id": "aftersale-01", "period": "week", "start": "2026-11-09", "request_type": "all",
+             "policy_id": "tiktok_aftersale", "policy_version": "2026-01", "requests": 1}
+    month = {"shop_id": "aftersale-01", "period": "month", "start": "2026-11-01", "group": "cancellation",
+             "policy_id": "tiktok_aftersale", "policy_version": "2026-01"}
+    ended = {"shop_id": "ghost", "period": "day", "start": "2026-11-08", "request_type": "all",
+             "policy_id": "tiktok_aftersale", "policy_version": "2026-01"}
+    for r in (ahead, month, ended):
+        periods[record_key(PERIOD_KEY, r)] = r
+    diffs = [(d.shop_id, d.key, d.field) for d in check(result, tickets, waits, periods, requests).differences]
+    assert diffs == [("ghost", "day 2026-11-08 all tiktok_aftersale@2026-01", "(record)")]
