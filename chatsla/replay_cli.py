@@ -341,7 +341,7 @@ def _no_appeal_week(result, shop: str, zone: str, label: str | None) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE.jsonl[.gz]",
               help="Where to write the records (gzip when the name ends in .gz).")
 def export(out: str, **kw: object) -> None:
-    """Write a period's raw input records (chat, ticket and shop topics, original bytes) in replay order.
+    """Write a period's raw input records (chat, ticket, after-sales and shop topics, original bytes) in replay order.
 
     The records are exactly those `chatsla replay` reads for the same flags (lookback
     included), one per line, so `chatsla audit FILE --until TO` reproduces the replay; see
@@ -382,8 +382,8 @@ def verify(shops: tuple[str, ...], fmt: str, **kw: object) -> None:
     """Compare the live outputs with a replay of the period; exit 1 when they differ.
 
     Reads the latest record per session and per shop-week of chatsla.sessions and
-    chatsla.assessments, per ticket, wait and period of chatsla.tickets, chatsla.waits and
-    chatsla.periods, and lists every difference (key, field, live value, replay value);
+    chatsla.assessments, per ticket, wait, after-sales request and period of chatsla.tickets,
+    chatsla.waits, chatsla.aftersale and chatsla.periods, and lists every difference (key, field, live value, replay value);
     differences explained by events that arrived later than the allowed lateness are marked
     late, with those events. Choose --to at or before the live watermark.
     """
@@ -414,7 +414,7 @@ def _print_verify(result) -> None:
               f"({d['sessions_open_at_to']} open at --to) and {d['assessments']} assessments "
               f"({d['assessments_provisional_at_to']} provisional at --to)"
               + "".join(f", {d[k]} {k} ({d[k + '_unsettled_at_to']} unsettled at --to)"
-                        for k in ("tickets", "waits", "periods") if k in d) + "\n")
+                        for k in ("tickets", "waits", "requests", "periods") if k in d) + "\n")
     for e in result.replay.late:
         out.write(f"late event {e.event_id} ({e.shop_id}"
                   f"{'/' + e.conversation_id if e.conversation_id else ''}, sent {format_time(e.t)}, "

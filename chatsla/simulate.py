@@ -1191,7 +1191,7 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @click.command("simulate", cls=_OneLineErrors)
 @_option("--platforms", _Platforms(), "tiktok_shop", "Platforms to simulate, comma-separated: tiktok_shop "
          "(chats, R2-R5), douyin (service tickets, R9), aliexpress (chats, R10), aftersale (TikTok Shop "
-         "after-sales requests, R11; JSONL only).")
+         "after-sales requests, R11).")
 @_option("--shops", click.IntRange(min=1), 5, "Number of TikTok Shop shops.")
 @_option("--conversations", click.IntRange(min=0), 200, "Conversations per TikTok Shop shop.")
 @_option("--douyin-shops", click.IntRange(min=1), 2, "Number of Douyin shops (with --platforms douyin).")
@@ -1213,6 +1213,7 @@ def _option(name: str, type_: Any, default: Any, help_: str) -> Any:
 @_option("--chat-topic", str, "chat.messages", "With --bootstrap: topic for chat.message/v1 records.")
 @_option("--shop-topic", str, "shop.events", "With --bootstrap: topic for shop.event/v1 records.")
 @_option("--ticket-topic", str, TICKET_TOPIC, "With --bootstrap: topic for ticket.event/v1 records.")
+@_option("--aftersale-topic", str, AFTERSALE_TOPIC, "With --bootstrap: topic for aftersale.request/v1 records.")
 @_option("--partitions", click.IntRange(min=1), 4, "With --bootstrap: partitions of topics created if missing.")
 @kafka_security_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (a bar on a terminal, else a line "
@@ -1239,6 +1240,7 @@ def simulate(
     chat_topic: str,
     shop_topic: str,
     ticket_topic: str,
+    aftersale_topic: str,
     partitions: int,
     quiet: bool = False,
     **kafka: Any,
@@ -1251,7 +1253,7 @@ def simulate(
 
     With --bootstrap the records go to Kafka instead, with the same security flags, -X
     properties and --topic-prefix as the other Kafka commands (the prefix goes before
-    --chat-topic, --shop-topic and --ticket-topic).
+    --chat-topic, --shop-topic, --ticket-topic and --aftersale-topic).
     """
     from chatsla.cli import security_settings
     from chatsla.progress import Progress
@@ -1278,9 +1280,6 @@ def simulate(
         )
     except ValueError as exc:
         _fail(f"simulate: {exc}")
-    if bootstrap is not None and "aftersale" in platforms:  # (issue #14: no worker consumes it yet)
-        _fail("simulate: --platforms aftersale writes JSONL only: the stream worker does not read "
-              "aftersale.requests yet; use chatsla audit on the file")
     with Progress("chatsla simulate", "shops", config.shop_count, quiet=quiet) as progress:
         events = generate(config, progress.update)
     if bootstrap is not None:
@@ -1289,12 +1288,14 @@ def simulate(
         from chatsla.streams.admin import TopicError, ensure_topics
 
         chat_topic, shop_topic = prefix + chat_topic, prefix + shop_topic
-        ticket_topic = prefix + ticket_topic
-        names = TopicNames(chat=chat_topic, shop=shop_topic, tickets=ticket_topic)
+        ticket_topic, aftersale_topic = prefix + ticket_topic, prefix + aftersale_topic
+        names = TopicNames(chat=chat_topic, shop=shop_topic, tickets=ticket_topic, aftersale=aftersale_topic)
         client = security.kafka_python_kwargs()
         written = [chat_topic, shop_topic]
         if "douyin" in platforms:
             written.append(ticket_topic)  # (produce maps the logical ticket.events to names.tickets)
+        if "aftersale" in platforms:  # issue #14: the worker's router reads it (R11.1), keyed by request_id
+            written.append(aftersale_topic)
         specs = [s for s in topic_specs(names, partitions) if s.name in written]
         try:
             ensure_topics(bootstrap, specs, client_kwargs=client)

@@ -9,7 +9,8 @@ original bytes and the reason in headers, good ones are forwarded to the shop's 
 partition, tagged with their input partition, in one batch record per partition and fetch
 (``streams/codec.py``); its input offsets are committed once those are acknowledged.
 ``sessions`` hands each ``chatsla.events`` record to the worker, which runs one :class:`PartitionRuntime` (the pure core) per partition and writes its outputs to
-``chatsla.sessions`` and ``chatsla.assessments`` through :class:`OutputWriter`. Each Kafka record
+``chatsla.sessions`` and ``chatsla.assessments`` (and the other models' to ``chatsla.tickets``,
+``chatsla.waits``, ``chatsla.aftersale`` and ``chatsla.periods``) through :class:`OutputWriter`. Each Kafka record
 costs a Faust worker far more than the engine's work on an event, so records are batched wherever
 the topic is ours. Deadlines fire inside stream processing as the partition's event time
 advances; in live mode each worker writes wall-clock ticks into the partitions it owns, so idle
@@ -338,7 +339,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=10_000, heartbeat_interval_ms=1_000,  # as the Faust app's (see above)
                 **settings.security.aiokafka_kwargs())
-            consumer.subscribe([names.chat, names.shop, names.tickets], listener=router)
+            consumer.subscribe(list(names.inputs), listener=router)  # (aftersale.requests too: issue #14)
             await consumer.start()
             self._task = asyncio.ensure_future(self._run())
 

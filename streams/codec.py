@@ -22,9 +22,12 @@ import orjson
 
 from chatsla.core.calendar import zone
 from chatsla.core.engine import event_to_list
+import re
+
 from chatsla.core.events import (
-    KINDS, MESSAGE_TYPES, SENDERS, SHOP_EVENT_TYPES, TICKET_PRIORITIES, TICKET_RESULTS, TICKET_TYPES, ChatMessage,
-    ShopEvent, TicketEvent, new_chat_message,
+    AFTERSALE_DECISIONS, AFTERSALE_REQUEST_TYPES, AFTERSALE_REVIEWERS, AFTERSALE_TYPES, KINDS, MESSAGE_TYPES,
+    SENDERS, SHOP_EVENT_TYPES, TICKET_PRIORITIES, TICKET_RESULTS, TICKET_TYPES, AftersaleRequest, ChatMessage,
+    ShopEvent, TicketEvent, aftersale_from_list, new_chat_message,
 )
 
 TICK = "tick"
@@ -64,7 +67,7 @@ def source_tag(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-def encode_event(ev: ChatMessage | ShopEvent | TicketEvent, source: str) -> bytes:
+def encode_event(ev: ChatMessage | ShopEvent | TicketEvent | AftersaleRequest, source: str) -> bytes:
     return _dumps([source, event_to_list(ev)])
 
 
@@ -170,8 +173,10 @@ def _item(item: object) -> tuple[str, ChatMessage | ShopEvent | TicketEvent]:
             raise PoisonRecord("bad_type" if _not_all_str(sender, kind, mtype, eid, shop, conv, platform)
                                else "bad_value")
         return source, new_chat_message(eid, shop, conv, sender, t, kind, mtype, platform)
-    if n == 6 and v[0] == "s":  # shop events are rare: the zone lookup is cached anyway
-        _, eid, shop, type_, t, tz = v
+    if (n == 6 or n == 7) and v[0] == "s":  # shop events are rare: the zone lookup is cached anyway
+        # 7 items: an ``aftersale_rules`` event with its ``rules`` (R11.2, event_to_list)
+        _, eid, shop, type_, t, tz = v[:6]
+        rules = v[6] if n == 7 else None
         if type(t) is not int or not TIME_MIN_US <= t <= TIME_MAX_US:
             raise PoisonRecord("bad_time")
         if type(eid) is not str or type(shop) is not str or type(type_) is not str:
@@ -185,10 +190,17 @@ def _item(item: object) -> tuple[str, ChatMessage | ShopEvent | TicketEvent]:
                 zone(tz)
             except Exception:  # ZoneInfoNotFoundError, or a name the file system rejects
                 raise PoisonRecord("bad_timezone") from None
-        return source, ShopEvent(eid, shop, type_, t, tz)
+        if type_ == "aftersale_rules" or rules is not None:
+            if type(rules) is not str:
+                raise PoisonRecord("bad_type")
+            if type_ != "aftersale_rules":
+                raise PoisonRecord("bad_value")
+        return source, ShopEvent(eid, shop, type_, t, tz, rules)
     if n == 12 and v[0] == "t":  # a ticket event (ticket_to_list): after the chat path, not in its way
         return source, _ticket(v)
-    raise PoisonRecord("bad_kind" if n and v[0] not in ("c", "s", "t") else "bad_length")
+    if n == _AFTERSALE_LEN and v[0] == "a":  # an after-sales event (aftersale_to_list, issue #14)
+        return source, _aftersale(v)
+    raise PoisonRecord("bad_kind" if n and v[0] not in ("c", "s", "t", "a") else "bad_length")
 
 
 def _ticket(v: list) -> TicketEvent:
@@ -211,6 +223,40 @@ def _ticket(v: list) -> TicketEvent:
                                or (due is not None and not t <= due <= TIME_MAX_US)):
         raise PoisonRecord("bad_value")
     return TicketEvent(eid, shop, ticket, type_, t, priority, category, sla, due, result, platform)
+
+
+_AFTERSALE_LEN = 1 + len(AftersaleRequest.__slots__)
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?")  # as the decoder's (schemas/decode.py, R11.1)
+
+
+def _aftersale(v: list) -> AftersaleRequest:
+    """An after-sales event's list (``aftersale_to_list``), checked down to what the aftersale
+    model reads (RULES R11.1): the sets it indexes by (type, request_type, by, decision), the ints
+    it computes with (times, credit), the decimal strings it turns into ``Decimal``, the flags."""
+    (_, eid, shop, request, platform, type_, t, rtype, reason, category, amount, currency, sku, buyer, credit,
+     shipped, delivered, cost, awaiting, by, decision) = v
+    if type(t) is not int or not TIME_MIN_US <= t <= TIME_MAX_US:
+        raise PoisonRecord("bad_time")
+    if not (delivered is None or (type(delivered) is int and TIME_MIN_US <= delivered <= TIME_MAX_US)):
+        raise PoisonRecord("bad_time")
+    if _not_all_str(eid, shop, request, platform, type_):
+        raise PoisonRecord("bad_type")
+    for x in (rtype, reason, category, amount, currency, sku, buyer, cost, by, decision):
+        if x is not None and type(x) is not str:
+            raise PoisonRecord("bad_type")
+    if not (credit is None or type(credit) is int) or not (shipped is None or type(shipped) is bool) \
+            or not (awaiting is None or type(awaiting) is bool):
+        raise PoisonRecord("bad_type")
+    if type_ not in AFTERSALE_TYPES:
+        raise PoisonRecord("bad_value")
+    if type_ == "requested":
+        if (rtype not in AFTERSALE_REQUEST_TYPES or reason is None or currency is None or amount is None
+                or _DECIMAL.fullmatch(amount) is None or (cost is not None and _DECIMAL.fullmatch(cost) is None)
+                or awaiting is None or (credit is not None and not 0 <= credit <= 100)):
+            raise PoisonRecord("bad_value")
+    elif by not in AFTERSALE_REVIEWERS or decision not in AFTERSALE_DECISIONS:
+        raise PoisonRecord("bad_value")
+    return aftersale_from_list(v)
 
 
 def _not_all_str(*values: object) -> bool:
@@ -246,7 +292,7 @@ def split_poison(value: bytes) -> tuple[bytes | None, list[tuple[int, str]]]:
     return (encode_batch(good) if good else None), bad
 
 
-def event_json(ev: ChatMessage | ShopEvent | TicketEvent) -> bytes:
+def event_json(ev: ChatMessage | ShopEvent | TicketEvent | AftersaleRequest) -> bytes:
     """An event as its input schema's JSON (R1): what a dead-letter record carries for an event the
     engine rejected after routing (``future_time``), whose original bytes stay on the input topic
     at the offset its ``chatsla-source`` header names."""
@@ -256,7 +302,22 @@ def event_json(ev: ChatMessage | ShopEvent | TicketEvent) -> bytes:
         obj: dict = {"schema": "shop.event/v1", "event_id": ev.event_id, "shop_id": ev.shop_id, "type": ev.type}
         if ev.timezone is not None:
             obj["timezone"] = ev.timezone
+        if ev.rules is not None:  # an aftersale_rules event (R11.2)
+            obj["rules"] = ev.rules
         obj["at"] = format_time(ev.t)
+        return _dumps(obj)
+    if type(ev) is AftersaleRequest:  # R11.1: the fields the event carries, in the schema's names
+        obj = {"schema": "aftersale.request/v1"}
+        for k in AftersaleRequest.__slots__:
+            x = getattr(ev, k)
+            if x is None:
+                continue
+            if k == "t":
+                obj["at"] = format_time(x)
+            elif k == "delivered_at":
+                obj[k] = format_time(x)
+            else:
+                obj[k] = x
         return _dumps(obj)
     if type(ev) is TicketEvent:
         obj = {"schema": "ticket.event/v1", "event_id": ev.event_id, "shop_id": ev.shop_id, "ticket_id": ev.ticket_id,

@@ -23,7 +23,8 @@ def produce(records: Iterable[tuple[str, bytes, bytes]], bootstrap: str, names: 
             on_progress: Callable[[int], None] | None = None) -> int:
     """Send ``(logical topic, key, value)`` records in order; ``rate`` > 0 paces to events/s.
 
-    Logical topics ``chat.messages`` / ``shop.events`` / ``ticket.events`` are mapped to the configured names. Returns
+    Logical topics ``chat.messages`` / ``shop.events`` / ``ticket.events`` / ``aftersale.requests`` are
+    mapped to the configured names. Returns
     the number of records acknowledged by the broker (acks=all, so none is silently lost).
     ``client_kwargs`` are the security and -X properties (``KafkaSecurity.kafka_python_kwargs``);
     they may override the connection defaults below but not acks or ordering, which -X rejects.
@@ -32,7 +33,8 @@ def produce(records: Iterable[tuple[str, bytes, bytes]], bootstrap: str, names: 
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    mapping = {"chat.messages": names.chat, "shop.events": names.shop, "ticket.events": names.tickets}
+    mapping = {"chat.messages": names.chat, "shop.events": names.shop, "ticket.events": names.tickets,
+               "aftersale.requests": names.aftersale}
     try:
         config = {"bootstrap_timeout_ms": 10_000, "max_block_ms": 15_000, "client_id": "chatsla-simulate",
                   **(client_kwargs or {})}

@@ -3,7 +3,8 @@
 
 A Faust agent costs about 55 µs of CPU per Kafka record before any work (BENCHMARKS.md); the
 router's work per input event is a decode and a few checks. So the stateless stage that
-validates ``chat.messages``, ``shop.events`` and ``ticket.events`` (RULES R1), sends bad records
+validates ``chat.messages``, ``shop.events``, ``ticket.events`` and ``aftersale.requests`` (RULES R1,
+A.1; the topics are ``TopicNames.inputs``), sends bad records
 to ``<input>.dlq`` and re-keys the good ones by shop runs here, on a plain
 :class:`aiokafka.AIOKafkaConsumer` in the worker process, in a consumer group of its own
 (:func:`router_group`). What it forwards is exactly what the Faust route agent forwarded:

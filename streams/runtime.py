@@ -252,7 +252,8 @@ class PartitionRuntime:
         out = []
         for source, ev in self.engine.take_rejected():
             topic = str(source).rsplit("/", 1)[0] if source is not None else ""
-            key = getattr(ev, "conversation_id", None) or ev.shop_id
+            # an after-sales request is keyed by its request_id on its input (R11.1)
+            key = getattr(ev, "conversation_id", None) or getattr(ev, "request_id", None) or ev.shop_id
             out.append((topic, key.encode(), event_json(ev)))
         return out
 
@@ -319,4 +320,4 @@ def _part_models(engine: Engine) -> list:
 
 
 KIND_TOPIC = {"session": "sessions", ASSESSMENT: "assessments", "ticket": "ticket_records", "wait": "waits",
-              "period": "periods"}  # output kind -> TopicNames attribute
+              "period": "periods", "request": "aftersale_records"}  # output kind -> TopicNames attribute

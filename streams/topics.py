@@ -29,8 +29,8 @@ class TopicNames:
     ticket_records: str = "chatsla.tickets"
     waits: str = "chatsla.waits"
     periods: str = "chatsla.periods"
-    # issue #14 (RULES R11.1, A.1): after-sales requests in, shadow decisions out (named here; the
-    # worker does not read or create them yet: the live side of R11 is a later task)
+    # issue #14 (RULES R11.1, A.1): after-sales requests in (keyed by request_id), the per-request
+    # shadow decisions out (R11.5.1); their day/week/month records go to ``periods`` (R11.5.2, R11.6.3)
     aftersale: str = "aftersale.requests"
     aftersale_records: str = "chatsla.aftersale"
 
@@ -63,7 +63,12 @@ class TopicNames:
 
     @property
     def dlqs(self) -> tuple[str, ...]:
-        return (self.chat_dlq, self.shop_dlq, self.events_dlq, self.ticket_dlq)
+        return (self.chat_dlq, self.shop_dlq, self.events_dlq, self.ticket_dlq, self.aftersale_dlq)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input topics the router reads (RULES R1, A.1), each with its ``.dlq``."""
+        return (self.chat, self.shop, self.tickets, self.aftersale)
 
 
 def router_group(app_id: str) -> str:
@@ -93,6 +98,13 @@ def watermark_sources(names: TopicNames, chat_partitions: Iterable[int]) -> list
     merges the topics by record timestamp and event time, so it is not exposed, and ``chatsla
     verify`` shows such a difference. Holding the watermark for tickets needs the engine to let
     an idle source go (a core change), not a different list here.
+
+    ``aftersale.requests`` partitions (issue #14, RULES A.2: R6 unchanged) are not sources either,
+    for the same reason and more so: most deployments have no after-sales input at all, and
+    requests are sparse even where they do (a shop sees tens a day against thousands of chat
+    messages), so an after-sales partition would be idle nearly always. The same cost applies: a
+    request read more than the allowed lateness behind the chat partitions is applied late
+    (flagged ``late``, R6.4), the replay is not exposed, and ``chatsla verify`` shows it.
     """
     return [source_tag(names.chat, p) for p in chat_partitions]
 
@@ -140,6 +152,9 @@ def topic_specs(names: TopicNames, partitions: int, replication: int = 1) -> lis
         TopicSpec(names.ticket_records, partitions, keep),
         TopicSpec(names.waits, partitions, keep),
         TopicSpec(names.periods, partitions, keep),
+        TopicSpec(names.aftersale, partitions, keep),
+        TopicSpec(names.aftersale_dlq, 1, keep),
+        TopicSpec(names.aftersale_records, partitions, keep),
     ]
 
 

@@ -149,7 +149,8 @@ class Worker:
         # which partitions hold the watermark: written once, in streams/topics.py (R6.2)
         self.sources: list[Hashable] = list(watermark_sources(self.names, range(settings.partitions)))
         self.dlq = {self.names.chat: self.names.chat_dlq, self.names.shop: self.names.shop_dlq,
-                    self.names.tickets: self.names.ticket_dlq, self.names.events: self.names.events_dlq}
+                    self.names.tickets: self.names.ticket_dlq, self.names.aftersale: self.names.aftersale_dlq,
+                    self.names.events: self.names.events_dlq}
         self.runtimes: dict[int, PartitionRuntime] = {}
         # chatsla.events partitions assigned to this worker now (Kafka's word, kept from the
         # rebalance signals): /metrics and /shops export only these, and nothing once the worker
@@ -427,7 +428,7 @@ class Worker:
         names = self.names
         lags = {}
         for tp in assignment:
-            if tp[0] not in (names.chat, names.shop, names.tickets, names.events):
+            if tp[0] not in (*names.inputs, names.events):
                 continue
             high = highwater(tp)
             done = max((o for o in (self.position.get(tuple(tp)), committed.get(tp)) if o is not None), default=None)

@@ -21,17 +21,20 @@ from chatsla.streams.topics import watermark_sources
 def period_reader(kin: KafkaInput, period: Period, allowed_lateness: int, tail: bool = False,
                   ranges: list[PartitionRange] | None = None) -> InputReader:
     """The reader of ``period``'s input: ``chat.messages`` and ``ticket.events`` from the lookback
-    on, ``shop.events`` whole, each partition up to the first event beyond ``to + allowed_lateness``
-    (with ``tail`` on to its end, collecting the events before ``to`` logged there: late arrivals).
+    on, ``aftersale.requests`` from at least 40 days back (``Period.aftersale_from``), ``shop.events``
+    whole, each partition up to the first event beyond ``to + allowed_lateness`` (with ``tail`` on
+    to its end, collecting the events before ``to`` logged there: late arrivals).
 
     ``ticket.events`` (issue #12) is read like ``chat.messages``: a primary input, whose open
-    tickets the lookback rebuilds. It may be missing (a deployment older than the topic): it is
-    then read as empty."""
+    tickets the lookback rebuilds. ``aftersale.requests`` (issue #14, R11.1) too, further back: the
+    buyer histories of R11.4 span 30 days. Either may be missing (a deployment older than the
+    topic): it is then read as empty."""
     names = kin.names
-    return InputReader(kin, (names.chat, names.shop, names.tickets),
-                       start_times={names.chat: period.read_from, names.tickets: period.read_from}, decode=decode,
+    return InputReader(kin, (names.chat, names.shop, names.tickets, names.aftersale),
+                       start_times={names.chat: period.read_from, names.tickets: period.read_from,
+                                    names.aftersale: period.aftersale_from}, decode=decode,
                        horizon=period.end + allowed_lateness, tail=tail, late_before=period.end, ranges=ranges,
-                       optional=(names.tickets,))
+                       optional=(names.tickets, names.aftersale))
 
 
 def chat_sources(kin: KafkaInput, ranges: list[PartitionRange]) -> list[str]:

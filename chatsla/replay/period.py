@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from chatsla.replay.result import ReplayResult
 
 DEFAULT_LOOKBACK = 9 * DAY
+# How far before ``from`` ``aftersale.requests`` is read at least (issue #14): a request's signals
+# and per-buyer limit look back over the buyer's requests of the last ``repeat_window`` (30 days
+# under tiktok_aftersale@2026-01) and the rule sets' per-buyer windows (R11.3.5, R11.4), and its
+# review is due up to 48 h later (R11.6). Requests are sparse, so reading 40 days of them costs
+# little; a rule set with a longer per-buyer window needs ``--lookback all``.
+AFTERSALE_LOOKBACK = 40 * DAY
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,12 @@ class Period:
     @property
     def read_from(self) -> int | None:
         return None if self.lookback is None else max(0, self.start - self.lookback)
+
+    @property
+    def aftersale_from(self) -> int | None:
+        """Where ``aftersale.requests`` is read from: the lookback, and never less than
+        ``AFTERSALE_LOOKBACK`` (the buyer history R11.4 looks back over)."""
+        return None if self.lookback is None else max(0, self.start - max(self.lookback, AFTERSALE_LOOKBACK))
 
     def __contains__(self, t: object) -> bool:
         return isinstance(t, int) and self.start <= t < self.end

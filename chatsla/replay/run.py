@@ -45,12 +45,12 @@ class PeriodCollector(Collector):
                     self.week_bounds[key] = (w.start, w.end)
         elif kind == SESSION:
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw  # opened_at: numbers restart after eviction
-        else:  # tickets, waits, periods (issue #12): kept as the audit keeps them
+        else:  # tickets, waits, periods (issue #12), after-sales requests (#14): kept as the audit keeps them
             self._add_other(kind, raw)  # type: ignore[arg-type]
 
 
 def keep_in_period(collector: Collector, period: Period, zones: dict[str, str], default_tz: str) -> None:
-    """Keep, of the tickets, waits and periods collected, those the period reports (module docs of
+    """Keep, of the tickets, waits, requests and periods collected, those the period reports (module docs of
     :mod:`chatsla.replay`: "What is reported"). ``zones``: each shop's time zone at the end of the
     replay (``default_tz`` for a shop that never sent one), for the bounds of period labels.
 
@@ -58,9 +58,12 @@ def keep_in_period(collector: Collector, period: Period, zones: dict[str, str], 
       is the label), as a session by its opening;
     * a wait when its ``first_at`` is in ``[from, to)`` (with ``--week``: in the shop's own week
       of the label; a wait's ``week_start`` is that of its end, unknown while it is open);
-    * a day or week period record when the period **starts** in ``[from, to)`` (with ``--week``:
-      the shop's week of the label and its seven days), as an assessment by its week's start.
-      A period record exists only once the watermark passed its end (R9.6, R10.5.2).
+    * an after-sales request (issue #14, R11.5.1) when its ``requested_at`` is in ``[from, to)``
+      (with ``--week``: its ``week_start`` is the label), as a ticket;
+    * a day, week or month period record when the period **starts** in ``[from, to)`` (with
+      ``--week``: the shop's week of the label and its seven days; a month whose first day is one
+      of them), as an assessment by its week's start. A period record exists only once the
+      watermark passed its end (R9.6, R10.5.2, R11.5.2, R11.6.3).
     """
     def zone(shop: str) -> str:
         return zones.get(shop) or default_tz
@@ -74,6 +77,7 @@ def keep_in_period(collector: Collector, period: Period, zones: dict[str, str], 
 
         tickets = {k: r for k, r in collector.tickets.items() if opened_in(r, "created_at")}
         waits = {k: r for k, r in collector.waits.items() if opened_in(r, "first_at")}
+        requests = {k: r for k, r in collector.requests.items() if opened_in(r, "requested_at")}
     else:
         from datetime import date, timedelta
 
@@ -91,7 +95,8 @@ def keep_in_period(collector: Collector, period: Period, zones: dict[str, str], 
 
         tickets = {k: r for k, r in collector.tickets.items() if r["week_start"] == label}
         waits = {k: r for k, r in collector.waits.items() if in_own_week(r)}
-    collector.tickets, collector.waits = tickets, waits
+        requests = {k: r for k, r in collector.requests.items() if r["week_start"] == label}
+    collector.tickets, collector.waits, collector.requests = tickets, waits, requests
     collector.periods = {k: r for k, r in collector.periods.items() if period_in(r)}
 
 

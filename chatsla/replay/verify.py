@@ -25,7 +25,8 @@ from chatsla.streams.reader import TOPIC, VALUE, InputReader, KafkaInput
 # the key of a record of the other models (issue #12), as the audit's collector keeps them
 TICKET_KEY = ("shop_id", "ticket_id", "created_at")
 WAIT_KEY = ("shop_id", "conversation_id", "first_at")
-PERIOD_KEY = ("policy_id", "policy_version", "shop_id", "period", "start")
+PERIOD_KEY = ("policy_id", "policy_version", "shop_id", "period", "start", "request_type", "group")
+REQUEST_KEY = ("shop_id", "request_id", "requested_at")  # an after-sales request (issue #14, R11.5.1)
 SESSION_FIXED = ("shop_id", "conversation_id", "opened_at", "excluded", "week_start", "policy_id", "policy_version")
 # what of a ticket, wait or period record no longer changes while it is unsettled at ``to`` (a
 # ticket not yet handled nor closed, a wait not yet ended, a provisional period): only these are
@@ -33,6 +34,10 @@ SESSION_FIXED = ("shop_id", "conversation_id", "opened_at", "excluded", "week_st
 TICKET_FIXED = ("ticket_id", "shop_id", "priority", "category", "created_at", "sla", "policy_id", "policy_version")
 WAIT_FIXED = ("wait_id", "shop_id", "conversation_id", "first_at", "policy_id", "policy_version")
 PERIOD_FIXED = ("shop_id", "period", "start", "policy_id", "policy_version")
+# a request's decision never changes once made (R11.3.1): only the observed review, agree and late can
+REQUEST_FIXED = ("request_id", "shop_id", "request_type", "reason", "category", "amount", "currency", "decision",
+                 "decision_reason", "rule", "rules_ref", "signals", "requested_at", "day", "week_start",
+                 "policy_id", "policy_version")
 ASSESSMENT_FIXED = ("shop_id", "week_start", "sessions", "buyer_messages", "policy_id", "policy_version")
 
 
@@ -47,10 +52,10 @@ class Difference:
     before it, see the module docs; ``--lookback all`` removes it) or None (unexplained).
     """
 
-    kind: str  # "session" | "assessment" | "ticket" | "wait" | "period"
+    kind: str  # "session" | "assessment" | "ticket" | "wait" | "request" | "period"
     shop_id: str
     # session_id (the live one when both exist), the week_start of an assessment, a ticket_id, a
-    # wait_id, or "<day|week> <start>" of a period record
+    # wait_id, a request_id, or "<day|week|month> <start> [<request type|group>] <policy>" of a period record
     key: str
     field: str
     live: object
@@ -103,14 +108,16 @@ class VerifyResult:
 @dataclass
 class LiveOutputs:
     """The latest live record of every key of each output topic (what a consumer of a compacted
-    topic sees). ``tickets``, ``waits`` and ``periods`` are keyed like the audit's collector
-    (``TICKET_KEY``, ``WAIT_KEY``, ``PERIOD_KEY``)."""
+    topic sees). ``tickets``, ``waits``, ``requests`` and ``periods`` are keyed by ``TICKET_KEY``,
+    ``WAIT_KEY``, ``REQUEST_KEY`` and ``PERIOD_KEY`` (an after-sales period's row, its request type
+    or month group, is part of its key; None for the other models' periods)."""
 
     sessions: dict = field(default_factory=dict)
     assessments: dict = field(default_factory=dict)
     tickets: dict = field(default_factory=dict)
     waits: dict = field(default_factory=dict)
     periods: dict = field(default_factory=dict)
+    requests: dict = field(default_factory=dict)
     records: int = 0
 
 
@@ -130,22 +137,30 @@ def take_live(out: LiveOutputs, topic: str, value: bytes | None, names: object) 
         elif topic == names.waits:  # type: ignore[attr-defined]
             out.waits[tuple(rec[k] for k in WAIT_KEY)] = rec
         elif topic == names.periods:  # type: ignore[attr-defined]
-            out.periods[tuple(rec[k] for k in PERIOD_KEY)] = rec
+            out.periods[record_key(PERIOD_KEY, rec)] = rec
+        elif topic == names.aftersale_records:  # type: ignore[attr-defined]
+            out.requests[record_key(REQUEST_KEY, rec)] = rec
     except (orjson.JSONDecodeError, KeyError, TypeError):
         pass
 
 
+def record_key(key: tuple[str, ...], rec: dict) -> tuple:
+    """A record's key fields (a period's ``request_type`` / ``group`` are None where absent);
+    KeyError when it lacks one that every record of its kind has."""
+    return tuple(rec.get(k) if k in ("request_type", "group") else rec[k] for k in key)
+
+
 async def read_live_outputs(kin: KafkaInput) -> LiveOutputs:
     """The live outputs as a consumer sees them: the latest record per session, shop-week,
-    ticket, wait and period (:class:`LiveOutputs`).
+    ticket, wait, after-sales request and period (:class:`LiveOutputs`).
 
     Read whole with the one reader (:class:`~chatsla.streams.reader.InputReader`, no decoding).
-    ``chatsla.tickets``, ``chatsla.waits`` and ``chatsla.periods`` may be missing (a worker
-    deployed before issue #12): they are then read as empty.
+    ``chatsla.tickets``, ``chatsla.waits``, ``chatsla.aftersale`` and ``chatsla.periods`` may be
+    missing (a worker deployed before issue #12 or #14): they are then read as empty.
     """
     names = kin.names
     out = LiveOutputs()
-    others = (names.ticket_records, names.waits, names.periods)
+    others = (names.ticket_records, names.waits, names.aftersale_records, names.periods)
     reader = InputReader(kin, (names.sessions, names.assessments, *others), client_id="chatsla-verify",
                          missing=": is a live worker deployed with this --topic-prefix?", optional=others)
     async with reader:
@@ -178,10 +193,11 @@ class LateIndex:
 
 def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
             default_timezone: str = "UTC", live_records: int = 0, live_tickets: dict | None = None,
-            live_waits: dict | None = None, live_periods: dict | None = None) -> VerifyResult:
+            live_waits: dict | None = None, live_periods: dict | None = None,
+            live_requests: dict | None = None) -> VerifyResult:
     """The differences between the live outputs and the replay of the period (see :func:`verify`).
 
-    ``live_tickets``, ``live_waits``, ``live_periods``: the latest live record per key (keys as
+    ``live_tickets``, ``live_waits``, ``live_periods``, ``live_requests``: the latest live record per key (keys as
     :class:`LiveOutputs`); the live records the period reports (:func:`chatsla.replay.run.keep_in_period`,
     the replay's own rule) are compared with the replay's, record by record, on every field."""
     period = result.period
@@ -260,10 +276,16 @@ def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
     compared_other: dict[str, int] = {}
     for kind, plural, key, live in (("ticket", "tickets", TICKET_KEY, live_tickets),
                                     ("wait", "waits", WAIT_KEY, live_waits),
+                                    ("request", "requests", REQUEST_KEY, live_requests),
                                     ("period", "periods", PERIOD_KEY, live_periods)):
-        replay_recs = {tuple(r[k] for k in key): r for r in getattr(report, plural)}
+        replay_recs = {record_key(key, r): r for r in getattr(report, plural)}
         live_recs = {k: r for k, r in in_period(result, kind, live or {}, default_timezone).items()
                      if in_scope(r["shop_id"])}
+        if kind == "period":  # a live worker ahead of `to` has records of periods that end after it:
+            # the replay cannot have them yet (as an assessment of a week not ended by `to`, above)
+            zones = result.label_zones or result.shop_zones
+            live_recs = {k: r for k, r in live_recs.items()
+                         if k in replay_recs or period_end(r, zones.get(r["shop_id"]) or default_timezone) < period.end}
         if not replay_recs and not live_recs:
             continue
         found, unsettled = compare_records(kind, replay_recs, live_recs, late)
@@ -274,13 +296,26 @@ def compare(result: ReplayResult, live_sessions: dict, live_assessments: dict,
                         live_records, compared_other)
 
 
+def period_end(r: dict, tz: str) -> int:
+    """The end (µs) of a period record's day, week or month (R9.6, R10.5.2, R11.5.2, R11.6.3) in ``tz``."""
+    from chatsla.core.calendar import month_bounds_of
+    from chatsla.core.periods import period_bounds_of
+
+    if r["period"] == "month":
+        return month_bounds_of(r["start"], tz)[1]
+    return period_bounds_of(r["period"], r["start"], tz)[1]
+
+
 def record_label(kind: str, r: dict) -> str:
     """How a difference names a ticket, wait or period record."""
     if kind == "ticket":
         return str(r["ticket_id"])
     if kind == "wait":
         return str(r["wait_id"])
-    return f"{r['period']} {r['start']} {r['policy_id']}@{r['policy_version']}"
+    if kind == "request":
+        return str(r["request_id"])
+    sub = r.get("request_type") or r.get("group")
+    return f"{r['period']} {r['start']}{' ' + sub if sub else ''} {r['policy_id']}@{r['policy_version']}"
 
 
 def in_period(result: ReplayResult, kind: str, live: dict, default_timezone: str) -> dict:
@@ -289,19 +324,22 @@ def in_period(result: ReplayResult, kind: str, live: dict, default_timezone: str
     from chatsla.replay.run import keep_in_period
 
     c = Collector()
-    store = {"ticket": c.tickets, "wait": c.waits, "period": c.periods}[kind]
+    store = {"ticket": c.tickets, "wait": c.waits, "request": c.requests, "period": c.periods}[kind]
     store.update(live)
     keep_in_period(c, result.period, result.label_zones or result.shop_zones, default_timezone)
-    return {"ticket": c.tickets, "wait": c.waits, "period": c.periods}[kind]
+    return {"ticket": c.tickets, "wait": c.waits, "request": c.requests, "period": c.periods}[kind]
 
 
 def settled(kind: str, r: dict) -> bool:
     """Whether the replay's record can no longer change without a late event: a ticket handled
-    or closed, a wait ended, a period record not provisional (R9.5, R10.5, R9.6)."""
+    or closed, a wait ended, a request observed (its first review, R11.5.1), a period record not
+    provisional (R9.5, R10.5, R9.6, R11.6.3)."""
     if kind == "ticket":
         return r.get("handled_at") is not None or r.get("closed_at") is not None
     if kind == "wait":
         return r.get("ended_at") is not None
+    if kind == "request":
+        return r.get("observed") is not None
     return r.get("status") != "provisional"
 
 
@@ -313,7 +351,7 @@ def compare_records(kind: str, replay: dict, live: dict, late: "LateIndex") -> t
     shop (a :class:`LateEvent` names no ticket)."""
     diffs: list[Difference] = []
     unsettled = 0
-    fixed = {"ticket": TICKET_FIXED, "wait": WAIT_FIXED, "period": PERIOD_FIXED}[kind]
+    fixed = {"ticket": TICKET_FIXED, "wait": WAIT_FIXED, "request": REQUEST_FIXED, "period": PERIOD_FIXED}[kind]
     for key in sorted(set(replay) | set(live), key=lambda k: tuple("" if x is None else str(x) for x in k)):
         r, l = replay.get(key), live.get(key)
         some = r if r is not None else l
@@ -371,7 +409,7 @@ async def verify_async(kin: KafkaInput, period: Period, policy: Policy, config: 
                                 policies=policies)
     live = await read_live_outputs(kin)
     return compare(result, live.sessions, live.assessments, config.default_timezone, live.records,
-                   live.tickets, live.waits, live.periods)
+                   live.tickets, live.waits, live.periods, live.requests)
 
 
 def verify(kin: KafkaInput, period: Period, policy: Policy, config: EngineConfig = EngineConfig(),

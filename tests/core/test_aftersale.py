@@ -5,6 +5,7 @@ issue #12/#14 properties (ordering within the lateness, duplicates, snapshot/res
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import datetime, timezone
 
@@ -351,14 +352,90 @@ def test_decoder_valid_and_defaults():
 
 
 def test_stored_parts_rebuild_the_model():
-    """The worker's stored entries (one per shop, through JSON) rebuild a model whose state is the
-    snapshot's (R6.1; the coarse parts of issue #14's first step)."""
+    """The worker's stored entries (one per request, orphan group, period, buyer history, daily
+    count and shop; through JSON) rebuild a model whose state is the snapshot's (R6.1, issue #14)."""
     events = sorted(_mixed_events(), key=lambda e: e.t)
     cut = len(events) // 2
     h = Host(Aftersale, POLICY, CONFIG).feed(events[:cut])
     parts = orjson.loads(orjson.dumps(h.model.parts()))
+    assert {k[0] for k, _ in parts} >= {"aftersale_req", "aftersale_period", "aftersale_buyer", "aftersale_shop"}
     h2 = Host(Aftersale, POLICY, CONFIG)
     runner = h2.runner
     h2.runner = type(runner).from_snapshot(h2.config, [(Aftersale, POLICY)], orjson.loads(h.snapshot()), sink=h2._emit)
     m = Aftersale.from_parts(POLICY, CONFIG, h2.runner.models[0].host, {}, [(tuple(k), v) for k, v in parts])
-    assert orjson.dumps(m.snapshot()) == orjson.dumps(h2.runner.models[0].snapshot())
+    assert orjson.dumps(m.parts()) == orjson.dumps(h2.runner.models[0].parts()) == orjson.dumps(parts)
+
+
+def _tracked_host() -> Host:
+    h = Host(Aftersale, POLICY, CONFIG)
+    h.runner.track_dirty = True
+    h.model.track()
+    return h
+
+
+DAILY = RuleSet.from_dict({"id": "d", "version": "1", "currency": "USD", "rules": [
+    {"name": "small", "action": "approve", "when": {"amount_max": "40.00"}, "daily_limit": {"count": 2}}]})
+
+
+def _daily_events() -> list:
+    """Small requests under a rule with a daily limit (R11.3.5): its per-day counts are state too."""
+    evs: list = [assign(ref="d@1")]
+    for i in range(10):
+        evs.append(req(f"d{i}", f"2026-11-0{2 + i % 3} 1{i % 4}:00", "refund_only", "damaged", "home", "12.00",
+                       buyer_ref=f"b{i % 3}", sku_id="s"))
+    return evs
+
+
+def _apply(table: dict, dirty: list) -> None:
+    for k, v in dirty:
+        if v is None:
+            table.pop(k, None)
+        else:
+            table[k] = v
+
+
+@pytest.mark.parametrize("seed, daily", [(0, False), (1, False), (2, True), (3, True)])
+def test_dirty_parts_applied_in_turn_are_the_models_entries_at_every_step(seed, daily):
+    """The incremental store (issue #14, live side): applying each step's take_dirty_parts to a
+    table (None deletes) always leaves exactly parts(): nothing changed goes unwritten, nothing
+    gone stays. With a daily limit too (its per-day counts are entries). Months later only the
+    shops' own entries are left: requests, periods, buyer histories (A.1) and counts are evicted."""
+    rng = random.Random(seed)
+    policy = dataclasses.replace(POLICY, rule_sets=(DAILY,)) if daily else POLICY
+    events = _daily_events() if daily else _mixed_events()
+    events += [rev("orph", "2026-11-05 09:00", "seller"),  # a review before its request: an orphan group
+               req("orph", "2026-11-05 09:01", "cancel", "changed_mind", "home", "10.00", shipped=False)]
+    events = sorted(events, key=lambda e: e.t + rng.randrange(0, MINUTE))
+    h = Host(Aftersale, policy, CONFIG)
+    h.runner.track_dirty = True
+    h.model.track()
+    h.runner._process = h.model.process  # a lone model's process is bound at hosting (the worker hosts several)
+    table: dict = {}
+    tags = set()
+    for i, ev in enumerate(events):
+        h.feed([ev])
+        if rng.random() < 0.4:
+            dirty = h.model.take_dirty_parts()
+            tags |= {k[0] for k, _ in dirty}
+            _apply(table, dirty)
+            assert sorted(table.items()) == h.model.parts(), f"after event {i}"
+    for day in range(1, 120):
+        h.advance(T("2026-11-01 00:00") + day * DAY)
+        dirty = h.model.take_dirty_parts()
+        tags |= {k[0] for k, _ in dirty}
+        _apply(table, dirty)
+        assert sorted(table.items()) == h.model.parts(), f"day {day}"
+    assert tags >= {"aftersale_req", "aftersale_period", "aftersale_buyer", "aftersale_shop", "aftersale_orphans"}
+    assert not daily or "aftersale_daily" in tags
+    assert {k[0] for k in table} == {"aftersale_shop"}, sorted(table)[:5]
+
+
+def test_the_first_coarse_shop_entry_is_still_read():
+    """A worker of the first step stored one dict per shop (aftersale_shop); from_parts reads it."""
+    events = sorted(_mixed_events(), key=lambda e: e.t)
+    h = Host(Aftersale, POLICY, CONFIG).feed(events)
+    snap = orjson.loads(orjson.dumps(h.model.snapshot()))
+    coarse = [(("aftersale_shop", "S9"), snap)]
+    h2 = Host(Aftersale, POLICY, CONFIG)
+    m = Aftersale.from_parts(POLICY, CONFIG, h2.runner.models[0].host, {}, coarse)
+    assert orjson.dumps(m.parts()) == orjson.dumps(h.model.parts())

@@ -166,7 +166,8 @@ def record_identity(kind: str, rec: dict) -> tuple:
     the same identity supersede earlier ones. The same keys as the audit's ``Collector``: a
     session by its opened_at too (an evicted conversation numbers again from 1), a ticket by
     shop, id and creation, a wait by shop, conversation and first message, a period by policy,
-    shop, period and start."""
+    shop, period and start (and an after-sales period by its row: request type or month group,
+    R11.5.2, R11.6.3), an after-sales request by shop, id and request time (issue #14)."""
     if kind == "sessions":
         return (rec["shop_id"], rec["session_id"], rec["opened_at"])
     if kind == "assessments":
@@ -176,17 +177,20 @@ def record_identity(kind: str, rec: dict) -> tuple:
     if kind == "waits":
         return (rec["shop_id"], rec["conversation_id"], rec["first_at"])
     if kind == "periods":
-        return (rec["policy_id"], rec["policy_version"], rec["shop_id"], rec["period"], rec["start"])
+        return (rec["policy_id"], rec["policy_version"], rec["shop_id"], rec["period"], rec["start"],
+                rec.get("request_type") or rec.get("group") or "")
+    if kind == "requests":
+        return (rec["shop_id"], rec["request_id"], rec["requested_at"])
     raise ValueError(f"unknown output kind {kind!r}")
 
 
-MODEL_OUTPUTS = ("sessions", "assessments", "tickets", "waits", "periods")
+MODEL_OUTPUTS = ("sessions", "assessments", "tickets", "waits", "requests", "periods")
 
 
 def model_output_topics(names: TopicNames) -> dict[str, str]:
     """Output kind -> topic, for every model's records (issue #12)."""
     return {"sessions": names.sessions, "assessments": names.assessments, "tickets": names.ticket_records,
-            "waits": names.waits, "periods": names.periods}
+            "waits": names.waits, "requests": names.aftersale_records, "periods": names.periods}
 
 
 def latest_model_outputs(bootstrap: str, names: TopicNames) -> dict[str, dict]:

@@ -57,6 +57,11 @@ def test_batch_records_split_in_order_and_under_the_limit(sizes: list[int], limi
 
 _GOOD_ITEM = ["chat.messages/0", ["c", "e1", "s1", "c1", "buyer", 1_700_000_000_000_000, "message", "text", "tiktok_shop"]]
 _SHOP_ITEM = ["shop.events/0", ["s", "e2", "s1", "timezone", 1_700_000_000_000_000, "Asia/Bangkok"]]
+# issue #14 (R11.1, R11.2): an after-sales request and an aftersale_rules shop event
+_AFTERSALE_ITEM = ["aftersale.requests/0", ["a", "e3", "s1", "r1", "tiktok_shop", "requested", 1_700_000_000_000_000,
+                                            "refund_only", "damaged", "home", "98.00", "USD", "vase-1", "b-9", 70,
+                                            False, None, None, True, None, None]]
+_RULES_ITEM = ["shop.events/0", ["s", "e4", "s1", "aftersale_rules", 1_700_000_000_000_000, None, "x@1"]]
 
 POISON = {
     b"{not json": "not_json",
@@ -100,7 +105,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers(min_value=-2**63, m
 @st.composite
 def _mutated(draw: st.DrawFn) -> bytes:
     """A good single or batch record with one field of one event replaced by any JSON value."""
-    item = draw(st.sampled_from([_GOOD_ITEM, _SHOP_ITEM]))
+    item = draw(st.sampled_from([_GOOD_ITEM, _SHOP_ITEM, _AFTERSALE_ITEM, _RULES_ITEM]))
     ev = list(item[1])
     ev[draw(st.integers(0, len(ev) - 1))] = draw(_JSON)
     bad = [item[0], ev]

@@ -1,10 +1,11 @@
-"""The live worker hosting the three models (issue #12, live side): Douyin tickets (R9) and
-AliExpress waits (R10) beside TikTok chat sessions on every ``chatsla.events`` partition.
+"""The live worker hosting the four models (issue #12, live side; issue #14): Douyin tickets (R9),
+AliExpress waits (R10) and TikTok Shop after-sales requests (R11) beside TikTok chat sessions on
+every ``chatsla.events`` partition.
 
-A mixed log from the simulator (all three platforms, shop events, jitter within the lateness, late
+A mixed log from the simulator (all four platforms, shop events, jitter within the lateness, late
 events) goes through the worker of ``tests/streams/test_worker.py`` (in-memory store, producer and
 journal). The checks: the ticket, wait and period records equal an in-process engine run of the
-same events with the same policies; a crash before *any* effect of the worker, followed by a
+same events with the same policies (the after-sales request records too, R11.5.1); a crash before *any* effect of the worker, followed by a
 restart from the stored tables and the committed offset (or offset 0), gives the uninterrupted
 run's outputs (latest per key) and state (RULES R6.1; docs/pipeline.md, "Crash safety"); a worker
 loaded from the tables at any checkpoint holds exactly the state of the run at that point.
@@ -29,13 +30,15 @@ from tests.streams.test_worker import (
 )
 
 BATCH = 6  # events per batch record
+LAST_TICK = 30 * 86_400_000_000  # the last tick's step past the last event
 POLICIES = policies_for(())
 
 
 def _events(late_fraction: float) -> list[tuple[str, object]]:
     sim = SimConfig(seed=3, shops=2, conversations_per_shop=6, days=2, vacation_shop=None, jitter_seconds=60,
-                    late_fraction=late_fraction, platforms=("tiktok_shop", "douyin", "aliexpress"),
-                    douyin_shops=1, tickets_per_shop=25, aliexpress_shops=1, aliexpress_conversations=15)
+                    late_fraction=late_fraction, platforms=("tiktok_shop", "douyin", "aliexpress", "aftersale"),
+                    douyin_shops=1, tickets_per_shop=25, aliexpress_shops=1, aliexpress_conversations=15,
+                    aftersale_shops=1, aftersale_requests=12)
     out = []
     for i, (topic, _, value) in enumerate(generate(sim)):
         # the router's source tags: chat.messages partitions 0/1 hold the watermark (R6.2)
@@ -46,7 +49,8 @@ def _events(late_fraction: float) -> list[tuple[str, object]]:
 
 def _log(events: list[tuple[str, object]]) -> list[bytes]:
     """Batch records of BATCH events, a tick (the largest time so far) every third batch, and a
-    last tick three days on, so every day and week period and every deadline comes due."""
+    last tick thirty days on, so every day and week period, every deadline and the after-sales
+    month (R11.6.3) comes due."""
     records, top = [], 0
     for n, i in enumerate(range(0, len(events), BATCH)):
         chunk = events[i:i + BATCH]
@@ -54,7 +58,7 @@ def _log(events: list[tuple[str, object]]) -> list[bytes]:
         top = max([top, *(ev.t for _, ev in chunk)])  # type: ignore[attr-defined]
         if n % 3 == 2:
             records.append(encode_tick(top))
-    records.append(encode_tick(top + 3 * 86_400_000_000))
+    records.append(encode_tick(top + LAST_TICK))
     return records + [encode_flush()]
 
 
@@ -67,8 +71,15 @@ def latest(broker: Broker) -> dict:
     out = {}
     for kind, _, value in broker.delivered:
         rec = orjson.loads(value)
-        ident = rec.get("session_id") or rec.get("ticket_id") or rec.get("wait_id")
-        out[(kind, rec["shop_id"], ident, rec.get("week_start"), rec.get("period"), rec.get("start"))] = rec
+        out[_key(kind, rec)] = rec
+    return out
+
+
+def _key(kind: str, rec: dict) -> tuple:
+    """A record's identity: an after-sales period's row is its request type or group (R11.5.2, R11.6.3)."""
+    ident = rec.get("session_id") or rec.get("ticket_id") or rec.get("wait_id") or rec.get("request_id")
+    return (kind, rec["shop_id"], ident, rec.get("week_start"), rec.get("period"), rec.get("start"),
+            rec.get("request_type") or rec.get("group"))
     return out
 
 
@@ -92,15 +103,16 @@ def run(records: list[bytes], crash_at: int | None = None, from_zero: bool = Fal
 REFERENCE = run(MIXED)
 
 
-def test_the_worker_hosts_three_models_and_the_mixed_log_exercises_them() -> None:
+def test_the_worker_hosts_every_model_and_the_mixed_log_exercises_them() -> None:
     """Every kind of output comes out of the mixed log, and the state holds tickets, waits and
     periods: the crash tests below would prove nothing otherwise."""
     outputs, final, journal = REFERENCE
     kinds = {k[0] for k in outputs}
-    assert kinds == {"session", "assessment", "ticket", "wait", "period"}, kinds
+    assert kinds == {"session", "assessment", "ticket", "wait", "period", "request"}, kinds
     assert [p.model for p in POLICIES] == ["chat_sessions", SERVICE_TICKETS, IM_WAITS, "aftersale"]  # (R11: issue #14)
     tags = {k[0] for k, _ in final["parts"]}
-    assert {"ticket", "ticket_period", "wait", "wait_period"} <= tags, tags
+    assert {"ticket", "ticket_period", "wait", "wait_period", "aftersale_req", "aftersale_period"} <= tags, tags
+    assert any(r.get("group") for k, r in outputs.items() if k[0] == "period")  # R11.6.3 months too
     assert any(r["late"] for k, r in outputs.items() if k[0] in ("ticket", "wait"))  # late events flagged
     assert re.fullmatch(f"(?:{CHECKPOINT})+", shape(journal))
 
@@ -114,13 +126,13 @@ def test_issue_12_worker_records_equal_an_in_process_engine_run_with_the_same_po
     engine = Engine(POLICIES[0], EngineConfig(), policies=POLICIES[1:])
     for _, ev in EVENTS:
         engine.apply(ev)
-    engine.advance(max(ev.t for _, ev in EVENTS) + 3 * 86_400_000_000)  # type: ignore[attr-defined]
+    engine.advance(max(ev.t for _, ev in EVENTS) + LAST_TICK)  # type: ignore[attr-defined]
     expected = {}
     for kind, raw in engine.take():
         if type(raw) is dict:
-            ident = raw.get("ticket_id") or raw.get("wait_id")
-            expected[(kind, raw["shop_id"], ident, raw.get("week_start"), raw.get("period"), raw.get("start"))] = raw
-    got = {k: v for k, v in outputs.items() if k[0] in ("ticket", "wait", "period")}
+            expected[_key(kind, raw)] = raw
+    got = {k: v for k, v in outputs.items() if k[0] in ("ticket", "wait", "period", "request")}
+    assert any(k[0] == "request" for k in got)
     assert len(expected) > 50 and got == expected
 
 

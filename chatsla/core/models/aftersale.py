@@ -310,79 +310,138 @@ class Aftersale:
         }
 
     # ------------------------------------------------------------ stored parts (the live worker)
-    # One entry per shop, ("aftersale_shop", shop_id): the shop's whole after-sales state, in the
-    # snapshot's form. Coarse (a busy shop's entry is rewritten at every checkpoint it changed);
-    # finer entries per request and period are a later step of the live side (issue #14).
-    PART_TAGS: ClassVar[tuple[str, ...]] = ("aftersale_shop",)
+    # The worker stores this model incrementally (streams/runtime.py, "Other models"), as tickets:
+    # one entry per request, per held orphan group, per period (day, week per request type and
+    # "all"; month per group), per buyer history, per daily-limit count and per shop (zone,
+    # shop-event ids, rule-set assignments). Each goes when the model forgets it (R11 eviction,
+    # A.1 for buyer history), so a checkpoint writes what changed and no entry grows with a shop's
+    # traffic (issue #14). :meth:`track` remembers the changed keys.
+    PART_TAGS: ClassVar[tuple[str, ...]] = ("aftersale_req", "aftersale_orphans", "aftersale_period",
+                                           "aftersale_buyer", "aftersale_daily", "aftersale_shop")
 
     def track(self) -> None:
-        """Remember which shops change from now on (every change comes through process or fire,
-        and each touches one shop: the event's, or the one in the deadline's key)."""
+        """Remember the keys of what changes from now on. The places state changes are wrapped,
+        not edited: :meth:`process` (the event's request and orphans, its buyer history, the
+        daily count its approval moved, or its shop), :meth:`fire` (the deadline's request,
+        period, buyer, daily count or orphans) and :meth:`_tally` (every count change of a
+        period goes through it, and so does a period's creation)."""
         dirty: set[tuple] = set()
         self._dirty = dirty
-        process, fire = self.process, self.fire
+        process, fire, tally = self.process, self.fire, self._tally
+        fire_tags = {"D": "aftersale_req", "E": "aftersale_req", "P": "aftersale_period", "F": "aftersale_period",
+                     "B": "aftersale_buyer", "L": "aftersale_daily", "O": "aftersale_orphans"}
 
         def tracked_process(ev: AftersaleRequest | ShopEvent, late: bool) -> None:
             process(ev, late)
-            dirty.add(("aftersale_shop", ev.shop_id))
+            if type(ev) is ShopEvent:
+                dirty.add(("aftersale_shop", ev.shop_id))
+                return
+            shop, rid = ev.shop_id, ev.request_id
+            dirty.add(("aftersale_req", shop, rid))
+            dirty.add(("aftersale_orphans", shop, rid))
+            if ev.type == "requested":
+                if ev.buyer_ref is not None:
+                    dirty.add(("aftersale_buyer", shop, ev.buyer_ref))
+                r = self.requests.get(shop, {}).get(rid)
+                if r is not None and r.decision == APPROVE and r.rules_ref is not None:
+                    rs = self._rule_set(r.rules_ref)
+                    if rs is not None and (shop, rs.id, r.rule, r.day) in self.daily:
+                        dirty.add(("aftersale_daily", shop, rs.id, r.rule, r.day))
 
         def tracked_fire(when: int, key: Hashable) -> None:
             fire(when, key)
-            dirty.add(("aftersale_shop", key[1]))  # type: ignore[index]
+            dirty.add((fire_tags[key[0]], *key[1:]))  # type: ignore[index]
 
-        self.process, self.fire = tracked_process, tracked_fire  # type: ignore[method-assign]
+        def tracked_tally(shop_id: str, kind: str, label: str, sub: str, tz: str) -> Tally:
+            dirty.add(("aftersale_period", shop_id, kind, label, sub))
+            return tally(shop_id, kind, label, sub, tz)
+
+        self.process, self.fire, self._tally = tracked_process, tracked_fire, tracked_tally  # type: ignore[method-assign]
 
     @property
     def dirty_parts_count(self) -> int:
         return len(getattr(self, "_dirty", ()))
 
     def mark_dirty_parts(self, keys: list[tuple]) -> None:
+        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
+        the next checkpoint would otherwise drop)."""
         self._dirty.update(keys)
 
-    def take_dirty_parts(self) -> list[tuple[tuple, dict | None]]:
+    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
+        """``(key, entry or None)`` of every key changed since the last call, in key order."""
         out = [(k, self.part(k)) for k in sorted(self._dirty)]
         self._dirty.clear()
         return out
 
-    def _shops(self) -> set[str]:
-        return (self.shop_tz.keys() | self.shop_ids.keys() | self.assigned.keys() | self.requests.keys()
-                | {s for s, _ in self.buyers} | {k[0] for k in self.daily} | {k[0] for k in self.periods}
-                | {s for s, _ in self.orphans})
+    def part(self, key: tuple) -> list | int | None:
+        """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
+        tag, shop = key[0], key[1]
+        if tag == "aftersale_req":
+            r = self.requests.get(shop, {}).get(key[2])
+            return r.to_list() if r is not None else None
+        if tag == "aftersale_orphans":
+            held = self.orphans.get((shop, key[2]))
+            return [aftersale_to_list(e) for e in held] if held else None
+        if tag == "aftersale_period":
+            p = self.periods.get(key[1:])
+            return p.to_list() if p is not None else None
+        if tag == "aftersale_buyer":
+            return self.buyers.get((shop, key[2])) or None
+        if tag == "aftersale_daily":
+            return self.daily.get(key[1:])
+        if tag == "aftersale_shop":
+            if shop not in self.shop_tz and shop not in self.shop_ids and shop not in self.assigned:
+                return None
+            return [self.shop_tz.get(shop), self.shop_ids.get(shop, []), self.assigned.get(shop, [])]
+        raise ValueError(f"not an {self.kind} entry: {key!r}")
 
-    def part(self, key: tuple) -> dict | None:
-        """A shop's stored entry now (its part of :meth:`snapshot`); None when it holds nothing."""
-        shop = key[1]
-        if shop not in self._shops():
-            return None
-        snap = self.snapshot()
-        return {
-            "aftersale_shop_tz": {s: v for s, v in snap["aftersale_shop_tz"].items() if s == shop},
-            "aftersale_shop_ids": {s: v for s, v in snap["aftersale_shop_ids"].items() if s == shop},
-            "aftersale_assigned": {s: v for s, v in snap["aftersale_assigned"].items() if s == shop},
-            "aftersale_requests": [v for v in snap["aftersale_requests"] if v[0] == shop],
-            "aftersale_buyers": [v for v in snap["aftersale_buyers"] if v[0] == shop],
-            "aftersale_daily": [v for v in snap["aftersale_daily"] if v[0] == shop],
-            "aftersale_periods": [v for v in snap["aftersale_periods"] if v[0] == shop],
-            "aftersale_orphans": [v for v in snap["aftersale_orphans"] if v[0][2] == shop],
-        }
-
-    def parts(self) -> list[tuple[tuple, dict]]:
-        return [(("aftersale_shop", s), self.part(("aftersale_shop", s))) for s in sorted(self._shops())]  # type: ignore[misc]
+    def parts(self) -> list[tuple[tuple, object]]:
+        """Every stored entry of the model now, in key order (what :meth:`from_parts` takes)."""
+        keys = [("aftersale_req", s, r) for s, shop in self.requests.items() for r in shop]
+        keys += [("aftersale_orphans", s, r) for s, r in self.orphans]
+        keys += [("aftersale_period", *k) for k in self.periods]
+        keys += [("aftersale_buyer", s, b) for s, b in self.buyers]
+        keys += [("aftersale_daily", *k) for k in self.daily]
+        keys += [("aftersale_shop", s) for s in self.shop_tz.keys() | self.shop_ids.keys() | self.assigned.keys()]
+        return [(k, self.part(k)) for k in sorted(keys)]  # type: ignore[misc]
 
     @classmethod
     def from_parts(cls, policy: object, config: object, host: object, counters: dict, parts) -> "Aftersale":
-        """The model its stored shop entries describe, deadlines scheduled again as in :meth:`restore`."""
+        """The model its stored entries describe (all of one commit point: streams/runtime.py),
+        deadlines scheduled again as in :meth:`restore`; tracked if ``host.track_dirty``. An
+        ``aftersale_shop`` entry in the first, coarse form (a dict holding the shop's whole state)
+        is still read."""
         snap: dict = {"counters": counters, "aftersale_shop_tz": {}, "aftersale_shop_ids": {}, "aftersale_assigned": {},
                       "aftersale_requests": [], "aftersale_buyers": [], "aftersale_daily": [], "aftersale_periods": [],
                       "aftersale_orphans": []}
         for key, v in parts:
-            if key[0] != "aftersale_shop":
+            tag = key[0]
+            if tag == "aftersale_req":
+                snap["aftersale_requests"].append(v)
+            elif tag == "aftersale_orphans":
+                snap["aftersale_orphans"].append(v)
+            elif tag == "aftersale_period":
+                snap["aftersale_periods"].append(v)
+            elif tag == "aftersale_buyer":
+                snap["aftersale_buyers"].append([key[1], key[2], v])
+            elif tag == "aftersale_daily":
+                snap["aftersale_daily"].append([*key[1:], v])
+            elif tag == "aftersale_shop" and type(v) is dict:  # the coarse form
+                for k, x in v.items():
+                    if type(x) is dict:
+                        snap[k].update(x)
+                    else:
+                        snap[k].extend(x)
+            elif tag == "aftersale_shop":
+                tz, ids, assigned = v
+                if tz is not None:
+                    snap["aftersale_shop_tz"][key[1]] = tz
+                if ids:
+                    snap["aftersale_shop_ids"][key[1]] = ids
+                if assigned:
+                    snap["aftersale_assigned"][key[1]] = assigned
+            else:
                 raise ValueError(f"not an {cls.kind} entry: {key!r}")
-            for k, x in v.items():
-                if type(x) is dict:
-                    snap[k].update(x)
-                else:
-                    snap[k].extend(x)
         m = cls.restore(policy, config, host, snap)
         if getattr(host, "track_dirty", False):
             m.track()
