@@ -4,29 +4,38 @@ Starts the local Kafka broker (``chatsla dev up``), a worker in the background a
 ``prometheus`` binary is installed (``scripts/ensure-prometheus``), a local Prometheus scraping the
 worker with the project's alert rules (what the Grafana dashboards read, R8); produces a simulated
 historical week (TikTok Shop chats, one Douyin shop's service tickets and one AliExpress shop's
-chats, issue #12), advances event time past the week with tick records (what the live ticker does
-with the wall clock, R6.2), then prints each TikTok shop's week as read back from
-``chatsla.assessments`` and the other shops' day and week records from ``chatsla.periods``, what
-each table means, where the metrics, the shop API and Prometheus are served, example
-queries, and how to stop everything. All state is under ``.chatsla/``.
+chats, issue #12; one TikTok Shop after-sales shop's requests, issue #14), advances event time past
+the week with tick records (what the live ticker does with the wall clock, R6.2), waits until the
+live outputs equal ``chatsla audit`` of the same records, then prints each TikTok shop's week as
+read back from ``chatsla.assessments``, the other shops' day and week records from
+``chatsla.periods``, the after-sales shop's shadow decisions (``chatsla.aftersale`` and its
+period rows) with its review timeliness this month from the shop API, what each table means,
+where the metrics, the shop API and Prometheus are served, example queries, and how to stop
+everything. All state is under ``.chatsla/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import click
 import orjson
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.timefmt import HOUR, format_time
+from chatsla.replay.verify import PERIOD_KEY, REQUEST_KEY, record_key
 from chatsla.streams.topics import router_group
 from chatsla.streams.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATE = Path(".chatsla")
 # the demo's worker runs with the default app id; its router commits the input offsets in a
@@ -56,7 +65,8 @@ EXAMPLE_QUERIES = (
 )
 
 
-PLATFORMS = ("tiktok_shop", "douyin", "aliexpress")
+PLATFORMS = ("tiktok_shop", "douyin", "aliexpress", "aftersale")
+AFTERSALE_SHOP = "aftersale-01"  # the simulator's name of the one after-sales shop the demo plays
 # What each printed table means, said once before it (issue #12: the demo's printout explains them).
 TABLES = {
     "assessments": (
@@ -70,11 +80,60 @@ TABLES = {
         "the 09:00-21:00 service window; no penalty is computed. Waits: how long buyers waited for a "
         "person's reply (auto-replies do not count), with the waits still open when the period ended; "
         "AliExpress does not assess reply times, so there is no rate or outcome."),
+    "aftersale": (
+        "TikTok Shop after-sales (R11), shop aftersale-01: chatsla only observes, so each refund, return, "
+        "exchange or cancel request gets a shadow decision, what the shop's auto-approval rule set would "
+        "do (auto = approve, manual = manual review), written to chatsla.aftersale; per day and week "
+        "(chatsla.periods) the share auto-approved, the amount that would have been approved, and how "
+        "often the abuse signals came up: the same buyer asking again and again, the same item again, an "
+        "amount just under a rule's limit (a buyer refunding the 98.00 vase under the 100.00 rule, R11.8). "
+        "Signals never change a decision. The last table is this month's review timeliness so far, from "
+        "the shop API: the requests the seller had to review and how many were reviewed within 48 h; "
+        "under 90 % in a month TikTok may switch its own Auto-Approval Tool on for the shop "
+        "(auto_approval_tool_risk). The month's record goes to chatsla.periods when the month ends."),
 }
 
 
 def _period_key(p: dict) -> tuple:
-    return (p["policy_id"], p["shop_id"], p["period"], p["start"])
+    """A period record's key as ``chatsla verify`` keys it (:data:`PERIOD_KEY`): an after-sales
+    period has a row per request type and ``all`` (R11.5.2) and a month a row per group (R11.6.3),
+    so the type or group is part of the key (None for the other models' one row per period)."""
+    return record_key(PERIOD_KEY, p)
+
+
+def _request_key(r: dict) -> tuple:
+    """An after-sales request record's key as ``chatsla verify`` keys it (R11.5.1)."""
+    return record_key(REQUEST_KEY, r)
+
+
+def _marker_describes(marker: dict | None) -> str:
+    if not marker:
+        return "not recorded (no .chatsla/produced.json)"
+    return ", ".join(f"{k} {v}" for k, v in marker.items() if k != "sha256")
+
+
+def should_produce(marker: dict | None, produced: dict, in_topics: int) -> bool:
+    """Whether to produce the simulated week described by ``produced`` (``marker``: what an earlier
+    run recorded in ``.chatsla/produced.json``, None without one; ``in_topics``: records now in the
+    input topics). False when this very week is there already. Producing into input topics that
+    hold records of another week (another seed or size, or an older simulator: the marker carries
+    a digest of the records) is refused: the live outputs would mix both weeks (and the worker
+    applies events far behind its watermark as late, R6.4), so they could never equal the audit
+    of this week. Empty input topics are produced to, whatever the marker says."""
+    if marker == produced and in_topics >= produced["records"]:
+        return False
+    if in_topics == 0:
+        return True
+    if marker == produced:
+        raise DemoError(
+            f"the demo's input topics hold {in_topics} records, fewer than the {produced['records']} this week "
+            f"has (were topics deleted?): its outputs could not equal the audit. Start afresh: `chatsla demo "
+            f"--stop`, then `rm -rf {STATE}`, then run the demo again")
+    raise DemoError(
+        f"the demo's input topics already hold {in_topics} records of another simulated week (produced: "
+        f"{_marker_describes(marker)}; this run: {_marker_describes(produced)}); producing this week beside "
+        f"it would mix the two. Start afresh: `chatsla demo --stop`, then `rm -rf {STATE}`, then run the "
+        f"demo again (or run it with the earlier options)")
 
 
 class DemoError(click.ClickException):
@@ -149,8 +208,6 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
         return
     from chatsla.dev.broker import BrokerConfig, BrokerError, answers, start
     from chatsla.streams.producer import produce
-    from chatsla.report import print_assessments, print_other_models
-    from chatsla.simulate import SimConfig, generate
     from chatsla.schemas.decode import decode
     from chatsla.core.events import Invalid
     from chatsla.streams.topics import TopicNames, topic_specs
@@ -166,30 +223,27 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
             raise DemoError(str(e)) from None
     names, partitions = TopicNames(), 4
     ensure_topics(broker.bootstrap, topic_specs(names, partitions))
-    # one shop of each other platform beside the TikTok shops (issue #12): a Douyin shop's service
-    # tickets (RULES R9) and an AliExpress shop's buyer waits (R10), on the same worker
-    records = generate(SimConfig(seed=seed, shops=shops, conversations_per_shop=conversations, jitter_seconds=60,
-                                 bad_fraction=0.002, platforms=PLATFORMS, douyin_shops=1,
-                                 tickets_per_shop=min(conversations, 150), aliexpress_shops=1,
-                                 aliexpress_conversations=min(conversations, 150)))
+    records = demo_records(seed, shops, conversations)
     valid = [ev for ev in (decode(v) for _, _, v in records) if type(ev) is not Invalid]
-    _start_worker(broker.bootstrap, partitions, web_port)
-    prometheus_url = _start_prometheus(prometheus_port, web_port)
     # The broker's data outlives `--stop`, so a later run finds this week in the topics already.
     # Sending it again would not be harmless: its events are more than the 8-day duplicate window
     # behind the watermark the first run left, so the engine applies them again as late events
-    # (R6.4) and the live weeks no longer equal the audit of one copy.
+    # (R6.4) and the live weeks no longer equal the audit of one copy. Another week beside it
+    # would not be either: should_produce refuses it, before the worker starts.
     marker = STATE / "produced.json"
-    produced = {"seed": seed, "shops": shops, "conversations": conversations, "records": len(records),
-                "platforms": list(PLATFORMS)}
-    inputs = [names.chat, names.shop, names.tickets]
+    produced = produced_record(seed, shops, conversations, records)
+    inputs = [names.chat, names.shop, names.tickets, names.aftersale]
     in_topics = sum(topic_size(broker.bootstrap, t) for t in inputs)
-    if marker.exists() and orjson.loads(marker.read_bytes()) == produced and in_topics >= len(records):
-        click.echo(f"the simulated week ({len(records)} events, {shops} shops) is already in the input topics "
-                   f"from an earlier run: not producing it again")
+    earlier = orjson.loads(marker.read_bytes()) if marker.exists() else None
+    send = should_produce(earlier, produced, in_topics)
+    _start_worker(broker.bootstrap, partitions, web_port)
+    prometheus_url = _start_prometheus(prometheus_port, web_port)
+    if not send:
+        click.echo(f"the simulated week ({len(records)} events, {shops} TikTok shops and three others) is already "
+                   f"in the input topics from an earlier run: not producing it again")
     else:
-        click.echo(f"producing a simulated week: {len(records)} events, {shops} TikTok shops, one Douyin and one "
-                   f"AliExpress shop ...")
+        click.echo(f"producing a simulated week: {len(records)} events, {shops} TikTok shops, one Douyin, one "
+                   f"AliExpress and one after-sales shop ...")
         produce(records, broker.bootstrap, names)
         marker.write_bytes(orjson.dumps(produced))
     _wait(lambda: committed_lag(broker.bootstrap, ROUTER_GROUP, inputs) == 0, 300, "the worker to route every event")
@@ -198,44 +252,136 @@ def demo(shops: int, conversations: int, seed: int, web_port: int, prometheus_po
     # event time moves past the week (R6.2), walked from the first event: each partition's clock is
     # where its own events left it, and a tick far ahead of it would wait for an event (time sanity)
     send_ticks(broker.bootstrap, names.events, partitions, end, since_us=min(ev.t for ev in valid))
-    click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments and periods ...")
-    from chatsla.audit import Report, run_audit
+    click.echo(f"event time advanced to {format_time(end)}; waiting for the weekly assessments, periods and "
+               f"after-sales requests ...")
+    from chatsla.audit import run_audit
     from chatsla.core.policy import policies_for
 
     lead, *others = policies_for(())  # each platform's current policy, as the worker runs them
     expected = run_audit([v for _, _, v in records], lead, until=end - lateness, policies=others)
     want = {(a["shop_id"], a["week_start"]): a for a in expected.assessments}
     want_periods = {_period_key(p): p for p in expected.periods}
+    want_requests = {_request_key(r): r for r in expected.requests}
 
-    def outputs() -> tuple[dict, dict] | None:
+    def outputs() -> tuple[dict, dict, dict] | None:
         got = {}
         for value in read_values(broker.bootstrap, names.assessments):
             rec = orjson.loads(value)
             got[(rec["shop_id"], rec["week_start"])] = rec
-        periods = {}
-        for value in read_values(broker.bootstrap, names.periods):
-            rec = orjson.loads(value)
-            periods[_period_key(rec)] = rec
+        periods = latest(read_values(broker.bootstrap, names.periods), _period_key)
+        requests = latest(read_values(broker.bootstrap, names.aftersale_records), _request_key)
         done = (all(k in got and got[k] == v for k, v in want.items())
-                and all(periods.get(k) == v for k, v in want_periods.items()))
-        return (got, periods) if done else None
+                and all(periods.get(k) == v for k, v in want_periods.items())
+                and all(requests.get(k) == v for k, v in want_requests.items()))
+        return (got, periods, requests) if done else None
 
-    got, periods = _wait(outputs, 300, "the assessments and periods")
+    got, periods, requests = _wait(outputs, 300, "the assessments, periods and after-sales requests")
+    month = _month_to_date(web_port, AFTERSALE_SHOP)
     from rich.console import Console
 
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    click.echo("\n" + TABLES["assessments"])
-    print_assessments([got[k] for k in sorted(got)], console)
-    click.echo("\n" + TABLES["periods"])
-    print_other_models(Report([], [], periods=[periods[k] for k in sorted(periods)]), console)
-    click.echo(f"\nThe live results equal `chatsla audit` on the same events.\n"
-               f"Worker metrics (Prometheus format): http://127.0.0.1:{web_port}/metrics\n"
-               f"Shop API, a shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01 (TikTok Shop), "
-               f"/shops/douyin-01 (tickets), /shops/aliexpress-01 (waits)")
+    print_results(Console() if sys.stdout.isatty() else Console(width=120), got, periods, requests, month, web_port)
+    click.echo(f"\nThe live results equal `chatsla audit` on the same events.\n{worker_urls(web_port)}")
     if prometheus_url is not None:
         _print_prometheus(prometheus_url)
     click.echo(f"Worker log: {STATE / 'worker.log'}; Kafka at {broker.bootstrap}\n"
                f"Stop everything: make demo-stop  (or .venv/bin/chatsla demo --stop)")
+
+
+def worker_urls(web_port: int) -> str:
+    """Where the worker serves its metrics and each kind of shop's live projection (R8, A.4)."""
+    return (f"Worker metrics (Prometheus format): http://127.0.0.1:{web_port}/metrics\n"
+            f"Shop API, a shop's live projection: http://127.0.0.1:{web_port}/shops/shop-01 (TikTok Shop), "
+            f"/shops/douyin-01 (tickets), /shops/aliexpress-01 (waits), /shops/{AFTERSALE_SHOP} (after-sales)")
+
+
+def demo_records(seed: int, shops: int, conversations: int) -> list[tuple[str, bytes, bytes]]:
+    """The demo's simulated week, in log order: ``shops`` TikTok shops; one shop of each other
+    platform beside them (issue #12): a Douyin shop's service tickets (RULES R9) and an AliExpress
+    shop's buyer waits (R10); and one TikTok Shop after-sales shop (R11, issue #14: its requests
+    include R11.8's abuse patterns), all on the same worker."""
+    from chatsla.simulate import SimConfig, generate
+
+    return generate(SimConfig(seed=seed, shops=shops, conversations_per_shop=conversations, jitter_seconds=60,
+                              bad_fraction=0.002, platforms=PLATFORMS, douyin_shops=1,
+                              tickets_per_shop=min(conversations, 150), aliexpress_shops=1,
+                              aliexpress_conversations=min(conversations, 150), aftersale_shops=1,
+                              aftersale_requests=min(conversations, 120)))
+
+
+def print_results(console: "Console", assessments: dict, periods: dict, requests: dict, month: list[dict],
+                  web_port: int) -> None:
+    """The demo's tables, each after the paragraph of :data:`TABLES` that says what it means: the
+    TikTok shops' weeks, the Douyin and AliExpress periods, then the after-sales shop's day and
+    week rows (its ``all`` rows, R11.5.2) with the totals of its requests and ``month``, this
+    month's review timeliness so far (R11.6.3, from the shop API). The dicts are the live outputs
+    by key (:func:`latest`)."""
+    from chatsla.audit import Report
+    from chatsla.report import print_aftersale, print_assessments, print_other_models
+
+    click.echo("\n" + TABLES["assessments"])
+    print_assessments([assessments[k] for k in sorted(assessments)], console)
+    ordered = [periods[k] for k in sorted(periods, key=_sortable)]
+    click.echo("\n" + TABLES["periods"])
+    print_other_models(Report([], [], periods=[p for p in ordered if not is_aftersale(p)]), console)
+    click.echo("\n" + TABLES["aftersale"])
+    print_aftersale(Report([], [], periods=[p for p in ordered if is_aftersale(p)] + month,
+                           requests=[requests[k] for k in sorted(requests, key=_sortable)]), console)
+    if not month:
+        click.echo(f"(this month's review timeliness: the shop API did not show {AFTERSALE_SHOP}'s month; see "
+                   f"http://127.0.0.1:{web_port}/shops/{AFTERSALE_SHOP})")
+
+
+def produced_record(seed: int, shops: int, conversations: int, records: list[tuple[str, bytes, bytes]]) -> dict:
+    """What ``.chatsla/produced.json`` records of a produced week: the options, the platforms, the
+    number of records and a digest of them (a simulator that changed gives another week for the
+    same options: the marker must tell them apart, :func:`should_produce`)."""
+    digest = hashlib.sha256()
+    for topic, key, value in records:
+        digest.update(b"%d:%s %d:%s %d:%s\n" % (len(topic), topic.encode(), len(key), key, len(value), value))
+    return {"seed": seed, "shops": shops, "conversations": conversations, "platforms": list(PLATFORMS),
+            "records": len(records), "sha256": digest.hexdigest()}
+
+
+def latest(values: Iterable[bytes], key: Callable[[dict], tuple]) -> dict[tuple, dict]:
+    """The latest record per key of an output topic's values (in the order read: a key's records
+    are in one partition, whose order the reader keeps), as a compacted topic's consumer sees it."""
+    out: dict[tuple, dict] = {}
+    for value in values:
+        rec = orjson.loads(value)
+        out[key(rec)] = rec
+    return out
+
+
+def _sortable(key: tuple) -> tuple:
+    """A record key that sorts with None in it (a period of the other models has no request type)."""
+    return tuple("" if x is None else x for x in key)
+
+
+def is_aftersale(period: dict) -> bool:
+    """An after-sales period row: day/week (R11.5.2) or month (R11.6.3)."""
+    return "auto_approved" in period or "awaiting_seller" in period
+
+
+def _month_to_date(web_port: int, shop_id: str) -> list[dict]:
+    """The shop's R11.6.3 month rows to date (one per group), from the worker's shop API: the month
+    record itself is written when the month ends, after the demo's watermark. Empty when the API
+    does not show the shop's after-sales within 30 s (the demo then says so and goes on)."""
+    import urllib.error
+    import urllib.request
+
+    def fetch() -> list[dict] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/shops/{shop_id}", timeout=5) as resp:
+                body = orjson.loads(resp.read())
+        except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+            return None
+        month = (body.get("aftersale") or {}).get("month") or {}
+        return [month[g] for g in sorted(month)] or None
+
+    try:
+        return _wait(fetch, 30, f"the shop API to show {shop_id}")
+    except DemoError:
+        return []
 
 
 def _print_prometheus(url: str) -> None:
