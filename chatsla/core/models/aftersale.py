@@ -43,7 +43,9 @@ from chatsla.core.calendar import month_bounds, month_bounds_of
 from chatsla.core.events import (AFTERSALE_REQUEST_TYPES, AftersaleRequest, ShopEvent, aftersale_from_list,
                                  aftersale_to_list)
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of
+from chatsla.core.policy import WorkingWindow
 from chatsla.core.rulesets import NONE, RuleSet, find_rule_set
+from chatsla.core.service_clock import clock_for
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
 
 MONTH = "month"
@@ -88,6 +90,20 @@ def review_outcome(r: Req) -> tuple[bool, bool | None]:
     if rv is not None or r.past_due:
         return True, False
     return True, None
+
+
+def review_due(window: object, at: int, tz: str) -> int:
+    """R11.6.1: the due time of a request made at ``at`` by a shop in zone ``tz``. A plain duration
+    (µs) is wall time: ``at + window``. The working-day form (``WorkingWindow``) is service time on
+    its clock (in ``tz`` when its timezone is ``"shop"``, the zone in force at the request, as
+    R9.2.2): due(at, duration) of R9.2.5, carried over the days without a window. Computed once,
+    at the request, and stored with it, so a restore or a later zone change never moves it."""
+    if type(window) is int:
+        return at + window
+    w: WorkingWindow = window  # type: ignore[assignment]
+    clock = clock_for(tz if w.window_timezone == "shop" else w.window_timezone, w.window_start, w.window_end,
+                      w.window_days)
+    return clock.due(at, w.duration)
 
 
 def observed(r: Req) -> str | None:
@@ -647,7 +663,7 @@ class Aftersale:
         r.category, r.amount, r.currency = ev.category, ev.amount, ev.currency
         r.decision, r.decision_reason, r.rule, r.rules_ref, r.signals = decision, reason, rule_name, rules_ref, signals
         r.requested_at, r.review, r.awaiting = ev.t, None, bool(ev.awaiting_seller)
-        r.due_at = ev.t + p.review_window[ev.request_type]
+        r.due_at = review_due(p.review_window[ev.request_type], ev.t, tz)
         r.past_due, r.late, r.ids, r.last_t = False, late, [ev.event_id], ev.t
         ds, de, r.day = period_bounds(DAY, ev.t, tz)
         ws, r.week_end, r.week = period_bounds(WEEK, ev.t, tz, p.week_starts_on)
