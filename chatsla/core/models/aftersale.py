@@ -18,7 +18,9 @@ with what the first ``reviewed`` event says happened.
   and the per-buyer windows of the rule sets in use. Records never carry it.
 - **Review timeliness (R11.6)** is derived from the earliest ``reviewed`` event and whether the
   watermark passed the due time, never accumulated (as tickets, R9.4.3), so any order of events
-  within the lateness gives the same records.
+  within the lateness gives the same records. The due time (:func:`review_due`) is a plain
+  duration after the request, or, for a working-day ``review_window`` (R11.6.1, N44), the service
+  clock's due time in the shop's zone at the request; it is stored with the request.
 
 Readings where RULES is silent (docs/rules.md, "Readings chatsla chose for R11"):
 - a ``reviewed`` before its ``requested`` is held with its request id for ``dedupe_window`` and
