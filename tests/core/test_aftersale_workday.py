@@ -266,7 +266,7 @@ def test_the_worker_keeps_the_working_day_due_time_across_a_crash_anywhere():
     48 h policy would miss it on Sunday), a Saturday one reviewed Monday 23:59 too; a crash before
     any effect and a restart from the stored tables give the same outputs and stored due times
     (R6.1)."""
-    from streams.codec import encode_batch, encode_event, encode_flush, encode_tick, source_tag
+    from chatsla.streams.codec import encode_batch, encode_event, encode_flush, encode_tick, source_tag
     from tests.streams.test_worker import Broker, Crash, Journal, SETTINGS, drain, feed, make_worker, state
     from tests.streams.test_worker_models import latest
 
