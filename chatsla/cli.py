@@ -556,8 +556,10 @@ def _policy_json(p) -> dict:
 
         out = {"ref": p.ref, "model": p.model}
         for k, v in asdict(p).items():
-            if k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period",
-                     "platform_return_window", "repeat_window", "review_window"):  # (the last three: R11)
+            if k == "review_window":  # R11.6.1: a duration, or the working-day form (WorkingWindow)
+                k, v = k + "_s", {c: seconds(x) if type(x) is int else x.to_json() for c, x in p.review_window.items()}
+            elif k in ("ticket_sla", "category_sla", "agreed_sla_min", "auto_reply_period",
+                       "platform_return_window", "repeat_window"):  # (the last two: R11)
                 k, v = k + "_s", ({c: seconds(x) for c, x in v.items()} if type(v) is dict else seconds(v))
             elif k == "near_threshold_band":
                 v = str(v)

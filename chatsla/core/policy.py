@@ -216,6 +216,28 @@ def _hhmm(value: object, field: str, origin: str) -> int:
     return int(h) * 60 + int(m)
 
 
+def _service_window(sw: dict, field: str, origin: str) -> tuple[int, int, str, tuple[int, ...]]:
+    """A ``service_window`` object ``{start, end, timezone, days}`` (R9.2.1; "Policy fields beyond
+    ..."): (start min, end min, ``"shop"`` or an IANA zone, sorted weekdays with 0 = Monday).
+    ``timezone`` defaults to ``"shop"`` and ``days`` to every day. The ticket policy's window and
+    the working-day form of an aftersale ``review_window`` (R11.6.1) are read here, so both take
+    the same shape and give the same one-line errors, each naming the field (``field.start``)."""
+    start = _hhmm(_req(sw, "start", origin, f"{field}."), f"{field}.start", origin)
+    end = _hhmm(_req(sw, "end", origin, f"{field}."), f"{field}.end", origin)
+    if not start < end:
+        raise _bad(origin, f"{field}.end", f"a time after start {sw['start']}", sw["end"])
+    wtz = sw.get("timezone", "shop")
+    if wtz != "shop":
+        from chatsla.core.calendar import IANA_ZONES
+
+        if type(wtz) is not str or wtz not in IANA_ZONES:
+            raise _bad(origin, f"{field}.timezone", '"shop" or an IANA time zone name', wtz)
+    days = sw.get("days", list(WEEKDAYS))
+    if type(days) is not list or not days or any(x not in WEEKDAYS for x in days) or len(set(days)) != len(days):
+        raise _bad(origin, f"{field}.days", "a non-empty list of distinct weekday names", days)
+    return start, end, wtz, tuple(sorted(WEEKDAYS.index(x) for x in days))
+
+
 @dataclass(frozen=True, slots=True)
 class TicketPolicy(_Versioned):
     """A ``service_tickets`` policy (RULES R9, R9.9; "Policy fields beyond ..."). Durations in µs."""
@@ -247,19 +269,7 @@ class TicketPolicy(_Versioned):
         sw = _req(d, "service_window", origin)
         if type(sw) is not dict:
             raise _bad(origin, "service_window", "an object {start, end, timezone, days}", sw)
-        start = _hhmm(_req(sw, "start", origin, "service_window."), "service_window.start", origin)
-        end = _hhmm(_req(sw, "end", origin, "service_window."), "service_window.end", origin)
-        if not start < end:
-            raise _bad(origin, "service_window.end", f"a time after start {sw['start']}", sw["end"])
-        wtz = sw.get("timezone", "shop")
-        if wtz != "shop":
-            from chatsla.core.calendar import IANA_ZONES
-
-            if type(wtz) is not str or wtz not in IANA_ZONES:
-                raise _bad(origin, "service_window.timezone", '"shop" or an IANA time zone name', wtz)
-        days = sw.get("days", list(WEEKDAYS))
-        if type(days) is not list or not days or any(x not in WEEKDAYS for x in days) or len(set(days)) != len(days):
-            raise _bad(origin, "service_window.days", "a non-empty list of distinct weekday names", days)
+        start, end, wtz, days = _service_window(sw, "service_window", origin)
         sla = _req(d, "ticket_sla", origin)
         if type(sla) is not dict or set(sla) != {"normal", "urgent"}:
             raise _bad(origin, "ticket_sla", 'an object {"normal": duration, "urgent": duration}', sla)
@@ -272,7 +282,7 @@ class TicketPolicy(_Versioned):
         if type(results) is not list or not results or any(r not in HANDLED_RESULTS for r in results):
             raise _bad(origin, "handled_results", 'a non-empty list of "resolved", "unresolved", "returned"', results)
         return cls(**common, window_start=start, window_end=end, window_timezone=wtz,
-                   window_days=tuple(sorted(WEEKDAYS.index(x) for x in days)), ticket_sla=ticket_sla,
+                   window_days=days, ticket_sla=ticket_sla,
                    agreed_sla_min=_dur(_req(d, "agreed_sla_min", origin), "agreed_sla_min", origin),
                    category_sla=category_sla, handled_results=frozenset(results))
 
@@ -328,6 +338,59 @@ _REQUEST_TYPES = ("cancel", "refund_only", "return_refund", "exchange")  # R11.1
 
 
 @dataclass(frozen=True, slots=True)
+class WorkingWindow:
+    """The working-day form of one ``review_window`` entry (R11.6.1, N44): the request is due once
+    ``duration`` µs of service time have run on the service clock of ``service_window`` (R9.2:
+    due(requested_at, duration), with its carry-over). Thailand's and Vietnam's "1 working day"
+    is ``{"service_window": {"start": "00:00", "end": "24:00", "timezone": "shop", "days":
+    ["monday", ..., "friday"]}, "duration": "24h"}``: a Friday 15:00 request is due Monday 15:00,
+    a Saturday one Tuesday 00:00 (docs/rules.md, "Readings chatsla chose for R11")."""
+
+    duration: int  # µs of service time
+    window_start: int  # minutes after local midnight
+    window_end: int  # minutes, up to 1440 (24:00)
+    window_timezone: str  # "shop" (the shop's zone at the request, as R9.2.2) or an IANA zone
+    window_days: tuple[int, ...]  # 0 = Monday
+
+    def to_json(self) -> dict:
+        """As ``chatsla policies --format json`` shows it: the policy file's shape, the duration in
+        seconds (``duration_s``, as every other duration there)."""
+        def hhmm(m: int) -> str:
+            return f"{m // 60:02d}:{m % 60:02d}"
+
+        return {"service_window": {"start": hhmm(self.window_start), "end": hhmm(self.window_end),
+                                   "timezone": self.window_timezone, "days": [WEEKDAYS[d] for d in self.window_days]},
+                "duration_s": self.duration / 1_000_000 if self.duration % 1_000_000 else self.duration // 1_000_000}
+
+
+# The working-day form's due time must fall within this many calendar days of the request (a year,
+# as a plain duration): beyond it the clock would walk a window at a time towards datetime's range.
+_MAX_WORKING_SPAN_DAYS = _MAX_DURATION_DAYS
+
+
+def _review_entry(value: object, field: str, origin: str) -> "int | WorkingWindow":
+    """One ``review_window`` entry (R11.6.1): a duration string (µs), or the working-day form
+    ``{"service_window": {start, end, timezone, days}, "duration": "24h"}`` (:class:`WorkingWindow`)."""
+    if type(value) is not dict:
+        if type(value) is not str:
+            raise _bad(origin, field, 'a duration such as "48h" or an object {"service_window": {start, end, '
+                                      'timezone, days}, "duration": "24h"}', value)
+        return _dur(value, field, origin)
+    if set(value) != {"service_window", "duration"}:
+        raise _bad(origin, field, 'an object with exactly the keys "service_window" and "duration"', value)
+    sw = value["service_window"]
+    if type(sw) is not dict:
+        raise _bad(origin, f"{field}.service_window", "an object {start, end, timezone, days}", sw)
+    start, end, wtz, days = _service_window(sw, f"{field}.service_window", origin)
+    duration = _dur(value["duration"], f"{field}.duration", origin)
+    per_week = (end - start) * 60_000_000 * len(days)  # µs of service time in a week (DST aside)
+    if duration * 7 > per_week * _MAX_WORKING_SPAN_DAYS:
+        raise _bad(origin, f"{field}.duration", f"at most the service time its service_window gives in {_MAX_WORKING_SPAN_DAYS} days",
+                   value["duration"])
+    return WorkingWindow(duration, start, end, wtz, days)
+
+
+@dataclass(frozen=True, slots=True)
 class AftersalePolicy(_Versioned):
     """An ``aftersale`` policy (RULES R11, R11.7; "Policy fields beyond ..."). Durations in µs,
     ``near_threshold_band`` a ``Decimal`` and ``review_rate_below`` a ``Fraction`` (exact).
@@ -349,7 +412,8 @@ class AftersalePolicy(_Versioned):
     repeat_window: int = 30 * 86_400_000_000
     repeat_buyer_min: int = 3
     repeat_sku_min: int = 2
-    review_window: dict = field(default_factory=dict, hash=False)  # request_type -> µs (R11.6.1)
+    # request_type -> µs, or a WorkingWindow (the working-day form: service time on a clock, R11.6.1)
+    review_window: dict = field(default_factory=dict, hash=False)
     review_rate_below: Fraction = Fraction(9, 10)
     review_period: str = "month"
     rule_sets: tuple = field(default=(), hash=False)
@@ -378,9 +442,9 @@ class AftersalePolicy(_Versioned):
             raise _bad(origin, "near_threshold_band", 'a decimal string from 0 to 1 such as "0.10"', band)
         rw = _req(d, "review_window", origin)
         if type(rw) is not dict or set(rw) != set(_REQUEST_TYPES):
-            # (a service_window object, R11.6.1's working-day form, is not built: one line says so)
-            raise _bad(origin, "review_window", "an object with a duration for each of " + ", ".join(_REQUEST_TYPES), rw)
-        review = {k: _dur(rw[k], f"review_window.{k}", origin) for k in _REQUEST_TYPES}
+            raise _bad(origin, "review_window", "an object with a duration or a working-day form for each of "
+                       + ", ".join(_REQUEST_TYPES), rw)
+        review = {k: _review_entry(rw[k], f"review_window.{k}", origin) for k in _REQUEST_TYPES}
         mins = {}
         for key in ("repeat_buyer_min", "repeat_sku_min"):
             v = _req(d, key, origin)

@@ -21,7 +21,8 @@ def test_every_bundled_policy_loads_with_its_model():
     models = {ref: load_policy(ref).model for ref in available()}
     assert models == {"aliexpress@seed004": "im_waits", "douyin_ticket@2024-09": "service_tickets",
                       "douyin_ticket@seed001": "service_tickets", "tiktok_shop@2023-11": "chat_sessions",
-                      "tiktok_shop@2025-sea": "chat_sessions", "tiktok_aftersale@2026-01": "aftersale"}
+                      "tiktok_shop@2025-sea": "chat_sessions", "tiktok_aftersale@2026-01": "aftersale",
+                      "tiktok_aftersale@2026-01-th": "aftersale", "tiktok_aftersale@2026-01-vn": "aftersale"}
 
 
 def test_douyin_seed001_values():

@@ -18,7 +18,9 @@ with what the first ``reviewed`` event says happened.
   and the per-buyer windows of the rule sets in use. Records never carry it.
 - **Review timeliness (R11.6)** is derived from the earliest ``reviewed`` event and whether the
   watermark passed the due time, never accumulated (as tickets, R9.4.3), so any order of events
-  within the lateness gives the same records.
+  within the lateness gives the same records. The due time (:func:`review_due`) is a plain
+  duration after the request, or, for a working-day ``review_window`` (R11.6.1, N44), the service
+  clock's due time in the shop's zone at the request; it is stored with the request.
 
 Readings where RULES is silent (docs/rules.md, "Readings chatsla chose for R11"):
 - a ``reviewed`` before its ``requested`` is held with its request id for ``dedupe_window`` and
@@ -43,7 +45,9 @@ from chatsla.core.calendar import month_bounds, month_bounds_of
 from chatsla.core.events import (AFTERSALE_REQUEST_TYPES, AftersaleRequest, ShopEvent, aftersale_from_list,
                                  aftersale_to_list)
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of
+from chatsla.core.policy import WorkingWindow
 from chatsla.core.rulesets import NONE, RuleSet, find_rule_set
+from chatsla.core.service_clock import clock_for
 from chatsla.core.timefmt import HOUR, MINUTE, format_time
 
 MONTH = "month"
@@ -88,6 +92,20 @@ def review_outcome(r: Req) -> tuple[bool, bool | None]:
     if rv is not None or r.past_due:
         return True, False
     return True, None
+
+
+def review_due(window: object, at: int, tz: str) -> int:
+    """R11.6.1: the due time of a request made at ``at`` by a shop in zone ``tz``. A plain duration
+    (µs) is wall time: ``at + window``. The working-day form (``WorkingWindow``) is service time on
+    its clock (in ``tz`` when its timezone is ``"shop"``, the zone in force at the request, as
+    R9.2.2): due(at, duration) of R9.2.5, carried over the days without a window. Computed once,
+    at the request, and stored with it, so a restore or a later zone change never moves it."""
+    if type(window) is int:
+        return at + window
+    w: WorkingWindow = window  # type: ignore[assignment]
+    clock = clock_for(tz if w.window_timezone == "shop" else w.window_timezone, w.window_start, w.window_end,
+                      w.window_days)
+    return clock.due(at, w.duration)
 
 
 def observed(r: Req) -> str | None:
@@ -647,7 +665,7 @@ class Aftersale:
         r.category, r.amount, r.currency = ev.category, ev.amount, ev.currency
         r.decision, r.decision_reason, r.rule, r.rules_ref, r.signals = decision, reason, rule_name, rules_ref, signals
         r.requested_at, r.review, r.awaiting = ev.t, None, bool(ev.awaiting_seller)
-        r.due_at = ev.t + p.review_window[ev.request_type]
+        r.due_at = review_due(p.review_window[ev.request_type], ev.t, tz)
         r.past_due, r.late, r.ids, r.last_t = False, late, [ev.event_id], ev.t
         ds, de, r.day = period_bounds(DAY, ev.t, tz)
         ws, r.week_end, r.week = period_bounds(WEEK, ev.t, tz, p.week_starts_on)
