@@ -72,6 +72,11 @@ class ServiceClock:
         d = date.fromordinal(ordinal)
         if d.weekday() in self.days:
             w = (self._instant(d, self.start_min), self._instant(d, self.end_min))
+            if w[1] <= w[0]:
+                # A window inside the hour a DST jump skips (02:47-03:00 in New York on its
+                # spring-forward day): fold 0 puts its start after its end, so it has no time
+                # that day. As a negative window, due() counted it as extra service time.
+                w = None
         else:
             w = None
         if len(self._windows) > 4096:

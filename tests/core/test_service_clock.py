@@ -177,3 +177,29 @@ def test_seconds_resolution():
     c = local(f"{MON} 20:59:59")
     assert CLOCK.due(c, SECOND) == local(f"{MON} 21:00")
     assert CLOCK.due(c, SECOND + 1) == local(f"{TUE} 09:00") + 1
+
+
+def test_a_window_inside_the_skipped_dst_hour_has_no_time_that_day():
+    """R9.2.3 / R9.2.5 with a policy's own service_window (R11.6.1's working-day form allows any
+    window): 02:47-03:00 in New York does not exist on 2026-03-08 (clocks jump from 02:00 to
+    03:00). Resolved with fold 0, its start fell after its end; due() read that as negative
+    length and added it, so service(c, due(c, S)) != S (found by the working-day property
+    test). That day has no window now: the time runs on the next day's."""
+    ny = "America/New_York"
+    clock = ServiceClock(ny, 2 * 60 + 47, 3 * 60)
+    sunday = datetime(2026, 3, 8).toordinal()
+    assert clock.window(sunday) is None
+    c = local("2026-03-07 02:50", ny)  # Saturday, 10 of its 13 minutes left
+    due = clock.due(c, 12 * MINUTE)
+    assert due == local("2026-03-09 02:49", ny)  # 10 min on Saturday, none on Sunday, 2 on Monday
+    assert clock.service(c, due) == 12 * MINUTE
+
+
+@settings(max_examples=300, deadline=None)
+@given(zones, instants, spans, st.integers(0, 23 * 60), st.integers(1, 24 * 60))
+def test_service_of_due_is_s_for_any_window(tz, c, s, start, length):
+    """R9.2.5 for any window a policy may give, DST days included."""
+    end = min(start + length, 24 * 60)
+    clock = ServiceClock(tz, start, end)
+    u = clock.due(c, s)
+    assert u >= c and clock.service(c, u) == s
