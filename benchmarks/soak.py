@@ -16,6 +16,7 @@ worker starts, with 1 MiB segments and an eager cleaner, so the few minutes of t
 the weeks they simulate.
 
     .venv/bin/python benchmarks/soak.py [--weeks 14] [--conversations 9000] [--warmup 7]
+    .venv/bin/python benchmarks/soak.py --backfill   # all weeks read in one run (issue #15)
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=14)
     ap.add_argument("--warmup", type=int, default=7, help="weeks read before the first measurement (past the 35-day retention, so eviction has begun)")
     ap.add_argument("--conversations", type=int, default=9000, help="new conversations per shop and week (5 shops)")
+    ap.add_argument("--backfill", action="store_true",
+                    help="produce every week first and read them in one run, RSS sampled throughout (issue #15)")
+    ap.add_argument("--every", type=int, default=10, help="print every N-th RSS sample (one per ~2 s)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-soak-"))
@@ -174,14 +178,17 @@ def main() -> None:
             return fresh
 
         first, rest = traffic(args.weeks, args.warmup, args.conversations)
+        if args.backfill:  # one worker reads all the weeks in one go: a backfill
+            first, rest = first + rest, []
         n = produce(first, broker.bootstrap, names)
         produced += n
         w = Worker(cmd, log, port)
         w.wait(lambda: produced > 0 and caught_up(), "the warm-up weeks", sample=sample)
-        w = measure("after warm-up", w, args.warmup)
-        n = produce(rest, broker.bootstrap, names)
-        produced += n
-        w.wait(caught_up, "the remaining weeks", sample=sample)
+        if not args.backfill:
+            w = measure("after warm-up", w, args.warmup)
+            n = produce(rest, broker.bootstrap, names)
+            produced += n
+            w.wait(caught_up, "the remaining weeks", sample=sample)
         w = measure("at the end", w, args.weeks)
         w.stop()
         print(f"{produced:,} input records over {args.weeks} simulated weeks, {PARTITIONS} partitions, one worker")
@@ -190,8 +197,8 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for label, weeks, records, rss, size, rec, rss2 in results:
             print(f"| {label} | {weeks} | {records:,} | {rss:,.0f} | {size / 2**20:,.1f} | {rec:.1f} | {rss2:,.0f} |")
-        print("RSS while reading (seconds, MiB, records committed), every ~10th sample:")
-        for s in samples[::10]:
+        print(f"RSS while reading (seconds, MiB, records committed), every {args.every}th sample:")
+        for s in samples[::args.every] + samples[-1:]:
             print(f"  {s[0]:7.0f} s  {s[1]:7.0f} MiB  {s[2]:>10,}")
     finally:
         stop(broker)
