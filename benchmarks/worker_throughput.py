@@ -84,6 +84,10 @@ def _second(cmd: list[str]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conversations", type=int, default=12000, help="per shop (5 shops; 12,000 is 220k events)")
+    ap.add_argument("--shops", type=int, default=5,
+                    help="shops in the input (40 with --conversations 1610 is about the same 220k events spread over more "
+                         "shops: a shop's events stay on one chatsla.events partition, so with 5 shops one partition "
+                         "holds two fifths of the work, which bounds what a second worker can take)")
     ap.add_argument("--floors", nargs="*", default=["noop", "noop-batch"], choices=["noop", "noop-batch"],
                     help="also time Faust agents that do nothing per event (the floor of any Faust job)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and broker data (printed at the end)")
@@ -98,7 +102,7 @@ def main() -> None:
         tag = uuid.uuid4().hex[:6]
         names = TopicNames.prefixed(f"b{tag}.")
         ensure_topics(broker.bootstrap, topic_specs(names, PARTITIONS))
-        records = [r for r in generate(SimConfig(seed=5, conversations_per_shop=args.conversations))
+        records = [r for r in generate(SimConfig(seed=5, shops=args.shops, conversations_per_shop=args.conversations))
                    if r[0] == "chat.messages"]
         produce(records, broker.bootstrap, names)
         n = topic_size(broker.bootstrap, names.chat)
