@@ -36,6 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatsla.core.timefmt import parse_time
 from chatsla.dev.broker import BrokerConfig, free_port, start, stop
@@ -88,6 +89,24 @@ def changelog_bytes(data_dir: Path, app_id: str) -> int:
         if d.is_dir():
             total += sum(f.stat().st_size for f in d.iterdir() if f.suffix == ".log")
     return total
+
+
+def worker_state(port: int) -> tuple[int, int]:
+    """(valid events applied, conversations held) from the worker's /metrics; (0, 0) while it
+    does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0, 0
+    applied = held = 0
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name == "chatsla_events_total" and sample.labels.get("outcome") == "valid":
+                applied += int(sample.value)
+            elif sample.name == "chatsla_state_conversations":
+                held += int(sample.value)
+    return applied, held
 
 
 def ready(port: int) -> bool:
@@ -151,7 +170,8 @@ def main() -> None:
                "--topic-prefix", prefix, "--partitions", str(PARTITIONS), "--no-ticks", "--web-port", str(port),
                "--data-dir", str(tmp / "worker"), "--no-create-topics"]
         log = tmp / "worker.log"
-        samples: list[tuple[float, float, int]] = []  # (seconds, RSS MiB, input records committed)
+        # (seconds, RSS MiB, input records routed and committed, events applied, conversations held)
+        samples: list[tuple[float, float, int, int, int]] = []
         produced = 0
 
         def caught_up() -> bool:
@@ -164,7 +184,8 @@ def main() -> None:
             if time.monotonic() - last[0] >= 2.0:
                 last[0] = time.monotonic()
                 done = produced - committed_lag(broker.bootstrap, router_group(app_id), [names.chat, names.shop])
-                samples.append((time.monotonic() - w.t0, rss_mib(w.proc.pid), done))
+                applied, held = worker_state(port)
+                samples.append((time.monotonic() - w.t0, rss_mib(w.proc.pid), done, applied, held))
 
         results = []
 
@@ -197,9 +218,12 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for label, weeks, records, rss, size, rec, rss2 in results:
             print(f"| {label} | {weeks} | {records:,} | {rss:,.0f} | {size / 2**20:,.1f} | {rec:.1f} | {rss2:,.0f} |")
-        print(f"RSS while reading (seconds, MiB, records committed), every {args.every}th sample:")
+        print(f"RSS while reading, every {args.every}th sample (events applied and conversations held: the "
+              "worker's /metrics, as of each partition's last checkpoint):")
+        print("| s | RSS (MiB) | input records routed | events applied | conversations held |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
         for s in samples[::args.every] + samples[-1:]:
-            print(f"  {s[0]:7.0f} s  {s[1]:7.0f} MiB  {s[2]:>10,}")
+            print(f"| {s[0]:.0f} | {s[1]:,.0f} | {s[2]:,} | {s[3]:,} | {s[4]:,} |")
     finally:
         stop(broker)
         if args.keep:

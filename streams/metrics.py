@@ -532,6 +532,12 @@ class WorkerMetrics:
         self.consumer_lag = Gauge("chatsla_consumer_lag_records", "Records behind the end of the partition.",
                                   ["topic", "partition"], registry=r)
         self.owned = Gauge("chatsla_owned_partitions", "chatsla.events partitions this worker owns.", registry=r)
+        # What a partition holds in memory, at its last checkpoint: state follows what is live
+        # (open sessions, weeks still taking late events, ids in the dedupe window), not history;
+        # this is the number to watch when sizing workers (issue #15, the backfill soak).
+        self.conversations = Gauge("chatsla_state_conversations",
+                                   "Conversations a partition holds in memory, at its last checkpoint.",
+                                   ["partition"], registry=r)
         info = Gauge("chatsla_info", "Build and policy in force (R7).", ["version", "policy_id", "policy_version"], registry=r)
         info.labels(__version__, policy_id, policy_version).set(1)
         for outcome in ("valid", "duplicate", "late", "invalid"):
@@ -602,7 +608,7 @@ class WorkerMetrics:
 
     def forget(self, partition: int) -> None:
         self._last.pop(partition, None)
-        for gauge in (self.watermark, self.watermark_lag):
+        for gauge in (self.watermark, self.watermark_lag, self.conversations):
             try:
                 gauge.remove(str(partition))
             except KeyError:

@@ -329,6 +329,7 @@ class Worker:
         metrics = self.metrics
         metrics.account(p, rt.engine.stats)
         metrics.watermark_now(p, rt.engine.watermark)
+        metrics.conversations.labels(str(p)).set(len(rt.engine.convs))
         metrics.owned.set(len(self.runtimes))
         self.views.advance(rt.engine.shops, rt.engine.watermark)
 

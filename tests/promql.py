@@ -87,6 +87,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "chatsla_processing_latency_seconds_count": (),
     "chatsla_consumer_lag_records": ("topic", "partition"),
     "chatsla_owned_partitions": (),
+    "chatsla_state_conversations": ("partition",),
     "chatsla_info": ("version", "policy_id", "policy_version"),
 }
 SHOP_VALUE = "shop-2"  # the default value of the drill-down's $shop in these checks

@@ -201,6 +201,7 @@ def test_issue13_the_worker_exports_exactly_the_metric_contract() -> None:
     metrics.poison.labels("not_json").inc()
     metrics.rejected_ticks.inc()
     metrics.watermark_now(0, 1)
+    metrics.conversations.labels("0").set(1)
     metrics.latency.observe(0.1)
     metrics.lag_now({("chat.messages", 0): 1})
     exported: dict[str, set[str]] = {}

@@ -680,3 +680,21 @@ def test_rolling_rates_stay_one_window_when_nothing_scrapes() -> None:
     assert replied == decided and 7 * 24 - 2 <= decided <= 7 * 24  # every one answered in 10 minutes
     worker.assigned([])  # the partition moved to another worker
     assert "s1" not in worker.views.rolling
+
+
+def test_each_checkpoint_exports_the_conversations_a_partition_holds() -> None:
+    """chatsla_state_conversations (issue #15, bounded state): set at every checkpoint to the
+    conversations the partition's engine holds, and gone with the partition."""
+    async def go() -> Worker:
+        broker, journal = Broker(), Journal()
+        worker = make_worker(broker, journal)
+        log = list(RECORDS)
+        await feed(worker, broker, log)
+        await drain(worker, broker, log)
+        return worker
+    worker = asyncio.run(go())
+    held = len(worker.runtimes[P].engine.convs)
+    assert held > 0
+    assert worker.metrics.registry.get_sample_value("chatsla_state_conversations", {"partition": str(P)}) == held
+    worker.assigned([])
+    assert worker.metrics.registry.get_sample_value("chatsla_state_conversations", {"partition": str(P)}) is None
