@@ -45,6 +45,11 @@ CLOSED_UNHANDLED = "closed_unhandled"
 COUNTS = ("tickets", "normal", "urgent", "agreed", "handled_in_time", "missed", "handled_late", "pending",
           "excluded", "returned", "unresolved")
 _N = len(COUNTS)
+# a ticket's record (R9.5), in this key order
+RECORD_KEYS = ("ticket_id", "shop_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
+               "computed_due_at", "due_source", "handled_at", "result", "handled_in_time", "decided_at",
+               "handled_late", "service_time_to_handle", "wall_time_to_handle", "closed_at", "excluded", "late",
+               "day", "week_start", "policy_id", "policy_version")
 _ZERO = (0,) * _N
 
 
@@ -204,6 +209,9 @@ class ServiceTickets(ShopZones):
         # finding the model among the hosted ones at every call)
         self._ch = host.timer_channel(self._on_timer)
         self._push = host.push
+        # every ticket record starts as a copy of this (:meth:`ticket_record`)
+        self._template: dict = dict.fromkeys(RECORD_KEYS)
+        self._template["policy_id"], self._template["policy_version"] = policy.id, policy.version
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -649,62 +657,60 @@ class ServiceTickets(ShopZones):
 
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
-        """R9.5, keys in order. Formatting is the costliest step of a record (every ticket has
-        one in the audit), so ``created_at`` is the input's text when that was canonical
-        (``created_text``, ``handled_text``, ``closed_text``), equal times share one formatted string (clock_start is usually
-        created_at, due_at computed_due_at, decided_at handled_at or due_at), a deadline whole
-        hours after its clock start reuses its minutes and fraction (``format_time_as``), and
-        :func:`outcome` and :func:`seconds` are inlined."""
+        """R9.5, keys in order (:data:`RECORD_KEYS`). Every ticket has one record in the audit, so
+        this is written for speed (issue #12): the record is a copy of the model's template
+        (the keys in order, every value None or the policy's; copying a dict with no deleted
+        entries is one block copy, a third cheaper than building 24 entries from a literal) with
+        the ticket's values stored over it; ``created_at`` is the input's text when that was
+        canonical (``created_text``, ``handled_text``, ``closed_text``), equal times share one
+        formatted string (clock_start is usually created_at, due_at computed_due_at, decided_at
+        handled_at or due_at), a deadline whole hours after its clock start reuses its minutes
+        and fraction (``format_time_as``), and :func:`outcome` and :func:`seconds` are inlined."""
         h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
-        created = tk.created_text or format_time(c)
+        rec = self._template.copy()
+        rec["ticket_id"] = tk.ticket_id
+        rec["shop_id"] = tk.shop_id
+        rec["priority"] = tk.priority
+        rec["category"] = tk.category
+        rec["created_at"] = created = tk.created_text or format_time(c)
         cs = tk.clock_start
-        start = created if cs == c else format_time(cs)
-        due = format_time_as(d, cs, start)
-        computed = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
+        rec["clock_start"] = start = created if cs == c else format_time(cs)
         sla = tk.sla
-        if h is None:
-            handled = service = wall = None
-        else:
-            handled = tk.handled_text or format_time(h)
-            service = self.clock(tk.clock_tz).service(c, h)
-            service = service // SECOND if service % SECOND == 0 else service / SECOND
+        rec["sla"] = sla // SECOND if sla % SECOND == 0 else sla / SECOND
+        rec["due_at"] = due = format_time_as(d, cs, start)
+        rec["computed_due_at"] = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
+        rec["due_source"] = tk.due_source
+        if h is not None:
+            rec["handled_at"] = handled = tk.handled_text or format_time(h)
+            rec["result"] = tk.result
+            clock = self._clocks.get(tk.clock_tz) or self.clock(tk.clock_tz)
+            service = clock.service(c, h)
+            rec["service_time_to_handle"] = service // SECOND if service % SECOND == 0 else service / SECOND
             wall = h - c
-            wall = wall // SECOND if wall % SECOND == 0 else wall / SECOND
-        # outcome(tk), with decided_at as its formatted string
-        excluded = in_time = decided = None
-        if k is not None and k <= d and (h is None or h > k):
-            excluded = CLOSED_UNHANDLED  # (R9.4.6)
-        elif h is not None and h <= d:
-            in_time, decided = True, handled
-        elif tk.past_due or h is not None or (k is not None and k > d):
-            in_time, decided = False, due
-        policy = self.policy
-        return {
-            "ticket_id": tk.ticket_id,
-            "shop_id": tk.shop_id,
-            "priority": tk.priority,
-            "category": tk.category,
-            "created_at": created,
-            "clock_start": start,
-            "sla": sla // SECOND if sla % SECOND == 0 else sla / SECOND,
-            "due_at": due,
-            "computed_due_at": computed,
-            "due_source": tk.due_source,
-            "handled_at": handled,
-            "result": tk.result if h is not None else None,
-            "handled_in_time": in_time,
-            "decided_at": decided,
-            "handled_late": h is not None and h > d,
-            "service_time_to_handle": service,
-            "wall_time_to_handle": wall,
-            "closed_at": None if k is None else tk.closed_text or format_time(k),
-            "excluded": excluded,
-            "late": tk.late,
-            "day": tk.day,
-            "week_start": tk.week,
-            "policy_id": policy.id,
-            "policy_version": policy.version,
-        }
+            rec["wall_time_to_handle"] = wall // SECOND if wall % SECOND == 0 else wall / SECOND
+            # outcome(tk), with decided_at as its formatted string
+            if k is not None and k <= d and h > k:
+                rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
+            elif h <= d:
+                rec["handled_in_time"] = True
+                rec["decided_at"] = handled
+            else:
+                rec["handled_in_time"] = False
+                rec["decided_at"] = due
+            rec["handled_late"] = h > d
+        else:
+            rec["handled_late"] = False
+            if k is not None and k <= d:
+                rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
+            elif tk.past_due or (k is not None and k > d):
+                rec["handled_in_time"] = False
+                rec["decided_at"] = due
+        if k is not None:
+            rec["closed_at"] = tk.closed_text or format_time(k)
+        rec["late"] = tk.late
+        rec["day"] = tk.day
+        rec["week_start"] = tk.week
+        return rec
 
     def _period_record(self, p: Period) -> dict:
         """R9.6.2, keys in order (9-P)."""
