@@ -63,14 +63,16 @@ class Ticket:
 
     ``created_text``, ``handled_text``, ``closed_text``: ``format_time`` of ``created_at``,
     ``handled_at``, ``closed_at`` when the event that set the time already had that text
-    (``TicketEvent.at_text``), else None: the record reuses them (issue #12). Caches, so not among
-    the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text."""
+    (``TicketEvent.at_text``), else None: the record reuses them (issue #12). ``code``: its
+    contribution code now (:func:`contribution_code`), kept so that a change derives only the
+    new one. Caches, so not among the stored fields (:data:`STORED`): a restored ticket formats
+    its times again, the same text, and derives its code from its state."""
 
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
                  "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text",
-                 "handled_text", "closed_text")
-    STORED: ClassVar[tuple[str, ...]] = __slots__[:-3]  # (snapshots and stored parts: unchanged)
+                 "handled_text", "closed_text", "code")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-4]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
         return [getattr(self, k) for k in Ticket.STORED]
@@ -82,6 +84,7 @@ class Ticket:
             setattr(tk, k, x)
         tk.ids = list(tk.ids)
         tk.created_text = tk.handled_text = tk.closed_text = None
+        tk.code = contribution_code(tk)
         return tk
 
 
@@ -132,6 +135,7 @@ _CONTRIB = tuple(_counts_of(c) for c in range(_CODES))
 _DELTAS = tuple(tuple(tuple((i, n - o) for i, (n, o) in enumerate(zip(_CONTRIB[new], _CONTRIB[old])) if n != o)
                       for new in range(_CODES)) for old in range(_CODES))
 _PRIO_BASE = {"normal": 2, "urgent": 14, "agreed": 26}
+_new_ticket = object.__new__
 
 
 def contribution_code(tk: Ticket) -> int:
@@ -209,6 +213,8 @@ class ServiceTickets(ShopZones):
         # finding the model among the hosted ones at every call)
         self._ch = host.timer_channel(self._on_timer)
         self._push = host.push
+        self._shop_window = policy.window_timezone == "shop"  # (else the policy's zone)
+        self._tracked = False  # (:meth:`track`: the hot paths then call the wrapped methods)
         # every ticket record starts as a copy of this (:meth:`ticket_record`)
         self._template: dict = dict.fromkeys(RECORD_KEYS)
         self._template["policy_id"], self._template["policy_version"] = policy.id, policy.version
@@ -247,6 +253,7 @@ class ServiceTickets(ShopZones):
         of a period goes through it, and so does a period's creation)."""
         dirty: set[tuple] = set()
         self._dirty = dirty
+        self._tracked = True
         process, fire, ticket_periods = self.process, self.fire, self._ticket_periods
 
         def tracked_process(ev: TicketEvent | ShopEvent, late: bool) -> None:
@@ -363,7 +370,7 @@ class ServiceTickets(ShopZones):
                     self._schedule(ev.t + self._dedupe, ("O", ev.shop_id, ev.ticket_id))
                 held.append(ev)
                 return
-            tk = self._create(ev, late)
+            tk = self._create(ev, late, shop)
             if held is not None:
                 del self.orphans[okey]
                 for h in sorted(held, key=lambda e: (e.t, RANKS[e.type], e.event_id)):
@@ -389,27 +396,42 @@ class ServiceTickets(ShopZones):
         self._push((when, self._ch, key, None))
 
     def _on_timer(self, entry: tuple) -> None:
-        self.fire(entry[0], entry[2])
+        key = entry[2]
+        if key[0] == "D" and not self._tracked:  # (a deadline, one per ticket: one call less)
+            self._due(entry[0], key)
+        else:
+            self.fire(entry[0], key)
+
+    def _due(self, when: int, key: tuple) -> None:
+        """A ticket's deadline (key ``("D", shop_id, ticket_id)``) came due."""
+        shop = self.tickets.get(key[1])
+        tk = shop.get(key[2]) if shop is not None else None
+        if tk is None or tk.due_at != when or tk.past_due:
+            return
+        tk.past_due = True
+        # the eviction is looked at from here on, not from the creation: one timer per ticket
+        # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
+        # It fires at the same instant as it would have: both are the first fixed point of
+        # _evict_at above the creation's, which only grows with the ticket's state.
+        keep = self._keep
+        last = tk.last_t
+        at = tk.week_end + self._retention
+        if when + keep > at or last + keep > at:
+            at = when + keep if when > last else last + keep
+        self._push((at, self._ch, ("E", key[1], key[2]), None))  # (_evict_at(tk), due_at being when)
+        # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
+        # (handled: in time or late; closed: excluded, or missed at a close after due_at)
+        if tk.handled_at is None and tk.closed_at is None:
+            if not self._defer:
+                self.host.emit("ticket", self.ticket_record(tk))
+            old = tk.code  # (pending)
+            tk.code = old + 6  # (missed unhandled)
+            self._bump(tk, old, old + 6, False)
 
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
-            shop = self.tickets.get(key[1])
-            tk = shop.get(key[2]) if shop is not None else None
-            if tk is None or tk.due_at != when or tk.past_due:
-                return
-            tk.past_due = True
-            # the eviction is looked at from here on, not from the creation: one timer per ticket
-            # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
-            # It fires at the same instant as it would have: both are the first fixed point of
-            # _evict_at above the creation's, which only grows with the ticket's state.
-            self._schedule(self._evict_at(tk), ("E", key[1], key[2]))
-            # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
-            # (handled: in time or late; closed: excluded, or missed at a close after due_at)
-            if tk.handled_at is None and tk.closed_at is None:
-                self._emit_ticket(tk)
-                old = contribution_code(tk) - 6  # (missed unhandled, from pending)
-                self._bump(tk, old, old + 6, False)
+            self._due(when, key)  # type: ignore[arg-type]
         elif tag == "P":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is None or p.end != when or p.status is not None:
@@ -541,48 +563,63 @@ class ServiceTickets(ShopZones):
         }
 
     # ------------------------------------------------------------ transitions
-    def _create(self, ev: TicketEvent, late: bool) -> Ticket:
-        """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record."""
+    def _create(self, ev: TicketEvent, late: bool, shop: dict[str, Ticket] | None = None) -> Ticket:
+        """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record. ``shop``:
+        the shop's tickets (None: it has none yet). Once per ticket, so the lookups of the zone's
+        clock and of its current day and week are inlined (issue #12)."""
         p = self.policy
-        tz = self.shop_tz.get(ev.shop_id, self._default_tz)
-        clock_tz = tz if p.window_timezone == "shop" else p.window_timezone
-        clock = self.clock(clock_tz)
+        shop_id = ev.shop_id
+        tz = self.shop_tz.get(shop_id, self._default_tz)
+        clock_tz = tz if self._shop_window else p.window_timezone
+        clock = self._clocks.get(clock_tz) or self.clock(clock_tz)
         c = ev.t
+        priority = ev.priority
         if ev.sla_minutes is not None:
             sla, source = ev.sla_minutes * MINUTE, "event"
-            if ev.priority == "agreed" and sla < p.agreed_sla_min:
+            if priority == "agreed" and sla < p.agreed_sla_min:
                 self.counters["agreed_sla_below_min"] += 1  # taken as given (R9.9, N15)
         elif ev.category is not None and ev.category in p.category_sla:
             sla, source = p.category_sla[ev.category], "category"
         else:
-            sla, source = p.ticket_sla[ev.priority], "priority"
+            sla, source = p.ticket_sla[priority], "priority"
         start, computed = clock.start_due(c, sla)
-        tk = Ticket.__new__(Ticket)
-        tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
-        tk.created_at, tk.clock_start, tk.sla = c, start, sla
+        tk = _new_ticket(Ticket)
+        tk.shop_id = shop_id
+        tk.ticket_id = ticket_id = ev.ticket_id
+        tk.priority = priority
+        tk.category = ev.category
+        tk.created_at = c
+        tk.clock_start = start
+        tk.sla = sla
         tk.created_text = ev.at_text
         tk.computed_due_at = computed
         if ev.due_at is not None:
-            tk.due_at, tk.due_source = ev.due_at, "platform"
+            tk.due_at = due = ev.due_at
+            tk.due_source = "platform"
         else:
-            tk.due_at, tk.due_source = computed, source
+            tk.due_at = due = computed
+            tk.due_source = source
         tk.handled_at = tk.result = tk.closed_at = tk.handled_text = tk.closed_text = None
         tk.past_due = False
         tk.late = late
         tk.clock_tz = clock_tz
         tk.ids = [ev.event_id]
         tk.last_t = c
-        tk.day, tk.week, tk.week_end = self._day_week(c, tz)
-        shop = self.tickets.get(ev.shop_id)
+        cur = self._cur.get(tz)  # (_day_week's cache)
+        if cur is not None and cur[0] <= c < cur[1] and cur[3] <= c < cur[4]:
+            tk.day, tk.week, tk.week_end = cur[2], cur[5], cur[4]
+        else:
+            tk.day, tk.week, tk.week_end = self._day_week(c, tz)
         if shop is None:
-            shop = self.tickets[ev.shop_id] = {}
-        shop[ev.ticket_id] = tk
-        # its deadline; its eviction is scheduled when the deadline fires (:meth:`fire`)
-        self._push((tk.due_at, self._ch, ("D", tk.shop_id, tk.ticket_id), None))
+            shop = self.tickets[shop_id] = {}
+        shop[ticket_id] = tk
+        # its deadline; its eviction is scheduled when the deadline fires (:meth:`_due`)
+        self._push((due, self._ch, ("D", shop_id, ticket_id), None))
         if not self._defer:
             self.host.emit("ticket", self.ticket_record(tk))
         # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
-        self._bump(tk, 0, _PRIO_BASE[tk.priority], late, tz)
+        tk.code = code = _PRIO_BASE[priority]
+        self._bump(tk, 0, code, late, tz)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
@@ -601,20 +638,20 @@ class ServiceTickets(ShopZones):
                 self.counters["rehandled"] += 1  # R9.4.5; or R9.4.4: the later one is a further handling
                 if t >= h:
                     return
-            old = contribution_code(tk)
             tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
             tk.handled_text = ev.at_text
         else:
             k = tk.closed_at
             if k is not None and t >= k:
                 return
-            old = contribution_code(tk)
             tk.closed_at = t
             tk.closed_text = ev.at_text
         if late:
             tk.late = True
-        self._emit_ticket(tk)
-        new = contribution_code(tk)
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        old = tk.code
+        new = tk.code = contribution_code(tk)
         if new != old:
             self._bump(tk, old, new, late)
 
@@ -640,7 +677,12 @@ class ServiceTickets(ShopZones):
     def _bump(self, tk: Ticket, old: int, new: int, late: bool, tz: str | None = None) -> None:
         """Move the ticket's contribution from code ``old`` to ``new`` in its day and week (R9.6)."""
         delta = _DELTAS[old][new]  # (two to four of 11)
-        for p in self._ticket_periods(tk, tz):
+        cur = self._shop_periods.get(tk.shop_id)  # (_ticket_periods' cache, inlined unless tracked)
+        if cur is not None and cur[0] == tk.day and cur[1] == tk.week and not self._tracked:
+            periods = cur[2]
+        else:
+            periods = self._ticket_periods(tk, tz)
+        for p in periods:
             counts = p.counts
             for i, d in delta:
                 counts[i] += d
