@@ -113,7 +113,11 @@ class ServiceClock:
         """R9.2.3: µs of ``[a, b)`` inside windows (0 when ``b <= a``)."""
         if b <= a:
             return 0
-        o, start, end = self.next_window(a)
+        last = self._last  # (next_window's answer for a later instant, inlined: once per ticket)
+        if last[0] <= a < last[3]:
+            o, start, end = last[1], last[2], last[3]
+        else:
+            o, start, end = self.next_window(a)
         total = 0
         while start < b:
             lo = a if a > start else start
@@ -141,7 +145,11 @@ class ServiceClock:
 
     def start_due(self, c: int, s: int) -> tuple[int, int]:
         """``(clock_start(c), due(c, s))`` from one window lookup (a ticket's creation needs both)."""
-        o, start, end = self.next_window(c)
+        last = self._last  # (next_window's answer for a later instant, inlined: once per ticket)
+        if last[0] <= c < last[3]:
+            o, start, end = last[1], last[2], last[3]
+        else:
+            o, start, end = self.next_window(c)
         first = cur = c if c > start else start  # (== clock_start(c))
         left = s
         while True:
