@@ -65,14 +65,20 @@ class Ticket:
     ``handled_at``, ``closed_at`` when the event that set the time already had that text
     (``TicketEvent.at_text``), else None: the record reuses them (issue #12). ``code``: its
     contribution code now (:func:`contribution_code`), kept so that a change derives only the
-    new one. Caches, so not among the stored fields (:data:`STORED`): a restored ticket formats
-    its times again, the same text, and derives its code from its state."""
+    new one. ``scheduled``: ``due_at`` while its deadline timer is owed (:meth:`undecided`), else
+    None (the runner then drops the timer unfired, a supersedable channel). Caches, so not among
+    the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text,
+    and derives its code and ``scheduled`` from its state.
+
+    ``past_due`` is set when the watermark passes ``due_at`` while the ticket is undecided (R9.4.3:
+    the miss is decided then); a ticket handled or closed first is decided by that, and its
+    deadline timer is dropped (nothing would change: its outcome no longer reads ``past_due``)."""
 
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
                  "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text",
-                 "handled_text", "closed_text", "code")
-    STORED: ClassVar[tuple[str, ...]] = __slots__[:-4]  # (snapshots and stored parts: unchanged)
+                 "handled_text", "closed_text", "code", "scheduled")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-5]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
         return [getattr(self, k) for k in Ticket.STORED]
@@ -85,7 +91,12 @@ class Ticket:
         tk.ids = list(tk.ids)
         tk.created_text = tk.handled_text = tk.closed_text = None
         tk.code = contribution_code(tk)
+        tk.scheduled = tk.due_at if tk.undecided() else None
         return tk
+
+    def undecided(self) -> bool:
+        """Neither handled nor closed, and its deadline not passed: its deadline timer is owed."""
+        return not self.past_due and self.handled_at is None and self.closed_at is None
 
 
 def outcome(tk: Ticket) -> tuple[bool, bool | None, int | None]:
@@ -211,7 +222,17 @@ class ServiceTickets(ShopZones):
         self._defer = not host.session_updates
         # deadlines go straight onto a timer channel of its own (host.schedule's entries, without
         # finding the model among the hosted ones at every call)
-        self._ch = host.timer_channel(self._on_timer)
+        # Deadlines on a supersedable channel of their own (sub-channel 0, so at one instant they
+        # fire first, as their "D" keys did among the others'): the entry of a ticket decided
+        # before its deadline (tk.scheduled None) is dropped unfired when its bucket opens, most
+        # tickets' (issue #12). Evictions, periods and orphans on sub-channel 1.
+        self._dch = host.timer_channel(self._on_due, 0, supersedable=True)
+        self._ch = host.timer_channel(self._on_timer, 1)
+        # Evictions: one timer per shop and week ("W", at the week's end + retention, when its
+        # tickets' eviction is first possible, _evict_at), not one per ticket: the (shop, week)
+        # pairs scheduled, and per shop the week of its latest creation (nearly every ticket's)
+        self._weeks: set[tuple[str, str]] = set()
+        self._shop_week: dict[str, str] = {}
         self._push = host.push
         self._shop_window = policy.window_timezone == "shop"  # (else the policy's zone)
         self._tracked = False  # (:meth:`track`: the hot paths then call the wrapped methods)
@@ -271,7 +292,7 @@ class ServiceTickets(ShopZones):
                 dirty.add(("ticket", key[1], key[2]))  # type: ignore[index]
             elif tag == "O":
                 dirty.add(("ticket_orphans", key[1], key[2]))  # type: ignore[index]
-            else:  # P, F
+            elif tag != "W":  # P, F (W: _evict_week marks the tickets it evicts)
                 dirty.add(("ticket_period", key[1], key[2], key[3]))  # type: ignore[index]
 
         def tracked_ticket_periods(tk: Ticket, tz: str | None) -> list[Period]:
@@ -316,10 +337,11 @@ class ServiceTickets(ShopZones):
             if tag == "ticket":
                 tk = Ticket.from_list(v)
                 m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-                if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
+                if tk.scheduled is not None:
                     host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
-                else:
-                    host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+                if (tk.shop_id, tk.week) not in m._weeks:
+                    m._weeks.add((tk.shop_id, tk.week))
+                    host.schedule(tk.week_end + m._retention, m, ("W", tk.shop_id, tk.week))  # type: ignore[attr-defined]
             elif tag == "ticket_period":
                 p = Period.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -396,42 +418,74 @@ class ServiceTickets(ShopZones):
         self._push((when, self._ch, key, None))
 
     def _on_timer(self, entry: tuple) -> None:
-        key = entry[2]
-        if key[0] == "D" and not self._tracked:  # (a deadline, one per ticket: one call less)
-            self._due(entry[0], key)
-        else:
-            self.fire(entry[0], key)
+        self.fire(entry[0], entry[2])
+
+    def _on_due(self, entry: tuple) -> None:
+        if self._tracked:
+            self.fire(entry[0], entry[2])
+        else:  # (one call less)
+            self._due(entry[0], entry[2])
 
     def _due(self, when: int, key: tuple) -> None:
-        """A ticket's deadline (key ``("D", shop_id, ticket_id)``) came due."""
+        """A ticket's deadline (key ``("D", shop_id, ticket_id)``) came due: an undecided ticket is
+        missed, decided at due_at (R9.4.3); a handled or closed one is decided already (handled:
+        in time or late; closed: excluded, or missed at a close after due_at)."""
         shop = self.tickets.get(key[1])
         tk = shop.get(key[2]) if shop is not None else None
-        if tk is None or tk.due_at != when or tk.past_due:
+        if tk is None or tk.due_at != when or tk.scheduled is None:
             return
         tk.past_due = True
-        # the eviction is looked at from here on, not from the creation: one timer per ticket
-        # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
-        # It fires at the same instant as it would have: both are the first fixed point of
-        # _evict_at above the creation's, which only grows with the ticket's state.
-        keep = self._keep
-        last = tk.last_t
-        at = tk.week_end + self._retention
-        if when + keep > at or last + keep > at:
-            at = when + keep if when > last else last + keep
-        self._push((at, self._ch, ("E", key[1], key[2]), None))  # (_evict_at(tk), due_at being when)
-        # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
-        # (handled: in time or late; closed: excluded, or missed at a close after due_at)
-        if tk.handled_at is None and tk.closed_at is None:
-            if not self._defer:
-                self.host.emit("ticket", self.ticket_record(tk))
-            old = tk.code  # (pending)
-            tk.code = old + 6  # (missed unhandled)
-            self._bump(tk, old, old + 6, False)
+        tk.scheduled = None
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        old = tk.code  # (pending)
+        tk.code = old + 6  # (missed unhandled)
+        self._bump(tk, old, old + 6, False)
+
+    def _evict_week_of(self, tk: Ticket) -> None:
+        """Have the ticket's shop and week an eviction timer ("W"), if not scheduled yet."""
+        key = (tk.shop_id, tk.week)
+        self._shop_week[tk.shop_id] = tk.week
+        if key not in self._weeks:
+            self._weeks.add(key)
+            self._push((tk.week_end + self._retention, self._ch, ("W", tk.shop_id, tk.week), None))
+
+    def _evict_week(self, when: int, shop_id: str, week: str) -> None:
+        """The eviction timer of a shop's week: every ticket of that week that can no longer
+        change an output nor recognise a copy of its events (:meth:`_evict_at`) is evicted; the
+        others get a timer of their own ("E"), which fires at the same instant as a chain of
+        per-ticket timers would have: the first fixed point of _evict_at above the week's end +
+        retention (its smallest value), _evict_at only growing with the ticket's state."""
+        self._weeks.discard((shop_id, week))
+        if self._shop_week.get(shop_id) == week:
+            del self._shop_week[shop_id]
+        shop = self.tickets.get(shop_id)
+        if shop is None:
+            return
+        gone = []
+        for tid, tk in shop.items():
+            if tk.week != week:
+                continue
+            at = self._evict_at(tk)
+            if at > when:
+                self._schedule(at, ("E", shop_id, tid))
+            else:
+                gone.append(tid)
+        for tid in gone:
+            if self._defer:  # (every ticket has a record from its creation on)
+                self.host.emit("ticket", self.ticket_record(shop[tid]))
+            del shop[tid]
+            if self._tracked:
+                self._dirty.add(("ticket", shop_id, tid))
+        if not shop:
+            del self.tickets[shop_id]
 
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
             self._due(when, key)  # type: ignore[arg-type]
+        elif tag == "W":
+            self._evict_week(when, key[1], key[2])  # type: ignore[index]
         elif tag == "P":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is None or p.end != when or p.status is not None:
@@ -510,10 +564,9 @@ class ServiceTickets(ShopZones):
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-            if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
-                m._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-            else:
-                m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+            if tk.scheduled is not None:
+                m._push((tk.due_at, m._dch, ("D", tk.shop_id, tk.ticket_id), tk))
+            m._evict_week_of(tk)
         for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -607,14 +660,19 @@ class ServiceTickets(ShopZones):
         tk.last_t = c
         cur = self._cur.get(tz)  # (_day_week's cache)
         if cur is not None and cur[0] <= c < cur[1] and cur[3] <= c < cur[4]:
-            tk.day, tk.week, tk.week_end = cur[2], cur[5], cur[4]
+            week = cur[5]
+            tk.day, tk.week, tk.week_end = cur[2], week, cur[4]
         else:
             tk.day, tk.week, tk.week_end = self._day_week(c, tz)
+            week = tk.week
         if shop is None:
             shop = self.tickets[shop_id] = {}
         shop[ticket_id] = tk
-        # its deadline; its eviction is scheduled when the deadline fires (:meth:`_due`)
-        self._push((due, self._ch, ("D", shop_id, ticket_id), None))
+        # its deadline, dropped unfired if it is decided before (:meth:`_due`); its week's eviction
+        tk.scheduled = due
+        self._push((due, self._dch, ("D", shop_id, ticket_id), tk))
+        if self._shop_week.get(shop_id) != week:
+            self._evict_week_of(tk)
         if not self._defer:
             self.host.emit("ticket", self.ticket_record(tk))
         # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
@@ -640,12 +698,14 @@ class ServiceTickets(ShopZones):
                     return
             tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
             tk.handled_text = ev.at_text
+            tk.scheduled = None  # (decided: its deadline timer is dropped)
         else:
             k = tk.closed_at
             if k is not None and t >= k:
                 return
             tk.closed_at = t
             tk.closed_text = ev.at_text
+            tk.scheduled = None
         if late:
             tk.late = True
         if not self._defer:
