@@ -68,7 +68,9 @@ class Ticket:
     new one. ``scheduled``: ``due_at`` while its deadline timer is owed (:meth:`undecided`), else
     None (the runner then drops the timer unfired, a supersedable channel). Caches, so not among
     the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text,
-    and derives its code and ``scheduled`` from its state.
+    and derives its code and ``scheduled`` from its state. ``plist``: its periods
+    (:meth:`ServiceTickets._ticket_periods`, a list shared by the tickets of a shop's day), valid
+    while ``pgen`` is the model's ``_pgen`` (no period forgotten since).
 
     ``past_due`` is set when the watermark passes ``due_at`` while the ticket is undecided (R9.4.3:
     the miss is decided then); a ticket handled or closed first is decided by that, and its
@@ -77,8 +79,8 @@ class Ticket:
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
                  "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text",
-                 "handled_text", "closed_text", "code", "scheduled")
-    STORED: ClassVar[tuple[str, ...]] = __slots__[:-5]  # (snapshots and stored parts: unchanged)
+                 "handled_text", "closed_text", "code", "scheduled", "plist", "pgen")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-7]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
         return [getattr(self, k) for k in Ticket.STORED]
@@ -92,6 +94,7 @@ class Ticket:
         tk.created_text = tk.handled_text = tk.closed_text = None
         tk.code = contribution_code(tk)
         tk.scheduled = tk.due_at if tk.undecided() else None
+        tk.plist, tk.pgen = None, -1
         return tk
 
     def undecided(self) -> bool:
@@ -214,6 +217,7 @@ class ServiceTickets(ShopZones):
         # per shop, its latest (day label, week label, [periods]) (:meth:`_ticket_periods`); dropped
         # when one of its periods is forgotten
         self._shop_periods: dict[str, tuple[str, str, list[Period]]] = {}
+        self._pgen = 0  # periods forgotten so far (Ticket.plist)
         self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
         # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
         # state alone, so instead of formatting one at every change (the costliest step, as for
@@ -500,6 +504,7 @@ class ServiceTickets(ShopZones):
                     self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
                 self._shop_periods.pop(key[1], None)
+                self._pgen += 1  # (every ticket's plist is looked up again)
         elif tag == "O":
             okey = (key[1], key[2])
             held = self.orphans.get(okey)
@@ -670,6 +675,7 @@ class ServiceTickets(ShopZones):
         shop[ticket_id] = tk
         # its deadline, dropped unfired if it is decided before (:meth:`_due`); its week's eviction
         tk.scheduled = due
+        tk.pgen = -1  # (plist: set by _bump below)
         self._push((due, self._dch, ("D", shop_id, ticket_id), tk))
         if self._shop_week.get(shop_id) != week:
             self._evict_week_of(tk)
@@ -737,11 +743,14 @@ class ServiceTickets(ShopZones):
     def _bump(self, tk: Ticket, old: int, new: int, late: bool, tz: str | None = None) -> None:
         """Move the ticket's contribution from code ``old`` to ``new`` in its day and week (R9.6)."""
         delta = _DELTAS[old][new]  # (two to four of 11)
-        cur = self._shop_periods.get(tk.shop_id)  # (_ticket_periods' cache, inlined unless tracked)
-        if cur is not None and cur[0] == tk.day and cur[1] == tk.week and not self._tracked:
-            periods = cur[2]
+        # the ticket's own periods, kept since its last change (the shop's latest day is not
+        # always the ticket's: a handling often comes the day after the creation); or looked up,
+        # always when tracked (_ticket_periods marks them changed)
+        if tk.pgen == self._pgen and not self._tracked:
+            periods = tk.plist
         else:
-            periods = self._ticket_periods(tk, tz)
+            periods = tk.plist = self._ticket_periods(tk, tz)
+            tk.pgen = self._pgen
         for p in periods:
             counts = p.counts
             for i, d in delta:
