@@ -210,7 +210,6 @@ class ServiceTickets(ShopZones):
         self._keep = config.allowed_lateness + self._dedupe
         self._retention = config.week_retention
         self._max_ids = config.max_remembered_ids
-        self._at_risk = config.ticket_at_risk
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
@@ -240,9 +239,15 @@ class ServiceTickets(ShopZones):
         self._push = host.push
         self._shop_window = policy.window_timezone == "shop"  # (else the policy's zone)
         self._tracked = False  # (:meth:`track`: the hot paths then call the wrapped methods)
-        # every ticket record starts as a copy of this (:meth:`ticket_record`)
-        self._template: dict = dict.fromkeys(RECORD_KEYS)
-        self._template["policy_id"], self._template["policy_version"] = policy.id, policy.version
+        # every ticket record starts as a copy of one of the templates, copies of this with its
+        # group's values (:meth:`ticket_record`); the values every record has by default
+        # (the base template under the key None). Instance attributes are counted: CPython 3.11
+        # keeps at most 30 of a class's in its fast shared-key layout (one more made every
+        # attribute read of this model slower: BENCHMARKS.md, issue #12)
+        base: dict = dict.fromkeys(RECORD_KEYS)
+        base["handled_late"] = base["late"] = False
+        base["policy_id"], base["policy_version"] = policy.id, policy.version
+        self._templates: dict[tuple | None, dict] = {None: base}
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -600,7 +605,7 @@ class ServiceTickets(ShopZones):
                 overdue.append((tk.due_at, tk.ticket_id, tk))
             else:
                 left = self.clock(tk.clock_tz).remaining(watermark, tk.due_at)
-                if left < self._at_risk:
+                if left < self.config.ticket_at_risk:
                     at_risk.append((left, tk.ticket_id, tk))
         tz = self.shop_tz.get(shop_id, self._default_tz)
         to_date = {}
@@ -769,28 +774,27 @@ class ServiceTickets(ShopZones):
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
         """R9.5, keys in order (:data:`RECORD_KEYS`). Every ticket has one record in the audit, so
-        this is written for speed (issue #12): the record is a copy of the model's template
-        (the keys in order, every value None or the policy's; copying a dict with no deleted
-        entries is one block copy, a third cheaper than building 24 entries from a literal) with
-        the ticket's values stored over it; ``created_at`` is the input's text when that was
+        this is written for speed (issue #12): the record is a copy of a template (the keys in
+        order, the values tickets of one shop, day, priority, due source, sla and category share,
+        the others at their most common value; copying a dict with no deleted entries is one
+        block copy, far cheaper than storing 24 entries) with the ticket's own values stored
+        over it; ``created_at`` is the input's text when that was
         canonical (``created_text``, ``handled_text``, ``closed_text``), equal times share one
         formatted string (clock_start is usually created_at, due_at computed_due_at, decided_at
         handled_at or due_at), a deadline whole hours after its clock start reuses its minutes
         and fraction (``format_time_as``), and :func:`outcome` and :func:`seconds` are inlined."""
         h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
-        rec = self._template.copy()
+        group = (tk.shop_id, tk.day, tk.priority, tk.due_source, tk.sla, tk.category)
+        template = self._templates.get(group)
+        if template is None:
+            template = self._group_template(group, tk.week)
+        rec = template.copy()
         rec["ticket_id"] = tk.ticket_id
-        rec["shop_id"] = tk.shop_id
-        rec["priority"] = tk.priority
-        rec["category"] = tk.category
         rec["created_at"] = created = tk.created_text or format_time(c)
         cs = tk.clock_start
         rec["clock_start"] = start = created if cs == c else format_time(cs)
-        sla = tk.sla
-        rec["sla"] = sla // SECOND if sla % SECOND == 0 else sla / SECOND
         rec["due_at"] = due = format_time_as(d, cs, start)
         rec["computed_due_at"] = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
-        rec["due_source"] = tk.due_source
         if h is not None:
             rec["handled_at"] = handled = tk.handled_text or format_time(h)
             rec["result"] = tk.result
@@ -802,15 +806,16 @@ class ServiceTickets(ShopZones):
             # outcome(tk), with decided_at as its formatted string
             if k is not None and k <= d and h > k:
                 rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
+                if h > d:
+                    rec["handled_late"] = True
             elif h <= d:
                 rec["handled_in_time"] = True
                 rec["decided_at"] = handled
             else:
                 rec["handled_in_time"] = False
                 rec["decided_at"] = due
-            rec["handled_late"] = h > d
+                rec["handled_late"] = True
         else:
-            rec["handled_late"] = False
             if k is not None and k <= d:
                 rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
             elif tk.past_due or (k is not None and k > d):
@@ -818,10 +823,28 @@ class ServiceTickets(ShopZones):
                 rec["decided_at"] = due
         if k is not None:
             rec["closed_at"] = tk.closed_text or format_time(k)
-        rec["late"] = tk.late
-        rec["day"] = tk.day
-        rec["week_start"] = tk.week
+        if tk.late:
+            rec["late"] = True
         return rec
+
+    def _group_template(self, group: tuple, week: str) -> dict:
+        """The record template of tickets sharing ``group`` (shop, day, priority, due source, sla,
+        category) and so the week too: :meth:`ticket_record` copies it and stores the rest."""
+        shop_id, day, priority, due_source, sla, category = group
+        base = self._templates[None]
+        template = base.copy()
+        template["shop_id"] = shop_id
+        template["priority"] = priority
+        template["category"] = category
+        template["sla"] = sla // SECOND if sla % SECOND == 0 else sla / SECOND
+        template["due_source"] = due_source
+        template["day"] = day
+        template["week_start"] = week
+        if len(self._templates) >= 4096:  # (bounded: a few per shop and day are in use)
+            self._templates.clear()
+            self._templates[None] = base
+        self._templates[group] = template
+        return template
 
     def _period_record(self, p: Period) -> dict:
         """R9.6.2, keys in order (9-P)."""
