@@ -29,7 +29,7 @@ import json
 import orjson
 
 from chatsla.core.calendar import IANA_ZONES
-from chatsla.core.timefmt import MIN_SEC, MIN_SEC_UTC, hour_cache, parse_time
+from chatsla.core.timefmt import MIN_SEC_DOT, MIN_SEC_UTC, MS3, US3_UTC, hour_cache, parse_time
 from chatsla.core.events import (
     AFTERSALE_DECISIONS,
     AFTERSALE_PLATFORM,
@@ -473,16 +473,16 @@ def decode_ticket(obj: dict, raw: bytes) -> TicketEvent | Invalid:
     except KeyError:
         return _decode_ticket_checked(obj, raw)
     # The hour cache holds valid ``YYYY-MM-DDTHH`` prefixes only (``T`` or ``t``), the tables valid
-    # ``:MM:SS[Z]`` tails only: parse_time's µs path inlined (tried first: producers that send
-    # fractions send them on every record), or whole seconds. ``at_text``: the text when it is
-    # what format_time(t) writes (``T``; six fraction digits only when the last three are not
-    # 000), so the ticket's record need not format created_at again.
+    # tails only: ``:MM:SS.fffuuuZ`` in three lookups (tried first: producers that send fractions
+    # send them on every record), or ``:MM:SSZ`` in one. ``at_text``: the text when it is what
+    # format_time(t) writes (``T``; six fraction digits only when the last three are not 000),
+    # so the ticket's record need not format created_at again.
     base = hour_cache.get(at[:13])
     text = None
-    if (base is not None and len(at) == 27 and at[19] == "." and at[26] == "Z"
-            and (rest := MIN_SEC.get(at[13:19])) is not None and (frac := at[20:26]).isdigit() and frac.isascii()):
-        t = base + rest + int(frac)
-        if at[10] == "T" and frac[3:] != "000":
+    if (base is not None and (rest := MIN_SEC_DOT.get(at[13:20])) is not None
+            and (ms := MS3.get(at[20:23])) is not None and (us := US3_UTC.get(at[23:])) is not None):
+        t = base + rest + ms + us
+        if us and at[10] == "T":
             text = at
     elif base is not None and (rest := MIN_SEC_UTC.get(at[13:])) is not None:
         t = base + rest
