@@ -149,6 +149,18 @@ _CONTRIB = tuple(_counts_of(c) for c in range(_CODES))
 _DELTAS = tuple(tuple(tuple((i, n - o) for i, (n, o) in enumerate(zip(_CONTRIB[new], _CONTRIB[old])) if n != o)
                       for new in range(_CODES)) for old in range(_CODES))
 _PRIO_BASE = {"normal": 2, "urgent": 14, "agreed": 26}
+
+# format_time of the instants many tickets share: a window's start is the clock start of every
+# ticket created outside the windows, and such tickets of one priority are due at one instant
+# (:meth:`ServiceTickets.ticket_record`). Bounded; format_time is a pure function.
+_TEXTS: dict[int, str] = {}
+
+
+def _text(us: int) -> str:
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    text = _TEXTS[us] = format_time(us)
+    return text
 _new_ticket = object.__new__
 
 
@@ -792,8 +804,12 @@ class ServiceTickets(ShopZones):
         rec["ticket_id"] = tk.ticket_id
         rec["created_at"] = created = tk.created_text or format_time(c)
         cs = tk.clock_start
-        rec["clock_start"] = start = created if cs == c else format_time(cs)
-        rec["due_at"] = due = format_time_as(d, cs, start)
+        if cs == c:
+            rec["clock_start"] = start = created
+            rec["due_at"] = due = format_time_as(d, cs, start)
+        else:  # a window's start, and a deadline the same service time after it: shared instants
+            rec["clock_start"] = _TEXTS.get(cs) or _text(cs)
+            rec["due_at"] = due = _TEXTS.get(d) or _text(d)
         rec["computed_due_at"] = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
         if h is not None:
             rec["handled_at"] = handled = tk.handled_text or format_time(h)
