@@ -314,10 +314,11 @@ class Runner:
         self._router = _Router(self.models, self._by_kind, self.counters)
         self._process: Callable[[Event, bool], None] = self._router.process
         self._rank: Callable[[Event], int] = self._router.rank
-        # the hot loops' dispatch (apply_many, _drain): an event's type -> its model's process;
-        # a type missing here goes through _process (which routes it, and fills the table)
-        self._procs: dict[type, Callable[[Event, bool], None]] = self._router.procs
-        self._ranks: dict[type, Callable[[Event], int]] = self._router.ranks
+        # the hot loops' dispatch (apply_many, _drain) with several models hosted: an event's type
+        # -> its model's process and rank; a type missing here goes through _process / _rank
+        # (which route it, and fill the tables). None with one model: its own methods are called.
+        self._procs: dict[type, Callable[[Event, bool], None]] | None = self._router.procs
+        self._ranks: dict[type, Callable[[Event], int]] | None = self._router.ranks
 
     # ----------------------------------------------------------------- models
     def add_model(self, cls: type, policy: object) -> Any:
@@ -341,8 +342,7 @@ class Runner:
             self.lead = model
         if len(self.models) == 1:  # no routing: the model's own bound methods, as fast as can be
             self._process, self._rank = model.process, model.rank
-            types = (ChatMessage, ShopEvent, TicketEvent, AftersaleRequest, *_ENCODERS)
-            self._procs, self._ranks = dict.fromkeys(types, model.process), dict.fromkeys(types, model.rank)
+            self._procs = self._ranks = None  # (the hot loops call those directly)
         else:
             self._process, self._rank = self._router.process, self._router.rank
             self._router.reset()
@@ -530,10 +530,13 @@ class Runner:
                     continue
                 # the source moves on: apply's fast path
                 add(eid)
-                try:
-                    rank = ranks[type(ev)]
-                except KeyError:
+                if ranks is None:
                     rank = rank_of
+                else:
+                    try:
+                        rank = ranks[type(ev)]
+                    except KeyError:
+                        rank = rank_of
                 append((t, rank(ev), eid, ev))
                 clock.frontier = prev = tail = t  # one source: its maximum is the frontier
                 if max_seen is None or t > max_seen:
@@ -557,10 +560,13 @@ class Runner:
                     popleft()
                     discard(entry[2])
                     e = entry[3]
-                    try:
-                        to = procs[type(e)]
-                    except KeyError:
+                    if procs is None:
                         to = process
+                    else:
+                        try:
+                            to = procs[type(e)]
+                        except KeyError:
+                            to = process
                     to(e, False)
                 while timers and timers[0][0] < wm:
                     fired = _heappop(timers)
@@ -799,10 +805,13 @@ class Runner:
                 popleft()
             buffered.discard(entry[2])
             ev = entry[3]
-            try:
-                to = procs[type(ev)]
-            except KeyError:
+            if procs is None:
                 to = process
+            else:
+                try:
+                    to = procs[type(ev)]
+                except KeyError:
+                    to = process
             to(ev, False)
         while timers and timers[0][0] < wm:
             fired = pop(timers)
