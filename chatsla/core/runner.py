@@ -531,13 +531,13 @@ class Runner:
                 # the source moves on: apply's fast path
                 add(eid)
                 if ranks is None:
-                    rank = rank_of
+                    append((t, rank_of(ev), eid, ev))
                 else:
                     try:
                         rank = ranks[type(ev)]
                     except KeyError:
                         rank = rank_of
-                append((t, rank(ev), eid, ev))
+                    append((t, rank(ev), eid, ev))
                 clock.frontier = prev = tail = t  # one source: its maximum is the frontier
                 if max_seen is None or t > max_seen:
                     max_seen = t
@@ -559,15 +559,15 @@ class Runner:
                         continue
                     popleft()
                     discard(entry[2])
-                    e = entry[3]
                     if procs is None:
-                        to = process
+                        process(entry[3], False)
                     else:
+                        e = entry[3]
                         try:
                             to = procs[type(e)]
                         except KeyError:
                             to = process
-                    to(e, False)
+                        to(e, False)
                 while timers and timers[0][0] < wm:
                     fired = _heappop(timers)
                     handlers[fired[1]](fired)
@@ -804,15 +804,15 @@ class Runner:
             else:
                 popleft()
             buffered.discard(entry[2])
-            ev = entry[3]
             if procs is None:
-                to = process
+                process(entry[3], False)
             else:
+                ev = entry[3]
                 try:
                     to = procs[type(ev)]
                 except KeyError:
                     to = process
-            to(ev, False)
+                to(ev, False)
         while timers and timers[0][0] < wm:
             fired = pop(timers)
             handlers[fired[1]](fired)
