@@ -399,8 +399,9 @@ class ServiceTickets(ShopZones):
         shop = self.tickets.get(ev.shop_id)
         tk = shop.get(ev.ticket_id) if shop is not None else None
         if tk is None:
-            okey = (ev.shop_id, ev.ticket_id)
-            held = self.orphans.get(okey) if self.orphans else None  # (nearly always none held)
+            # (nearly always none held: the key is built only when some are)
+            okey = (ev.shop_id, ev.ticket_id) if self.orphans else None
+            held = self.orphans.get(okey) if okey is not None else None
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
@@ -409,6 +410,7 @@ class ServiceTickets(ShopZones):
                 self.counters["late"] += 1
             if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
                 if held is None:
+                    okey = (ev.shop_id, ev.ticket_id)
                     held = self.orphans[okey] = []
                     self._schedule(ev.t + self._dedupe, ("O", ev.shop_id, ev.ticket_id))
                 held.append(ev)
@@ -423,9 +425,10 @@ class ServiceTickets(ShopZones):
         if ev.event_id in tk.ids:
             self.counters["duplicate"] += 1
             return
-        tk.ids.append(ev.event_id)
-        if len(tk.ids) > self._max_ids:
-            del tk.ids[0]
+        ids = tk.ids
+        ids.append(ev.event_id)
+        if len(ids) > self._max_ids:
+            del ids[0]
         self._valid += 1
         if late:
             self.counters["late"] += 1
