@@ -149,6 +149,7 @@ _CONTRIB = tuple(_counts_of(c) for c in range(_CODES))
 _DELTAS = tuple(tuple(tuple((i, n - o) for i, (n, o) in enumerate(zip(_CONTRIB[new], _CONTRIB[old])) if n != o)
                       for new in range(_CODES)) for old in range(_CODES))
 _PRIO_BASE = {"normal": 2, "urgent": 14, "agreed": 26}
+_PRIO_IDX = {"normal": 1, "urgent": 2, "agreed": 3}  # (a priority's place in COUNTS)
 
 # format_time of the instants many tickets share: a window's start is the clock start of every
 # ticket created outside the windows, and such tickets of one priority are due at one instant
@@ -695,7 +696,7 @@ class ServiceTickets(ShopZones):
         shop[ticket_id] = tk
         # its deadline, dropped unfired if it is decided before (:meth:`_due`); its week's eviction
         tk.scheduled = due
-        tk.pgen = -1  # (plist: set by _bump below)
+        tk.pgen = -1  # (plist: set below)
         self._push((due, self._dch, ("D", shop_id, ticket_id), tk))
         if self._shop_week.get(shop_id) != week:
             self._evict_week_of(tk)
@@ -703,7 +704,25 @@ class ServiceTickets(ShopZones):
             self.host.emit("ticket", self.ticket_record(tk))
         # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
         tk.code = code = _PRIO_BASE[priority]
-        self._bump(tk, 0, code, late, tz)
+        if self._tracked:
+            self._bump(tk, 0, code, late, tz)
+            return tk
+        # _bump(tk, 0, code, late, tz) inlined (once per ticket): its periods are nearly always
+        # the shop's latest, and the counts that move are tickets, its priority's and pending
+        cur = self._shop_periods.get(shop_id)
+        if cur is not None and cur[0] == tk.day and cur[1] == week:
+            periods = cur[2]
+        else:
+            periods = self._ticket_periods(tk, tz)
+        tk.plist, tk.pgen = periods, self._pgen
+        pi = _PRIO_IDX[priority]
+        for p in periods:
+            counts = p.counts
+            counts[0] += 1
+            counts[pi] += 1
+            counts[7] += 1
+            if p.status is not None:
+                self._period_changed(p, late)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
@@ -775,11 +794,15 @@ class ServiceTickets(ShopZones):
             counts = p.counts
             for i, d in delta:
                 counts[i] += d
-            if p.status is not None:  # already emitted: re-emit on change (R9.6.3)
-                p.status = "provisional" if counts[7] else "final"
-                if late:
-                    p.late = True
-                self._emit_period(p)
+            if p.status is not None:
+                self._period_changed(p, late)
+
+    def _period_changed(self, p: Period, late: bool) -> None:
+        """An ended period's counts changed: its status again, re-emitted (R9.6.3)."""
+        p.status = "provisional" if p.counts[7] else "final"
+        if late:
+            p.late = True
+        self._emit_period(p)
 
     def _evict_at(self, tk: Ticket) -> int:
         """When a ticket can no longer change an output nor recognise a copy of its events: its
