@@ -757,8 +757,19 @@ class ServiceTickets(ShopZones):
             self.host.emit("ticket", self.ticket_record(tk))
         old = tk.code
         new = tk.code = contribution_code(tk)
-        if new != old:
+        if new == old:
+            return
+        if tk.pgen != self._pgen or self._tracked:
             self._bump(tk, old, new, late)
+            return
+        # _bump inlined (once per handling or close): the ticket's periods are its kept ones
+        delta = _DELTAS[old][new]
+        for p in tk.plist:
+            counts = p.counts
+            for i, d in delta:
+                counts[i] += d
+            if p.status is not None:
+                self._period_changed(p, late)
 
     def _period(self, shop_id: str, kind: str, label: str, tz: str | None) -> Period:
         key = (shop_id, kind, label)
