@@ -114,6 +114,8 @@ class Collector:
         if kind == SESSION:
             # opened_at too: a conversation evicted and back later numbers its sessions from 1 again
             self.sessions[(raw[0], raw[1], raw[2], raw[3])] = raw
+        elif kind == TICKET:  # one per ticket: _ticket_key inlined (issue #12, the audit's speed)
+            self.tickets[(raw["shop_id"], raw["ticket_id"], raw["created_at"])] = raw  # type: ignore[call-overload]
         elif kind == ASSESSMENT:
             self.assessments[(raw[0], raw[1])] = raw
         else:

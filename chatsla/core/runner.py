@@ -164,31 +164,90 @@ class StreamTime:
                 _heappush(timers, entry)
 
 
+def _rank_zero(ev: Event) -> int:
+    return 0  # a shop event's rank (R6.3, R9.1); an event no hosted model takes
+
+
 class _Router:
     """Several models hosted: each event to its own model (``chatsla.core.models.route``), a shop
-    event to every model."""
+    event to every model.
 
-    __slots__ = ("models", "by_kind", "counters")
+    ``route`` depends on an event's type alone, and for a chat message on its platform (RULES
+    A.3: by schema, then platform), so its answer is kept per type (``procs``, ``ranks``: the
+    target model's bound ``process`` and ``rank``) and per chat platform, filled from ``route``
+    at the first event of each and emptied when a model is hosted. The runner's hot loops look
+    an event's type up in these tables themselves: a ticket reaches its model with no call in
+    between, a chat message through one (its platform), where ``route`` and this router's
+    methods cost two calls per event each for ranking and applying (issue #12). Models install
+    their wrappers (``track``, shop counts) before they are hosted, as with one model hosted."""
+
+    __slots__ = ("models", "by_kind", "counters", "procs", "ranks", "chat_procs", "chat_ranks", "_fixed", "_target")
 
     def __init__(self, models: list, by_kind: dict[str, Any], counters: Counter[str]) -> None:
         self.models, self.by_kind, self.counters = models, by_kind, counters
+        procs: dict[type, Callable[[Event, bool], None]] = {}
+        ranks: dict[type, Callable[[Event], int]] = {}
+        chat_procs: dict[str, Callable[[Event, bool], None]] = {}
+        chat_ranks: dict[str, Callable[[Event], int]] = {}
+        self.procs, self.ranks, self.chat_procs, self.chat_ranks = procs, ranks, chat_procs, chat_ranks
+
+        # The tables' entries are closures over the tables and the model list, never over the
+        # router or the runner: a runner and its models form no reference cycle (StreamTime).
+        def unrouted(ev: Event, late: bool) -> None:
+            counters["unrouted"] += 1  # (no model of its kind hosted here)
+
+        def target(ev: Event) -> tuple[Callable[[Event, bool], None], Callable[[Event], int]]:
+            m = by_kind.get(route(ev))
+            if m is None:
+                return unrouted, _rank_zero
+            return m.process, m.rank
+
+        def shop(ev: Event, late: bool) -> None:
+            for m in models:
+                m.process(ev, late)
+
+        def chat_process(ev: ChatMessage, late: bool) -> None:
+            try:
+                f = chat_procs[ev.platform]
+            except KeyError:
+                chat_procs[ev.platform], chat_ranks[ev.platform] = target(ev)
+                f = chat_procs[ev.platform]
+            f(ev, late)
+
+        def chat_rank(ev: ChatMessage) -> int:
+            try:
+                f = chat_ranks[ev.platform]
+            except KeyError:
+                chat_procs[ev.platform], chat_ranks[ev.platform] = target(ev)
+                f = chat_ranks[ev.platform]
+            return f(ev)
+
+        self._target = target
+        self._fixed = ((ShopEvent, shop, _rank_zero), (ChatMessage, chat_process, chat_rank))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the routes (a model was hosted)."""
+        for table in (self.procs, self.ranks, self.chat_procs, self.chat_ranks):
+            table.clear()
+        for tp, proc, rank in self._fixed:
+            self.procs[tp], self.ranks[tp] = proc, rank
 
     def process(self, ev: Event, late: bool) -> None:
-        if type(ev) is ShopEvent:
-            for m in self.models:
-                m.process(ev, late)
-            return
-        m = self.by_kind.get(route(ev))
-        if m is None:
-            self.counters["unrouted"] += 1  # (no model of its kind hosted here)
-            return
-        m.process(ev, late)
+        try:
+            f = self.procs[type(ev)]
+        except KeyError:
+            self.procs[type(ev)], self.ranks[type(ev)] = self._target(ev)
+            f = self.procs[type(ev)]
+        f(ev, late)
 
     def rank(self, ev: Event) -> int:
-        if type(ev) is ShopEvent:
-            return 0  # R6.3, R9.1
-        m = self.by_kind.get(route(ev))
-        return m.rank(ev) if m is not None else 0
+        try:
+            f = self.ranks[type(ev)]
+        except KeyError:
+            self.procs[type(ev)], self.ranks[type(ev)] = self._target(ev)
+            f = self.ranks[type(ev)]
+        return f(ev)
 
 
 class Runner:
@@ -255,6 +314,11 @@ class Runner:
         self._router = _Router(self.models, self._by_kind, self.counters)
         self._process: Callable[[Event, bool], None] = self._router.process
         self._rank: Callable[[Event], int] = self._router.rank
+        # the hot loops' dispatch (apply_many, _drain) with several models hosted: an event's type
+        # -> its model's process and rank; a type missing here goes through _process / _rank
+        # (which route it, and fill the tables). None with one model: its own methods are called.
+        self._procs: dict[type, Callable[[Event, bool], None]] | None = self._router.procs
+        self._ranks: dict[type, Callable[[Event], int]] | None = self._router.ranks
 
     # ----------------------------------------------------------------- models
     def add_model(self, cls: type, policy: object) -> Any:
@@ -278,8 +342,11 @@ class Runner:
             self.lead = model
         if len(self.models) == 1:  # no routing: the model's own bound methods, as fast as can be
             self._process, self._rank = model.process, model.rank
+            self._procs = self._ranks = None  # (the hot loops call those directly)
         else:
             self._process, self._rank = self._router.process, self._router.rank
+            self._router.reset()
+            self._procs, self._ranks = self._router.procs, self._router.ranks
         return model
 
     def model(self, kind: str) -> Any:
@@ -440,7 +507,9 @@ class Runner:
         prev, tail, max_seen = src_max.get(None), self._tail, self.max_seen
         clock = self.time
         horizon_end = clock.horizon_end
-        process, rank_of = self._process, self._rank
+        # dispatch by the event's type (the tables of _host and _Router); a type not there yet
+        # goes through _process / _rank, which route it
+        process, rank_of, procs, ranks = self._process, self._rank, self._procs, self._ranks
         # the largest time an event may have and still take the fast path: not a step of more
         # than max_future, nothing held (time sanity, see the module docstring)
         max_future, held = self._max_future, self._held
@@ -461,7 +530,14 @@ class Runner:
                     continue
                 # the source moves on: apply's fast path
                 add(eid)
-                append((t, rank_of(ev), eid, ev))
+                if ranks is None:
+                    append((t, rank_of(ev), eid, ev))
+                else:
+                    try:
+                        rank = ranks[type(ev)]
+                    except KeyError:
+                        rank = rank_of
+                    append((t, rank(ev), eid, ev))
                 clock.frontier = prev = tail = t  # one source: its maximum is the frontier
                 if max_seen is None or t > max_seen:
                     max_seen = t
@@ -483,7 +559,15 @@ class Runner:
                         continue
                     popleft()
                     discard(entry[2])
-                    process(entry[3], False)
+                    if procs is None:
+                        process(entry[3], False)
+                    else:
+                        e = entry[3]
+                        try:
+                            to = procs[type(e)]
+                        except KeyError:
+                            to = process
+                        to(e, False)
                 while timers and timers[0][0] < wm:
                     fired = _heappop(timers)
                     handlers[fired[1]](fired)
@@ -699,7 +783,7 @@ class Runner:
         if wm >= self.time.horizon_end:  # wm // BUCKET > horizon, without a division
             self.time.open_buckets(wm)
         inorder, buf, timers, buffered = self._inorder, self._buffer, self._timers, self._buffered
-        pop, popleft, handlers, process = _heappop, inorder.popleft, self._handlers, self._process
+        pop, popleft, handlers, process, procs = _heappop, inorder.popleft, self._handlers, self._process, self._procs
         while inorder or buf:
             # the smaller head of the two (keys are unique: one entry per buffered event_id)
             if buf and (not inorder or buf[0] < inorder[0]):
@@ -720,7 +804,15 @@ class Runner:
             else:
                 popleft()
             buffered.discard(entry[2])
-            process(entry[3], False)
+            if procs is None:
+                process(entry[3], False)
+            else:
+                ev = entry[3]
+                try:
+                    to = procs[type(ev)]
+                except KeyError:
+                    to = process
+                to(ev, False)
         while timers and timers[0][0] < wm:
             fired = pop(timers)
             handlers[fired[1]](fired)

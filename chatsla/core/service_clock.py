@@ -34,7 +34,7 @@ class ServiceClock:
     """The windows of one zone: ``start``/``end`` in minutes after local midnight (``end`` may be
     1440, i.e. 24:00), ``days`` the service weekdays (0 = Monday)."""
 
-    __slots__ = ("tz", "_zone", "start_min", "end_min", "days", "_windows", "_last")
+    __slots__ = ("tz", "_zone", "start_min", "end_min", "days", "_windows", "_last", "_next")
 
     def __init__(self, tz: str, start_min: int = 9 * 60, end_min: int = 21 * 60,
                  days: frozenset[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)) -> None:
@@ -48,6 +48,9 @@ class ServiceClock:
         self.end_min = end_min
         self.days = frozenset(days)
         self._windows: dict[int, tuple[int, int] | None] = {}
+        # ordinal -> _following(ordinal): the window after a window, looked up without a call
+        # (service and due walk it for every ticket whose time spans a window's end)
+        self._next: dict[int, tuple[int, int, int]] = {}
         # the last next_window answer and the instant it was asked for: it is also the answer for
         # every later instant before that window's end (a ticket's clock_start and due, and the
         # next ticket's, nearly always fall there)
@@ -100,6 +103,15 @@ class ServiceClock:
         raise ValueError("no service window within a week")  # pragma: no cover (days is non-empty)
 
     def _following(self, ordinal: int) -> tuple[int, int, int]:
+        nxt = self._next.get(ordinal)
+        if nxt is not None:
+            return nxt
+        if len(self._next) > 4096:
+            self._next.clear()
+        nxt = self._next[ordinal] = self._following_window(ordinal)
+        return nxt
+
+    def _following_window(self, ordinal: int) -> tuple[int, int, int]:
         o = ordinal + 1
         for _ in range(_MAX_GAP_DAYS):
             w = self.window(o)
@@ -118,7 +130,11 @@ class ServiceClock:
         """R9.2.3: µs of ``[a, b)`` inside windows (0 when ``b <= a``)."""
         if b <= a:
             return 0
-        o, start, end = self.next_window(a)
+        last = self._last  # (next_window's answer for a later instant, inlined: once per ticket)
+        if last[0] <= a < last[3]:
+            o, start, end = last[1], last[2], last[3]
+        else:
+            o, start, end = self.next_window(a)
         total = 0
         while start < b:
             lo = a if a > start else start
@@ -127,7 +143,7 @@ class ServiceClock:
                 total += hi - lo
             if b <= end:  # the next window starts after ``end``, so after ``b``: not looked up
                 break
-            o, start, end = self._following(o)
+            o, start, end = self._next.get(o) or self._following(o)
         return total
 
     def due(self, c: int, s: int) -> int:
@@ -146,7 +162,11 @@ class ServiceClock:
 
     def start_due(self, c: int, s: int) -> tuple[int, int]:
         """``(clock_start(c), due(c, s))`` from one window lookup (a ticket's creation needs both)."""
-        o, start, end = self.next_window(c)
+        last = self._last  # (next_window's answer for a later instant, inlined: once per ticket)
+        if last[0] <= c < last[3]:
+            o, start, end = last[1], last[2], last[3]
+        else:
+            o, start, end = self.next_window(c)
         first = cur = c if c > start else start  # (== clock_start(c))
         left = s
         while True:
@@ -154,7 +174,7 @@ class ServiceClock:
             if left <= avail:
                 return first, cur + left
             left -= avail
-            o, start, end = self._following(o)
+            o, start, end = self._next.get(o) or self._following(o)
             cur = start
 
     def remaining(self, w: int, due: int) -> int:

@@ -89,7 +89,13 @@ _MIN_SEC = {f":{m:02d}:{s:02d}": m * MINUTE + s * SECOND for m in range(60) for 
 # ``:MM:SSZ`` -> µs: the whole tail of ``YYYY-MM-DDTHH:MM:SSZ`` in one lookup, which also proves
 # its length and the ``Z`` (the decoder's fast path, schemas/decode.py)
 MIN_SEC_UTC = {k + "Z": v for k, v in _MIN_SEC.items()}
-MIN_SEC = _MIN_SEC  # (``:MM:SS`` alone: the decoder's fast path for µs fractions)
+MIN_SEC = _MIN_SEC  # (``:MM:SS`` alone)
+# The tail ``:MM:SS.fffuuuZ`` of a µs time in three lookups that validate it as they convert it:
+# ``:MM:SS.`` -> µs, ``fff`` -> µs of the milliseconds, ``uuuZ`` -> µs (which also proves the
+# length and the ``Z``). The decoder's µs fast path (schemas/decode.py: a ticket line's ``at``).
+MIN_SEC_DOT = {k + ".": v for k, v in _MIN_SEC.items()}
+MS3 = {f"{i:03d}": i * 1000 for i in range(1000)}
+US3_UTC = {f"{i:03d}Z": i for i in range(1000)}
 _OFFSETS = {f"{sign}{h:02d}:{m:02d}": (1 if sign == "+" else -1) * (h * HOUR + m * MINUTE)
             for sign in "+-" for h in range(24) for m in range(60)}
 

@@ -108,6 +108,18 @@ def test_9c_prime_one_microsecond_late_is_a_miss_handled_late():
     assert (r["handled_at"], r["handled_late"]) == ("2026-11-03T13:00:00.000001Z", True)
 
 
+def test_a_ticket_closed_unhandled_then_handled_after_its_deadline_is_excluded_and_handled_late():
+    """R9.4.6 / R9.5: closed before its deadline and before any handling, the ticket is excluded
+    (``closed_unhandled``, no outcome, no decided_at); a handling after due_at still makes it
+    ``handled_late`` (handled_at > due_at). Issue #12: the record builder that sets
+    handled_late only where it differs from its default once lost this case (outputs caught it)."""
+    h = run([created("T", f"{MON} 10:00", "normal"), closed("T", f"{TUE} 10:00"), handled("T", "2026-11-05 10:00")])
+    r = final_ticket(h, "T")
+    assert (r["excluded"], r["handled_in_time"], r["decided_at"], r["handled_late"]) == (
+        "closed_unhandled", None, None, True)
+    assert (r["handled_at"], r["due_at"]) == (Z("2026-11-05 10:00"), Z(f"{WED} 10:00"))
+
+
 def test_9e_no_carry_over_handled_at_21():
     """9-E: urgent at Mon 19:00 is due Mon 21:00, and handling at 21:00:00 is in time."""
     h = run([created("T", f"{MON} 19:00", "urgent"), handled("T", f"{MON} 21:00")])

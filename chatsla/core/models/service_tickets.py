@@ -45,6 +45,11 @@ CLOSED_UNHANDLED = "closed_unhandled"
 COUNTS = ("tickets", "normal", "urgent", "agreed", "handled_in_time", "missed", "handled_late", "pending",
           "excluded", "returned", "unresolved")
 _N = len(COUNTS)
+# a ticket's record (R9.5), in this key order
+RECORD_KEYS = ("ticket_id", "shop_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
+               "computed_due_at", "due_source", "handled_at", "result", "handled_in_time", "decided_at",
+               "handled_late", "service_time_to_handle", "wall_time_to_handle", "closed_at", "excluded", "late",
+               "day", "week_start", "policy_id", "policy_version")
 _ZERO = (0,) * _N
 
 
@@ -58,14 +63,24 @@ class Ticket:
 
     ``created_text``, ``handled_text``, ``closed_text``: ``format_time`` of ``created_at``,
     ``handled_at``, ``closed_at`` when the event that set the time already had that text
-    (``TicketEvent.at_text``), else None: the record reuses them (issue #12). Caches, so not among
-    the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text."""
+    (``TicketEvent.at_text``), else None: the record reuses them (issue #12). ``code``: its
+    contribution code now (:func:`contribution_code`), kept so that a change derives only the
+    new one. ``scheduled``: ``due_at`` while its deadline timer is owed (:meth:`undecided`), else
+    None (the runner then drops the timer unfired, a supersedable channel). Caches, so not among
+    the stored fields (:data:`STORED`): a restored ticket formats its times again, the same text,
+    and derives its code and ``scheduled`` from its state. ``plist``: its periods
+    (:meth:`ServiceTickets._ticket_periods`, a list shared by the tickets of a shop's day), valid
+    while ``pgen`` is the model's ``_pgen`` (no period forgotten since).
+
+    ``past_due`` is set when the watermark passes ``due_at`` while the ticket is undecided (R9.4.3:
+    the miss is decided then); a ticket handled or closed first is decided by that, and its
+    deadline timer is dropped (nothing would change: its outcome no longer reads ``past_due``)."""
 
     __slots__ = ("shop_id", "ticket_id", "priority", "category", "created_at", "clock_start", "sla", "due_at",
                  "computed_due_at", "due_source", "handled_at", "result", "past_due", "closed_at", "late",
                  "day", "week", "week_end", "clock_tz", "ids", "last_t", "created_text",
-                 "handled_text", "closed_text")
-    STORED: ClassVar[tuple[str, ...]] = __slots__[:-3]  # (snapshots and stored parts: unchanged)
+                 "handled_text", "closed_text", "code", "scheduled", "plist", "pgen")
+    STORED: ClassVar[tuple[str, ...]] = __slots__[:-7]  # (snapshots and stored parts: unchanged)
 
     def to_list(self) -> list:
         return [getattr(self, k) for k in Ticket.STORED]
@@ -77,7 +92,14 @@ class Ticket:
             setattr(tk, k, x)
         tk.ids = list(tk.ids)
         tk.created_text = tk.handled_text = tk.closed_text = None
+        tk.code = contribution_code(tk)
+        tk.scheduled = tk.due_at if tk.undecided() else None
+        tk.plist, tk.pgen = None, -1
         return tk
+
+    def undecided(self) -> bool:
+        """Neither handled nor closed, and its deadline not passed: its deadline timer is owed."""
+        return not self.past_due and self.handled_at is None and self.closed_at is None
 
 
 def outcome(tk: Ticket) -> tuple[bool, bool | None, int | None]:
@@ -127,6 +149,20 @@ _CONTRIB = tuple(_counts_of(c) for c in range(_CODES))
 _DELTAS = tuple(tuple(tuple((i, n - o) for i, (n, o) in enumerate(zip(_CONTRIB[new], _CONTRIB[old])) if n != o)
                       for new in range(_CODES)) for old in range(_CODES))
 _PRIO_BASE = {"normal": 2, "urgent": 14, "agreed": 26}
+_PRIO_IDX = {"normal": 1, "urgent": 2, "agreed": 3}  # (a priority's place in COUNTS)
+
+# format_time of the instants many tickets share: a window's start is the clock start of every
+# ticket created outside the windows, and such tickets of one priority are due at one instant
+# (:meth:`ServiceTickets.ticket_record`). Bounded; format_time is a pure function.
+_TEXTS: dict[int, str] = {}
+
+
+def _text(us: int) -> str:
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    text = _TEXTS[us] = format_time(us)
+    return text
+_new_ticket = object.__new__
 
 
 def contribution_code(tk: Ticket) -> int:
@@ -187,13 +223,13 @@ class ServiceTickets(ShopZones):
         self._keep = config.allowed_lateness + self._dedupe
         self._retention = config.week_retention
         self._max_ids = config.max_remembered_ids
-        self._at_risk = config.ticket_at_risk
         self._clocks: dict[str, ServiceClock] = {}
         # per zone, the day and week of the latest creation: nearly every ticket falls in them
         self._cur: dict[str, tuple] = {}
         # per shop, its latest (day label, week label, [periods]) (:meth:`_ticket_periods`); dropped
         # when one of its periods is forgotten
         self._shop_periods: dict[str, tuple[str, str, list[Period]]] = {}
+        self._pgen = 0  # periods forgotten so far (Ticket.plist)
         self._valid = 0  # the hot counter, kept out of the Counter; merged in stats()
         # ``session_updates=False`` (the audit): a ticket's or period's record is a function of its
         # state alone, so instead of formatting one at every change (the costliest step, as for
@@ -202,8 +238,29 @@ class ServiceTickets(ShopZones):
         self._defer = not host.session_updates
         # deadlines go straight onto a timer channel of its own (host.schedule's entries, without
         # finding the model among the hosted ones at every call)
-        self._ch = host.timer_channel(self._on_timer)
+        # Deadlines on a supersedable channel of their own (sub-channel 0, so at one instant they
+        # fire first, as their "D" keys did among the others'): the entry of a ticket decided
+        # before its deadline (tk.scheduled None) is dropped unfired when its bucket opens, most
+        # tickets' (issue #12). Evictions, periods and orphans on sub-channel 1.
+        self._dch = host.timer_channel(self._on_due, 0, supersedable=True)
+        self._ch = host.timer_channel(self._on_timer, 1)
+        # Evictions: one timer per shop and week ("W", at the week's end + retention, when its
+        # tickets' eviction is first possible, _evict_at), not one per ticket: the (shop, week)
+        # pairs scheduled, and per shop the week of its latest creation (nearly every ticket's)
+        self._weeks: set[tuple[str, str]] = set()
+        self._shop_week: dict[str, str] = {}
         self._push = host.push
+        self._shop_window = policy.window_timezone == "shop"  # (else the policy's zone)
+        self._tracked = False  # (:meth:`track`: the hot paths then call the wrapped methods)
+        # every ticket record starts as a copy of one of the templates, copies of this with its
+        # group's values (:meth:`ticket_record`); the values every record has by default
+        # (the base template under the key None). Instance attributes are counted: CPython 3.11
+        # keeps at most 30 of a class's in its fast shared-key layout (one more made every
+        # attribute read of this model slower: BENCHMARKS.md, issue #12)
+        base: dict = dict.fromkeys(RECORD_KEYS)
+        base["handled_late"] = base["late"] = False
+        base["policy_id"], base["policy_version"] = policy.id, policy.version
+        self._templates: dict[tuple | None, dict] = {None: base}
 
     # ------------------------------------------------------------ contract
     def rank(self, ev: TicketEvent | ShopEvent) -> int:
@@ -239,6 +296,7 @@ class ServiceTickets(ShopZones):
         of a period goes through it, and so does a period's creation)."""
         dirty: set[tuple] = set()
         self._dirty = dirty
+        self._tracked = True
         process, fire, ticket_periods = self.process, self.fire, self._ticket_periods
 
         def tracked_process(ev: TicketEvent | ShopEvent, late: bool) -> None:
@@ -256,7 +314,7 @@ class ServiceTickets(ShopZones):
                 dirty.add(("ticket", key[1], key[2]))  # type: ignore[index]
             elif tag == "O":
                 dirty.add(("ticket_orphans", key[1], key[2]))  # type: ignore[index]
-            else:  # P, F
+            elif tag != "W":  # P, F (W: _evict_week marks the tickets it evicts)
                 dirty.add(("ticket_period", key[1], key[2], key[3]))  # type: ignore[index]
 
         def tracked_ticket_periods(tk: Ticket, tz: str | None) -> list[Period]:
@@ -301,10 +359,11 @@ class ServiceTickets(ShopZones):
             if tag == "ticket":
                 tk = Ticket.from_list(v)
                 m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-                if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
+                if tk.scheduled is not None:
                     host.schedule(tk.due_at, m, ("D", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
-                else:
-                    host.schedule(m._evict_at(tk), m, ("E", tk.shop_id, tk.ticket_id))  # type: ignore[attr-defined]
+                if (tk.shop_id, tk.week) not in m._weeks:
+                    m._weeks.add((tk.shop_id, tk.week))
+                    host.schedule(tk.week_end + m._retention, m, ("W", tk.shop_id, tk.week))  # type: ignore[attr-defined]
             elif tag == "ticket_period":
                 p = Period.from_list(v)
                 m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -341,8 +400,9 @@ class ServiceTickets(ShopZones):
         shop = self.tickets.get(ev.shop_id)
         tk = shop.get(ev.ticket_id) if shop is not None else None
         if tk is None:
-            okey = (ev.shop_id, ev.ticket_id)
-            held = self.orphans.get(okey) if self.orphans else None  # (nearly always none held)
+            # (nearly always none held: the key is built only when some are)
+            okey = (ev.shop_id, ev.ticket_id) if self.orphans else None
+            held = self.orphans.get(okey) if okey is not None else None
             if held is not None and any(h.event_id == ev.event_id for h in held):
                 self.counters["duplicate"] += 1
                 return
@@ -351,11 +411,12 @@ class ServiceTickets(ShopZones):
                 self.counters["late"] += 1
             if ev.type != "created":  # R9.4.7: held with its ticket id for dedupe_window
                 if held is None:
+                    okey = (ev.shop_id, ev.ticket_id)
                     held = self.orphans[okey] = []
                     self._schedule(ev.t + self._dedupe, ("O", ev.shop_id, ev.ticket_id))
                 held.append(ev)
                 return
-            tk = self._create(ev, late)
+            tk = self._create(ev, late, shop)
             if held is not None:
                 del self.orphans[okey]
                 for h in sorted(held, key=lambda e: (e.t, RANKS[e.type], e.event_id)):
@@ -365,9 +426,10 @@ class ServiceTickets(ShopZones):
         if ev.event_id in tk.ids:
             self.counters["duplicate"] += 1
             return
-        tk.ids.append(ev.event_id)
-        if len(tk.ids) > self._max_ids:
-            del tk.ids[0]
+        ids = tk.ids
+        ids.append(ev.event_id)
+        if len(ids) > self._max_ids:
+            del ids[0]
         self._valid += 1
         if late:
             self.counters["late"] += 1
@@ -383,25 +445,72 @@ class ServiceTickets(ShopZones):
     def _on_timer(self, entry: tuple) -> None:
         self.fire(entry[0], entry[2])
 
+    def _on_due(self, entry: tuple) -> None:
+        if self._tracked:
+            self.fire(entry[0], entry[2])
+        else:  # (one call less)
+            self._due(entry[0], entry[2])
+
+    def _due(self, when: int, key: tuple) -> None:
+        """A ticket's deadline (key ``("D", shop_id, ticket_id)``) came due: an undecided ticket is
+        missed, decided at due_at (R9.4.3); a handled or closed one is decided already (handled:
+        in time or late; closed: excluded, or missed at a close after due_at)."""
+        shop = self.tickets.get(key[1])
+        tk = shop.get(key[2]) if shop is not None else None
+        if tk is None or tk.due_at != when or tk.scheduled is None:
+            return
+        tk.past_due = True
+        tk.scheduled = None
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        old = tk.code  # (pending)
+        tk.code = old + 6  # (missed unhandled)
+        self._bump(tk, old, old + 6, False)
+
+    def _evict_week_of(self, tk: Ticket) -> None:
+        """Have the ticket's shop and week an eviction timer ("W"), if not scheduled yet."""
+        key = (tk.shop_id, tk.week)
+        self._shop_week[tk.shop_id] = tk.week
+        if key not in self._weeks:
+            self._weeks.add(key)
+            self._push((tk.week_end + self._retention, self._ch, ("W", tk.shop_id, tk.week), None))
+
+    def _evict_week(self, when: int, shop_id: str, week: str) -> None:
+        """The eviction timer of a shop's week: every ticket of that week that can no longer
+        change an output nor recognise a copy of its events (:meth:`_evict_at`) is evicted; the
+        others get a timer of their own ("E"), which fires at the same instant as a chain of
+        per-ticket timers would have: the first fixed point of _evict_at above the week's end +
+        retention (its smallest value), _evict_at only growing with the ticket's state."""
+        self._weeks.discard((shop_id, week))
+        if self._shop_week.get(shop_id) == week:
+            del self._shop_week[shop_id]
+        shop = self.tickets.get(shop_id)
+        if shop is None:
+            return
+        gone = []
+        for tid, tk in shop.items():
+            if tk.week != week:
+                continue
+            at = self._evict_at(tk)
+            if at > when:
+                self._schedule(at, ("E", shop_id, tid))
+            else:
+                gone.append(tid)
+        for tid in gone:
+            if self._defer:  # (every ticket has a record from its creation on)
+                self.host.emit("ticket", self.ticket_record(shop[tid]))
+            del shop[tid]
+            if self._tracked:
+                self._dirty.add(("ticket", shop_id, tid))
+        if not shop:
+            del self.tickets[shop_id]
+
     def fire(self, when: int, key: Hashable) -> None:
         tag = key[0]
         if tag == "D":
-            shop = self.tickets.get(key[1])
-            tk = shop.get(key[2]) if shop is not None else None
-            if tk is None or tk.due_at != when or tk.past_due:
-                return
-            tk.past_due = True
-            # the eviction is looked at from here on, not from the creation: one timer per ticket
-            # at a time (a ticket is kept at least until due_at + the dedupe window, _evict_at).
-            # It fires at the same instant as it would have: both are the first fixed point of
-            # _evict_at above the creation's, which only grows with the ticket's state.
-            self._schedule(self._evict_at(tk), ("E", key[1], key[2]))
-            # the miss is decided at due_at (R9.4.3); a handled or closed ticket is decided already
-            # (handled: in time or late; closed: excluded, or missed at a close after due_at)
-            if tk.handled_at is None and tk.closed_at is None:
-                self._emit_ticket(tk)
-                old = contribution_code(tk) - 6  # (missed unhandled, from pending)
-                self._bump(tk, old, old + 6, False)
+            self._due(when, key)  # type: ignore[arg-type]
+        elif tag == "W":
+            self._evict_week(when, key[1], key[2])  # type: ignore[index]
         elif tag == "P":
             p = self.periods.get((key[1], key[2], key[3]))
             if p is None or p.end != when or p.status is not None:
@@ -416,6 +525,7 @@ class ServiceTickets(ShopZones):
                     self.host.emit("period", self._period_record(p))
                 del self.periods[(key[1], key[2], key[3])]
                 self._shop_periods.pop(key[1], None)
+                self._pgen += 1  # (every ticket's plist is looked up again)
         elif tag == "O":
             okey = (key[1], key[2])
             held = self.orphans.get(okey)
@@ -480,10 +590,9 @@ class ServiceTickets(ShopZones):
         for v in snap["tickets"]:
             tk = Ticket.from_list(v)
             m.tickets.setdefault(tk.shop_id, {})[tk.ticket_id] = tk
-            if not tk.past_due:  # (its deadline schedules its eviction, :meth:`fire`)
-                m._schedule(tk.due_at, ("D", tk.shop_id, tk.ticket_id))
-            else:
-                m._schedule(m._evict_at(tk), ("E", tk.shop_id, tk.ticket_id))
+            if tk.scheduled is not None:
+                m._push((tk.due_at, m._dch, ("D", tk.shop_id, tk.ticket_id), tk))
+            m._evict_week_of(tk)
         for v in snap["ticket_periods"]:
             p = Period.from_list(v)
             m.periods[(p.shop_id, p.kind, p.label)] = p
@@ -512,7 +621,7 @@ class ServiceTickets(ShopZones):
                 overdue.append((tk.due_at, tk.ticket_id, tk))
             else:
                 left = self.clock(tk.clock_tz).remaining(watermark, tk.due_at)
-                if left < self._at_risk:
+                if left < self.config.ticket_at_risk:
                     at_risk.append((left, tk.ticket_id, tk))
         tz = self.shop_tz.get(shop_id, self._default_tz)
         to_date = {}
@@ -533,48 +642,87 @@ class ServiceTickets(ShopZones):
         }
 
     # ------------------------------------------------------------ transitions
-    def _create(self, ev: TicketEvent, late: bool) -> Ticket:
-        """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record."""
+    def _create(self, ev: TicketEvent, late: bool, shop: dict[str, Ticket] | None = None) -> Ticket:
+        """R9.2.2-R9.3: the ticket, its deadline, its periods; emits its first record. ``shop``:
+        the shop's tickets (None: it has none yet). Once per ticket, so the lookups of the zone's
+        clock and of its current day and week are inlined (issue #12)."""
         p = self.policy
-        tz = self.shop_tz.get(ev.shop_id, self._default_tz)
-        clock_tz = tz if p.window_timezone == "shop" else p.window_timezone
-        clock = self.clock(clock_tz)
+        shop_id = ev.shop_id
+        tz = self.shop_tz.get(shop_id, self._default_tz)
+        clock_tz = tz if self._shop_window else p.window_timezone
+        clock = self._clocks.get(clock_tz) or self.clock(clock_tz)
         c = ev.t
+        priority = ev.priority
         if ev.sla_minutes is not None:
             sla, source = ev.sla_minutes * MINUTE, "event"
-            if ev.priority == "agreed" and sla < p.agreed_sla_min:
+            if priority == "agreed" and sla < p.agreed_sla_min:
                 self.counters["agreed_sla_below_min"] += 1  # taken as given (R9.9, N15)
         elif ev.category is not None and ev.category in p.category_sla:
             sla, source = p.category_sla[ev.category], "category"
         else:
-            sla, source = p.ticket_sla[ev.priority], "priority"
+            sla, source = p.ticket_sla[priority], "priority"
         start, computed = clock.start_due(c, sla)
-        tk = Ticket.__new__(Ticket)
-        tk.shop_id, tk.ticket_id, tk.priority, tk.category = ev.shop_id, ev.ticket_id, ev.priority, ev.category
-        tk.created_at, tk.clock_start, tk.sla = c, start, sla
+        tk = _new_ticket(Ticket)
+        tk.shop_id = shop_id
+        tk.ticket_id = ticket_id = ev.ticket_id
+        tk.priority = priority
+        tk.category = ev.category
+        tk.created_at = c
+        tk.clock_start = start
+        tk.sla = sla
         tk.created_text = ev.at_text
         tk.computed_due_at = computed
         if ev.due_at is not None:
-            tk.due_at, tk.due_source = ev.due_at, "platform"
+            tk.due_at = due = ev.due_at
+            tk.due_source = "platform"
         else:
-            tk.due_at, tk.due_source = computed, source
+            tk.due_at = due = computed
+            tk.due_source = source
         tk.handled_at = tk.result = tk.closed_at = tk.handled_text = tk.closed_text = None
         tk.past_due = False
         tk.late = late
         tk.clock_tz = clock_tz
         tk.ids = [ev.event_id]
         tk.last_t = c
-        tk.day, tk.week, tk.week_end = self._day_week(c, tz)
-        shop = self.tickets.get(ev.shop_id)
+        cur = self._cur.get(tz)  # (_day_week's cache)
+        if cur is not None and cur[0] <= c < cur[1] and cur[3] <= c < cur[4]:
+            week = cur[5]
+            tk.day, tk.week, tk.week_end = cur[2], week, cur[4]
+        else:
+            tk.day, tk.week, tk.week_end = self._day_week(c, tz)
+            week = tk.week
         if shop is None:
-            shop = self.tickets[ev.shop_id] = {}
-        shop[ev.ticket_id] = tk
-        # its deadline; its eviction is scheduled when the deadline fires (:meth:`fire`)
-        self._push((tk.due_at, self._ch, ("D", tk.shop_id, tk.ticket_id), None))
+            shop = self.tickets[shop_id] = {}
+        shop[ticket_id] = tk
+        # its deadline, dropped unfired if it is decided before (:meth:`_due`); its week's eviction
+        tk.scheduled = due
+        tk.pgen = -1  # (plist: set below)
+        self._push((due, self._dch, ("D", shop_id, ticket_id), tk))
+        if self._shop_week.get(shop_id) != week:
+            self._evict_week_of(tk)
         if not self._defer:
             self.host.emit("ticket", self.ticket_record(tk))
         # contribution_code(tk) of a ticket just created: pending (nothing handled, closed or due)
-        self._bump(tk, 0, _PRIO_BASE[tk.priority], late, tz)
+        tk.code = code = _PRIO_BASE[priority]
+        if self._tracked:
+            self._bump(tk, 0, code, late, tz)
+            return tk
+        # _bump(tk, 0, code, late, tz) inlined (once per ticket): its periods are nearly always
+        # the shop's latest, and the counts that move are tickets, its priority's and pending
+        cur = self._shop_periods.get(shop_id)
+        if cur is not None and cur[0] == tk.day and cur[1] == week:
+            periods = cur[2]
+        else:
+            periods = self._ticket_periods(tk, tz)
+        tk.plist, tk.pgen = periods, self._pgen
+        pi = _PRIO_IDX[priority]
+        for p in periods:
+            counts = p.counts
+            counts[0] += 1
+            counts[pi] += 1
+            counts[7] += 1
+            if p.status is not None:
+                self._period_changed(p, late)
         return tk
 
     def _apply(self, tk: Ticket, ev: TicketEvent, late: bool) -> None:
@@ -593,22 +741,35 @@ class ServiceTickets(ShopZones):
                 self.counters["rehandled"] += 1  # R9.4.5; or R9.4.4: the later one is a further handling
                 if t >= h:
                     return
-            old = contribution_code(tk)
             tk.handled_at, tk.result = t, ev.result  # the earliest handling counts (R9.4.4)
             tk.handled_text = ev.at_text
+            tk.scheduled = None  # (decided: its deadline timer is dropped)
         else:
             k = tk.closed_at
             if k is not None and t >= k:
                 return
-            old = contribution_code(tk)
             tk.closed_at = t
             tk.closed_text = ev.at_text
+            tk.scheduled = None
         if late:
             tk.late = True
-        self._emit_ticket(tk)
-        new = contribution_code(tk)
-        if new != old:
+        if not self._defer:
+            self.host.emit("ticket", self.ticket_record(tk))
+        old = tk.code
+        new = tk.code = contribution_code(tk)
+        if new == old:
+            return
+        if tk.pgen != self._pgen or self._tracked:
             self._bump(tk, old, new, late)
+            return
+        # _bump inlined (once per handling or close): the ticket's periods are its kept ones
+        delta = _DELTAS[old][new]
+        for p in tk.plist:
+            counts = p.counts
+            for i, d in delta:
+                counts[i] += d
+            if p.status is not None:
+                self._period_changed(p, late)
 
     def _period(self, shop_id: str, kind: str, label: str, tz: str | None) -> Period:
         key = (shop_id, kind, label)
@@ -632,15 +793,27 @@ class ServiceTickets(ShopZones):
     def _bump(self, tk: Ticket, old: int, new: int, late: bool, tz: str | None = None) -> None:
         """Move the ticket's contribution from code ``old`` to ``new`` in its day and week (R9.6)."""
         delta = _DELTAS[old][new]  # (two to four of 11)
-        for p in self._ticket_periods(tk, tz):
+        # the ticket's own periods, kept since its last change (the shop's latest day is not
+        # always the ticket's: a handling often comes the day after the creation); or looked up,
+        # always when tracked (_ticket_periods marks them changed)
+        if tk.pgen == self._pgen and not self._tracked:
+            periods = tk.plist
+        else:
+            periods = tk.plist = self._ticket_periods(tk, tz)
+            tk.pgen = self._pgen
+        for p in periods:
             counts = p.counts
             for i, d in delta:
                 counts[i] += d
-            if p.status is not None:  # already emitted: re-emit on change (R9.6.3)
-                p.status = "provisional" if counts[7] else "final"
-                if late:
-                    p.late = True
-                self._emit_period(p)
+            if p.status is not None:
+                self._period_changed(p, late)
+
+    def _period_changed(self, p: Period, late: bool) -> None:
+        """An ended period's counts changed: its status again, re-emitted (R9.6.3)."""
+        p.status = "provisional" if p.counts[7] else "final"
+        if late:
+            p.late = True
+        self._emit_period(p)
 
     def _evict_at(self, tk: Ticket) -> int:
         """When a ticket can no longer change an output nor recognise a copy of its events: its
@@ -649,62 +822,82 @@ class ServiceTickets(ShopZones):
 
     # ------------------------------------------------------------ records
     def ticket_record(self, tk: Ticket) -> dict:
-        """R9.5, keys in order. Formatting is the costliest step of a record (every ticket has
-        one in the audit), so ``created_at`` is the input's text when that was canonical
-        (``created_text``, ``handled_text``, ``closed_text``), equal times share one formatted string (clock_start is usually
-        created_at, due_at computed_due_at, decided_at handled_at or due_at), a deadline whole
-        hours after its clock start reuses its minutes and fraction (``format_time_as``), and
-        :func:`outcome` and :func:`seconds` are inlined."""
+        """R9.5, keys in order (:data:`RECORD_KEYS`). Every ticket has one record in the audit, so
+        this is written for speed (issue #12): the record is a copy of a template (the keys in
+        order, the values tickets of one shop, day, priority, due source, sla and category share,
+        the others at their most common value; copying a dict with no deleted entries is one
+        block copy, far cheaper than storing 24 entries) with the ticket's own values stored
+        over it; ``created_at`` is the input's text when that was
+        canonical (``created_text``, ``handled_text``, ``closed_text``), equal times share one
+        formatted string (clock_start is usually created_at, due_at computed_due_at, decided_at
+        handled_at or due_at), a deadline whole hours after its clock start reuses its minutes
+        and fraction (``format_time_as``), and :func:`outcome` and :func:`seconds` are inlined."""
         h, k, d, c = tk.handled_at, tk.closed_at, tk.due_at, tk.created_at
-        created = tk.created_text or format_time(c)
+        group = (tk.shop_id, tk.day, tk.priority, tk.due_source, tk.sla, tk.category)
+        template = self._templates.get(group)
+        if template is None:
+            template = self._group_template(group, tk.week)
+        rec = template.copy()
+        rec["ticket_id"] = tk.ticket_id
+        rec["created_at"] = created = tk.created_text or format_time(c)
         cs = tk.clock_start
-        start = created if cs == c else format_time(cs)
-        due = format_time_as(d, cs, start)
-        computed = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
-        sla = tk.sla
-        if h is None:
-            handled = service = wall = None
-        else:
-            handled = tk.handled_text or format_time(h)
-            service = self.clock(tk.clock_tz).service(c, h)
-            service = service // SECOND if service % SECOND == 0 else service / SECOND
+        if cs == c:
+            rec["clock_start"] = start = created
+            rec["due_at"] = due = format_time_as(d, cs, start)
+        else:  # a window's start, and a deadline the same service time after it: shared instants
+            rec["clock_start"] = _TEXTS.get(cs) or _text(cs)
+            rec["due_at"] = due = _TEXTS.get(d) or _text(d)
+        rec["computed_due_at"] = due if tk.computed_due_at == d else format_time(tk.computed_due_at)
+        if h is not None:
+            rec["handled_at"] = handled = tk.handled_text or format_time(h)
+            rec["result"] = tk.result
+            clock = self._clocks.get(tk.clock_tz) or self.clock(tk.clock_tz)
+            service = clock.service(c, h)
+            rec["service_time_to_handle"] = service // SECOND if service % SECOND == 0 else service / SECOND
             wall = h - c
-            wall = wall // SECOND if wall % SECOND == 0 else wall / SECOND
-        # outcome(tk), with decided_at as its formatted string
-        excluded = in_time = decided = None
-        if k is not None and k <= d and (h is None or h > k):
-            excluded = CLOSED_UNHANDLED  # (R9.4.6)
-        elif h is not None and h <= d:
-            in_time, decided = True, handled
-        elif tk.past_due or h is not None or (k is not None and k > d):
-            in_time, decided = False, due
-        policy = self.policy
-        return {
-            "ticket_id": tk.ticket_id,
-            "shop_id": tk.shop_id,
-            "priority": tk.priority,
-            "category": tk.category,
-            "created_at": created,
-            "clock_start": start,
-            "sla": sla // SECOND if sla % SECOND == 0 else sla / SECOND,
-            "due_at": due,
-            "computed_due_at": computed,
-            "due_source": tk.due_source,
-            "handled_at": handled,
-            "result": tk.result if h is not None else None,
-            "handled_in_time": in_time,
-            "decided_at": decided,
-            "handled_late": h is not None and h > d,
-            "service_time_to_handle": service,
-            "wall_time_to_handle": wall,
-            "closed_at": None if k is None else tk.closed_text or format_time(k),
-            "excluded": excluded,
-            "late": tk.late,
-            "day": tk.day,
-            "week_start": tk.week,
-            "policy_id": policy.id,
-            "policy_version": policy.version,
-        }
+            rec["wall_time_to_handle"] = wall // SECOND if wall % SECOND == 0 else wall / SECOND
+            # outcome(tk), with decided_at as its formatted string
+            if k is not None and k <= d and h > k:
+                rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
+                if h > d:
+                    rec["handled_late"] = True
+            elif h <= d:
+                rec["handled_in_time"] = True
+                rec["decided_at"] = handled
+            else:
+                rec["handled_in_time"] = False
+                rec["decided_at"] = due
+                rec["handled_late"] = True
+        else:
+            if k is not None and k <= d:
+                rec["excluded"] = CLOSED_UNHANDLED  # (R9.4.6)
+            elif tk.past_due or (k is not None and k > d):
+                rec["handled_in_time"] = False
+                rec["decided_at"] = due
+        if k is not None:
+            rec["closed_at"] = tk.closed_text or format_time(k)
+        if tk.late:
+            rec["late"] = True
+        return rec
+
+    def _group_template(self, group: tuple, week: str) -> dict:
+        """The record template of tickets sharing ``group`` (shop, day, priority, due source, sla,
+        category) and so the week too: :meth:`ticket_record` copies it and stores the rest."""
+        shop_id, day, priority, due_source, sla, category = group
+        base = self._templates[None]
+        template = base.copy()
+        template["shop_id"] = shop_id
+        template["priority"] = priority
+        template["category"] = category
+        template["sla"] = sla // SECOND if sla % SECOND == 0 else sla / SECOND
+        template["due_source"] = due_source
+        template["day"] = day
+        template["week_start"] = week
+        if len(self._templates) >= 4096:  # (bounded: a few per shop and day are in use)
+            self._templates.clear()
+            self._templates[None] = base
+        self._templates[group] = template
+        return template
 
     def _period_record(self, p: Period) -> dict:
         """R9.6.2, keys in order (9-P)."""
