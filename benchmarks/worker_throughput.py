@@ -27,7 +27,7 @@ from chatsla.dev.broker import BrokerConfig, free_port, start, stop
 from chatsla.streams.producer import produce
 from chatsla.simulate import SimConfig, generate
 from chatsla.streams.topics import TopicNames, topic_specs
-from chatsla.streams.admin import committed_lag, ensure_topics, topic_size
+from chatsla.streams.admin import LagProbe, ensure_topics, topic_size
 from chatsla.streams.router import router_group
 
 PARTITIONS = 4
@@ -53,20 +53,22 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
                               stderr=subprocess.STDOUT, start_new_session=True) for i in range(copies)]
     proc = procs[0]
     first: tuple[float, int] | None = None  # (time, committed) once a tenth of the input is committed
+    probe = LagProbe(bootstrap)  # connections kept open: a poll costs ~15 ms, not ~120 ms and new clients
     try:
-        while ((done := total - committed_lag(bootstrap, group, [topic])) < total
-               or (then is not None and committed_lag(bootstrap, then[0], [then[1]]) > 0)):
+        while ((done := total - probe(group, [topic])) < total
+               or (then is not None and probe(then[0], [then[1]]) > 0)):
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"{cmd[1]} exited early, see {log}")
             if first is None and done >= total // 10:
                 first = (time.monotonic(), done)
-            time.sleep(0.2)  # polling the committed offsets
+            time.sleep(0.05)  # polling the committed offsets
         elapsed = time.monotonic() - t0
         CPU[str(log)] = sum(cpu_seconds(p.pid) for p in procs)
         if first is not None:  # the rate after start-up, partition assignment and table recovery
             STEADY[str(log)] = (total - first[1]) / (time.monotonic() - first[0])
         return elapsed
     finally:
+        probe.close()
         for p in procs:
             os.killpg(p.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
         for p in procs:
