@@ -72,7 +72,11 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
         for p in procs:
             os.killpg(p.pid, signal.SIGINT)  # a graceful stop (py-spy, if profiling, writes its file)
         for p in procs:
-            p.wait(timeout=60)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # measured already; a stop that hangs must not lose the run
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 def _second(cmd: list[str]) -> list[str]:
