@@ -183,9 +183,16 @@ def test_ctrl_c_is_one_line_and_exit_130() -> None:
 
         wait_for(reading_stdin, timeout=30, what="chatsla audit to read standard input", interval=0.05)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        # Standard input stays open until the process has exited: communicate() closed it at
+        # once, and an end of input read before the interrupt was handled made a clean, silent
+        # exit 0 (a CI run on a loaded machine saw it).
+        proc.wait(timeout=30)
+        stderr = proc.stderr.read()  # type: ignore[union-attr]
     finally:
         proc.kill()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     result = subprocess.CompletedProcess(proc.args, proc.returncode, b"", stderr)
     one_error_line(result, code=130, prefix="chatsla audit: interrupted", names="interrupted")
 
