@@ -174,8 +174,10 @@ def test_ctrl_c_is_one_line_and_exit_130() -> None:
 
     from tests.integration.waiting import wait_for
 
+    # SIGINT as a terminal gives it: a shell's background job (CI run with `&`, nohup) starts its
+    # children with SIGINT ignored, which Python then leaves ignored (no KeyboardInterrupt at all)
     proc = subprocess.Popen([*chatsla_exe(), "audit", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def reading_stdin() -> bool:
             fields = Path(f"/proc/{proc.pid}/syscall").read_text().split()
