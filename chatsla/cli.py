@@ -457,6 +457,10 @@ def _worker_duration(value: str, name: str) -> int:
               help="Live mode: advance the watermark with the wall clock (off for historical backfills).")
 @click.option("--tick-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between the wall-clock ticks that move idle partitions' clocks in live mode.")
+@click.option("--checkpoint-idle", type=click.FloatRange(min=0.05), default=0.25,
+              show_default=True,
+              help="Seconds a partition's input must pause before its pending events are checkpointed and "
+                   "committed (they also are every 50,000 events and every 10 s).")
 @click.option("--policy", "policy_spec", envvar="CHATSLA_POLICY", multiple=True,
               help=POLICY_HELP + " Repeatable, one per model (chat sessions, Douyin tickets, AliExpress waits); "
                    "a model not named runs its platform's current bundled version.")
@@ -502,6 +506,7 @@ def worker(**kw: object) -> None:
         policies=tuple(kw["policy_spec"]), allowed_lateness_us=config.allowed_lateness,
         default_timezone=config.default_timezone, security=security, loglevel=kw["loglevel"],
         shop_metrics=kw["shop_metrics"], loop=kw["loop"], max_future_us=kw["max_future"],
+        checkpoint_idle=kw["checkpoint_idle"],
     )
     if kw["create_topics"]:
         try:

@@ -15,7 +15,6 @@ same policies, up to the same watermark.
 from __future__ import annotations
 
 import subprocess
-import threading
 
 import orjson
 import pytest
@@ -155,23 +154,19 @@ def test_r6_1_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(deployme
     seen = (0, 0, 0, 0)
     redo = []  # records of chatsla.events not yet committed at each kill: work the next owner redoes
     for part in thirds:
-        # Paced, so the worker is mid-stream when it is killed: a third produced at once was
-        # done and committed before the kill (a checkpoint follows a quarter-second pause and its
-        # offsets are committed at once), and the kills left nothing to recover.
-        feeding = threading.Thread(target=produce, args=(part, deployment.bootstrap, deployment.names),
-                                   kwargs={"rate": 1000.0})
-        feeding.start()
-        worker = deployment.start_worker(*store_args)
+        produce(part, deployment.bootstrap, deployment.names)
+        # A third is done within a second; its checkpoint then follows a quarter-second pause and
+        # its offsets are committed at once, so a kill after the progress check found nothing to
+        # recover. The killed workers wait a minute of quiet before checkpointing: each kill
+        # leaves everything since the last one uncommitted, for the next worker to redo.
+        worker = deployment.start_worker(*store_args, "--checkpoint-idle", "60")
         before = seen
-        try:
-            seen = wait_for(lambda: (n := progress(deployment)) and n[0] > before[0] + 200 and n[1] > before[1]
-                            and n[2] > before[2] and n[3] > before[3] and n, 180,
-                            "the worker making progress on sessions, tickets, waits and after-sales requests")
-            deployment.kill(worker)  # SIGKILL, mid-stream
-            redo.append(committed_lag(deployment.bootstrap, deployment.app_id, [deployment.names.events]))
-        finally:
-            feeding.join()
-    assert any(redo), f"no kill left uncommitted work to recover: {redo}"
+        seen = wait_for(lambda: (n := progress(deployment)) and n[0] > before[0] + 200 and n[1] > before[1]
+                        and n[2] > before[2] and n[3] > before[3] and n, 180,
+                        "the worker making progress on sessions, tickets, waits and after-sales requests")
+        deployment.kill(worker)  # SIGKILL, mid-stream
+        redo.append(committed_lag(deployment.bootstrap, deployment.app_id, [deployment.names.events]))
+    assert all(redo), f"a kill left no uncommitted work to recover: {redo}"
     deployment.start_worker(*store_args)
     finish_and_compare(deployment, records)
 
