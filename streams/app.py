@@ -256,13 +256,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # linger each goes out in its own produce request (a third of the worker's time went to
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
-        # Faust prefetches up to this many chatsla.events records per stream before the agent
-        # takes them. Its default, 4096, is sized for one event per record; ours are batch records
-        # of up to 256 KB, so in a backfill, with the router far ahead of the session agent, the
-        # prefetched backlog was most of the worker's memory (1.7 GB RSS for 0.5 GB of state in
-        # the 2.3M-event soak, growing with what the router had forwarded). 32 batch records are
-        # still tens of thousands of events waiting (BENCHMARKS.md, the backfill soak).
-        stream_buffer_maxsize=32,
         Monitor=_Monitor,
         TableManager=_TableManager,
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
