@@ -277,25 +277,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         shops=app.Table("shops", **table_opts),
         partitions=app.Table("partitions", **table_opts),
     )
-    commit_task: list[asyncio.Future] = []
-
-    def commit_now() -> None:
-        """Commit what the last checkpoint acknowledged without waiting for Faust's periodic
-        commit (every broker_commit_interval): offsets follow stored state within a round trip,
-        so a restart re-reads less, and a backfill's end is committed up to a second sooner
-        (issue #15). Not awaited (the agent goes on); one at a time; a failure is logged and the
-        periodic commit tries again."""
-        if commit_task and not commit_task[0].done():
-            return
-        commit_task[:] = [asyncio.ensure_future(app.consumer.commit())]
-        commit_task[0].add_done_callback(_commit_done)
-
-    def _commit_done(fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            log.warning("offset commit after a checkpoint failed (the periodic commit retries): %r", fut.exception())
-
     worker = Worker(settings, _FaustStore(app, tables, writer), _FaustProducer(app, writer, output_topics, dlqs),
-                    stopping=lambda: app.should_stop, committed=commit_now)
+                    stopping=lambda: app.should_stop)
     metrics = worker.metrics
     app.chatsla = {"runtimes": worker.runtimes, "settings": settings, "policy": worker.policy, "metrics": metrics,
                    "worker": worker}
@@ -414,9 +397,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     # after table recovery, for the current generation only (see _Monitor)
     app.monitor.after_rebalance = lambda: worker.serve_owned(app.consumer.assignment())  # type: ignore[attr-defined]
 
-    # twice per idle period: a paused partition is asked for its checkpoint between 1 and 1.5
-    # checkpoint_idle after its last record (was up to 2)
-    @app.timer(min(settings.checkpoint_interval, settings.checkpoint_idle) / 2)
+    @app.timer(min(settings.checkpoint_interval, settings.checkpoint_idle))
     async def request_checkpoints() -> None:
         """A flush record to each partition whose pending events wait for a checkpoint
         (:meth:`Worker.due_checkpoints`)."""

@@ -127,16 +127,12 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, store: Store, producer: Producer, clock: Clock | None = None,
                  *, policy: Policy | None = None, config: EngineConfig | None = None,
-                 stopping: Callable[[], bool] = lambda: False, policies: list | None = None,
-                 committed: Callable[[], None] | None = None) -> None:
+                 stopping: Callable[[], bool] = lambda: False, policies: list | None = None) -> None:
         """``policies`` (one per model, chat sessions first) and ``config`` default to what
         ``settings`` names (tests pass others; ``policy`` alone: a chat-only worker);
         ``stopping`` tells when the process is shutting down (its shops are then exported by
-        nobody: it may already have left the group). ``committed`` is called after a checkpoint
-        acknowledged its records, to have Kafka commit them now rather than at the consumer's
-        next periodic commit (it must not wait: the app schedules the commit)."""
+        nobody: it may already have left the group)."""
         self.settings = settings
-        self.committed = committed
         self.names = settings.topics
         self.store = store
         self.producer = producer
@@ -328,8 +324,6 @@ class Worker:
             return
         for ev in self.unacked.pop(p, ()):  # 5. only now may Kafka commit the input offsets
             ev.ack()
-        if self.committed is not None:  # and it may do so now: a restart re-reads less
-            self.committed()
         rt.pending_acks = 0
         self.last_checkpoint[p] = self.clock.monotonic()
         metrics = self.metrics

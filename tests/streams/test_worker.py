@@ -698,25 +698,3 @@ def test_each_checkpoint_exports_the_conversations_a_partition_holds() -> None:
     assert worker.metrics.registry.get_sample_value("chatsla_state_conversations", {"partition": str(P)}) == held
     worker.assigned([])
     assert worker.metrics.registry.get_sample_value("chatsla_state_conversations", {"partition": str(P)}) is None
-
-
-def test_a_checkpoint_asks_for_a_commit_once_its_records_are_acknowledged() -> None:
-    """Issue #15: offsets follow stored state without waiting for the consumer's periodic
-    commit. The hook runs after step 5 (every record of the checkpoint acknowledged), once per
-    checkpoint, never before an acknowledgement."""
-    async def go() -> tuple[list, Journal]:
-        broker, journal = Broker(), Journal()
-        calls: list = []
-        worker = Worker(SETTINGS, FakeStore(broker, journal), FakeProducer(broker, journal), FakeClock(),
-                        committed=lambda: (calls.append(len(journal.ops)), journal.do("commit")))
-        log = list(RECORDS)
-        await feed(worker, broker, log)
-        await drain(worker, broker, log)
-        return calls, journal
-    calls, journal = asyncio.run(go())
-    ops = [op[0] for op in journal.ops]
-    assert calls and ops.count("commit") == len(calls)
-    for i, op in enumerate(ops):
-        if op == "commit":  # right behind the acknowledgements of its checkpoint
-            assert ops[i - 1] == "ack"
-    assert ops[-1] == "commit"
