@@ -104,19 +104,6 @@ class _App(faust.App):
         web.blueprints = BlueprintManager([])
         return web
 
-    #: Services started with the app's own children (producer, consumer, tables), instead of
-    #: after table recovery as ``@app.service`` ones are. The router reads its own consumer group
-    #: and writes ``chatsla.events`` with its own producer; nothing it does waits for the session
-    #: agent's state, so it starts with the app: its group join and first fetches overlap Faust's
-    #: (issue #15: a worker, and a second worker joining, start about a second sooner).
-    early_services: list[type[mode.Service]]
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        for cls in getattr(self, "early_services", ()):
-            if not any(isinstance(c, cls) for c in self._children):
-                self.add_dependency(cls(loop=self.loop, beacon=self.beacon))
-
 
 class _TableManager(TableManager):
     """Faust's table manager without its start-up pause.
@@ -234,10 +221,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # on shutdown do not wait for every event to be acknowledged: events not yet covered by a
         # checkpoint are, by design, re-read by the next owner (at-least-once, deduplicated)
         stream_wait_empty=False,
-        # A member learns of a rebalance (another worker joining or leaving) at its next
-        # heartbeat: every second instead of every three makes each rebalance up to 2 s shorter
-        # (issue #15: two workers starting together went through two of them).
-        broker_heartbeat_interval=1.0,
+        broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         web_enabled=True,
         # web_host only names the worker in URLs; web_bind is the address the server listens on
@@ -324,6 +308,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
                     flush_dead_letters=lambda: app.producer.flush(), metrics=RouterMetrics(metrics.registry))
     app.chatsla["router"] = router
 
+    @app.service
     class _Router(mode.Service):
         """Starts the router with the app and stops it first: what it queued is delivered and
         committed (a crash instead: forwarded again by the next owner, deduplicated)."""
@@ -337,7 +322,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             router.consumer = consumer = AIOKafkaConsumer(
                 bootstrap_servers=settings.bootstrap, group_id=router_group(settings.app_id),
                 client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
-                session_timeout_ms=10_000, heartbeat_interval_ms=1_000,  # as the Faust app's (see above)
+                session_timeout_ms=10_000, heartbeat_interval_ms=3_000,  # as the Faust app's (see above)
                 **settings.security.aiokafka_kwargs())
             consumer.subscribe(list(names.inputs), listener=router)  # (aftersale.requests too: issue #14)
             await consumer.start()
@@ -364,8 +349,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
             if router.consumer is not None:
                 await router.consumer.stop()
             await router_writer.stop()
-
-    app.early_services = [_Router]
 
     @app.agent(events)
     async def sessions(stream: faust.StreamT) -> None:
