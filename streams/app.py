@@ -41,7 +41,6 @@ import faust
 import mode
 from aiokafka import AIOKafkaConsumer
 from faust.sensors import Monitor
-from faust.tables import TableManager
 from faust.types import TP
 from faust.web.base import BlueprintManager
 
@@ -103,27 +102,6 @@ class _App(faust.App):
         web = super()._new_web()
         web.blueprints = BlueprintManager([])
         return web
-
-
-class _TableManager(TableManager):
-    """Faust's table manager without its start-up pause.
-
-    ``TableManager.on_start`` sleeps one second before it registers the tables' changelog
-    channels, so that tables an app declares while it starts still make it in. chatsla declares
-    all three in :func:`create_app`, before the app starts, so the pause only delayed every
-    worker start and takeover by a second (an eighth of the 220k-event benchmark, issue #15).
-    Should a Faust release rename the step this relies on, Faust's own start (with its pause)
-    runs instead."""
-
-    async def on_start(self) -> None:
-        register = getattr(self, "_update_channels", None)
-        recovery = getattr(self, "recovery", None)
-        if register is None or recovery is None:
-            await super().on_start()
-            return
-        if not self.should_stop:
-            await register()
-            await recovery.start()
 
 
 class _FaustStore:
@@ -241,7 +219,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
         Monitor=_Monitor,
-        TableManager=_TableManager,
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
