@@ -44,6 +44,7 @@ from typing import ClassVar, Hashable
 from chatsla.core.calendar import month_bounds, month_bounds_of
 from chatsla.core.events import (AFTERSALE_REQUEST_TYPES, AftersaleRequest, ShopEvent, aftersale_from_list,
                                  aftersale_to_list)
+from chatsla.core.models.shops import ShopZones
 from chatsla.core.periods import DAY, WEEK, period_bounds, period_bounds_of
 from chatsla.core.policy import WorkingWindow
 from chatsla.core.rulesets import NONE, RuleSet, find_rule_set
@@ -148,7 +149,7 @@ class Tally:
         return t
 
 
-class Aftersale:
+class Aftersale(ShopZones):
     """The ``aftersale`` model (RULES R11). See the module docstring."""
 
     kind: ClassVar[str] = "aftersale"
@@ -376,21 +377,6 @@ class Aftersale:
 
         self.process, self.fire, self._tally = tracked_process, tracked_fire, tracked_tally  # type: ignore[method-assign]
 
-    @property
-    def dirty_parts_count(self) -> int:
-        return len(getattr(self, "_dirty", ()))
-
-    def mark_dirty_parts(self, keys: list[tuple]) -> None:
-        """Have the next :meth:`take_dirty_parts` include these keys (entries restored from a copy
-        the next checkpoint would otherwise drop)."""
-        self._dirty.update(keys)
-
-    def take_dirty_parts(self) -> list[tuple[tuple, list | None]]:
-        """``(key, entry or None)`` of every key changed since the last call, in key order."""
-        out = [(k, self.part(k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return out
-
     def part(self, key: tuple) -> list | int | None:
         """The stored entry of ``key`` now; None if it is gone (evicted, forgotten, matched)."""
         tag, shop = key[0], key[1]
@@ -537,29 +523,19 @@ class Aftersale:
         return self.period_record(p if p is not None else Tally(shop_id, kind, label, sub, start, end))
 
     # ------------------------------------------------------------ shop events, rule sets
-    def _shop_event(self, ev: ShopEvent, late: bool) -> None:
-        counts = self.host.lead is self
-        ids = self.shop_ids.setdefault(ev.shop_id, [])
-        if any(x[0] == ev.event_id for x in ids):
-            if counts:
-                self.counters["duplicate"] += 1
-            return
-        ids.append([ev.event_id, ev.t])
-        if len(ids) > self._max_ids:
-            del ids[0]
-        if counts:
-            self.counters["valid"] += 1
-            if late:
-                self.counters["late"] += 1
-        if ev.type == "timezone":
-            self.shop_tz[ev.shop_id] = ev.timezone  # type: ignore[assignment]
-        elif ev.type == "aftersale_rules":
+    def _shop_event(self, ev: ShopEvent, late: bool) -> bool:
+        """The shared handling (ids against copies, counting, the zone: ShopZones), then R11.2's
+        rule-set assignment."""
+        if not super()._shop_event(ev, late):
+            return False
+        if ev.type == "aftersale_rules":
             a = self.assigned.setdefault(ev.shop_id, [])
             a.append([ev.t, ev.event_id, ev.rules])
             a.sort()
             rs = self._rule_set(ev.rules)  # type: ignore[arg-type]
             if rs is not None:
                 self._note_windows(rs)
+        return True
 
     def _note_windows(self, rs: RuleSet) -> None:
         for rule in rs.rules:

@@ -1,4 +1,4 @@
-"""What ``service_tickets`` and ``im_waits`` share, written once (issue #12): a shop's zone from
+"""What ``service_tickets``, ``im_waits`` and ``aftersale`` share, written once (issue #12): a shop's zone from
 its shop events, the events' ids remembered against copies, and the dirty-key bookkeeping of
 their stored parts (streams/runtime.py stores both models the same way).
 
