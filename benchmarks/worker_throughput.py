@@ -41,6 +41,8 @@ def cpu_seconds(pid: int) -> float:
 
 CPU: dict[str, float] = {}
 STEADY: dict[str, float] = {}
+BROKER_CPU: dict[str, float] = {}  # the broker's CPU seconds during each job (it shares the 2 cores)
+BROKER_PID: list[int] = []
 
 
 def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, log: Path,
@@ -49,6 +51,7 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
     ``topic`` and, if ``then`` names a second (group, topic) (the chatsla worker's app group and
     chatsla.events), all of that one too. CPU time is the processes' sum."""
     t0 = time.monotonic()
+    broker0 = cpu_seconds(BROKER_PID[0]) if BROKER_PID else 0.0
     procs = [subprocess.Popen(cmd if i == 0 else _second(cmd), stdout=open(log.with_suffix(f".{i}.log") if i else log, "wb"),
                               stderr=subprocess.STDOUT, start_new_session=True) for i in range(copies)]
     proc = procs[0]
@@ -64,6 +67,8 @@ def timed(cmd: list[str], bootstrap: str, group: str, topic: str, total: int, lo
             time.sleep(0.05)  # polling the committed offsets
         elapsed = time.monotonic() - t0
         CPU[str(log)] = sum(cpu_seconds(p.pid) for p in procs)
+        if BROKER_PID:
+            BROKER_CPU[str(log)] = cpu_seconds(BROKER_PID[0]) - broker0
         if first is not None:  # the rate after start-up, partition assignment and table recovery
             STEADY[str(log)] = (total - first[1]) / (time.monotonic() - first[0])
         return elapsed
@@ -103,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="chatsla-bench-"))
     broker = BrokerConfig(port=free_port(), data_dir=tmp / "kafka", heap="1g")
-    start(broker)
+    BROKER_PID[:] = [start(broker)]
     try:
         tag = uuid.uuid4().hex[:6]
         names = TopicNames.prefixed(f"b{tag}.")
@@ -169,6 +174,11 @@ def main() -> None:
         if t_plain is not None:
             c_plain = CPU[str(tmp / "write.log")]
             print(f"plain {c_plain:.1f} s = {n / c_plain:,.0f} events per CPU-second; ratio {c_plain / c_worker:.2f}")
+        for key, t in (("worker", t_worker), *((("two", t_two),) if args.two else ())):
+            b = BROKER_CPU.get(str(tmp / f"{key}.log"))
+            if b is not None:  # what is left of the 2 cores for the workers
+                print(f"broker CPU during {key}: {b:.1f} s = {b / t:.2f} of a core; {key} processes "
+                      f"{CPU[str(tmp / f'{key}.log')] / t:.2f} of a core")
         print(f"load average at the end: {os.getloadavg()}")
     finally:
         stop(broker)
