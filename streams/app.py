@@ -41,6 +41,7 @@ import faust
 import mode
 from aiokafka import AIOKafkaConsumer
 from faust.sensors import Monitor
+from faust.tables import TableManager
 from faust.types import TP
 from faust.web.base import BlueprintManager
 
@@ -102,6 +103,27 @@ class _App(faust.App):
         web = super()._new_web()
         web.blueprints = BlueprintManager([])
         return web
+
+
+class _TableManager(TableManager):
+    """Faust's table manager without its start-up pause.
+
+    ``TableManager.on_start`` sleeps one second before it registers the tables' changelog
+    channels, so that tables an app declares while it starts still make it in. chatsla declares
+    all three in :func:`create_app`, before the app starts, so the pause only delayed every
+    worker start and takeover by a second (an eighth of the 220k-event benchmark, issue #15).
+    Should a Faust release rename the step this relies on, Faust's own start (with its pause)
+    runs instead."""
+
+    async def on_start(self) -> None:
+        register = getattr(self, "_update_channels", None)
+        recovery = getattr(self, "recovery", None)
+        if register is None or recovery is None:
+            await super().on_start()
+            return
+        if not self.should_stop:
+            await register()
+            await recovery.start()
 
 
 class _FaustStore:
@@ -199,7 +221,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # on shutdown do not wait for every event to be acknowledged: events not yet covered by a
         # checkpoint are, by design, re-read by the next owner (at-least-once, deduplicated)
         stream_wait_empty=False,
-        broker_heartbeat_interval=3.0,
+        # A member learns that its group is rebalancing (a worker joining or leaving) at its next
+        # heartbeat: every second instead of every three makes each rebalance, and so each
+        # scale-out, takeover and start of a second worker, up to 2 s shorter (issue #15)
+        broker_heartbeat_interval=1.0,
         table_standby_replicas=0,
         web_enabled=True,
         # web_host only names the worker in URLs; web_bind is the address the server listens on
@@ -218,7 +243,15 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # linger each goes out in its own produce request (a third of the worker's time went to
         # socket writes). Checkpoints flush explicitly, so this adds no delay to commits.
         producer_linger_ms=5,
+        # Faust prefetches up to this many chatsla.events records per stream before the agent
+        # takes them. Its default, 4096, is sized for one event per record; ours are batch records
+        # of up to 256 KB, so in a backfill, with the router far ahead of the session agent, the
+        # prefetched backlog was most of the worker's memory (1.7 GB RSS for 0.5 GB of state in
+        # the 2.3M-event soak, growing with what the router had forwarded). 32 batch records are
+        # still tens of thousands of events waiting (BENCHMARKS.md, the backfill soak).
+        stream_buffer_maxsize=32,
         Monitor=_Monitor,
+        TableManager=_TableManager,
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -299,7 +332,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             router.consumer = consumer = AIOKafkaConsumer(
                 bootstrap_servers=settings.bootstrap, group_id=router_group(settings.app_id),
                 client_id=f"{settings.app_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
-                session_timeout_ms=10_000, heartbeat_interval_ms=3_000,  # as the Faust app's (see above)
+                session_timeout_ms=10_000, heartbeat_interval_ms=1_000,  # as the Faust app's (see above)
                 **settings.security.aiokafka_kwargs())
             consumer.subscribe(list(names.inputs), listener=router)  # (aftersale.requests too: issue #14)
             await consumer.start()
