@@ -105,6 +105,9 @@ class _App(faust.App):
         return web
 
 
+PREFETCH_RECORDS = 128  # chatsla.events records a stream buffers (see create_app)
+
+
 class _TableManager(TableManager):
     """Faust's table manager without its start-up pause.
 
@@ -246,10 +249,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # Faust prefetches up to this many chatsla.events records per stream before the agent
         # takes them. Its default, 4096, is sized for one event per record; ours are batch records
         # of up to 256 KB, so in a backfill, with the router far ahead of the session agent, the
-        # prefetched backlog was most of the worker's memory (1.7 GB RSS for 0.5 GB of state in
-        # the 2.3M-event soak, growing with what the router had forwarded). 32 batch records are
-        # still tens of thousands of events waiting (BENCHMARKS.md, the backfill soak).
-        stream_buffer_maxsize=32,
+        # prefetched backlog was most of the worker's memory (1.7 GB RSS and rising in the
+        # 2.3M-event soak). Not much smaller, though: once a stream's buffer passes 4/5 of this,
+        # Faust stops fetching its partitions until it drains to 2/5, and when every partition is
+        # stopped its fetch loop sleeps a whole second before it looks again. With 32 the 13
+        # records left lasted about 0.4 s, so the agent sat idle for the rest of each second
+        # (two workers took 9-10 s on the benchmark instead of 7). 128 leaves about 50 full batch
+        # records, near two seconds of work, and holds at most ~40 MB (BENCHMARKS.md).
+        stream_buffer_maxsize=PREFETCH_RECORDS,
         Monitor=_Monitor,
         TableManager=_TableManager,
         **settings.security.faust_settings(),  # -X connection tuning (streams/kafka_properties.py)
