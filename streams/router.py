@@ -150,6 +150,8 @@ class Consumer(Protocol):
 
     def pause(self, *partitions: Any) -> None: ...
 
+    def seek(self, partition: Any, offset: int) -> None: ...
+
     def resume(self, *partitions: Any) -> None: ...
 
 
@@ -209,9 +211,33 @@ class Router(ConsumerRebalanceListener):
         if any(self._held.values()):  # look again soon: held records may settle without new input
             timeout_ms = min(timeout_ms, 50)
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
-        if generation != self.generation:  # revoked while the fetch was being handed over
+        if generation != self.generation:  # a rebalance while the fetch was waiting
+            self._put_back(fetched)
             return 0
         return self.forward(fetched)
+
+    def _put_back(self, fetched: Mapping[Any, list]) -> None:
+        """A fetch that straddled a rebalance is not routed: this loop's view of the partitions
+        (held records, positions) was reset by the revocation. Its records are not dropped
+        either. aiokafka waits for the new assignment before it hands records out and moves the
+        consumer's position past them, so they were read for the new owner, this worker: left
+        there, a partition given back to it resumed after them and they were never forwarded,
+        and once later records were, their offsets were committed past them (issue #15: two
+        workers starting together lost the tail of two input partitions). Each partition still
+        assigned is sought back to the first record of the fetch, so the next fetch hands the
+        same records out again; one assigned elsewhere is read by its new owner from the
+        committed offset."""
+        consumer = self.consumer
+        assert consumer is not None
+        for tp, msgs in fetched.items():
+            if not msgs:
+                continue
+            try:
+                consumer.seek(tp, msgs[0].offset)
+            except (IllegalStateError, AssertionError):  # not ours any more: its new owner reads it
+                continue
+            log.info("router: a fetch of %s/%d from offset %d crossed a rebalance; read again",
+                     tp[0], tp[1], msgs[0].offset)
 
     def forward(self, fetched: Mapping[Any, list]) -> int:
         """Take one fetch, route what may go now (:meth:`_releasable`) and queue its batch

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
+from aiokafka.errors import IllegalStateError
 
 from chatsla.streams.codec import decode_internal
 from chatsla.streams.router import OffsetBook, Router
@@ -52,6 +53,7 @@ class FakeConsumer:
         self.commits: list[dict] = []
         self.paused: set = set()
         self.start: dict = {}  # committed offsets (where a partition's reading starts)
+        self.seeks: list[tuple] = []
 
     async def getmany(self, *partitions, timeout_ms: int = 0, max_records=None) -> dict:
         await asyncio.sleep(0)
@@ -71,6 +73,11 @@ class FakeConsumer:
 
     def pause(self, *tps) -> None:
         self.paused.update(tps)
+
+    def seek(self, tp, offset: int) -> None:
+        if tp not in self.assigned:
+            raise IllegalStateError(f"{tp} is not assigned")
+        self.seeks.append((tp, offset))
 
     def resume(self, *tps) -> None:
         self.paused.difference_update(tps)
@@ -213,9 +220,41 @@ def test_revocation_delivers_and_commits_what_was_queued_then_drops_a_late_fetch
             await router.on_partitions_revoked([CHAT0])  # the rebalance runs while the loop waits
             return stale
         consumer.getmany = late_getmany  # type: ignore[method-assign]
+        consumer.assigned.clear()  # the partition went to another worker
         assert await router.step() == 0
         await settle()
         assert routed_ids(writer, acked=False) == ["e0"] and consumer.commits == [{CHAT0: 1}]
+        assert consumer.seeks == []  # its new owner reads it from the committed offset
+
+    asyncio.run(run())
+
+
+def test_a_fetch_that_crosses_a_rebalance_giving_the_partition_back_is_read_again_not_lost() -> None:
+    """Issue #15, found with two workers starting together: aiokafka hands a fetch out only
+    once the new assignment is in place, and moves the position past its records. The router
+    ignored a fetch that crossed a rebalance, so when the partition came back to the same worker
+    those records were never forwarded: the tail of two input partitions stayed unrouted and
+    uncommitted, and any later record's commit would have gone past them. The fetch is sought
+    back instead; the next one hands the same records out, and they are routed and committed."""
+    async def run() -> None:
+        consumer, writer = FakeConsumer({CHAT0}), FakeWriter()
+        router = make_router(consumer, writer)
+        writer.gate.set()
+        consumer.high[CHAT0] = 2
+        refetched = {CHAT0: [rec(CHAT0, 0, msg("c", "buyer", at(), eid="e0"), 1),
+                             rec(CHAT0, 1, msg("c", "seller", at(m=1), eid="e1"), 2)]}
+
+        async def crossing_getmany(*a, **k):
+            await router.on_partitions_revoked([CHAT0])  # the rebalance; CHAT0 assigned back
+            return refetched
+        consumer.getmany = crossing_getmany  # type: ignore[method-assign]
+        assert await router.step() == 0
+        assert consumer.seeks == [(CHAT0, 0)]  # put back where the fetch began
+        del consumer.getmany  # the class's: the queued fetches
+        consumer.fetches.append(refetched)  # what the consumer hands out after the seek
+        assert await router.step() == 2
+        await settle()
+        assert routed_ids(writer) == ["e0", "e1"] and consumer.commits[-1] == {CHAT0: 2}
 
     asyncio.run(run())
 
