@@ -278,8 +278,22 @@ def create_app(settings: WorkerSettings) -> faust.App:
         shops=app.Table("shops", **table_opts),
         partitions=app.Table("partitions", **table_opts),
     )
+    async def rewind(p: int, offset: int, arrived: int) -> int | None:
+        """Seek ``chatsla.events`` partition ``p`` back to ``offset`` (:meth:`Worker._skipped_ahead`).
+        Faust's ``seek`` also lowers its own mark of what it has read, which would otherwise
+        drop the records again. A partition no longer assigned is left alone: its next owner
+        reads it from the committed offset, and the record that arrived is dropped."""
+        tp = TP(names.events, p)
+        if tp not in app.consumer.assignment():
+            return offset
+        start = max(offset, (await app.consumer.earliest_offsets(tp)).get(tp) or 0)
+        if start >= arrived:
+            return None
+        await app.consumer.seek(tp, start)
+        return start
+
     worker = Worker(settings, _FaustStore(app, tables, writer), _FaustProducer(app, writer, output_topics, dlqs),
-                    stopping=lambda: app.should_stop)
+                    stopping=lambda: app.should_stop, rewind=rewind)
     metrics = worker.metrics
     app.chatsla = {"runtimes": worker.runtimes, "settings": settings, "policy": worker.policy, "metrics": metrics,
                    "worker": worker}

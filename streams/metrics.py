@@ -523,6 +523,8 @@ class WorkerMetrics:
                               "(issue #10 finding 2).", ["reason"], registry=r)
         self.rejected_ticks = Counter("chatsla_rejected_ticks", "Ticks ignored for being more than --max-future "
                                       "ahead of this worker's wall clock.", registry=r)
+        self.rewinds = Counter("chatsla_events_rewinds", "Times a chatsla.events partition was read again because "
+                               "the consumer skipped records (issue #15).", registry=r)
         self.opened = Counter("chatsla_sessions_opened", "Sessions opened (R2.1).", registry=r)
         self.closed = Counter("chatsla_sessions_closed", "Sessions closed by reason (R2.4).", ["reason"], registry=r)
         self.watermark = Gauge("chatsla_watermark_timestamp_seconds", "Event-time watermark (R6.2).", ["partition"], registry=r)

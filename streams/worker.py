@@ -35,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Callable, Hashable, Iterable, Mapping, Protocol
+from typing import Awaitable, Callable, Hashable, Iterable, Mapping, Protocol
 
 from chatsla.core.engine import EngineConfig
 from chatsla.core.events import Invalid
@@ -111,6 +111,12 @@ class Clock(Protocol):
     def wall_us(self) -> int: ...
 
 
+# ``rewind(partition, offset, arrived)``: read ``partition`` again from ``offset`` (or from the
+# log's start, if later); returns where it reads from, or None if that is not before ``arrived``
+# (the records between are gone), and then nothing is read again.
+Rewind = Callable[[int, int, int], Awaitable["int | None"]]
+
+
 class SystemClock:
     """The process's clocks (``streams/clock.py`` is the one wall-clock reading)."""
 
@@ -127,11 +133,13 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, store: Store, producer: Producer, clock: Clock | None = None,
                  *, policy: Policy | None = None, config: EngineConfig | None = None,
-                 stopping: Callable[[], bool] = lambda: False, policies: list | None = None) -> None:
+                 stopping: Callable[[], bool] = lambda: False, policies: list | None = None,
+                 rewind: Rewind | None = None) -> None:
         """``policies`` (one per model, chat sessions first) and ``config`` default to what
         ``settings`` names (tests pass others; ``policy`` alone: a chat-only worker);
         ``stopping`` tells when the process is shutting down (its shops are then exported by
-        nobody: it may already have left the group)."""
+        nobody: it may already have left the group); ``rewind`` reads a partition again from
+        an offset when the consumer skipped records (:meth:`handle`; None: not checked)."""
         self.settings = settings
         self.names = settings.topics
         self.store = store
@@ -159,6 +167,10 @@ class Worker:
         self.rebalanced = False  # the last rebalance is complete and the owned partitions loaded
         self.position: dict[TopicPartition, int] = {}  # offset after the last record taken (consumer lag)
         self.unacked: dict[int, list[Ack]] = defaultdict(list)  # taken, not yet covered by a checkpoint
+        self.rewind = rewind
+        # per owned partition, the offset of the next record the state needs (gap check, handle)
+        self.expected: dict[int, int] = {}
+        self.rewinding: dict[int, int] = {}  # partition -> offset it is being read again from
         self.flush_requested: set[int] = set()
         self.last_checkpoint: dict[int, float] = defaultdict(float)
         self.last_event: dict[int, float] = defaultdict(float)  # when the session agent last took a record
@@ -245,12 +257,14 @@ class Worker:
         effects. A poison record goes to the DLQ (the good items of a batch are applied); any
         other exception is a bug or a failed delivery, and the caller stops the worker
         (crash-only: the state here may be ahead of what is stored)."""
-        self.position[(msg.topic, msg.partition)] = msg.offset + 1
         p = msg.partition
-        now = self.last_event[p] = self.clock.monotonic()
         rt = self.runtimes.get(p)
         if rt is None:
             rt = self.load(p, f"first offset {msg.offset}")
+        if self.rewind is not None and await self._skipped_ahead(p, msg.offset):
+            return  # never acknowledged: its offset is not committed, and it comes again
+        self.position[(msg.topic, msg.partition)] = msg.offset + 1
+        now = self.last_event[p] = self.clock.monotonic()
         value = msg.value if msg.value is not None else b""  # a null value is poison too
         try:
             # Batch records (nearly all) go straight to the engine. The others are ticks, flush
@@ -283,11 +297,48 @@ class Worker:
             await self.checkpoint(p, rt)
         self.flush_requested.discard(p)
 
+    async def _skipped_ahead(self, p: int, offset: int) -> bool:
+        """True if the record at ``offset`` must be dropped because records before it that the
+        state needs were not delivered; the partition is then read again from the first of them.
+
+        A partition's records must reach the engine without a hole: from the stored meta's
+        offset (or the log's start), one after the other (a record before that is already in
+        the state and is skipped, module ``runtime``). Faust can break this across a
+        rebalance: it drops every record below the highest offset its fetch loop last passed
+        through, and a fetch in flight while the group rebalances can leave that mark ahead of
+        the committed offset the partition restarts from (issue #15: with input arriving while
+        a second worker joined, a partition handed back to the same worker lost tens of
+        records, silently, and their offsets were committed by the ones after them). So the
+        worker checks every offset and, on a hole, seeks back; records after the hole that were
+        already fetched are dropped unacknowledged until the first missing one arrives."""
+        expected = self.expected.get(p, 0)
+        since = self.rewinding.get(p)
+        if since is not None:
+            if offset > since:
+                return True
+            del self.rewinding[p]
+        elif offset > expected:
+            since = await self.rewind(p, expected, offset)  # type: ignore[misc]
+            if since is not None:
+                log.warning("partition %d: record %d arrived where %d was due; reading again from %d",
+                            p, offset, expected, since)
+                self.metrics.rewinds.inc()
+                self.rewinding[p] = since
+                return True
+            # the records between are gone from the log (retention): nothing to read again
+            log.warning("partition %d: records %d to %d are no longer in the log; continuing from %d",
+                        p, expected, offset - 1, offset)
+        if offset >= expected:
+            self.expected[p] = offset + 1
+        return False
+
     def load(self, p: int, why: str) -> PartitionRuntime:
         """Rebuild partition ``p``'s engine from the (recovered) tables and start serving it."""
         rt = self.runtimes[p] = PartitionRuntime.load(p, self.policy, self.config, self.sources, self.store.tables,
                                                       self.other_policies)
         rt.observer = self._observe
+        self.expected[p] = rt.next_offset or 0
+        self.rewinding.pop(p, None)
         self.last_checkpoint[p] = self.clock.monotonic()
         self.metrics.account(p, rt.engine.stats)
         log.info("partition %d: state loaded (%d conversations, watermark %s), %s",
@@ -400,6 +451,8 @@ class Worker:
             self.metrics.forget(p)
 
     def _drop(self, p: int) -> None:
+        self.expected.pop(p, None)
+        self.rewinding.pop(p, None)
         rt = self.runtimes.pop(p, None)
         if rt is not None:
             self.views.drop(rt.engine.shops)

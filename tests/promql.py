@@ -79,6 +79,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "chatsla_dlq_topic_records": ("topic",),
     "chatsla_poison_records_total": ("reason",),
     "chatsla_rejected_ticks_total": (),
+    "chatsla_events_rewinds_total": (),
     "chatsla_view_errors_total": (),
     "chatsla_watermark_timestamp_seconds": ("partition",),
     "chatsla_watermark_lag_seconds": ("partition",),
