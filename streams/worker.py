@@ -168,7 +168,9 @@ class Worker:
         self.position: dict[TopicPartition, int] = {}  # offset after the last record taken (consumer lag)
         self.unacked: dict[int, list[Ack]] = defaultdict(list)  # taken, not yet covered by a checkpoint
         self.rewind = rewind
-        # per owned partition, the offset of the next record the state needs (gap check, handle)
+        # per owned partition, the offset after the last record taken in order (gap check, handle).
+        # Not the runtime's next_offset: that one stays put on a record the engine never applies
+        # (wholly poison, a rejected tick), which is no hole and must not be read again.
         self.expected: dict[int, int] = {}
         self.rewinding: dict[int, int] = {}  # partition -> offset it is being read again from
         self.flush_requested: set[int] = set()
@@ -311,7 +313,7 @@ class Worker:
         records, silently, and their offsets were committed by the ones after them). So the
         worker checks every offset and, on a hole, seeks back; records after the hole that were
         already fetched are dropped unacknowledged until the first missing one arrives."""
-        expected = self.expected.get(p, 0)
+        expected = self.expected[p]  # set by load, which handle has called
         since = self.rewinding.get(p)
         if since is not None:
             if offset > since:
@@ -338,7 +340,6 @@ class Worker:
                                                       self.other_policies)
         rt.observer = self._observe
         self.expected[p] = rt.next_offset or 0
-        self.rewinding.pop(p, None)
         self.last_checkpoint[p] = self.clock.monotonic()
         self.metrics.account(p, rt.engine.stats)
         log.info("partition %d: state loaded (%d conversations, watermark %s), %s",
